@@ -1,0 +1,201 @@
+/**
+ * Typed settings for one keygate deployment stage. Every difference between dev, staging and prod
+ * lives in a value of this type (cdk/config/dev.ts, staging.ts, prod.ts); constructs receive these
+ * settings as props and never read the process environment.
+ */
+
+/** The stages, in promotion order. */
+export const STAGE_NAMES = ['dev', 'staging', 'prod'] as const;
+export type StageName = (typeof STAGE_NAMES)[number];
+
+/** The Lambda functions, one binary each (names are the cargo binary names of the contract). */
+export const FUNCTION_NAMES = [
+  'register',
+  'login',
+  'refresh',
+  'logout',
+  'logout-all',
+  'change-password',
+  'me',
+  'well-known',
+  'rotate-keys',
+] as const;
+export type FunctionName = (typeof FUNCTION_NAMES)[number];
+
+/** The functions behind the API (every function but the rotation function). */
+export type ApiFunctionName = Exclude<FunctionName, 'rotate-keys'>;
+
+/** Functions that can carry provisioned concurrency on their `live` alias. */
+export type WarmFunctionName = 'login' | 'refresh';
+
+/** Where a stage is deployed. */
+export interface DeploymentTarget {
+  /**
+   * AWS account id. Undefined: the stack is account-agnostic and lands in the account of the
+   * credentials that deploy it (a direct `cdk deploy`) or in the pipeline's own account.
+   */
+  readonly account?: string;
+  /** AWS region, always explicit (the WAF web ACL, the alarms and the pipeline need it). */
+  readonly region: string;
+}
+
+/** Capacity of one direction (read or write) of a provisioned table. */
+export interface ProvisionedCapacity {
+  readonly min: number;
+  readonly max: number;
+  /** Target utilisation for auto scaling, in percent (20-90). */
+  readonly targetUtilizationPercent: number;
+}
+
+export type TableBilling =
+  | { readonly mode: 'PAY_PER_REQUEST' }
+  | { readonly mode: 'PROVISIONED'; readonly read: ProvisionedCapacity; readonly write: ProvisionedCapacity };
+
+export interface TableSettings {
+  readonly billing: TableBilling;
+  /**
+   * AWS_MANAGED: the account's aws/dynamodb key. CUSTOMER_MANAGED: a dedicated KMS key for the
+   * table, with rotation, created by the stack.
+   */
+  readonly encryption: 'AWS_MANAGED' | 'CUSTOMER_MANAGED';
+  readonly pointInTimeRecovery: boolean;
+  readonly deletionProtection: boolean;
+}
+
+export type SigningAlgorithm = 'ES256' | 'RS256' | 'EdDSA' | 'HS256';
+export type PasswordCharacterClass = 'lower' | 'upper' | 'digit' | 'symbol';
+
+/** Token and password policy, passed to the functions as KEYGATE_* environment variables. */
+export interface AuthSettings {
+  /** JWT `aud`. */
+  readonly audience: string;
+  /**
+   * Issuer URL (`iss`). Undefined: the API's own base URL
+   * https://<restApiId>.execute-api.<region>.<urlSuffix>/<apiStageName>.
+   */
+  readonly issuer?: string;
+  readonly signingAlgorithm: SigningAlgorithm;
+  /** At most 900 (the functions refuse more). */
+  readonly accessTokenTtlSeconds: number;
+  readonly refreshFamilyTtlSeconds: number;
+  readonly refreshReuseGraceSeconds: number;
+  readonly passwordMinLength: number;
+  /** At least 64. */
+  readonly passwordMaxLength: number;
+  readonly passwordRequireClasses: readonly PasswordCharacterClass[];
+  readonly keyCacheTtlSeconds: number;
+}
+
+export interface KeySettings {
+  /** Days between automatic rotations of the signing-key secret. */
+  readonly rotationDays: number;
+}
+
+export interface FunctionSettings {
+  /** X86_64 by default: CI builds x86_64 only. */
+  readonly architecture: 'X86_64' | 'ARM_64';
+  /** Memory in MB for each function. */
+  readonly memoryMb: Readonly<Record<FunctionName, number>>;
+  readonly timeoutSeconds: number;
+  /** RUST_LOG. */
+  readonly logLevel: string;
+}
+
+export interface CorsSettings {
+  /** Allowed origins; an empty list turns CORS preflight handling off. */
+  readonly allowOrigins: readonly string[];
+  readonly maxAgeSeconds: number;
+}
+
+export interface ApiSettings {
+  /** API Gateway stage name; the last segment of the base URL and of the default issuer. */
+  readonly stageName: string;
+  /** Stage-wide steady-state request rate (requests per second). */
+  readonly throttleRateLimit: number;
+  /** Stage-wide burst. */
+  readonly throttleBurstLimit: number;
+  readonly cors: CorsSettings;
+}
+
+export interface WafSettings {
+  /**
+   * Requests per source IP to /auth/login and /auth/register per evaluation window before the
+   * rate-based rule blocks that IP (WAF minimum 10).
+   */
+  readonly authRateLimit: number;
+  /** Rate-based rule evaluation window in seconds (60, 120, 300 or 600). */
+  readonly authRateWindowSeconds: 60 | 120 | 300 | 600;
+}
+
+/** Provisioned concurrency of one warm function. */
+export interface WarmCapacity {
+  /** Provisioned concurrency during business hours. */
+  readonly businessHours: number;
+  /** Provisioned concurrency outside business hours (0 allowed). */
+  readonly offHours: number;
+}
+
+export type ConcurrencySettings =
+  | { readonly enabled: false }
+  | {
+      readonly enabled: true;
+      /** IANA time zone the schedule is written in, e.g. Europe/Berlin. */
+      readonly timeZone: string;
+      /** Hour (0-23, local time) business hours start on weekdays. */
+      readonly businessHoursStart: number;
+      /** Hour (0-23, local time) business hours end on weekdays. */
+      readonly businessHoursEnd: number;
+      readonly capacity: Readonly<Record<WarmFunctionName, WarmCapacity>>;
+    };
+
+export interface AlarmThresholds {
+  /** API 5XXError average over 5 minutes, in percent of requests. */
+  readonly api5xxRatePercent: number;
+  /** API p95 latency over 5 minutes, milliseconds. */
+  readonly apiP95LatencyMs: number;
+  /** LoginFailed count per 5 minutes. */
+  readonly loginFailedPer5Minutes: number;
+  /** RefreshReuseDetected count per 5 minutes (1: any detection alarms). */
+  readonly refreshReusePer5Minutes: number;
+  /** Lambda Errors per function per 5 minutes. */
+  readonly lambdaErrorsPer5Minutes: number;
+  /** Lambda Throttles per function per 5 minutes. */
+  readonly lambdaThrottlesPer5Minutes: number;
+  /** DynamoDB throttled requests per 5 minutes. */
+  readonly dynamoThrottlesPer5Minutes: number;
+}
+
+export interface ObservabilitySettings {
+  /** Optional email address subscribed to the alarm topic. */
+  readonly alarmEmail?: string;
+  readonly alarms: AlarmThresholds;
+}
+
+export interface StageSettings {
+  readonly stageName: StageName;
+  /** CloudFormation stack name of the service stack. */
+  readonly stackName: string;
+  readonly target: DeploymentTarget;
+  /**
+   * Production-grade data handling: table, keys, secret and log groups are RETAINed when the
+   * stack is deleted (the table also carries deletion protection from `table`).
+   */
+  readonly retainData: boolean;
+  /** CloudWatch Logs retention in days (function logs, API access logs, WAF logs). */
+  readonly logRetentionDays: 30 | 60 | 90 | 120 | 180 | 365;
+  readonly table: TableSettings;
+  readonly keys: KeySettings;
+  readonly auth: AuthSettings;
+  readonly functions: FunctionSettings;
+  readonly api: ApiSettings;
+  readonly waf: WafSettings;
+  readonly concurrency: ConcurrencySettings;
+  readonly observability: ObservabilitySettings;
+  /** Tags on every resource of the stage. */
+  readonly tags: Readonly<Record<string, string>>;
+}
+
+/** CloudWatch namespace of the functions' EMF metrics (contract: Keygate/<stageName>). */
+export function metricsNamespace(stage: StageName): string {
+  return `Keygate/${stage}`;
+}

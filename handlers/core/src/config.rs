@@ -1,0 +1,320 @@
+//! Configuration shared by every shell: the local server reads these settings from flags or the
+//! environment, the Lambda functions from the environment. One table ([`AUTH_SETTINGS`]) names them.
+
+use std::fmt;
+
+use crate::keys::SigningAlgorithm;
+use crate::password::{CharClass, HashingParams, PasswordPolicy};
+
+/// One configurable value: its environment variable, the matching flag of the local server, its
+/// default and a line of help.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub env: &'static str,
+    pub flag: &'static str,
+    pub default: Option<&'static str>,
+    pub help: &'static str,
+}
+
+pub const ISSUER: Setting = Setting {
+    env: "KEYGATE_ISSUER",
+    flag: "issuer",
+    default: None,
+    help: "Issuer URL put in `iss` and the discovery document (the local server defaults to http://ADDR)",
+};
+pub const AUDIENCE: Setting = Setting {
+    env: "KEYGATE_AUDIENCE",
+    flag: "audience",
+    default: Some("keygate"),
+    help: "Audience put in `aud` and required on verification",
+};
+pub const ACCESS_TOKEN_TTL: Setting = Setting {
+    env: "KEYGATE_ACCESS_TOKEN_TTL_SECONDS",
+    flag: "access-token-ttl-seconds",
+    default: Some("900"),
+    help: "Access-token lifetime in seconds (1-900)",
+};
+pub const REFRESH_FAMILY_TTL: Setting = Setting {
+    env: "KEYGATE_REFRESH_FAMILY_TTL_SECONDS",
+    flag: "refresh-family-ttl-seconds",
+    default: Some("2592000"),
+    help: "Absolute lifetime of a refresh-token family in seconds; rotation does not extend it (300-31536000)",
+};
+pub const REFRESH_REUSE_GRACE: Setting = Setting {
+    env: "KEYGATE_REFRESH_REUSE_GRACE_SECONDS",
+    flag: "refresh-reuse-grace-seconds",
+    default: Some("10"),
+    help: "Window in which replaying the immediate parent of a live refresh token is refused without revoking the family (0-60)",
+};
+pub const SIGNING_ALG: Setting = Setting {
+    env: "KEYGATE_SIGNING_ALG",
+    flag: "signing-alg",
+    default: Some("ES256"),
+    help: "Access-token signing algorithm: ES256, RS256, EdDSA, or HS256 (explicit opt-in: no public JWKS)",
+};
+pub const PASSWORD_MIN_LENGTH: Setting = Setting {
+    env: "KEYGATE_PASSWORD_MIN_LENGTH",
+    flag: "password-min-length",
+    default: Some("15"),
+    help: "Minimum password length in characters (8-64; NIST SP 800-63B-4 asks 15 for single-factor)",
+};
+pub const PASSWORD_MAX_LENGTH: Setting = Setting {
+    env: "KEYGATE_PASSWORD_MAX_LENGTH",
+    flag: "password-max-length",
+    default: Some("128"),
+    help: "Maximum password length in characters (64-256); passwords are also capped at 1024 bytes",
+};
+pub const PASSWORD_REQUIRE_CLASSES: Setting = Setting {
+    env: "KEYGATE_PASSWORD_REQUIRE_CLASSES",
+    flag: "password-require-classes",
+    default: Some(""),
+    help: "Comma-separated character classes a password must contain: lower, upper, digit, symbol (default none)",
+};
+pub const ARGON2_MEMORY_KIB: Setting = Setting {
+    env: "KEYGATE_ARGON2_MEMORY_KIB",
+    flag: "argon2-memory-kib",
+    default: Some("19456"),
+    help: "argon2id memory cost in KiB (at least 19456, OWASP)",
+};
+pub const ARGON2_ITERATIONS: Setting = Setting {
+    env: "KEYGATE_ARGON2_ITERATIONS",
+    flag: "argon2-iterations",
+    default: Some("2"),
+    help: "argon2id time cost (at least 2)",
+};
+pub const ARGON2_PARALLELISM: Setting = Setting {
+    env: "KEYGATE_ARGON2_PARALLELISM",
+    flag: "argon2-parallelism",
+    default: Some("1"),
+    help: "argon2id lanes (at least 1)",
+};
+pub const LOGIN_FREE_ATTEMPTS: Setting = Setting {
+    env: "KEYGATE_LOGIN_FREE_ATTEMPTS",
+    flag: "login-free-attempts",
+    default: Some("5"),
+    help: "Failed logins an account may have before each further failure opens a growing delay window",
+};
+pub const LOGIN_MAX_DELAY: Setting = Setting {
+    env: "KEYGATE_LOGIN_MAX_DELAY_SECONDS",
+    flag: "login-max-delay-seconds",
+    default: Some("900"),
+    help: "Upper bound of the failed-login delay window in seconds (1-86400)",
+};
+pub const CLOCK_LEEWAY: Setting = Setting {
+    env: "KEYGATE_CLOCK_LEEWAY_SECONDS",
+    flag: "clock-leeway-seconds",
+    default: Some("30"),
+    help: "Clock-skew leeway when verifying exp and nbf (0-120)",
+};
+
+/// Every setting of the core, in the order `--help` lists them.
+pub const AUTH_SETTINGS: &[Setting] = &[
+    ISSUER,
+    AUDIENCE,
+    ACCESS_TOKEN_TTL,
+    REFRESH_FAMILY_TTL,
+    REFRESH_REUSE_GRACE,
+    SIGNING_ALG,
+    PASSWORD_MIN_LENGTH,
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_REQUIRE_CLASSES,
+    ARGON2_MEMORY_KIB,
+    ARGON2_ITERATIONS,
+    ARGON2_PARALLELISM,
+    LOGIN_FREE_ATTEMPTS,
+    LOGIN_MAX_DELAY,
+    CLOCK_LEEWAY,
+];
+
+/// A setting that is missing or out of range; names the variable so the fix is obvious.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: &Setting, message: impl Into<String>) -> Self {
+        Self { variable: setting.env, message: message.into() }
+    }
+}
+
+/// How failed logins slow an account down: after `free_attempts` failures, each further failure
+/// opens a window of 1, 2, 4, ... seconds (capped at `max_delay_secs`) in which every login is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginThrottle {
+    pub free_attempts: u32,
+    pub max_delay_secs: u64,
+}
+
+impl LoginThrottle {
+    /// The delay window opened by the `failures`-th consecutive failure, in milliseconds.
+    pub fn delay_ms(&self, failures: u32) -> i64 {
+        if failures <= self.free_attempts {
+            return 0;
+        }
+        let exponent = (failures - self.free_attempts - 1).min(30);
+        let secs = (1u64 << exponent).min(self.max_delay_secs);
+        secs as i64 * 1000
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_family_ttl_secs: u64,
+    pub refresh_reuse_grace_secs: u64,
+    pub signing_alg: SigningAlgorithm,
+    pub password_policy: PasswordPolicy,
+    pub hashing: HashingParams,
+    pub throttle: LoginThrottle,
+    pub leeway_secs: u64,
+}
+
+/// Reads one setting through `lookup` (falling back to its default) and parses it.
+pub fn read_setting<T, F>(lookup: &F, setting: &Setting, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError>
+where
+    F: Fn(&str) -> Option<String>,
+{
+    let raw = lookup(setting.env)
+        .or_else(|| setting.default.map(str::to_owned))
+        .ok_or_else(|| ConfigError::new(setting, "is required"))?;
+    parse(raw.trim()).map_err(|message| ConfigError::new(setting, message))
+}
+
+/// Parses an integer and checks it lies in `min..=max`.
+pub fn bounded<T>(min: T, max: T) -> impl FnOnce(&str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    move |raw| {
+        let value: T = raw.parse().map_err(|_| format!("`{raw}` is not a whole number"))?;
+        if value < min || value > max {
+            return Err(format!("{value} is out of range {min}..={max}"));
+        }
+        Ok(value)
+    }
+}
+
+fn url(raw: &str) -> Result<String, String> {
+    let rest = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+        .ok_or_else(|| format!("`{raw}` is not an http(s) URL"))?;
+    if rest.is_empty() || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{raw}` is not an http(s) URL"));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+impl AuthConfig {
+    /// Builds the configuration from `lookup`, which maps an environment-variable name to its value
+    /// (the process environment on Lambda; flags and environment on the local server).
+    pub fn from_lookup<F>(lookup: F) -> Result<Self, ConfigError>
+    where
+        F: Fn(&str) -> Option<String>,
+    {
+        let min_length = read_setting(&lookup, &PASSWORD_MIN_LENGTH, bounded(8usize, 64))?;
+        let max_length = read_setting(&lookup, &PASSWORD_MAX_LENGTH, bounded(64usize, 256))?;
+        let required_classes = read_setting(&lookup, &PASSWORD_REQUIRE_CLASSES, CharClass::parse_list)?;
+        Ok(Self {
+            issuer: read_setting(&lookup, &ISSUER, url)?,
+            audience: read_setting(&lookup, &AUDIENCE, |raw| {
+                if raw.is_empty() || raw.len() > 256 {
+                    Err("must be 1-256 characters".to_owned())
+                } else {
+                    Ok(raw.to_owned())
+                }
+            })?,
+            access_token_ttl_secs: read_setting(&lookup, &ACCESS_TOKEN_TTL, bounded(1u64, 900))?,
+            refresh_family_ttl_secs: read_setting(&lookup, &REFRESH_FAMILY_TTL, bounded(300u64, 31_536_000))?,
+            refresh_reuse_grace_secs: read_setting(&lookup, &REFRESH_REUSE_GRACE, bounded(0u64, 60))?,
+            signing_alg: read_setting(&lookup, &SIGNING_ALG, |raw| raw.parse())?,
+            password_policy: PasswordPolicy { min_length, max_length, required_classes },
+            hashing: HashingParams {
+                memory_kib: read_setting(&lookup, &ARGON2_MEMORY_KIB, bounded(HashingParams::OWASP_MEMORY_KIB, 4 * 1024 * 1024))?,
+                iterations: read_setting(&lookup, &ARGON2_ITERATIONS, bounded(HashingParams::OWASP_ITERATIONS, 100))?,
+                parallelism: read_setting(&lookup, &ARGON2_PARALLELISM, bounded(1u32, 16))?,
+            },
+            throttle: LoginThrottle {
+                free_attempts: read_setting(&lookup, &LOGIN_FREE_ATTEMPTS, bounded(1u32, 100))?,
+                max_delay_secs: read_setting(&lookup, &LOGIN_MAX_DELAY, bounded(1u64, 86_400))?,
+            },
+            leeway_secs: read_setting(&lookup, &CLOCK_LEEWAY, bounded(0u64, 120))?,
+        })
+    }
+
+    /// Defaults for everything but the issuer; the starting point of tests.
+    pub fn with_issuer(issuer: &str) -> Self {
+        let issuer = issuer.to_owned();
+        Self::from_lookup(move |name| (name == ISSUER.env).then(|| issuer.clone()))
+            .expect("defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<AuthConfig, ConfigError> {
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        AuthConfig::from_lookup(move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let c = config(&[("KEYGATE_ISSUER", "https://auth.example.com/")]).unwrap();
+        assert_eq!(c.issuer, "https://auth.example.com");
+        assert_eq!(c.access_token_ttl_secs, 900);
+        assert_eq!(c.refresh_family_ttl_secs, 30 * 24 * 3600);
+        assert_eq!(c.refresh_reuse_grace_secs, 10);
+        assert_eq!(c.signing_alg, SigningAlgorithm::Es256);
+        assert_eq!(c.password_policy.min_length, 15);
+        assert!(c.password_policy.max_length >= 64);
+        assert!(c.password_policy.required_classes.is_empty());
+        assert_eq!((c.hashing.memory_kib, c.hashing.iterations, c.hashing.parallelism), (19456, 2, 1));
+    }
+
+    #[test]
+    fn access_token_lifetime_above_fifteen_minutes_is_refused() {
+        let err = config(&[("KEYGATE_ISSUER", "https://a.example"), ("KEYGATE_ACCESS_TOKEN_TTL_SECONDS", "901")]).unwrap_err();
+        assert_eq!(err.variable, "KEYGATE_ACCESS_TOKEN_TTL_SECONDS");
+        assert!(config(&[("KEYGATE_ISSUER", "https://a.example"), ("KEYGATE_ACCESS_TOKEN_TTL_SECONDS", "900")]).is_ok());
+    }
+
+    #[test]
+    fn weaker_than_owasp_hashing_is_refused() {
+        for (var, value) in [("KEYGATE_ARGON2_MEMORY_KIB", "19455"), ("KEYGATE_ARGON2_ITERATIONS", "1"), ("KEYGATE_ARGON2_PARALLELISM", "0")] {
+            let err = config(&[("KEYGATE_ISSUER", "https://a.example"), (var, value)]).unwrap_err();
+            assert_eq!(err.variable, var);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let err = config(&[]).unwrap_err();
+        assert_eq!(err.to_string(), "KEYGATE_ISSUER: is required");
+        let err = config(&[("KEYGATE_ISSUER", "ftp://x")]).unwrap_err();
+        assert_eq!(err.variable, "KEYGATE_ISSUER");
+        let err = config(&[("KEYGATE_ISSUER", "https://a.example"), ("KEYGATE_SIGNING_ALG", "none")]).unwrap_err();
+        assert_eq!(err.variable, "KEYGATE_SIGNING_ALG");
+        let err = config(&[("KEYGATE_ISSUER", "https://a.example"), ("KEYGATE_PASSWORD_MAX_LENGTH", "63")]).unwrap_err();
+        assert_eq!(err.variable, "KEYGATE_PASSWORD_MAX_LENGTH");
+        let err = config(&[("KEYGATE_ISSUER", "https://a.example"), ("KEYGATE_PASSWORD_REQUIRE_CLASSES", "lower,emoji")]).unwrap_err();
+        assert_eq!(err.variable, "KEYGATE_PASSWORD_REQUIRE_CLASSES");
+    }
+
+    #[test]
+    fn throttle_window_grows_and_is_capped() {
+        let t = LoginThrottle { free_attempts: 5, max_delay_secs: 900 };
+        assert_eq!(t.delay_ms(5), 0);
+        assert_eq!(t.delay_ms(6), 1000);
+        assert_eq!(t.delay_ms(7), 2000);
+        assert_eq!(t.delay_ms(8), 4000);
+        assert_eq!(t.delay_ms(40), 900_000);
+        assert_eq!(t.delay_ms(u32::MAX), 900_000);
+    }
+}

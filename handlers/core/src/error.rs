@@ -1,0 +1,27 @@
+//! What can go wrong in an endpoint, in terms a client is told (the HTTP layer maps each variant to a
+//! status and a problem document in one place).
+
+use crate::keys::KeyError;
+use crate::password::PolicyViolation;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("the email address is not valid")]
+    InvalidEmail,
+    #[error(transparent)]
+    PasswordPolicy(#[from] PolicyViolation),
+    /// Wrong email, wrong password or throttled account: deliberately one variant.
+    #[error("the email or password is wrong, or the account is temporarily throttled")]
+    InvalidCredentials,
+    #[error("the refresh token is invalid, expired or revoked")]
+    InvalidRefreshToken,
+    #[error("the access token is missing, invalid, expired or revoked")]
+    InvalidAccessToken,
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}

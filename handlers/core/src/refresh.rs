@@ -1,0 +1,245 @@
+//! Refresh tokens: opaque strings that carry what is needed to find their record in one request.
+//!
+//! `kgrt_` + base64url of: version (1) | issued_at_ms (8) | auth_time_s (8) | family_expires_at_s (8) |
+//! user_id (16) | family_id (16) | token_id (16) | secret (32) | email (UTF-8, rest).
+//! The store keeps only the SHA-256 of the whole string, and a rotation succeeds only if that hash
+//! matches, so every field read back from a presented token is authenticated by the store.
+
+use aws_lc_rs::digest;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::error::AuthError;
+use crate::store::RefreshRecord;
+
+pub const PREFIX: &str = "kgrt_";
+const VERSION: u8 = 1;
+const FIXED_LEN: usize = 1 + 8 + 8 + 8 + 16 + 16 + 16 + 32;
+const MAX_EMAIL_LEN: usize = 254;
+/// Longest possible encoded token, checked before decoding anything.
+pub const MAX_LEN: usize = PREFIX.len() + (FIXED_LEN + MAX_EMAIL_LEN).div_ceil(3) * 4;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub issued_at_ms: i64,
+    /// When the user authenticated with a password (the family's start), seconds.
+    pub auth_time_s: i64,
+    pub family_expires_at_s: i64,
+    pub user_id: [u8; 16],
+    pub family_id: [u8; 16],
+    pub token_id: [u8; 16],
+    secret: [u8; 32],
+    pub email: String,
+}
+
+impl std::fmt::Debug for RefreshToken {
+    // The secret never reaches a log, even through debug formatting.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshToken").field("family_id", &hex(&self.family_id)).field("token_id", &hex(&self.token_id)).finish_non_exhaustive()
+    }
+}
+
+fn random<const N: usize>() -> Result<[u8; N], AuthError> {
+    let mut bytes = [0u8; N];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| AuthError::Internal("OS random generator failed".into()))?;
+    Ok(bytes)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(digest::digest(&digest::SHA256, data).as_ref())
+}
+
+/// Compares two hashes without an early exit.
+pub fn hashes_match(a: &str, b: &str) -> bool {
+    #[allow(deprecated)]
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
+impl RefreshToken {
+    /// The first token of a new family.
+    pub fn new_family(email: &str, user_id: [u8; 16], now_ms: i64, family_ttl_secs: u64) -> Result<Self, AuthError> {
+        let now_s = now_ms.div_euclid(1000);
+        Ok(Self {
+            issued_at_ms: now_ms,
+            auth_time_s: now_s,
+            family_expires_at_s: now_s.saturating_add(family_ttl_secs as i64),
+            user_id,
+            family_id: random()?,
+            token_id: random()?,
+            secret: random()?,
+            email: email.to_owned(),
+        })
+    }
+
+    /// The token that replaces this one: same family, expiry and authentication time.
+    pub fn child(&self, now_ms: i64) -> Result<Self, AuthError> {
+        Ok(Self { issued_at_ms: now_ms, token_id: random()?, secret: random()?, ..self.clone() })
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(FIXED_LEN + self.email.len());
+        out.push(VERSION);
+        out.extend_from_slice(&self.issued_at_ms.to_be_bytes());
+        out.extend_from_slice(&self.auth_time_s.to_be_bytes());
+        out.extend_from_slice(&self.family_expires_at_s.to_be_bytes());
+        out.extend_from_slice(&self.user_id);
+        out.extend_from_slice(&self.family_id);
+        out.extend_from_slice(&self.token_id);
+        out.extend_from_slice(&self.secret);
+        out.extend_from_slice(self.email.as_bytes());
+        out
+    }
+
+    pub fn encode(&self) -> String {
+        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(self.to_bytes()))
+    }
+
+    /// Strictly parses a presented token; anything malformed is `InvalidRefreshToken`.
+    pub fn parse(token: &str) -> Result<Self, AuthError> {
+        let invalid = || AuthError::InvalidRefreshToken;
+        if token.len() > MAX_LEN {
+            return Err(invalid());
+        }
+        let body = token.strip_prefix(PREFIX).ok_or_else(invalid)?;
+        let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| invalid())?;
+        if bytes.len() <= FIXED_LEN || bytes[0] != VERSION {
+            return Err(invalid());
+        }
+        let (fixed, email) = bytes.split_at(FIXED_LEN);
+        let email = std::str::from_utf8(email).map_err(|_| invalid())?;
+        if email.len() > MAX_EMAIL_LEN || !crate::service::normalize_email(email).is_ok_and(|n| n == email) {
+            return Err(invalid());
+        }
+        let i64_at = |at: usize| i64::from_be_bytes(fixed[at..at + 8].try_into().expect("8 bytes"));
+        let arr16 = |at: usize| -> [u8; 16] { fixed[at..at + 16].try_into().expect("16 bytes") };
+        let parsed = Self {
+            issued_at_ms: i64_at(1),
+            auth_time_s: i64_at(9),
+            family_expires_at_s: i64_at(17),
+            user_id: arr16(25),
+            family_id: arr16(41),
+            token_id: arr16(57),
+            secret: fixed[73..105].try_into().expect("32 bytes"),
+            email: email.to_owned(),
+        };
+        // The canonical encoding must round-trip, so one token has exactly one spelling.
+        if parsed.encode() != token {
+            return Err(invalid());
+        }
+        Ok(parsed)
+    }
+
+    pub fn hash(&self) -> String {
+        sha256_hex(self.encode().as_bytes())
+    }
+
+    pub fn family_id_hex(&self) -> String {
+        hex(&self.family_id)
+    }
+
+    pub fn token_id_hex(&self) -> String {
+        hex(&self.token_id)
+    }
+
+    pub fn user_id_string(&self) -> String {
+        uuid::Uuid::from_bytes(self.user_id).hyphenated().to_string()
+    }
+
+    /// The record the store keeps for this token.
+    pub fn record(&self, fingerprint_hash: Option<String>) -> RefreshRecord {
+        RefreshRecord {
+            email: self.email.clone(),
+            family_id: self.family_id_hex(),
+            token_id: self.token_id_hex(),
+            token_hash: self.hash(),
+            issued_at_ms: self.issued_at_ms,
+            expires_at_s: self.family_expires_at_s,
+            used_at_ms: None,
+            replaced_by: None,
+            fingerprint_hash,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> RefreshToken {
+        RefreshToken::new_family("ada@example.com", [7; 16], 1_700_000_000_123, 30 * 86400).unwrap()
+    }
+
+    #[test]
+    fn round_trips_and_carries_its_family() {
+        let t = token();
+        let encoded = t.encode();
+        assert!(encoded.starts_with(PREFIX) && encoded.len() <= MAX_LEN);
+        let parsed = RefreshToken::parse(&encoded).unwrap();
+        assert_eq!(parsed, t);
+        assert_eq!(parsed.family_expires_at_s, 1_700_000_000 + 30 * 86400);
+        let child = t.child(1_700_000_100_000).unwrap();
+        assert_eq!((child.family_id, child.family_expires_at_s, child.auth_time_s), (t.family_id, t.family_expires_at_s, t.auth_time_s));
+        assert_ne!(child.token_id, t.token_id);
+        assert_ne!(child.hash(), t.hash());
+    }
+
+    #[test]
+    fn carries_256_random_bits_that_differ_every_time() {
+        let a = token();
+        let b = token();
+        assert_ne!(a.secret, b.secret);
+        assert_ne!(a.family_id, b.family_id);
+        assert_eq!(a.secret.len() * 8, 256);
+    }
+
+    #[test]
+    fn the_record_holds_a_hash_not_the_token() {
+        let t = token();
+        let record = t.record(None);
+        assert_eq!(record.token_hash, sha256_hex(t.encode().as_bytes()));
+        assert_eq!(record.token_hash.len(), 64);
+        assert!(!format!("{record:?}").contains(&t.encode()[PREFIX.len()..]));
+        assert!(!format!("{t:?}").contains(&hex(&t.secret)));
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused() {
+        let good = token().encode();
+        let mut flipped = good.clone().into_bytes();
+        let last = flipped.len() - 1;
+        flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+        let flipped = String::from_utf8(flipped).unwrap();
+        for bad in ["", "kgrt_", "kgrt_!!!!", &good[PREFIX.len()..], &format!("{good}="), &good[..good.len() - 4], &"A".repeat(MAX_LEN + 1)] {
+            assert!(RefreshToken::parse(bad).is_err(), "{bad}");
+        }
+        // A flipped character still parses when it stays canonical, but then its hash differs.
+        if let Ok(t) = RefreshToken::parse(&flipped) {
+            assert_ne!(t.hash(), token().hash());
+        }
+    }
+
+    #[test]
+    fn constant_time_comparison_agrees_with_equality() {
+        assert!(hashes_match("abc", "abc"));
+        assert!(!hashes_match("abc", "abd"));
+        assert!(!hashes_match("abc", "abcd"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(s in "kgrt_[A-Za-z0-9_-]{0,500}") {
+            let _ = RefreshToken::parse(&s);
+        }
+    }
+}
