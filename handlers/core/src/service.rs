@@ -256,7 +256,9 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
     /// POST /auth/logout: revokes the presented token's family. Answers the same whether or not the
     /// token was live (RFC 7009's rule), so it reveals nothing.
     pub async fn logout(&self, ctx: &RequestContext, refresh_token: &str) -> Result<(), AuthError> {
-        let presented = RefreshToken::parse(refresh_token)?;
+        let Ok(presented) = RefreshToken::parse(refresh_token) else {
+            return Ok(());
+        };
         let now = self.clock.now_ms();
         let (family_id, token_id) = (presented.family_id_hex(), presented.token_id_hex());
         let record = self.store.get_refresh_token(&presented.email, &family_id, &token_id, now).await?;

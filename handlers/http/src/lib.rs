@@ -1,0 +1,324 @@
+//! Request handling over the `http` crate's types, so one function answers a request on Lambda (through
+//! `lambda_http`) and on the local server (through axum). Every error leaves as an RFC 9457
+//! `application/problem+json` document, mapped in one place ([`problem`]).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use keygate_core::audit::RequestContext;
+use keygate_core::keys::{KeyError, KeySource};
+use keygate_core::store::{AuthStore, StoreError};
+use keygate_core::{AuthError, AuthService, Clock};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+mod problem;
+pub use problem::{Problem, problem};
+
+/// Request bodies above this size are refused with 413 before parsing.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The routes of the HTTP API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Register,
+    Login,
+    Refresh,
+    Logout,
+    LogoutAll,
+    ChangePassword,
+    Me,
+    Jwks,
+    Discovery,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 9] = [
+        Endpoint::Register,
+        Endpoint::Login,
+        Endpoint::Refresh,
+        Endpoint::Logout,
+        Endpoint::LogoutAll,
+        Endpoint::ChangePassword,
+        Endpoint::Me,
+        Endpoint::Jwks,
+        Endpoint::Discovery,
+    ];
+
+    pub fn method(self) -> Method {
+        match self {
+            Endpoint::Me | Endpoint::Jwks | Endpoint::Discovery => Method::GET,
+            _ => Method::POST,
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::Register => "/auth/register",
+            Endpoint::Login => "/auth/login",
+            Endpoint::Refresh => "/auth/refresh",
+            Endpoint::Logout => "/auth/logout",
+            Endpoint::LogoutAll => "/auth/logout-all",
+            Endpoint::ChangePassword => "/auth/password",
+            Endpoint::Me => "/auth/me",
+            Endpoint::Jwks => "/.well-known/jwks.json",
+            Endpoint::Discovery => "/.well-known/openid-configuration",
+        }
+    }
+
+    /// Whether the endpoint reads a JSON body.
+    fn takes_body(self) -> bool {
+        matches!(self, Endpoint::Register | Endpoint::Login | Endpoint::Refresh | Endpoint::Logout | Endpoint::ChangePassword)
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    email: String,
+    password: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    email: String,
+    password: String,
+    #[serde(default)]
+    device_id: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: String,
+    #[serde(default)]
+    device_id: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogoutBody {
+    refresh_token: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// Picks the endpoint for a method and path among those this process serves: 404 for an unknown
+/// path, 405 (with `Allow`) for a known path and another method.
+fn route(endpoints: &[Endpoint], method: &Method, path: &str) -> Result<Endpoint, Problem> {
+    let endpoint = endpoints.iter().copied().find(|e| e.path() == path).ok_or(Problem::NotFound)?;
+    if *method != endpoint.method() {
+        return Err(Problem::MethodNotAllowed(endpoint.method()));
+    }
+    Ok(endpoint)
+}
+
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        return "unavailable".to_owned();
+    }
+    keygate_core::refresh::hex(&bytes)
+}
+
+/// A client's correlation id is echoed when it is a short token of safe characters; otherwise one is made.
+fn correlation_id(headers: &HeaderMap) -> String {
+    headers
+        .get(&CORRELATION_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+        .map(str::to_owned)
+        .unwrap_or_else(random_id)
+}
+
+/// Answers one request. `endpoints` limits the routes this process serves (one per Lambda function;
+/// all of them on the local server); `path` must not carry an API Gateway stage prefix.
+pub async fn handle<S, K, C>(service: &AuthService<S, K, C>, endpoints: &[Endpoint], request: Request<Bytes>, request_id: &str) -> Response<Bytes>
+where
+    S: AuthStore,
+    K: KeySource,
+    C: Clock,
+{
+    let started = Instant::now();
+    let ctx = RequestContext { request_id: request_id.to_owned(), correlation_id: correlation_id(request.headers()) };
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let mut response = match route(endpoints, &method, &path) {
+        Ok(endpoint) => match dispatch(service, endpoint, &ctx, request).await {
+            Ok(response) => response,
+            Err(error) => problem(&error, &ctx),
+        },
+        Err(rejection) => problem(&rejection, &ctx),
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&ctx.correlation_id) {
+        headers.insert(CORRELATION_ID, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&ctx.request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    metrics::histogram!("RequestLatency").record(latency_ms);
+    tracing::info!(
+        target: "keygate::access",
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        latency_ms,
+        request_id = %ctx.request_id,
+        correlation_id = %ctx.correlation_id,
+    );
+    response
+}
+
+async fn dispatch<S, K, C>(service: &AuthService<S, K, C>, endpoint: Endpoint, ctx: &RequestContext, request: Request<Bytes>) -> Result<Response<Bytes>, Problem>
+where
+    S: AuthStore,
+    K: KeySource,
+    C: Clock,
+{
+    let (parts, body) = request.into_parts();
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Problem::PayloadTooLarge);
+    }
+    if endpoint.takes_body() || !body.is_empty() {
+        require_json(&parts.headers)?;
+    }
+    match endpoint {
+        Endpoint::Register => {
+            let b: RegisterBody = parse(&body)?;
+            let registered = service.register(ctx, &b.email, &b.password).await?;
+            Ok(json(StatusCode::CREATED, &registered, NO_STORE))
+        }
+        Endpoint::Login => {
+            let b: LoginBody = parse(&body)?;
+            let tokens = service.login(ctx, &b.email, &b.password, b.device_id.as_deref()).await?;
+            Ok(json(StatusCode::OK, &tokens, NO_STORE))
+        }
+        Endpoint::Refresh => {
+            let b: RefreshBody = parse(&body)?;
+            let tokens = service.refresh(ctx, &b.refresh_token, b.device_id.as_deref()).await?;
+            Ok(json(StatusCode::OK, &tokens, NO_STORE))
+        }
+        Endpoint::Logout => {
+            let b: LogoutBody = parse(&body)?;
+            service.logout(ctx, &b.refresh_token).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        Endpoint::LogoutAll => {
+            reject_body(&body)?;
+            service.logout_all(ctx, bearer(&parts.headers)?).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        Endpoint::ChangePassword => {
+            let token = bearer(&parts.headers)?;
+            let b: PasswordBody = parse(&body)?;
+            let tokens = service.change_password(ctx, token, &b.current_password, &b.new_password).await?;
+            Ok(json(StatusCode::OK, &tokens, NO_STORE))
+        }
+        Endpoint::Me => {
+            reject_body(&body)?;
+            let profile = service.me(bearer(&parts.headers)?).await?;
+            Ok(json(StatusCode::OK, &profile, NO_STORE))
+        }
+        Endpoint::Jwks => {
+            reject_body(&body)?;
+            // Short public caching: a pending key is published a rotation period before it signs.
+            Ok(json(StatusCode::OK, &service.jwks().await?, "public, max-age=300"))
+        }
+        Endpoint::Discovery => {
+            reject_body(&body)?;
+            Ok(json(StatusCode::OK, &service.discovery(), "public, max-age=3600"))
+        }
+    }
+}
+
+const NO_STORE: &str = "no-store";
+
+fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence == "application/json" { Ok(()) } else { Err(Problem::UnsupportedMediaType) }
+}
+
+/// Endpoints without input accept an empty body or an empty JSON object, nothing else.
+fn reject_body(body: &Bytes) -> Result<(), Problem> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Nothing {}
+    if body.is_empty() {
+        return Ok(());
+    }
+    parse::<Nothing>(body).map(|_| ())
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
+    if body.is_empty() {
+        return Err(Problem::BadRequest("the request body is empty; a JSON object is required".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| Problem::BadRequest(describe_json_error(&e)))
+}
+
+/// Says what is wrong with a body without echoing its values (which may be passwords or tokens).
+fn describe_json_error(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let without_position = message.split(" at line ").next().unwrap_or(&message);
+    let names_a_field = ["missing field", "unknown field", "duplicate field"].iter().any(|p| without_position.starts_with(p));
+    if names_a_field {
+        // Field names come from our own schema or are the client's keys: no secret values.
+        let field = without_position.split('`').nth(1).unwrap_or("");
+        let kind = without_position.split(" field").next().unwrap_or("");
+        return format!("{kind} field `{field}`");
+    }
+    let what = match error.classify() {
+        serde_json::error::Category::Syntax => "the body is not valid JSON",
+        serde_json::error::Category::Eof => "the body ends before the JSON value does",
+        serde_json::error::Category::Data => "a field has the wrong type (strings expected) or the body is not a JSON object",
+        serde_json::error::Category::Io => "the body could not be read",
+    };
+    format!("{what} (line {}, column {})", error.line(), error.column())
+}
+
+/// The bearer token of the `Authorization` header (RFC 6750).
+fn bearer(headers: &HeaderMap) -> Result<&str, Problem> {
+    let value = headers.get(header::AUTHORIZATION).ok_or(Problem::MissingBearer)?;
+    let value = value.to_str().map_err(|_| Problem::from(AuthError::InvalidAccessToken))?;
+    let (scheme, token) = value.split_once(' ').ok_or(Problem::from(AuthError::InvalidAccessToken))?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(AuthError::InvalidAccessToken.into());
+    }
+    Ok(token)
+}
+
+fn json<T: Serialize>(status: StatusCode, body: &T, cache_control: &'static str) -> Response<Bytes> {
+    let bytes = serde_json::to_vec(body).expect("response types serialise");
+    let mut response = Response::new(Bytes::from(bytes));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    response
+}
+
+fn empty(status: StatusCode) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+    response
+}
+
+/// Keys or store missing is a temporary condition: 503, so clients and API Gateway retry.
+fn is_unavailable(error: &AuthError) -> bool {
+    matches!(error, AuthError::Keys(KeyError::NoValidKeySet(_) | KeyError::Unavailable(_)) | AuthError::Store(StoreError::Unavailable(_)))
+}

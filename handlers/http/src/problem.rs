@@ -1,0 +1,104 @@
+//! RFC 9457 problem documents: the single mapping from every error to a status and a body.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode};
+use keygate_core::AuthError;
+use keygate_core::audit::RequestContext;
+use serde_json::json;
+
+use crate::is_unavailable;
+
+/// Everything a request can fail with: transport-level rejections and the domain's errors.
+#[derive(Debug)]
+pub enum Problem {
+    NotFound,
+    MethodNotAllowed(Method),
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    BadRequest(String),
+    MissingBearer,
+    Auth(AuthError),
+}
+
+impl From<AuthError> for Problem {
+    fn from(error: AuthError) -> Self {
+        Problem::Auth(error)
+    }
+}
+
+struct Shape {
+    status: StatusCode,
+    slug: &'static str,
+    title: &'static str,
+    detail: String,
+}
+
+fn shape(problem: &Problem) -> Shape {
+    let s = |status, slug, title, detail: &str| Shape { status, slug, title, detail: detail.to_owned() };
+    match problem {
+        Problem::NotFound => s(StatusCode::NOT_FOUND, "not-found", "Not found", "no such endpoint"),
+        Problem::MethodNotAllowed(allowed) => Shape {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            slug: "method-not-allowed",
+            title: "Method not allowed",
+            detail: format!("this endpoint accepts {allowed} only"),
+        },
+        Problem::PayloadTooLarge => s(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large", "request bodies are limited to 16 KiB"),
+        Problem::UnsupportedMediaType => s(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type", "send the body as application/json"),
+        Problem::BadRequest(detail) => s(StatusCode::BAD_REQUEST, "invalid-request", "Invalid request", detail),
+        Problem::MissingBearer => s(StatusCode::UNAUTHORIZED, "missing-access-token", "Access token required", "send an access token as `Authorization: Bearer <token>`"),
+        Problem::Auth(error) => match error {
+            AuthError::InvalidEmail => s(StatusCode::BAD_REQUEST, "invalid-email", "Invalid email", &error.to_string()),
+            AuthError::PasswordPolicy(violation) => s(StatusCode::BAD_REQUEST, "password-policy", "Password does not meet the policy", &violation.to_string()),
+            AuthError::InvalidCredentials => s(StatusCode::UNAUTHORIZED, "invalid-credentials", "Invalid credentials", &error.to_string()),
+            AuthError::InvalidRefreshToken => s(StatusCode::UNAUTHORIZED, "invalid-refresh-token", "Invalid refresh token", &error.to_string()),
+            AuthError::InvalidAccessToken => s(StatusCode::UNAUTHORIZED, "invalid-access-token", "Invalid access token", &error.to_string()),
+            e if is_unavailable(e) => s(StatusCode::SERVICE_UNAVAILABLE, "temporarily-unavailable", "Temporarily unavailable", "the service cannot answer right now; retry shortly"),
+            _ => s(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "the request could not be completed"),
+        },
+    }
+}
+
+/// Renders a problem as `application/problem+json`, with the request and correlation ids as extension
+/// members so a client can quote them. Server-side failures are logged here, once.
+pub fn problem(problem: &Problem, ctx: &RequestContext) -> Response<Bytes> {
+    let shape = shape(problem);
+    if let Problem::Auth(error) = problem {
+        if shape.status.is_server_error() {
+            // Domain errors never hold secrets: they name what failed, not the input.
+            tracing::error!(target: "keygate::error", request_id = %ctx.request_id, correlation_id = %ctx.correlation_id, error = %error, "request failed");
+        }
+    }
+    let body = json!({
+        "type": format!("urn:keygate:problem:{}", shape.slug),
+        "title": shape.title,
+        "status": shape.status.as_u16(),
+        "detail": shape.detail,
+        "request_id": ctx.request_id,
+        "correlation_id": ctx.correlation_id,
+    });
+    let mut response = Response::new(Bytes::from(body.to_string()));
+    *response.status_mut() = shape.status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    match problem {
+        Problem::MethodNotAllowed(allowed) => {
+            if let Ok(value) = HeaderValue::from_str(allowed.as_str()) {
+                headers.insert(header::ALLOW, value);
+            }
+        }
+        Problem::MissingBearer => {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"keygate\""));
+        }
+        Problem::Auth(AuthError::InvalidAccessToken) => {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"keygate\", error=\"invalid_token\""));
+        }
+        Problem::Auth(e) if is_unavailable(e) => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        _ => {}
+    }
+    response
+}
