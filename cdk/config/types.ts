@@ -96,7 +96,10 @@ export interface FunctionSettings {
   readonly architecture: 'X86_64' | 'ARM_64';
   /** Memory in MB for each function. */
   readonly memoryMb: Readonly<Record<FunctionName, number>>;
+  /** Timeout of the API functions (API Gateway gives up after 29 s). */
   readonly timeoutSeconds: number;
+  /** Timeout of rotate-keys (key generation plus four Secrets Manager calls). */
+  readonly rotationTimeoutSeconds: number;
   /** RUST_LOG. */
   readonly logLevel: string;
 }
@@ -131,8 +134,10 @@ export interface WafSettings {
 export interface WarmCapacity {
   /** Provisioned concurrency during business hours. */
   readonly businessHours: number;
-  /** Provisioned concurrency outside business hours (0 allowed). */
+  /** Provisioned concurrency outside business hours (the floor; 0 allowed). */
   readonly offHours: number;
+  /** Upper bound for utilisation-based scaling on top of the schedule. */
+  readonly max: number;
 }
 
 export type ConcurrencySettings =

@@ -1,0 +1,116 @@
+import { dev } from './dev';
+import { PIPELINE_DEFAULTS, PipelineSettings, SourceSettings } from './pipeline';
+import { prod } from './prod';
+import { staging } from './staging';
+import { STAGE_NAMES, StageName, StageSettings } from './types';
+
+export * from './types';
+export * from './pipeline';
+
+const STAGES: Readonly<Record<StageName, StageSettings>> = { dev, staging, prod };
+
+/**
+ * Deployment identity that is not part of the committed settings: account ids, the alarm email,
+ * the repository connection. The app entry (cdk/bin) fills it from CDK context.
+ */
+export interface DeploymentOverrides {
+  readonly accounts?: Partial<Record<StageName | 'pipeline', string>>;
+  readonly alarmEmails?: Partial<Record<StageName, string>>;
+  readonly source?: Partial<SourceSettings>;
+}
+
+/** Settings of one stage, with the deployment overrides applied and checked. */
+export function stageSettings(name: StageName, overrides: DeploymentOverrides = {}): StageSettings {
+  const base = STAGES[name];
+  const account = overrides.accounts?.[name] ?? base.target.account;
+  const alarmEmail = overrides.alarmEmails?.[name] ?? base.observability.alarmEmail;
+  const settings: StageSettings = {
+    ...base,
+    target: { ...base.target, account },
+    observability: { ...base.observability, alarmEmail },
+  };
+  validateStageSettings(settings);
+  return settings;
+}
+
+/** All stages in promotion order. */
+export function allStageSettings(overrides: DeploymentOverrides = {}): StageSettings[] {
+  return STAGE_NAMES.map((name) => stageSettings(name, overrides));
+}
+
+/**
+ * Pipeline settings, or undefined when the repository connection is not configured (the
+ * pipeline cannot exist without a source).
+ */
+export function pipelineSettings(overrides: DeploymentOverrides = {}): PipelineSettings | undefined {
+  const source = overrides.source ?? {};
+  if (!source.connectionArn && !source.repository) {
+    return undefined;
+  }
+  if (!source.connectionArn || !source.repository) {
+    throw new Error('pipeline source needs both a connection ARN and a repository (owner/name)');
+  }
+  if (!/^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection\/[0-9a-f-]+$/.test(source.connectionArn)) {
+    throw new Error(`not a CodeStar/CodeConnections connection ARN: ${source.connectionArn}`);
+  }
+  if (!/^[^/\s]+\/[^\s]+$/.test(source.repository)) {
+    throw new Error(`repository must be owner/name, got ${source.repository}`);
+  }
+  const { branch, ...rest } = PIPELINE_DEFAULTS;
+  return {
+    ...rest,
+    target: { ...rest.target, account: overrides.accounts?.pipeline ?? rest.target.account },
+    source: {
+      connectionArn: source.connectionArn,
+      repository: source.repository,
+      branch: source.branch ?? branch,
+    },
+  };
+}
+
+function check(condition: boolean, stage: string, message: string): void {
+  if (!condition) {
+    throw new Error(`invalid settings for stage ${stage}: ${message}`);
+  }
+}
+
+/** Rejects settings the service or AWS would refuse, at synth time rather than at deploy time. */
+export function validateStageSettings(s: StageSettings): void {
+  const n = s.stageName;
+  check(s.target.account === undefined || /^\d{12}$/.test(s.target.account), n, 'account must be 12 digits');
+  check(/^[a-z]{2}(-[a-z]+)+-\d$/.test(s.target.region), n, `region ${s.target.region} is not a region name`);
+  check(s.auth.accessTokenTtlSeconds > 0 && s.auth.accessTokenTtlSeconds <= 900, n, 'access token TTL must be 1..900 s');
+  check(s.auth.passwordMaxLength >= 64, n, 'password max length must be at least 64');
+  check(s.auth.passwordMinLength >= 8 && s.auth.passwordMinLength <= s.auth.passwordMaxLength, n, 'password min length must be 8..max');
+  check(s.auth.refreshFamilyTtlSeconds > s.auth.accessTokenTtlSeconds, n, 'refresh family TTL must exceed the access token TTL');
+  check(s.auth.refreshReuseGraceSeconds >= 0, n, 'reuse grace must be >= 0');
+  check(s.keys.rotationDays >= 1 && s.keys.rotationDays <= 1000, n, 'rotation days must be 1..1000');
+  for (const [fn, mb] of Object.entries(s.functions.memoryMb)) {
+    check(Number.isInteger(mb) && mb >= 128 && mb <= 10240, n, `memory of ${fn} must be 128..10240 MB`);
+  }
+  check(s.functions.timeoutSeconds >= 1 && s.functions.timeoutSeconds <= 29, n, 'API function timeout must be 1..29 s');
+  check(s.functions.rotationTimeoutSeconds >= 1 && s.functions.rotationTimeoutSeconds <= 900, n, 'rotation timeout must be 1..900 s');
+  check(/^[A-Za-z0-9_-]+$/.test(s.api.stageName), n, 'API stage name may hold letters, digits, - and _');
+  check(s.api.throttleRateLimit > 0 && s.api.throttleBurstLimit >= 1, n, 'throttling needs a positive rate and burst');
+  check(s.waf.authRateLimit >= 10 && s.waf.authRateLimit <= 2_000_000_000, n, 'WAF rate limit must be 10..2e9');
+  if (s.table.billing.mode === 'PROVISIONED') {
+    for (const c of [s.table.billing.read, s.table.billing.write]) {
+      check(c.min >= 1 && c.max >= c.min, n, 'provisioned capacity needs 1 <= min <= max');
+      check(c.targetUtilizationPercent >= 20 && c.targetUtilizationPercent <= 90, n, 'target utilisation must be 20..90');
+    }
+  }
+  if (s.concurrency.enabled) {
+    const c = s.concurrency;
+    check(c.businessHoursStart >= 0 && c.businessHoursStart < c.businessHoursEnd && c.businessHoursEnd <= 23, n, 'business hours must be start < end within 0..23');
+    check(/^[A-Za-z]+(\/[A-Za-z0-9_+-]+)+$|^UTC$/.test(c.timeZone), n, `time zone ${c.timeZone} is not an IANA name`);
+    for (const [fn, cap] of Object.entries(c.capacity)) {
+      check(cap.offHours >= 0 && cap.businessHours >= cap.offHours && cap.max >= cap.businessHours && cap.max >= 1, n, `capacity of ${fn} needs 0 <= offHours <= businessHours <= max`);
+    }
+  }
+  if (s.observability.alarmEmail !== undefined) {
+    check(/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(s.observability.alarmEmail), n, 'alarm email is not an address');
+  }
+  if (s.auth.issuer !== undefined) {
+    check(/^https:\/\/[^\s]+$/.test(s.auth.issuer) && !s.auth.issuer.endsWith('/'), n, 'custom issuer must be an https URL without a trailing slash');
+  }
+}

@@ -1,0 +1,43 @@
+import { ALARM_DEFAULTS, AUTH_DEFAULTS, DEFAULT_REGION, MEMORY_MB, ON_DEMAND_TABLE } from './common';
+import { StageSettings } from './types';
+
+/**
+ * prod: data retained and deletion-protected, longest log retention, provisioned concurrency on
+ * login and refresh during business hours, highest throttling limits.
+ */
+export const prod: StageSettings = {
+  stageName: 'prod',
+  stackName: 'keygate-prod',
+  target: { region: DEFAULT_REGION },
+  retainData: true,
+  logRetentionDays: 90,
+  table: { ...ON_DEMAND_TABLE, deletionProtection: true },
+  keys: { rotationDays: 30 },
+  auth: AUTH_DEFAULTS,
+  functions: {
+    architecture: 'X86_64',
+    memoryMb: MEMORY_MB,
+    timeoutSeconds: 10,
+    rotationTimeoutSeconds: 60,
+    logLevel: 'info',
+  },
+  api: {
+    stageName: 'prod',
+    throttleRateLimit: 500,
+    throttleBurstLimit: 1000,
+    cors: { allowOrigins: [], maxAgeSeconds: 600 },
+  },
+  waf: { authRateLimit: 300, authRateWindowSeconds: 300 },
+  concurrency: {
+    enabled: true,
+    timeZone: 'America/New_York',
+    businessHoursStart: 7,
+    businessHoursEnd: 20,
+    capacity: {
+      login: { businessHours: 5, offHours: 1, max: 20 },
+      refresh: { businessHours: 5, offHours: 1, max: 20 },
+    },
+  },
+  observability: { alarms: ALARM_DEFAULTS },
+  tags: { project: 'keygate', stage: 'prod' },
+};
