@@ -1,0 +1,31 @@
+import * as apigateway from 'aws-cdk-lib/aws-apigateway';
+
+/**
+ * JSON request models the gateway validates before invoking a function: the shape only (an
+ * object with the required string members). Limits and strict parsing stay in the functions,
+ * which answer with the precise problem; the gateway rejects what cannot be a request at all.
+ */
+const str = (maxLength: number): apigateway.JsonSchema => ({ type: apigateway.JsonSchemaType.STRING, minLength: 1, maxLength });
+
+const EMAIL = str(320);
+/** Generous: the password policy (and its max length) is the function's to enforce with its own problem. */
+const PASSWORD = str(4096);
+const REFRESH_TOKEN = str(1024);
+const DEVICE_ID = str(256);
+
+function object(required: Record<string, apigateway.JsonSchema>, optional: Record<string, apigateway.JsonSchema> = {}): apigateway.JsonSchema {
+  return {
+    schema: apigateway.JsonSchemaVersion.DRAFT4,
+    type: apigateway.JsonSchemaType.OBJECT,
+    required: Object.keys(required),
+    properties: { ...required, ...optional },
+  };
+}
+
+export const REQUEST_MODELS: Readonly<Record<string, apigateway.JsonSchema>> = {
+  '/auth/register': object({ email: EMAIL, password: PASSWORD }),
+  '/auth/login': object({ email: EMAIL, password: PASSWORD }, { device_id: DEVICE_ID }),
+  '/auth/refresh': object({ refresh_token: REFRESH_TOKEN }, { device_id: DEVICE_ID }),
+  '/auth/logout': object({ refresh_token: REFRESH_TOKEN }),
+  '/auth/password': object({ current_password: PASSWORD, new_password: PASSWORD }),
+};

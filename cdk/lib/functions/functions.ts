@@ -1,0 +1,110 @@
+import { Aws, Duration } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { Construct } from 'constructs';
+import { FUNCTION_NAMES, FunctionName, StageSettings, metricsNamespace } from '../../config';
+import { FUNCTION_SPECS, iamActionsFor } from '../catalog';
+import { KeygateTable } from '../data/table';
+import { SigningKeys } from '../keys/signing-keys';
+import { KeygateFunction } from './rust-function';
+
+export interface KeygateFunctionsProps {
+  readonly settings: StageSettings;
+  readonly manifestPath: string;
+  readonly table: KeygateTable;
+  readonly keys: SigningKeys;
+  /** KEYGATE_ISSUER (a plain string: must not reference the API's deployment stage). */
+  readonly issuer: string;
+}
+
+/** The environment every function gets (contract: Lambda environment variables). */
+export function baseEnvironment(settings: StageSettings, secretArn: string, issuer: string): Record<string, string> {
+  const a = settings.auth;
+  return {
+    KEYGATE_KEYS_SECRET_ID: secretArn,
+    KEYGATE_ISSUER: issuer,
+    KEYGATE_AUDIENCE: a.audience,
+    KEYGATE_ACCESS_TOKEN_TTL_SECONDS: String(a.accessTokenTtlSeconds),
+    KEYGATE_REFRESH_FAMILY_TTL_SECONDS: String(a.refreshFamilyTtlSeconds),
+    KEYGATE_REFRESH_REUSE_GRACE_SECONDS: String(a.refreshReuseGraceSeconds),
+    KEYGATE_SIGNING_ALG: a.signingAlgorithm,
+    KEYGATE_PASSWORD_MIN_LENGTH: String(a.passwordMinLength),
+    KEYGATE_PASSWORD_MAX_LENGTH: String(a.passwordMaxLength),
+    KEYGATE_PASSWORD_REQUIRE_CLASSES: a.passwordRequireClasses.join(','),
+    KEYGATE_KEY_CACHE_TTL_SECONDS: String(a.keyCacheTtlSeconds),
+    KEYGATE_METRICS_NAMESPACE: metricsNamespace(settings.stageName),
+    RUST_LOG: settings.functions.logLevel,
+  };
+}
+
+/**
+ * Every keygate function, each with exactly the table calls the contract lists for it and read
+ * access to the signing-key secret; rotate-keys gets the rotation permissions instead.
+ */
+export class KeygateFunctions extends Construct {
+  readonly byName: Readonly<Record<FunctionName, KeygateFunction>>;
+
+  constructor(scope: Construct, id: string, props: KeygateFunctionsProps) {
+    super(scope, id);
+    const { settings, table, keys } = props;
+    const env = baseEnvironment(settings, keys.secret.secretArn, props.issuer);
+    const byName = {} as Record<FunctionName, KeygateFunction>;
+
+    for (const name of FUNCTION_NAMES) {
+      const spec = FUNCTION_SPECS[name];
+      const environment: Record<string, string> = { ...env };
+      if (spec.tableAccess) {
+        environment.KEYGATE_TABLE_NAME = table.table.tableName;
+      }
+      const f = new KeygateFunction(this, pascal(name), {
+        name,
+        settings,
+        manifestPath: props.manifestPath,
+        environment,
+        timeout: Duration.seconds(name === 'rotate-keys' ? settings.functions.rotationTimeoutSeconds : settings.functions.timeoutSeconds),
+      });
+      byName[name] = f;
+
+      if (spec.tableAccess) {
+        grantTableAccess(f, table, spec.tableAccess.table, spec.tableAccess.byUserIdIndex);
+      }
+      if (name !== 'rotate-keys') {
+        keys.grantRead(f.fn);
+      }
+    }
+    keys.addRotation(byName['rotate-keys'].fn, settings.keys.rotationDays);
+    this.byName = byName;
+  }
+}
+
+function grantTableAccess(
+  f: KeygateFunction,
+  table: KeygateTable,
+  tableCalls: Parameters<typeof iamActionsFor>[0],
+  indexCalls: readonly 'Query'[],
+): void {
+  const tableActions = iamActionsFor(tableCalls);
+  if (tableActions.length > 0) {
+    f.role.addToPolicy(new iam.PolicyStatement({ sid: 'TableItems', actions: tableActions, resources: [table.table.tableArn] }));
+  }
+  if (indexCalls.length > 0) {
+    f.role.addToPolicy(new iam.PolicyStatement({ sid: 'QueryByUserId', actions: ['dynamodb:Query'], resources: [table.userIdIndexArn] }));
+  }
+  if (table.key) {
+    const writes = tableActions.some((a) => a !== 'dynamodb:GetItem' && a !== 'dynamodb:Query');
+    f.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'TableKeyViaDynamoDb',
+        actions: writes ? ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey'] : ['kms:Decrypt', 'kms:DescribeKey'],
+        resources: [table.key.keyArn],
+        conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${Aws.REGION}.amazonaws.com` } },
+      }),
+    );
+  }
+}
+
+function pascal(name: string): string {
+  return name
+    .split('-')
+    .map((p) => p.charAt(0).toUpperCase() + p.slice(1))
+    .join('');
+}

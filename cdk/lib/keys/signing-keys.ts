@@ -1,0 +1,159 @@
+import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import { StageSettings } from '../../config';
+
+export interface SigningKeysProps {
+  readonly settings: StageSettings;
+}
+
+/** The Secrets Manager endpoint principal string used in kms:ViaService conditions. */
+export function secretsManagerViaService(): string {
+  return `secretsmanager.${Aws.REGION}.amazonaws.com`;
+}
+
+/**
+ * The signing-key set: a Secrets Manager secret encrypted with a customer-managed KMS key whose
+ * key policy lets principals of this account use it only through Secrets Manager.
+ *
+ * The template holds no key material: the secret starts as a random placeholder string that no
+ * function accepts as a key set (they answer 503), and the rotation schedule added by
+ * `addRotation` runs rotate-keys once as soon as it is created, which writes the first real set.
+ */
+export class SigningKeys extends Construct {
+  readonly key: kms.Key;
+  readonly secret: secretsmanager.Secret;
+
+  constructor(scope: Construct, id: string, props: SigningKeysProps) {
+    super(scope, id);
+    const { settings } = props;
+    const removalPolicy = settings.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
+
+    this.key = new kms.Key(this, 'Key', {
+      description: `keygate ${settings.stageName}: encryption of the JWT signing-key secret`,
+      enableKeyRotation: true,
+      removalPolicy,
+      pendingWindow: Duration.days(settings.retainData ? 30 : 7),
+    });
+    // Replace CDK's default key policy (account root may do kms:*) with one that keeps key
+    // administration with the account but allows cryptographic use only via Secrets Manager.
+    const policy = new iam.PolicyDocument({
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'KeyAdministrationByAccount',
+          principals: [new iam.AccountRootPrincipal()],
+          actions: [
+            'kms:Create*',
+            'kms:Describe*',
+            'kms:Enable*',
+            'kms:List*',
+            'kms:Put*',
+            'kms:Update*',
+            'kms:Revoke*',
+            'kms:Disable*',
+            'kms:Get*',
+            'kms:Delete*',
+            'kms:TagResource',
+            'kms:UntagResource',
+            'kms:ScheduleKeyDeletion',
+            'kms:CancelKeyDeletion',
+          ],
+          resources: ['*'],
+        }),
+        new iam.PolicyStatement({
+          sid: 'UseOnlyThroughSecretsManagerInThisAccount',
+          principals: [new iam.AccountRootPrincipal()],
+          actions: ['kms:Encrypt', 'kms:Decrypt', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:DescribeKey'],
+          resources: ['*'],
+          conditions: {
+            StringEquals: {
+              'kms:ViaService': secretsManagerViaService(),
+              'kms:CallerAccount': Aws.ACCOUNT_ID,
+            },
+          },
+        }),
+      ],
+    });
+    (this.key.node.defaultChild as kms.CfnKey).keyPolicy = policy;
+
+    this.secret = new secretsmanager.Secret(this, 'Secret', {
+      description: `keygate ${settings.stageName}: JWT signing-key set (written by the rotate-keys function)`,
+      encryptionKey: this.key,
+      // Not a key: a random string that is not a valid key set, so nothing secret is in the template.
+      generateSecretString: { passwordLength: 32, excludePunctuation: true },
+      removalPolicy,
+    });
+  }
+
+  /**
+   * Grants an API function what it needs to read the key set: GetSecretValue on this one secret,
+   * and Decrypt on the key only when Secrets Manager calls KMS for it.
+   */
+  grantRead(fn: lambda.IFunction): void {
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadSigningKeys',
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [this.secret.secretArn],
+      }),
+    );
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'DecryptSigningKeysViaSecretsManager',
+        actions: ['kms:Decrypt'],
+        resources: [this.key.keyArn],
+        conditions: { StringEquals: { 'kms:ViaService': secretsManagerViaService() } },
+      }),
+    );
+  }
+
+  /**
+   * Makes `fn` the rotation function of the secret: the four-step rotation permissions on this
+   * secret only, an invoke permission for Secrets Manager bound to this secret, and the schedule
+   * (which rotates once immediately when it is created).
+   */
+  addRotation(fn: lambda.Function, days: number): secretsmanager.CfnRotationSchedule {
+    const rotationPolicy = new iam.Policy(this, 'RotationPolicy', {
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'RotateSigningKeys',
+          actions: [
+            'secretsmanager:DescribeSecret',
+            'secretsmanager:GetSecretValue',
+            'secretsmanager:PutSecretValue',
+            'secretsmanager:UpdateSecretVersionStage',
+          ],
+          resources: [this.secret.secretArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'UseSigningKeyCmkViaSecretsManager',
+          actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'],
+          resources: [this.key.keyArn],
+          conditions: { StringEquals: { 'kms:ViaService': secretsManagerViaService() } },
+        }),
+      ],
+    });
+    fn.role!.attachInlinePolicy(rotationPolicy);
+
+    const permission = new lambda.CfnPermission(this, 'SecretsManagerInvoke', {
+      action: 'lambda:InvokeFunction',
+      functionName: fn.functionArn,
+      principal: 'secretsmanager.amazonaws.com',
+      sourceAccount: Aws.ACCOUNT_ID,
+      sourceArn: this.secret.secretArn,
+    });
+
+    const schedule = new secretsmanager.CfnRotationSchedule(this, 'RotationSchedule', {
+      secretId: this.secret.secretArn,
+      rotationLambdaArn: fn.functionArn,
+      rotationRules: { scheduleExpression: `rate(${days} days)` },
+      rotateImmediatelyOnUpdate: true,
+    });
+    // The immediate first rotation must find its permissions in place.
+    schedule.node.addDependency(rotationPolicy, permission, fn);
+    return schedule;
+  }
+}

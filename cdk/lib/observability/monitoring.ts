@@ -1,0 +1,162 @@
+import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as apigateway from 'aws-cdk-lib/aws-apigateway';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import { Construct } from 'constructs';
+import { FUNCTION_NAMES, FunctionName, StageSettings, metricsNamespace } from '../../config';
+
+export interface MonitoringProps {
+  readonly settings: StageSettings;
+  readonly stage: apigateway.Stage;
+  readonly table: dynamodb.Table;
+  readonly functions: Readonly<Record<FunctionName, lambda.Function>>;
+}
+
+const PERIOD = Duration.minutes(5);
+
+/**
+ * Alarms to an encrypted SNS topic and one dashboard over the same signals: API 5xx rate and p95
+ * latency, the functions' EMF metrics LoginFailed and RefreshReuseDetected, DynamoDB throttling,
+ * and errors and throttles of every function.
+ */
+export class Monitoring extends Construct {
+  readonly topic: sns.Topic;
+  readonly alarms: cloudwatch.Alarm[] = [];
+  readonly dashboard: cloudwatch.Dashboard;
+
+  constructor(scope: Construct, id: string, props: MonitoringProps) {
+    super(scope, id);
+    const { settings, stage, table } = props;
+    const t = settings.observability.alarms;
+    const prefix = `keygate-${settings.stageName}`;
+    const namespace = metricsNamespace(settings.stageName);
+
+    const topicKey = new kms.Key(this, 'TopicKey', {
+      description: `keygate ${settings.stageName}: encryption of the alarm topic`,
+      enableKeyRotation: true,
+      removalPolicy: settings.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
+      pendingWindow: Duration.days(7),
+    });
+    // CloudWatch alarms publish to the encrypted topic: they need the key, for this account only.
+    topicKey.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsPublish',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+      }),
+    );
+    this.topic = new sns.Topic(this, 'AlarmTopic', {
+      displayName: `keygate ${settings.stageName} alarms`,
+      masterKey: topicKey,
+      enforceSSL: true,
+    });
+    if (settings.observability.alarmEmail) {
+      this.topic.addSubscription(new subscriptions.EmailSubscription(settings.observability.alarmEmail));
+    }
+    const notify = new actions.SnsAction(this.topic);
+
+    const alarm = (
+      id: string,
+      metric: cloudwatch.IMetric,
+      threshold: number,
+      description: string,
+      comparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    ): cloudwatch.Alarm => {
+      const a = new cloudwatch.Alarm(this, id, {
+        alarmName: `${prefix}-${id}`,
+        alarmDescription: description,
+        metric,
+        threshold,
+        evaluationPeriods: 1,
+        comparisonOperator,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+      a.addAlarmAction(notify);
+      a.addOkAction(notify);
+      this.alarms.push(a);
+      return a;
+    };
+
+    // API
+    const api5xx = stage.metricServerError({ statistic: cloudwatch.Stats.AVERAGE, period: PERIOD, label: '5XX rate' });
+    const apiP95 = stage.metricLatency({ statistic: cloudwatch.Stats.percentile(95), period: PERIOD, label: 'p95 latency' });
+    alarm('api-5xx-rate', api5xx, t.api5xxRatePercent / 100, `API 5XX responses >= ${t.api5xxRatePercent}% of requests over 5 minutes`, cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD);
+    alarm('api-p95-latency', apiP95, t.apiP95LatencyMs, `API p95 latency >= ${t.apiP95LatencyMs} ms over 5 minutes`);
+
+    // Security signals from the functions' EMF metrics.
+    const emf = (metricName: string): cloudwatch.Metric =>
+      new cloudwatch.Metric({ namespace, metricName, statistic: cloudwatch.Stats.SUM, period: PERIOD, label: metricName });
+    alarm('login-failed-spike', emf('LoginFailed'), t.loginFailedPer5Minutes, `LoginFailed >= ${t.loginFailedPer5Minutes} in 5 minutes: credential stuffing or an outage of the login path`);
+    alarm('refresh-reuse-detected', emf('RefreshReuseDetected'), t.refreshReusePer5Minutes, 'A used refresh token was presented again: a token family was revoked (possible token theft)');
+
+    // DynamoDB
+    const ddbThrottles = new cloudwatch.MathExpression({
+      expression: 'FILL(r, 0) + FILL(w, 0)',
+      usingMetrics: {
+        r: table.metric('ReadThrottleEvents', { statistic: cloudwatch.Stats.SUM, period: PERIOD }),
+        w: table.metric('WriteThrottleEvents', { statistic: cloudwatch.Stats.SUM, period: PERIOD }),
+      },
+      label: 'throttle events',
+      period: PERIOD,
+    });
+    alarm('dynamodb-throttles', ddbThrottles, t.dynamoThrottlesPer5Minutes, 'DynamoDB read or write throttle events on the keygate table');
+
+    // Lambda, per function
+    const errorMetrics: cloudwatch.IMetric[] = [];
+    const throttleMetrics: cloudwatch.IMetric[] = [];
+    for (const name of FUNCTION_NAMES) {
+      const fn = props.functions[name];
+      const errors = fn.metricErrors({ statistic: cloudwatch.Stats.SUM, period: PERIOD, label: name });
+      const throttles = fn.metricThrottles({ statistic: cloudwatch.Stats.SUM, period: PERIOD, label: name });
+      errorMetrics.push(errors);
+      throttleMetrics.push(throttles);
+      alarm(`${name}-errors`, errors, t.lambdaErrorsPer5Minutes, `${name}: function errors >= ${t.lambdaErrorsPer5Minutes} in 5 minutes`);
+      alarm(`${name}-throttles`, throttles, t.lambdaThrottlesPer5Minutes, `${name}: throttled invocations`);
+    }
+
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      dashboardName: prefix,
+      defaultInterval: Duration.hours(6),
+      widgets: [
+        [
+          new cloudwatch.GraphWidget({ title: 'API 5XX rate', left: [api5xx], width: 8 }),
+          new cloudwatch.GraphWidget({ title: 'API p95 latency (ms)', left: [apiP95], width: 8 }),
+          new cloudwatch.GraphWidget({ title: 'DynamoDB throttle events', left: [ddbThrottles], width: 8 }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Logins',
+            left: [emf('LoginSucceeded'), emf('LoginFailed'), emf('LoginThrottled')],
+            width: 8,
+          }),
+          new cloudwatch.GraphWidget({ title: 'Refresh', left: [emf('RefreshRotated'), emf('RefreshReuseDetected')], width: 8 }),
+          new cloudwatch.GraphWidget({
+            title: 'Accounts and sessions',
+            left: [emf('Registrations'), emf('Logouts'), emf('LogoutAll'), emf('PasswordChanged')],
+            width: 8,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({ title: 'Lambda errors', left: errorMetrics, width: 12 }),
+          new cloudwatch.GraphWidget({ title: 'Lambda throttles', left: throttleMetrics, width: 12 }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Request latency (functions, p95 ms)',
+            left: [new cloudwatch.Metric({ namespace, metricName: 'RequestLatency', statistic: cloudwatch.Stats.percentile(95), period: PERIOD })],
+            width: 12,
+          }),
+          new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 12, height: 8 }),
+        ],
+      ],
+    });
+  }
+}

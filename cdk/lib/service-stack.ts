@@ -1,0 +1,79 @@
+import { Aws, CfnOutput, Fn, Stack, StackProps, Tags } from 'aws-cdk-lib';
+import { Construct } from 'constructs';
+import { ApiFunctionName, StageSettings } from '../config';
+import { KeygateApi } from './api/api';
+import { ApiFirewall } from './api/waf';
+import { API_FUNCTIONS } from './catalog';
+import { LiveAliases } from './concurrency/live-aliases';
+import { KeygateTable } from './data/table';
+import { KeygateFunctions } from './functions/functions';
+import { KeygateFunction } from './functions/rust-function';
+import { SigningKeys } from './keys/signing-keys';
+import { acknowledgeServiceFindings } from './nag';
+import { Monitoring } from './observability/monitoring';
+import { WORKSPACE_MANIFEST } from './paths';
+
+export interface KeygateServiceStackProps extends StackProps {
+  readonly settings: StageSettings;
+  /** Workspace Cargo.toml; defaults to the repository's. */
+  readonly manifestPath?: string;
+}
+
+/** Everything one keygate stage runs: data, keys, functions, API + WAF, concurrency, monitoring. */
+export class KeygateServiceStack extends Stack {
+  readonly apiUrl: CfnOutput;
+  readonly jwksUrl: CfnOutput;
+  readonly issuer: CfnOutput;
+  readonly tableName: CfnOutput;
+  readonly table: KeygateTable;
+  readonly keys: SigningKeys;
+  readonly api: KeygateApi;
+  readonly functions: KeygateFunctions;
+  readonly aliases: LiveAliases;
+  readonly firewall: ApiFirewall;
+  readonly monitoring: Monitoring;
+
+  constructor(scope: Construct, id: string, props: KeygateServiceStackProps) {
+    const { settings } = props;
+    super(scope, id, {
+      ...props,
+      stackName: props.stackName ?? settings.stackName,
+      description: `keygate ${settings.stageName}: serverless authentication service`,
+      terminationProtection: settings.retainData,
+    });
+
+    this.table = new KeygateTable(this, 'Data', { settings });
+    this.keys = new SigningKeys(this, 'Keys', { settings });
+    this.api = new KeygateApi(this, 'Api', { settings });
+    const issuer = settings.auth.issuer ?? this.api.defaultIssuer;
+    this.functions = new KeygateFunctions(this, 'Functions', {
+      settings,
+      manifestPath: props.manifestPath ?? WORKSPACE_MANIFEST,
+      table: this.table,
+      keys: this.keys,
+      issuer,
+    });
+    const apiFunctions = Object.fromEntries(API_FUNCTIONS.map((n) => [n, this.functions.byName[n]])) as Record<ApiFunctionName, KeygateFunction>;
+    this.aliases = new LiveAliases(this, 'Concurrency', { settings, functions: apiFunctions });
+    this.api.addRoutes(this.aliases.byName);
+    this.firewall = new ApiFirewall(this, 'Firewall', { settings, stage: this.api.api.deploymentStage });
+    this.monitoring = new Monitoring(this, 'Observability', {
+      settings,
+      stage: this.api.api.deploymentStage,
+      table: this.table.table,
+      functions: Object.fromEntries(Object.entries(this.functions.byName).map(([n, f]) => [n, f.fn])) as never,
+    });
+
+    // The stage's base URL without a trailing slash (what clients and the smoke test prefix paths with).
+    const baseUrl = Fn.join('', ['https://', this.api.api.restApiId, '.execute-api.', Aws.REGION, '.', Aws.URL_SUFFIX, '/', this.api.api.deploymentStage.stageName]);
+    this.apiUrl = new CfnOutput(this, 'ApiUrl', { value: baseUrl, description: 'Base URL of the API stage (no trailing slash)' });
+    this.jwksUrl = new CfnOutput(this, 'JwksUrl', { value: Fn.join('', [baseUrl, '/.well-known/jwks.json']), description: 'JWKS of the signing keys' });
+    this.issuer = new CfnOutput(this, 'Issuer', { value: issuer, description: 'iss of the access tokens' });
+    this.tableName = new CfnOutput(this, 'TableName', { value: this.table.table.tableName, description: 'DynamoDB table' });
+
+    for (const [key, value] of Object.entries(settings.tags)) {
+      Tags.of(this).add(key, value);
+    }
+    acknowledgeServiceFindings(this);
+  }
+}
