@@ -1,0 +1,730 @@
+//! Signing-key rotation and versioned key sources, over one small port.
+//!
+//! The key set lives in a store of *versions* with *staging labels*, the model of AWS Secrets Manager:
+//! `AWSCURRENT` signs (its document's later keys still verify), `AWSPENDING` is published and verifies
+//! but does not sign yet. [`SecretVersionStore`] is that model; keygate-aws implements it on Secrets
+//! Manager and [`crate::keyfile::FileVersionStore`] on the local server's key file, so the same code
+//! ([`run_step`], [`rotate`], [`VersionedKeySource`]) rotates and serves both.
+//!
+//! The four steps follow Secrets Manager's rotation-function contract; each is idempotent, because
+//! Secrets Manager retries a step whose invocation failed or timed out:
+//! - `createSecret`: unless the token's version already has a value, generate a key for the configured
+//!   algorithm and store `KeySetDocument::rotated(current, new)` as version `token`, staged `AWSPENDING`.
+//!   A current value that is not a valid key set (the random string CDK creates the secret with) is
+//!   ignored, so the first rotation writes the first real key set.
+//! - `setSecret`: nothing. Secrets Manager uses this step to push a new credential into the system
+//!   that checks it (a database user's password, say). Here the system that checks signatures is every
+//!   verifier, and they learn the pending key through the JWKS, which publishes `AWSPENDING` as soon as
+//!   `createSecret` wrote it; there is no other copy of the key to update.
+//! - `testSecret`: load the pending document, sign an access token with its new key and verify it; when
+//!   a valid current set exists, also check that a token signed by the current key still verifies with
+//!   the pending set (so finishing cannot invalidate tokens already handed out).
+//! - `finishSecret`: move `AWSCURRENT` to the token's version (Secrets Manager moves `AWSPREVIOUS` to
+//!   the old one), then remove `AWSPENDING` from it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::config::AuthConfig;
+use crate::keys::{KeyError, KeySet, KeySetDocument, KeySource, SigningAlgorithm, generate_key};
+use crate::tokens;
+
+pub const AWSCURRENT: &str = "AWSCURRENT";
+pub const AWSPENDING: &str = "AWSPENDING";
+pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
+
+/// One step of the Secrets Manager rotation protocol (the `Step` field of its event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RotationStep {
+    #[serde(rename = "createSecret")]
+    CreateSecret,
+    #[serde(rename = "setSecret")]
+    SetSecret,
+    #[serde(rename = "testSecret")]
+    TestSecret,
+    #[serde(rename = "finishSecret")]
+    FinishSecret,
+}
+
+impl RotationStep {
+    pub const ALL: [RotationStep; 4] = [
+        RotationStep::CreateSecret,
+        RotationStep::SetSecret,
+        RotationStep::TestSecret,
+        RotationStep::FinishSecret,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RotationStep::CreateSecret => "createSecret",
+            RotationStep::SetSecret => "setSecret",
+            RotationStep::TestSecret => "testSecret",
+            RotationStep::FinishSecret => "finishSecret",
+        }
+    }
+}
+
+impl fmt::Display for RotationStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for RotationStep {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RotationStep::ALL
+            .into_iter()
+            .find(|step| step.name() == s)
+            .ok_or_else(|| format!("`{s}` is not a rotation step"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    /// The version store failed (network, permissions, I/O); the step may be retried.
+    #[error("secret store: {0}")]
+    Store(String),
+    /// The token names no version of the secret (only createSecret may create one).
+    #[error("version {0} does not exist in the secret")]
+    UnknownVersion(String),
+    /// testSecret or finishSecret found no value for the token's version.
+    #[error("version {0} has no pending key set")]
+    NotPending(String),
+    /// The pending key set does not sign and verify as it must.
+    #[error("pending key set failed its test: {0}")]
+    TestFailed(String),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+}
+
+/// Versions of one secret, each with a value and staging labels (the Secrets Manager model).
+pub trait SecretVersionStore: Send + Sync + 'static {
+    /// Every version id with its staging labels.
+    fn versions(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<String, Vec<String>>, RotationError>> + Send;
+
+    /// The value of the version labelled `stage`; `None` when no version carries the label.
+    fn value_at_stage(
+        &self,
+        stage: &str,
+    ) -> impl Future<Output = Result<Option<String>, RotationError>> + Send;
+
+    /// The value of version `version_id`; `None` when it does not exist or has no value yet.
+    fn value_of_version(
+        &self,
+        version_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, RotationError>> + Send;
+
+    /// Stores `value` as version `version_id` labelled `AWSPENDING` (the label leaves any other version).
+    fn put_pending(
+        &self,
+        version_id: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<(), RotationError>> + Send;
+
+    /// Moves label `stage` to version `to` and/or removes it from version `from` (Secrets Manager's
+    /// UpdateSecretVersionStage). Moving `AWSCURRENT` labels the version it leaves `AWSPREVIOUS`.
+    fn update_stage(
+        &self,
+        stage: &str,
+        to: Option<&str>,
+        from: Option<&str>,
+    ) -> impl Future<Output = Result<(), RotationError>> + Send;
+}
+
+/// What a step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The step changed or checked something.
+    Done,
+    /// The step had nothing left to do (it ran before, or the token's version is already current).
+    AlreadyDone,
+}
+
+fn has_stage(versions: &BTreeMap<String, Vec<String>>, version_id: &str, stage: &str) -> bool {
+    versions
+        .get(version_id)
+        .is_some_and(|stages| stages.iter().any(|s| s == stage))
+}
+
+/// Parses a stored value into a usable key set document, or `None` when it is not one.
+fn valid_document(value: Option<&str>) -> Option<KeySetDocument> {
+    let doc = KeySetDocument::parse(value?).ok()?;
+    KeySet::from_documents(&doc, None).ok()?;
+    Some(doc)
+}
+
+/// Runs one rotation step for version `token`, generating keys for `alg`.
+pub async fn run_step<V: SecretVersionStore>(
+    store: &V,
+    step: RotationStep,
+    token: &str,
+    alg: SigningAlgorithm,
+    now_ms: i64,
+) -> Result<StepOutcome, RotationError> {
+    let versions = store.versions().await?;
+    if has_stage(&versions, token, AWSCURRENT) && !has_stage(&versions, token, AWSPENDING) {
+        // The rotation this token started has finished.
+        return Ok(StepOutcome::AlreadyDone);
+    }
+    if step != RotationStep::CreateSecret && !versions.contains_key(token) {
+        return Err(RotationError::UnknownVersion(token.to_owned()));
+    }
+    match step {
+        RotationStep::CreateSecret => create_secret(store, &versions, token, alg, now_ms).await,
+        RotationStep::SetSecret => Ok(StepOutcome::AlreadyDone),
+        RotationStep::TestSecret => test_secret(store, token, now_ms).await,
+        RotationStep::FinishSecret => finish_secret(store, &versions, token).await,
+    }
+}
+
+/// Runs the four steps in order: a whole rotation (the local server's rotate command, and tests).
+pub async fn rotate<V: SecretVersionStore>(
+    store: &V,
+    token: &str,
+    alg: SigningAlgorithm,
+    now_ms: i64,
+) -> Result<(), RotationError> {
+    for step in RotationStep::ALL {
+        run_step(store, step, token, alg, now_ms).await?;
+    }
+    Ok(())
+}
+
+async fn create_secret<V: SecretVersionStore>(
+    store: &V,
+    versions: &BTreeMap<String, Vec<String>>,
+    token: &str,
+    alg: SigningAlgorithm,
+    now_ms: i64,
+) -> Result<StepOutcome, RotationError> {
+    if versions.contains_key(token) && store.value_of_version(token).await?.is_some() {
+        return Ok(StepOutcome::AlreadyDone);
+    }
+    let current = valid_document(store.value_at_stage(AWSCURRENT).await?.as_deref());
+    if current.is_none() {
+        tracing::info!(target: "keygate::rotation", "the current version holds no valid key set: the new key starts a fresh set");
+    }
+    let key = generate_key(alg, now_ms.div_euclid(1000))?;
+    let kid = key.kid.clone();
+    let document = KeySetDocument::rotated(current.as_ref(), key);
+    store.put_pending(token, &document.to_json()).await?;
+    tracing::info!(target: "keygate::rotation", step = "createSecret", version = token, kid = %kid, alg = %alg, "pending key set stored");
+    Ok(StepOutcome::Done)
+}
+
+async fn test_secret<V: SecretVersionStore>(
+    store: &V,
+    token: &str,
+    now_ms: i64,
+) -> Result<StepOutcome, RotationError> {
+    let value = store
+        .value_of_version(token)
+        .await?
+        .ok_or_else(|| RotationError::NotPending(token.to_owned()))?;
+    let pending_doc = KeySetDocument::parse(&value)?;
+    let pending = KeySet::from_documents(&pending_doc, None)?;
+    let config = AuthConfig::with_issuer("https://rotation-test.keygate.invalid");
+    let check = |signer: &KeySet, what: &str| -> Result<(), RotationError> {
+        let issued = tokens::issue(
+            signer,
+            &config,
+            "00000000-0000-4000-8000-000000000000",
+            now_ms.div_euclid(1000),
+            now_ms,
+        )
+        .map_err(|e| RotationError::TestFailed(format!("{what}: signing: {e}")))?;
+        tokens::verify(&pending, &config, &issued.token, now_ms)
+            .map_err(|e| RotationError::TestFailed(format!("{what}: verifying: {e}")))?;
+        Ok(())
+    };
+    check(&pending, "a token signed by the new key")?;
+    if let Some(current_doc) = valid_document(store.value_at_stage(AWSCURRENT).await?.as_deref()) {
+        let current = KeySet::from_documents(&current_doc, None)?;
+        check(&current, "a token signed by the current key")?;
+    }
+    tracing::info!(target: "keygate::rotation", step = "testSecret", version = token, kid = %pending.signing_key().kid, "pending key set signs and verifies");
+    Ok(StepOutcome::Done)
+}
+
+async fn finish_secret<V: SecretVersionStore>(
+    store: &V,
+    versions: &BTreeMap<String, Vec<String>>,
+    token: &str,
+) -> Result<StepOutcome, RotationError> {
+    let current = versions
+        .iter()
+        .find(|(_, stages)| stages.iter().any(|s| s == AWSCURRENT))
+        .map(|(id, _)| id.as_str());
+    if current != Some(token) {
+        if store.value_of_version(token).await?.is_none() {
+            return Err(RotationError::NotPending(token.to_owned()));
+        }
+        store.update_stage(AWSCURRENT, Some(token), current).await?;
+        tracing::info!(target: "keygate::rotation", step = "finishSecret", version = token, previous = current.unwrap_or(""), "AWSCURRENT moved");
+    }
+    if has_stage(versions, token, AWSPENDING) {
+        store.update_stage(AWSPENDING, None, Some(token)).await?;
+    }
+    Ok(StepOutcome::Done)
+}
+
+/// How often a key source retries its store after a failed refresh while it keeps serving a cached set.
+const RETRY_AFTER_FAILURE_MS: i64 = 10_000;
+
+struct Cached {
+    keys: Option<Arc<KeySet>>,
+    /// When the next read of the store is due (epoch milliseconds).
+    refresh_at_ms: i64,
+}
+
+/// A [`KeySource`] over a [`SecretVersionStore`]: `AWSCURRENT` signs, the first key of `AWSPENDING` (if
+/// any) is published and verifies. The set is cached for `ttl`; when a refresh fails while a copy is
+/// cached, the copy keeps serving (and the store is tried again after a short pause); with nothing cached
+/// the error is returned (the HTTP layer answers 503), never a panic.
+pub struct VersionedKeySource<V, C> {
+    store: V,
+    clock: C,
+    ttl_ms: i64,
+    cache: Mutex<Cached>,
+}
+
+impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
+    pub fn new(store: V, clock: C, ttl: std::time::Duration) -> Self {
+        Self {
+            store,
+            clock,
+            ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+            cache: Mutex::new(Cached {
+                keys: None,
+                refresh_at_ms: i64::MIN,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &V {
+        &self.store
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cached> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reads the store now, whatever the cache holds.
+    pub async fn load(&self) -> Result<KeySet, KeyError> {
+        let unavailable = |e: RotationError| match e {
+            RotationError::Keys(e) => e,
+            other => KeyError::Unavailable(other.to_string()),
+        };
+        let current = self
+            .store
+            .value_at_stage(AWSCURRENT)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| KeyError::NoValidKeySet("no version is labelled AWSCURRENT".into()))?;
+        let current = KeySetDocument::parse(&current)?;
+        let pending = match self
+            .store
+            .value_at_stage(AWSPENDING)
+            .await
+            .map_err(unavailable)?
+        {
+            None => None,
+            Some(value) => match KeySetDocument::parse(&value) {
+                Ok(doc) => Some(doc),
+                Err(e) => {
+                    tracing::warn!(target: "keygate::keys", error = %e, "ignoring the AWSPENDING version: not a key set");
+                    None
+                }
+            },
+        };
+        match KeySet::from_documents(&current, pending.as_ref()) {
+            Ok(set) => Ok(set),
+            Err(e) if pending.is_some() => {
+                tracing::warn!(target: "keygate::keys", error = %e, "ignoring the AWSPENDING version: its key does not load");
+                KeySet::from_documents(&current, None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<V: SecretVersionStore, C: Clock> KeySource for VersionedKeySource<V, C> {
+    async fn key_set(&self) -> Result<Arc<KeySet>, KeyError> {
+        let now = self.clock.now_ms();
+        let cached = {
+            let cache = self.lock();
+            if let Some(keys) = &cache.keys
+                && now < cache.refresh_at_ms
+            {
+                return Ok(keys.clone());
+            }
+            cache.keys.clone()
+        };
+        match self.load().await {
+            Ok(set) => {
+                let set = Arc::new(set);
+                let mut cache = self.lock();
+                cache.keys = Some(set.clone());
+                cache.refresh_at_ms = now.saturating_add(self.ttl_ms);
+                Ok(set)
+            }
+            Err(error) => match cached {
+                Some(keys) => {
+                    tracing::warn!(target: "keygate::keys", error = %error, "refreshing the signing keys failed: serving the cached set");
+                    self.lock().refresh_at_ms =
+                        now.saturating_add(self.ttl_ms.min(RETRY_AFTER_FAILURE_MS));
+                    Ok(keys)
+                }
+                None => Err(error),
+            },
+        }
+    }
+}
+
+/// A version store in memory: for tests of rotation and key sources.
+#[derive(Debug, Default)]
+pub struct MemoryVersionStore {
+    inner: Mutex<BTreeMap<String, (Option<String>, Vec<String>)>>,
+    /// When set, every call fails (to test outages).
+    pub fail: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryVersionStore {
+    /// A store whose `AWSCURRENT` version `version_id` holds `value`.
+    pub fn with_current(version_id: &str, value: &str) -> Self {
+        let store = Self::default();
+        store.lock().insert(
+            version_id.to_owned(),
+            (Some(value.to_owned()), vec![AWSCURRENT.to_owned()]),
+        );
+        store
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (Option<String>, Vec<String>)>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn check(&self) -> Result<(), RotationError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(RotationError::Store("injected failure".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Labels `stage` onto `to` only, as Secrets Manager does (a label is on one version at most).
+pub(crate) fn move_label(
+    versions: &mut BTreeMap<String, Vec<String>>,
+    stage: &str,
+    to: Option<&str>,
+    from: Option<&str>,
+) {
+    if let Some(from) = from
+        && let Some(stages) = versions.get_mut(from)
+    {
+        stages.retain(|s| s != stage);
+    }
+    if let Some(to) = to {
+        for (id, stages) in versions.iter_mut() {
+            if id != to {
+                stages.retain(|s| s != stage);
+            }
+        }
+        let stages = versions.entry(to.to_owned()).or_default();
+        if !stages.iter().any(|s| s == stage) {
+            stages.push(stage.to_owned());
+        }
+    }
+}
+
+impl SecretVersionStore for MemoryVersionStore {
+    async fn versions(&self) -> Result<BTreeMap<String, Vec<String>>, RotationError> {
+        self.check()?;
+        Ok(self
+            .lock()
+            .iter()
+            .map(|(id, (_, stages))| (id.clone(), stages.clone()))
+            .collect())
+    }
+
+    async fn value_at_stage(&self, stage: &str) -> Result<Option<String>, RotationError> {
+        self.check()?;
+        Ok(self
+            .lock()
+            .values()
+            .find(|(_, stages)| stages.iter().any(|s| s == stage))
+            .and_then(|(value, _)| value.clone()))
+    }
+
+    async fn value_of_version(&self, version_id: &str) -> Result<Option<String>, RotationError> {
+        self.check()?;
+        Ok(self
+            .lock()
+            .get(version_id)
+            .and_then(|(value, _)| value.clone()))
+    }
+
+    async fn put_pending(&self, version_id: &str, value: &str) -> Result<(), RotationError> {
+        self.check()?;
+        let mut inner = self.lock();
+        inner
+            .entry(version_id.to_owned())
+            .or_insert_with(|| (None, Vec::new()))
+            .0 = Some(value.to_owned());
+        let mut labels: BTreeMap<String, Vec<String>> = inner
+            .iter()
+            .map(|(id, (_, s))| (id.clone(), s.clone()))
+            .collect();
+        move_label(&mut labels, AWSPENDING, Some(version_id), None);
+        for (id, stages) in labels {
+            if let Some(entry) = inner.get_mut(&id) {
+                entry.1 = stages;
+            }
+        }
+        Ok(())
+    }
+
+    async fn update_stage(
+        &self,
+        stage: &str,
+        to: Option<&str>,
+        from: Option<&str>,
+    ) -> Result<(), RotationError> {
+        self.check()?;
+        let mut inner = self.lock();
+        if let Some(to) = to
+            && !inner.contains_key(to)
+        {
+            return Err(RotationError::UnknownVersion(to.to_owned()));
+        }
+        let mut labels: BTreeMap<String, Vec<String>> = inner
+            .iter()
+            .map(|(id, (_, s))| (id.clone(), s.clone()))
+            .collect();
+        move_label(&mut labels, stage, to, from);
+        if stage == AWSCURRENT
+            && let (Some(from), Some(_)) = (from, to)
+        {
+            move_label(&mut labels, AWSPREVIOUS, Some(from), None);
+        }
+        for (id, stages) in labels {
+            if let Some(entry) = inner.get_mut(&id) {
+                entry.1 = stages;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::sync::atomic::Ordering;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn initial() -> (KeySetDocument, MemoryVersionStore) {
+        let doc = KeySetDocument {
+            keys: vec![generate_key(SigningAlgorithm::Es256, 1).unwrap()],
+        };
+        let store = MemoryVersionStore::with_current("v1", &doc.to_json());
+        (doc, store)
+    }
+
+    #[tokio::test]
+    async fn a_whole_rotation_keeps_the_old_key_verifying() {
+        let (old, store) = initial();
+        rotate(&store, "v2", SigningAlgorithm::EdDsa, NOW)
+            .await
+            .unwrap();
+        let versions = store.versions().await.unwrap();
+        assert_eq!(versions["v2"], vec![AWSCURRENT.to_owned()]);
+        assert_eq!(versions["v1"], vec![AWSPREVIOUS.to_owned()]);
+        let current =
+            KeySetDocument::parse(&store.value_at_stage(AWSCURRENT).await.unwrap().unwrap())
+                .unwrap();
+        assert_eq!(current.keys.len(), 2);
+        assert_eq!(current.keys[0].alg, SigningAlgorithm::EdDsa);
+        assert_eq!(current.keys[1], old.keys[0]);
+        assert!(store.value_at_stage(AWSPENDING).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn every_step_is_idempotent() {
+        let (_, store) = initial();
+        let alg = SigningAlgorithm::Es256;
+        assert_eq!(
+            run_step(&store, RotationStep::CreateSecret, "v2", alg, NOW)
+                .await
+                .unwrap(),
+            StepOutcome::Done
+        );
+        let pending = store.value_of_version("v2").await.unwrap();
+        assert_eq!(
+            run_step(&store, RotationStep::CreateSecret, "v2", alg, NOW)
+                .await
+                .unwrap(),
+            StepOutcome::AlreadyDone
+        );
+        assert_eq!(
+            store.value_of_version("v2").await.unwrap(),
+            pending,
+            "a retried createSecret keeps the first key"
+        );
+        for _ in 0..2 {
+            run_step(&store, RotationStep::SetSecret, "v2", alg, NOW)
+                .await
+                .unwrap();
+            run_step(&store, RotationStep::TestSecret, "v2", alg, NOW)
+                .await
+                .unwrap();
+        }
+        run_step(&store, RotationStep::FinishSecret, "v2", alg, NOW)
+            .await
+            .unwrap();
+        for step in RotationStep::ALL {
+            assert_eq!(
+                run_step(&store, step, "v2", alg, NOW).await.unwrap(),
+                StepOutcome::AlreadyDone,
+                "{step}"
+            );
+        }
+        assert_eq!(store.value_at_stage(AWSCURRENT).await.unwrap(), pending);
+    }
+
+    #[tokio::test]
+    async fn the_first_rotation_replaces_a_random_placeholder() {
+        let store = MemoryVersionStore::with_current("v1", "x7Rk!placeholder-from-cdk");
+        rotate(&store, "v2", SigningAlgorithm::Es256, NOW)
+            .await
+            .unwrap();
+        let current =
+            KeySetDocument::parse(&store.value_at_stage(AWSCURRENT).await.unwrap().unwrap())
+                .unwrap();
+        assert_eq!(current.keys.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn test_secret_refuses_a_broken_pending_set_and_unknown_tokens() {
+        let (_, store) = initial();
+        store.put_pending("v2", "not a key set").await.unwrap();
+        assert!(
+            run_step(
+                &store,
+                RotationStep::TestSecret,
+                "v2",
+                SigningAlgorithm::Es256,
+                NOW
+            )
+            .await
+            .is_err()
+        );
+        assert!(matches!(
+            run_step(
+                &store,
+                RotationStep::FinishSecret,
+                "nope",
+                SigningAlgorithm::Es256,
+                NOW
+            )
+            .await,
+            Err(RotationError::UnknownVersion(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn key_source_publishes_pending_caches_and_survives_outages() {
+        let (old, store) = initial();
+        let clock = Arc::new(ManualClock::new(NOW));
+        let source =
+            VersionedKeySource::new(store, clock.clone(), std::time::Duration::from_secs(300));
+        let first = source.key_set().await.unwrap();
+        assert_eq!(first.signing_key().kid, old.keys[0].kid);
+        run_step(
+            source.store(),
+            RotationStep::CreateSecret,
+            "v2",
+            SigningAlgorithm::Es256,
+            NOW,
+        )
+        .await
+        .unwrap();
+        // Cached until the TTL passes.
+        assert_eq!(
+            source.key_set().await.unwrap().jwks()["keys"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        clock.advance_ms(300_000);
+        let with_pending = source.key_set().await.unwrap();
+        assert_eq!(with_pending.jwks()["keys"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            with_pending.signing_key().kid,
+            old.keys[0].kid,
+            "pending does not sign"
+        );
+        // Outage: the cached copy keeps serving.
+        source.store().fail.store(true, Ordering::SeqCst);
+        clock.advance_ms(300_000);
+        assert_eq!(
+            source.key_set().await.unwrap().jwks()["keys"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn key_source_without_a_cache_reports_instead_of_panicking() {
+        let clock = ManualClock::new(NOW);
+        let garbage = VersionedKeySource::new(
+            MemoryVersionStore::with_current("v1", "random"),
+            clock,
+            std::time::Duration::from_secs(1),
+        );
+        assert!(matches!(
+            garbage.key_set().await,
+            Err(KeyError::NoValidKeySet(_))
+        ));
+        let (_, store) = initial();
+        store.fail.store(true, Ordering::SeqCst);
+        let down = VersionedKeySource::new(
+            store,
+            ManualClock::new(NOW),
+            std::time::Duration::from_secs(1),
+        );
+        assert!(matches!(
+            down.key_set().await,
+            Err(KeyError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn steps_parse_from_the_event_names() {
+        for step in RotationStep::ALL {
+            assert_eq!(step.name().parse::<RotationStep>().unwrap(), step);
+            assert_eq!(
+                serde_json::to_string(&step).unwrap(),
+                format!("\"{}\"", step.name())
+            );
+        }
+    }
+}
