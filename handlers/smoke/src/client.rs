@@ -121,7 +121,9 @@ impl Http {
     }
 }
 
-/// An error and its sources on one line, without repeating a message a wrapper already holds.
+/// An error's sources on one line, without repeating a message a wrapper already holds. reqwest's
+/// own top message ("error sending request for url (...)") is left out when there are sources: the
+/// caller names the request already.
 fn chain(error: &reqwest::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut current: Option<&dyn std::error::Error> = error.source();
@@ -132,12 +134,10 @@ fn chain(error: &reqwest::Error) -> String {
         }
         current = e.source();
     }
-    // reqwest's own message names the URL (never a secret: tokens travel in bodies and headers).
-    let head = error.to_string();
     if parts.is_empty() {
-        head
+        error.to_string()
     } else {
-        format!("{head}: {}", parts.join(": "))
+        parts.join(": ")
     }
 }
 
@@ -186,6 +186,21 @@ impl Reply {
                 out.push_str(&format!(": {}", shorten(detail, 160)));
             }
             return out;
+        }
+        // API Gateway and WAF answer errors of their own as {"message": "..."} (e.g. "Missing
+        // Authentication Token" for a wrong path or stage): worth showing, as errors carry no secret.
+        if self.status >= 400
+            && self.is_json()
+            && let Some(message) = serde_json::from_slice::<Value>(&self.body)
+                .ok()
+                .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+        {
+            return format!(
+                "{} {:?} ({})",
+                self.status,
+                shorten(&message, 160),
+                media_type(self.content_type.as_deref().unwrap_or(""))
+            );
         }
         match self.content_type.as_deref() {
             Some(ct) => format!(
@@ -261,5 +276,14 @@ mod tests {
         assert_eq!(r.describe(), "200 (application/json, 25 bytes)");
         assert!(r.is_json() && !r.is_problem());
         assert_eq!(reply(204, None, "").describe(), "204 (empty body)");
+        let gateway = reply(
+            403,
+            Some("application/json"),
+            r#"{"message":"Missing Authentication Token"}"#,
+        );
+        assert_eq!(
+            gateway.describe(),
+            r#"403 "Missing Authentication Token" (application/json)"#
+        );
     }
 }

@@ -70,7 +70,7 @@ impl Output {
 
     fn note(&self, text: &str) {
         if self.verbose {
-            self.line(&format!("       {text}"));
+            self.line(&format!("     {text}"));
         }
     }
 
