@@ -10,7 +10,8 @@
  *   keygate:repository      owner/name of the repository
  *   keygate:branch          branch the pipeline follows (default main)
  *
- * The pipeline stack (KeygatePipeline) exists only when connectionArn and repository are set.
+ * The pipeline stack (KeygatePipeline) exists only when connectionArn and repository are set; it
+ * then also needs keygate:account:pipeline (stages without an account deploy to that account).
  */
 import { App } from 'aws-cdk-lib';
 import { DeploymentOverrides, STAGE_NAMES, StageName } from '../config';
@@ -58,6 +59,6 @@ const overrides: DeploymentOverrides = {
 
 const { pipeline } = buildApp(app, { stages, overrides });
 if (!pipeline) {
-  process.stderr.write('keygate: pipeline not synthesised (set context keygate:connectionArn and keygate:repository to add it)\n');
+  process.stderr.write('keygate: pipeline not synthesised (set context keygate:connectionArn, keygate:repository and keygate:account:pipeline to add it)\n');
 }
 app.synth();

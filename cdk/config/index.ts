@@ -33,6 +33,14 @@ export function stageSettings(name: StageName, overrides: DeploymentOverrides = 
   return settings;
 }
 
+/**
+ * The stages as the pipeline deploys them: a stage without an account of its own goes to the
+ * pipeline's account, so every deploy action names a concrete account.
+ */
+export function pipelineStageSettings(pipeline: PipelineSettings, overrides: DeploymentOverrides = {}): StageSettings[] {
+  return allStageSettings(overrides).map((s) => ({ ...s, target: { ...s.target, account: s.target.account ?? pipeline.target.account } }));
+}
+
 /** All stages in promotion order. */
 export function allStageSettings(overrides: DeploymentOverrides = {}): StageSettings[] {
   return STAGE_NAMES.map((name) => stageSettings(name, overrides));
@@ -56,10 +64,14 @@ export function pipelineSettings(overrides: DeploymentOverrides = {}): PipelineS
   if (!/^[^/\s]+\/[^\s]+$/.test(source.repository)) {
     throw new Error(`repository must be owner/name, got ${source.repository}`);
   }
+  const account = overrides.accounts?.pipeline ?? PIPELINE_DEFAULTS.target.account;
+  if (!account || !/^\d{12}$/.test(account)) {
+    throw new Error('the pipeline needs the 12-digit account id it lives in (stages without their own account deploy there)');
+  }
   const { branch, ...rest } = PIPELINE_DEFAULTS;
   return {
     ...rest,
-    target: { ...rest.target, account: overrides.accounts?.pipeline ?? rest.target.account },
+    target: { ...rest.target, account },
     source: {
       connectionArn: source.connectionArn,
       repository: source.repository,

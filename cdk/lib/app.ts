@@ -1,6 +1,6 @@
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { DeploymentOverrides, StageName, allStageSettings, pipelineSettings } from '../config';
+import { DeploymentOverrides, StageName, allStageSettings, pipelineSettings, pipelineStageSettings } from '../config';
 import { KeygatePipelineStack } from './pipeline/pipeline-stack';
 import { KeygateStage } from './stage';
 
@@ -35,7 +35,7 @@ export function buildApp(app: App, options: BuildAppOptions = {}): { stages: Key
   const pipeline = pipelineConfig
     ? new KeygatePipelineStack(app, 'KeygatePipeline', {
         pipeline: pipelineConfig,
-        stages: all,
+        stages: pipelineStageSettings(pipelineConfig, overrides),
         manifestPath: options.manifestPath,
       })
     : undefined;

@@ -86,18 +86,19 @@ function acknowledgeCodePipeline(stack: Stack, pipeline: pipelines.CodePipeline)
   const region = stack.region;
   const partition = Token.isUnresolved(region) ? '<AWS::Partition>' : 'aws';
   const regionPart = Token.isUnresolved(region) ? '<AWS::Region>' : region;
+  const accountPart = Token.isUnresolved(stack.account) ? '<AWS::AccountId>' : stack.account;
   for (const c of pipeline.node.findAll()) {
     if (c instanceof codebuild.Project && c.role) {
       const projectId = stack.getLogicalId(c.node.defaultChild as CfnElement);
       const policy = c.role.node.tryFindChild('DefaultPolicy') ?? c.role;
       ack(
         policy,
-        `AwsSolutions-IAM5[Resource::arn:${partition}:logs:${regionPart}:<AWS::AccountId>:log-group:/aws/codebuild/<${projectId}>:*]`,
+        `AwsSolutions-IAM5[Resource::arn:${partition}:logs:${regionPart}:${accountPart}:log-group:/aws/codebuild/<${projectId}>:*]`,
         'Log streams of this CodeBuild project\'s own log group: stream names are created per build.',
       );
       ack(
         policy,
-        `AwsSolutions-IAM5[Resource::arn:${partition}:codebuild:${regionPart}:<AWS::AccountId>:report-group/<${projectId}>-*]`,
+        `AwsSolutions-IAM5[Resource::arn:${partition}:codebuild:${regionPart}:${accountPart}:report-group/<${projectId}>-*]`,
         'Report groups of this CodeBuild project: CodeBuild names them after the project per report.',
       );
     }
@@ -109,7 +110,7 @@ function acknowledgeCodePipeline(stack: Stack, pipeline: pipelines.CodePipeline)
     const policy = role.node.tryFindChild('DefaultPolicy') ?? role;
     ack(
       policy,
-      'AwsSolutions-IAM5[Resource::arn:*:iam::<AWS::AccountId>:role/*]',
+      `AwsSolutions-IAM5[Resource::arn:*:iam::${accountPart}:role/*]`,
       'Self-mutation assumes the CDK bootstrap deploy roles (cdk-*) of the pipeline account; their names carry the bootstrap qualifier, the trust policies of those roles are the boundary.',
     );
     ack(
@@ -122,8 +123,8 @@ function acknowledgeCodePipeline(stack: Stack, pipeline: pipelines.CodePipeline)
   const fileRole = pipeline.node.tryFindChild('Assets')?.node.tryFindChild('FileRole');
   if (fileRole) {
     const policy = fileRole.node.tryFindChild('DefaultPolicy') ?? fileRole;
-    ack(policy, `AwsSolutions-IAM5[Resource::arn:${partition}:logs:${regionPart}:<AWS::AccountId>:log-group:/aws/codebuild/*]`, 'Shared role of the asset-publishing CodeBuild projects, which CDK Pipelines creates without fixed names: log streams of those projects.');
-    ack(policy, `AwsSolutions-IAM5[Resource::arn:${partition}:codebuild:${regionPart}:<AWS::AccountId>:report-group/*]`, 'Shared role of the asset-publishing CodeBuild projects: their report groups, named by CodeBuild.');
+    ack(policy, `AwsSolutions-IAM5[Resource::arn:${partition}:logs:${regionPart}:${accountPart}:log-group:/aws/codebuild/*]`, 'Shared role of the asset-publishing CodeBuild projects, which CDK Pipelines creates without fixed names: log streams of those projects.');
+    ack(policy, `AwsSolutions-IAM5[Resource::arn:${partition}:codebuild:${regionPart}:${accountPart}:report-group/*]`, 'Shared role of the asset-publishing CodeBuild projects: their report groups, named by CodeBuild.');
     ack(policy, 'AwsSolutions-IAM5[Resource::*]', 'Asset publishing assumes the file-publishing roles of the stage accounts, whose ARNs CDK Pipelines leaves open (cross-account stages).');
   }
 }

@@ -86,6 +86,9 @@ export class KeygateApi extends Construct {
       },
     });
 
+    // The stack publishes its own ApiUrl output (no trailing slash); drop RestApi's default one.
+    this.api.node.tryRemoveChild('Endpoint');
+
     this.validator = new apigateway.RequestValidator(this, 'Validator', {
       restApi: this.api,
       requestValidatorName: 'json-body-and-parameters',

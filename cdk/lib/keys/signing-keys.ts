@@ -153,7 +153,7 @@ export class SigningKeys extends Construct {
       rotateImmediatelyOnUpdate: true,
     });
     // The immediate first rotation must find its permissions in place.
-    schedule.node.addDependency(rotationPolicy, permission, fn);
+    schedule.node.addDependency(rotationPolicy, permission);
     return schedule;
   }
 }

@@ -86,14 +86,14 @@ export class Monitoring extends Construct {
     };
 
     // API
-    const api5xx = stage.metricServerError({ statistic: cloudwatch.Stats.AVERAGE, period: PERIOD, label: '5XX rate' });
-    const apiP95 = stage.metricLatency({ statistic: cloudwatch.Stats.percentile(95), period: PERIOD, label: 'p95 latency' });
+    const api5xx = stage.metricServerError({ statistic: cloudwatch.Stats.AVERAGE, period: PERIOD });
+    const apiP95 = stage.metricLatency({ statistic: cloudwatch.Stats.percentile(95), period: PERIOD });
     alarm('api-5xx-rate', api5xx, t.api5xxRatePercent / 100, `API 5XX responses >= ${t.api5xxRatePercent}% of requests over 5 minutes`, cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD);
     alarm('api-p95-latency', apiP95, t.apiP95LatencyMs, `API p95 latency >= ${t.apiP95LatencyMs} ms over 5 minutes`);
 
     // Security signals from the functions' EMF metrics.
     const emf = (metricName: string): cloudwatch.Metric =>
-      new cloudwatch.Metric({ namespace, metricName, statistic: cloudwatch.Stats.SUM, period: PERIOD, label: metricName });
+      new cloudwatch.Metric({ namespace, metricName, statistic: cloudwatch.Stats.SUM, period: PERIOD });
     alarm('login-failed-spike', emf('LoginFailed'), t.loginFailedPer5Minutes, `LoginFailed >= ${t.loginFailedPer5Minutes} in 5 minutes: credential stuffing or an outage of the login path`);
     alarm('refresh-reuse-detected', emf('RefreshReuseDetected'), t.refreshReusePer5Minutes, 'A used refresh token was presented again: a token family was revoked (possible token theft)');
 
@@ -114,10 +114,10 @@ export class Monitoring extends Construct {
     const throttleMetrics: cloudwatch.IMetric[] = [];
     for (const name of FUNCTION_NAMES) {
       const fn = props.functions[name];
-      const errors = fn.metricErrors({ statistic: cloudwatch.Stats.SUM, period: PERIOD, label: name });
-      const throttles = fn.metricThrottles({ statistic: cloudwatch.Stats.SUM, period: PERIOD, label: name });
-      errorMetrics.push(errors);
-      throttleMetrics.push(throttles);
+      const errors = fn.metricErrors({ statistic: cloudwatch.Stats.SUM, period: PERIOD });
+      const throttles = fn.metricThrottles({ statistic: cloudwatch.Stats.SUM, period: PERIOD });
+      errorMetrics.push(errors.with({ label: name }));
+      throttleMetrics.push(throttles.with({ label: name }));
       alarm(`${name}-errors`, errors, t.lambdaErrorsPer5Minutes, `${name}: function errors >= ${t.lambdaErrorsPer5Minutes} in 5 minutes`);
       alarm(`${name}-throttles`, throttles, t.lambdaThrottlesPer5Minutes, `${name}: throttled invocations`);
     }

@@ -1,0 +1,145 @@
+import { Match } from 'aws-cdk-lib/assertions';
+import { logicalId, resourcesOfType, stageTemplate } from './helpers';
+
+describe('live aliases and provisioned concurrency', () => {
+  test('every API function has a live alias; rotate-keys does not need one', () => {
+    const { template } = stageTemplate('dev');
+    const aliases = Object.values(resourcesOfType(template, 'AWS::Lambda::Alias'));
+    expect(aliases).toHaveLength(8);
+    for (const a of aliases) {
+      expect(a.Properties!.Name).toBe('live');
+      expect(a.Properties!.FunctionVersion).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/CurrentVersion/), 'Version'] });
+    }
+  });
+
+  test('dev: no provisioned concurrency and no scaling at all', () => {
+    const { template } = stageTemplate('dev');
+    for (const a of Object.values(resourcesOfType(template, 'AWS::Lambda::Alias'))) {
+      expect(a.Properties!.ProvisionedConcurrencyConfig).toBeUndefined();
+    }
+    template.resourceCountIs('AWS::ApplicationAutoScaling::ScalableTarget', 0);
+  });
+
+  test('prod: login and refresh keep a floor and scale on a business-hours schedule in the named time zone', () => {
+    const { template } = stageTemplate('prod');
+    const aliases = resourcesOfType(template, 'AWS::Lambda::Alias');
+    const warm = Object.entries(aliases).filter(([, a]) => a.Properties!.ProvisionedConcurrencyConfig);
+    expect(warm.map(([id]) => id.replace(/live.*$/, '')).sort()).toEqual(['Concurrencylogin', 'Concurrencyrefresh']);
+    for (const [, a] of warm) {
+      expect(a.Properties!.ProvisionedConcurrencyConfig).toEqual({ ProvisionedConcurrentExecutions: 1 });
+    }
+    const targets = Object.values(resourcesOfType(template, 'AWS::ApplicationAutoScaling::ScalableTarget'));
+    expect(targets).toHaveLength(2);
+    for (const t of targets) {
+      const p = t.Properties!;
+      expect(p.ScalableDimension).toBe('lambda:function:ProvisionedConcurrency');
+      expect(p.MinCapacity).toBe(1);
+      expect(p.MaxCapacity).toBe(20);
+      const actions = p.ScheduledActions as any[];
+      expect(actions).toHaveLength(2);
+      const start = actions.find((a) => a.ScheduledActionName.includes('BusinessHoursStart'));
+      const end = actions.find((a) => a.ScheduledActionName.includes('BusinessHoursEnd'));
+      expect(start).toMatchObject({ Schedule: 'cron(0 7 ? * MON-FRI *)', Timezone: 'America/New_York', ScalableTargetAction: { MinCapacity: 5 } });
+      expect(end).toMatchObject({ Schedule: 'cron(0 20 ? * MON-FRI *)', Timezone: 'America/New_York', ScalableTargetAction: { MinCapacity: 1 } });
+    }
+    template.resourcePropertiesCountIs(
+      'AWS::ApplicationAutoScaling::ScalingPolicy',
+      { TargetTrackingScalingPolicyConfiguration: Match.objectLike({ PredefinedMetricSpecification: { PredefinedMetricType: 'LambdaProvisionedConcurrencyUtilization' } }) },
+      2,
+    );
+  });
+
+  test('staging runs the same schedule at small scale', () => {
+    const { template } = stageTemplate('staging');
+    template.resourceCountIs('AWS::ApplicationAutoScaling::ScalableTarget', 2);
+    template.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', { MinCapacity: 1, MaxCapacity: 2 });
+  });
+});
+
+describe('observability', () => {
+  const { template } = stageTemplate('dev');
+
+  test('an encrypted alarm topic that refuses plain HTTP; email subscription only when configured', () => {
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+    });
+    template.resourceCountIs('AWS::SNS::Subscription', 0);
+  });
+
+  test('alarm email from the settings subscribes to the topic', () => {
+    const { customTemplate } = require('./helpers') as typeof import('./helpers');
+    const t = customTemplate('prod', (s) => ({ ...s, observability: { ...s.observability, alarmEmail: 'oncall@example.com' } }));
+    t.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'oncall@example.com' });
+  });
+
+  const alarm = (name: string) => {
+    const a = Object.values(resourcesOfType(template, 'AWS::CloudWatch::Alarm')).find((x) => x.Properties!.AlarmName === `keygate-dev-${name}`);
+    if (!a) throw new Error(`no alarm ${name}`);
+    return a.Properties!;
+  };
+
+  test('every alarm notifies the topic', () => {
+    const topicId = logicalId(template, 'AWS::SNS::Topic', '');
+    for (const a of Object.values(resourcesOfType(template, 'AWS::CloudWatch::Alarm'))) {
+      expect(a.Properties!.AlarmActions).toEqual([{ Ref: topicId }]);
+    }
+  });
+
+  test('API 5xx rate and p95 latency on the stage', () => {
+    expect(alarm('api-5xx-rate')).toMatchObject({ MetricName: '5XXError', Namespace: 'AWS/ApiGateway', Statistic: 'Average', Threshold: 0.05 });
+    const stageId = logicalId(template, 'AWS::ApiGateway::Stage', '');
+    expect(alarm('api-5xx-rate').Dimensions).toEqual([
+      { Name: 'ApiName', Value: 'keygate-dev' },
+      { Name: 'Stage', Value: { Ref: stageId } },
+    ]);
+    expect(alarm('api-p95-latency')).toMatchObject({ MetricName: 'Latency', ExtendedStatistic: 'p95', Threshold: 2000 });
+  });
+
+  test('LoginFailed spike and RefreshReuseDetected from the EMF namespace, no dimensions', () => {
+    expect(alarm('login-failed-spike')).toMatchObject({ Namespace: 'Keygate/dev', MetricName: 'LoginFailed', Statistic: 'Sum', Threshold: 50 });
+    expect(alarm('login-failed-spike').Dimensions).toBeUndefined();
+    expect(alarm('refresh-reuse-detected')).toMatchObject({ Namespace: 'Keygate/dev', MetricName: 'RefreshReuseDetected', Statistic: 'Sum', Threshold: 1 });
+  });
+
+  test('DynamoDB throttles of the table', () => {
+    const metrics = alarm('dynamodb-throttles').Metrics as any[];
+    const names = metrics.filter((m) => m.MetricStat).map((m) => m.MetricStat.Metric.MetricName).sort();
+    expect(names).toEqual(['ReadThrottleEvents', 'WriteThrottleEvents']);
+  });
+
+  test('errors and throttles for each of the nine functions', () => {
+    for (const fn of ['register', 'login', 'refresh', 'logout', 'logout-all', 'change-password', 'me', 'well-known', 'rotate-keys']) {
+      expect(alarm(`${fn}-errors`)).toMatchObject({ MetricName: 'Errors', Namespace: 'AWS/Lambda' });
+      expect(alarm(`${fn}-throttles`)).toMatchObject({ MetricName: 'Throttles', Namespace: 'AWS/Lambda' });
+    }
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 5 + 18);
+  });
+
+  test('one dashboard with the same signals', () => {
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+    const body = JSON.stringify(Object.values(resourcesOfType(template, 'AWS::CloudWatch::Dashboard'))[0].Properties!.DashboardBody);
+    for (const signal of ['5XXError', 'Latency', 'LoginFailed', 'RefreshReuseDetected', 'ReadThrottleEvents', 'Errors', 'Throttles']) {
+      expect(body).toContain(signal);
+    }
+  });
+});
+
+describe('outputs', () => {
+  test('ApiUrl, JwksUrl, Issuer, TableName', () => {
+    const { template } = stageTemplate('dev');
+    const outputs = template.findOutputs('*');
+    expect(Object.keys(outputs).sort()).toEqual(['ApiUrl', 'Issuer', 'JwksUrl', 'TableName']);
+    const tableId = logicalId(template, 'AWS::DynamoDB::Table', 'DataTable');
+    expect(outputs.TableName.Value).toEqual({ Ref: tableId });
+    expect(JSON.stringify(outputs.JwksUrl.Value)).toContain('/.well-known/jwks.json');
+    expect(JSON.stringify(outputs.ApiUrl.Value)).toContain('.execute-api.');
+  });
+
+  test('a configured issuer replaces the API URL', () => {
+    const { customTemplate } = require('./helpers') as typeof import('./helpers');
+    const t = customTemplate('prod', (s) => ({ ...s, auth: { ...s.auth, issuer: 'https://auth.example.com' } }));
+    expect(t.findOutputs('Issuer').Issuer.Value).toBe('https://auth.example.com');
+    t.allResourcesProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ KEYGATE_ISSUER: 'https://auth.example.com' }) } });
+  });
+});
