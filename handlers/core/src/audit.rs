@@ -63,7 +63,9 @@ impl AuditEvent {
             AuditEvent::LoginFailed | AuditEvent::PasswordChangeFailed => "LoginFailed",
             AuditEvent::LoginThrottled => "LoginThrottled",
             AuditEvent::RefreshRotated => "RefreshRotated",
-            AuditEvent::RefreshReuseDetected | AuditEvent::RefreshDeviceMismatch => "RefreshReuseDetected",
+            AuditEvent::RefreshReuseDetected | AuditEvent::RefreshDeviceMismatch => {
+                "RefreshReuseDetected"
+            }
             AuditEvent::RefreshRaceRefused | AuditEvent::RefreshRevoked => "RefreshRefused",
             AuditEvent::Logout => "Logouts",
             AuditEvent::LogoutAll => "LogoutAll",
@@ -72,7 +74,12 @@ impl AuditEvent {
     }
 
     fn is_warning(self) -> bool {
-        matches!(self, AuditEvent::RefreshReuseDetected | AuditEvent::RefreshDeviceMismatch | AuditEvent::LoginThrottled)
+        matches!(
+            self,
+            AuditEvent::RefreshReuseDetected
+                | AuditEvent::RefreshDeviceMismatch
+                | AuditEvent::LoginThrottled
+        )
     }
 }
 
@@ -91,7 +98,10 @@ pub struct Subject<'a> {
 
 pub fn emit(ctx: &RequestContext, event: AuditEvent, subject: Subject<'_>) {
     let email_hash = subject.email.map(email_hash);
-    let (user_id, family_id) = (subject.user_id.unwrap_or(""), subject.family_id.unwrap_or(""));
+    let (user_id, family_id) = (
+        subject.user_id.unwrap_or(""),
+        subject.family_id.unwrap_or(""),
+    );
     let email_hash = email_hash.as_deref().unwrap_or("");
     if event.is_warning() {
         tracing::warn!(target: "keygate::audit", event = event.name(), request_id = %ctx.request_id, correlation_id = %ctx.correlation_id, user_id, email_hash, family_id);

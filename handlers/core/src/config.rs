@@ -136,7 +136,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(setting: &Setting, message: impl Into<String>) -> Self {
-        Self { variable: setting.env, message: message.into() }
+        Self {
+            variable: setting.env,
+            message: message.into(),
+        }
     }
 }
 
@@ -175,7 +178,11 @@ pub struct AuthConfig {
 }
 
 /// Reads one setting through `lookup` (falling back to its default) and parses it.
-pub fn read_setting<T, F>(lookup: &F, setting: &Setting, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError>
+pub fn read_setting<T, F>(
+    lookup: &F,
+    setting: &Setting,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, ConfigError>
 where
     F: Fn(&str) -> Option<String>,
 {
@@ -191,7 +198,9 @@ where
     T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
 {
     move |raw| {
-        let value: T = raw.parse().map_err(|_| format!("`{raw}` is not a whole number"))?;
+        let value: T = raw
+            .parse()
+            .map_err(|_| format!("`{raw}` is not a whole number"))?;
         if value < min || value > max {
             return Err(format!("{value} is out of range {min}..={max}"));
         }
@@ -219,7 +228,8 @@ impl AuthConfig {
     {
         let min_length = read_setting(&lookup, &PASSWORD_MIN_LENGTH, bounded(8usize, 64))?;
         let max_length = read_setting(&lookup, &PASSWORD_MAX_LENGTH, bounded(64usize, 256))?;
-        let required_classes = read_setting(&lookup, &PASSWORD_REQUIRE_CLASSES, CharClass::parse_list)?;
+        let required_classes =
+            read_setting(&lookup, &PASSWORD_REQUIRE_CLASSES, CharClass::parse_list)?;
         Ok(Self {
             issuer: read_setting(&lookup, &ISSUER, url)?,
             audience: read_setting(&lookup, &AUDIENCE, |raw| {
@@ -230,13 +240,33 @@ impl AuthConfig {
                 }
             })?,
             access_token_ttl_secs: read_setting(&lookup, &ACCESS_TOKEN_TTL, bounded(1u64, 900))?,
-            refresh_family_ttl_secs: read_setting(&lookup, &REFRESH_FAMILY_TTL, bounded(300u64, 31_536_000))?,
-            refresh_reuse_grace_secs: read_setting(&lookup, &REFRESH_REUSE_GRACE, bounded(0u64, 60))?,
+            refresh_family_ttl_secs: read_setting(
+                &lookup,
+                &REFRESH_FAMILY_TTL,
+                bounded(300u64, 31_536_000),
+            )?,
+            refresh_reuse_grace_secs: read_setting(
+                &lookup,
+                &REFRESH_REUSE_GRACE,
+                bounded(0u64, 60),
+            )?,
             signing_alg: read_setting(&lookup, &SIGNING_ALG, |raw| raw.parse())?,
-            password_policy: PasswordPolicy { min_length, max_length, required_classes },
+            password_policy: PasswordPolicy {
+                min_length,
+                max_length,
+                required_classes,
+            },
             hashing: HashingParams {
-                memory_kib: read_setting(&lookup, &ARGON2_MEMORY_KIB, bounded(HashingParams::OWASP_MEMORY_KIB, 4 * 1024 * 1024))?,
-                iterations: read_setting(&lookup, &ARGON2_ITERATIONS, bounded(HashingParams::OWASP_ITERATIONS, 100))?,
+                memory_kib: read_setting(
+                    &lookup,
+                    &ARGON2_MEMORY_KIB,
+                    bounded(HashingParams::OWASP_MEMORY_KIB, 4 * 1024 * 1024),
+                )?,
+                iterations: read_setting(
+                    &lookup,
+                    &ARGON2_ITERATIONS,
+                    bounded(HashingParams::OWASP_ITERATIONS, 100),
+                )?,
                 parallelism: read_setting(&lookup, &ARGON2_PARALLELISM, bounded(1u32, 16))?,
             },
             throttle: LoginThrottle {
@@ -260,8 +290,16 @@ mod tests {
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> Result<AuthConfig, ConfigError> {
-        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        AuthConfig::from_lookup(move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        AuthConfig::from_lookup(move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
     }
 
     #[test]
@@ -275,19 +313,40 @@ mod tests {
         assert_eq!(c.password_policy.min_length, 15);
         assert!(c.password_policy.max_length >= 64);
         assert!(c.password_policy.required_classes.is_empty());
-        assert_eq!((c.hashing.memory_kib, c.hashing.iterations, c.hashing.parallelism), (19456, 2, 1));
+        assert_eq!(
+            (
+                c.hashing.memory_kib,
+                c.hashing.iterations,
+                c.hashing.parallelism
+            ),
+            (19456, 2, 1)
+        );
     }
 
     #[test]
     fn access_token_lifetime_above_fifteen_minutes_is_refused() {
-        let err = config(&[("KEYGATE_ISSUER", "https://a.example"), ("KEYGATE_ACCESS_TOKEN_TTL_SECONDS", "901")]).unwrap_err();
+        let err = config(&[
+            ("KEYGATE_ISSUER", "https://a.example"),
+            ("KEYGATE_ACCESS_TOKEN_TTL_SECONDS", "901"),
+        ])
+        .unwrap_err();
         assert_eq!(err.variable, "KEYGATE_ACCESS_TOKEN_TTL_SECONDS");
-        assert!(config(&[("KEYGATE_ISSUER", "https://a.example"), ("KEYGATE_ACCESS_TOKEN_TTL_SECONDS", "900")]).is_ok());
+        assert!(
+            config(&[
+                ("KEYGATE_ISSUER", "https://a.example"),
+                ("KEYGATE_ACCESS_TOKEN_TTL_SECONDS", "900")
+            ])
+            .is_ok()
+        );
     }
 
     #[test]
     fn weaker_than_owasp_hashing_is_refused() {
-        for (var, value) in [("KEYGATE_ARGON2_MEMORY_KIB", "19455"), ("KEYGATE_ARGON2_ITERATIONS", "1"), ("KEYGATE_ARGON2_PARALLELISM", "0")] {
+        for (var, value) in [
+            ("KEYGATE_ARGON2_MEMORY_KIB", "19455"),
+            ("KEYGATE_ARGON2_ITERATIONS", "1"),
+            ("KEYGATE_ARGON2_PARALLELISM", "0"),
+        ] {
             let err = config(&[("KEYGATE_ISSUER", "https://a.example"), (var, value)]).unwrap_err();
             assert_eq!(err.variable, var);
         }
@@ -299,17 +358,32 @@ mod tests {
         assert_eq!(err.to_string(), "KEYGATE_ISSUER: is required");
         let err = config(&[("KEYGATE_ISSUER", "ftp://x")]).unwrap_err();
         assert_eq!(err.variable, "KEYGATE_ISSUER");
-        let err = config(&[("KEYGATE_ISSUER", "https://a.example"), ("KEYGATE_SIGNING_ALG", "none")]).unwrap_err();
+        let err = config(&[
+            ("KEYGATE_ISSUER", "https://a.example"),
+            ("KEYGATE_SIGNING_ALG", "none"),
+        ])
+        .unwrap_err();
         assert_eq!(err.variable, "KEYGATE_SIGNING_ALG");
-        let err = config(&[("KEYGATE_ISSUER", "https://a.example"), ("KEYGATE_PASSWORD_MAX_LENGTH", "63")]).unwrap_err();
+        let err = config(&[
+            ("KEYGATE_ISSUER", "https://a.example"),
+            ("KEYGATE_PASSWORD_MAX_LENGTH", "63"),
+        ])
+        .unwrap_err();
         assert_eq!(err.variable, "KEYGATE_PASSWORD_MAX_LENGTH");
-        let err = config(&[("KEYGATE_ISSUER", "https://a.example"), ("KEYGATE_PASSWORD_REQUIRE_CLASSES", "lower,emoji")]).unwrap_err();
+        let err = config(&[
+            ("KEYGATE_ISSUER", "https://a.example"),
+            ("KEYGATE_PASSWORD_REQUIRE_CLASSES", "lower,emoji"),
+        ])
+        .unwrap_err();
         assert_eq!(err.variable, "KEYGATE_PASSWORD_REQUIRE_CLASSES");
     }
 
     #[test]
     fn throttle_window_grows_and_is_capped() {
-        let t = LoginThrottle { free_attempts: 5, max_delay_secs: 900 };
+        let t = LoginThrottle {
+            free_attempts: 5,
+            max_delay_secs: 900,
+        };
         assert_eq!(t.delay_ms(5), 0);
         assert_eq!(t.delay_ms(6), 1000);
         assert_eq!(t.delay_ms(7), 2000);

@@ -69,7 +69,9 @@ impl FromStr for SigningAlgorithm {
             "RS256" => Ok(SigningAlgorithm::Rs256),
             "EdDSA" => Ok(SigningAlgorithm::EdDsa),
             "HS256" => Ok(SigningAlgorithm::Hs256),
-            other => Err(format!("`{other}` is not one of ES256, RS256, EdDSA, HS256")),
+            other => Err(format!(
+                "`{other}` is not one of ES256, RS256, EdDSA, HS256"
+            )),
         }
     }
 }
@@ -101,7 +103,10 @@ pub struct KeyMaterial {
 impl fmt::Debug for KeyMaterial {
     // Never print private key material, not even in debug output.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyMaterial").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+        f.debug_struct("KeyMaterial")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -114,8 +119,8 @@ pub struct KeySetDocument {
 
 impl KeySetDocument {
     pub fn parse(json: &str) -> Result<Self, KeyError> {
-        let doc: KeySetDocument =
-            serde_json::from_str(json).map_err(|e| KeyError::NoValidKeySet(format!("not a key-set document: {e}")))?;
+        let doc: KeySetDocument = serde_json::from_str(json)
+            .map_err(|e| KeyError::NoValidKeySet(format!("not a key-set document: {e}")))?;
         if doc.keys.is_empty() {
             return Err(KeyError::NoValidKeySet("the document lists no keys".into()));
         }
@@ -141,16 +146,24 @@ impl KeySetDocument {
 pub fn generate_key(alg: SigningAlgorithm, now_secs: i64) -> Result<KeyMaterial, KeyError> {
     let rng = SystemRandom::new();
     let der: Vec<u8> = match alg {
-        SigningAlgorithm::Es256 => EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        SigningAlgorithm::Es256 => {
+            EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| KeyError::Generation)?
+                .as_ref()
+                .to_vec()
+        }
+        SigningAlgorithm::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng)
             .map_err(|_| KeyError::Generation)?
             .as_ref()
             .to_vec(),
-        SigningAlgorithm::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Generation)?.as_ref().to_vec(),
         SigningAlgorithm::Rs256 => {
             use aws_lc_rs::encoding::AsDer;
-            let pair = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|_| KeyError::Generation)?;
+            let pair = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|_| KeyError::Generation)?;
             let pkcs8 = pair.as_der().map_err(|_| KeyError::Generation)?;
-            pkcs1_from_pkcs8(pkcs8.as_ref()).ok_or(KeyError::Generation)?.to_vec()
+            pkcs1_from_pkcs8(pkcs8.as_ref())
+                .ok_or(KeyError::Generation)?
+                .to_vec()
         }
         SigningAlgorithm::Hs256 => {
             let mut secret = vec![0u8; 32];
@@ -182,15 +195,25 @@ fn pkcs1_from_pkcs8(der: &[u8]) -> Option<&[u8]> {
             if n == 0 || n > 4 || rest.len() < n {
                 return None;
             }
-            let len = rest[..n].iter().fold(0usize, |acc, &b| (acc << 8) | b as usize);
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | b as usize);
             (len, &rest[n..])
         };
         (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
     }
-    let (0x30, info, _) = tlv(der)? else { return None };
-    let (0x02, _version, rest) = tlv(info)? else { return None };
-    let (0x30, _algorithm, rest) = tlv(rest)? else { return None };
-    let (0x04, key, _) = tlv(rest)? else { return None };
+    let (0x30, info, _) = tlv(der)? else {
+        return None;
+    };
+    let (0x02, _version, rest) = tlv(info)? else {
+        return None;
+    };
+    let (0x30, _algorithm, rest) = tlv(rest)? else {
+        return None;
+    };
+    let (0x04, key, _) = tlv(rest)? else {
+        return None;
+    };
     Some(key)
 }
 
@@ -206,7 +229,10 @@ pub struct LoadedKey {
 
 impl fmt::Debug for LoadedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LoadedKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+        f.debug_struct("LoadedKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -216,28 +242,35 @@ impl LoadedKey {
         if material.kid.is_empty() || material.kid.len() > 128 {
             return Err(invalid("kid must be 1-128 characters"));
         }
-        let der = URL_SAFE_NO_PAD.decode(&material.private_key).map_err(|_| invalid("private_key is not base64url"))?;
+        let der = URL_SAFE_NO_PAD
+            .decode(&material.private_key)
+            .map_err(|_| invalid("private_key is not base64url"))?;
         let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
         let kid = material.kid.clone();
         let (encoding, decoding, jwk) = match material.alg {
             SigningAlgorithm::Es256 => {
-                let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der)
-                    .map_err(|_| invalid("not a P-256 PKCS#8 key"))?;
+                let pair =
+                    EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                        .map_err(|_| invalid("not a P-256 PKCS#8 key"))?;
                 let point = pair.public_key().as_ref();
                 let (x, y) = (b64(&point[1..33]), b64(&point[33..65]));
-                let decoding = DecodingKey::from_ec_components(&x, &y).map_err(|_| invalid("bad public point"))?;
+                let decoding = DecodingKey::from_ec_components(&x, &y)
+                    .map_err(|_| invalid("bad public point"))?;
                 let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"});
                 (EncodingKey::from_ec_der(&der), decoding, Some(jwk))
             }
             SigningAlgorithm::EdDsa => {
-                let pair = Ed25519KeyPair::from_pkcs8(&der).map_err(|_| invalid("not an Ed25519 PKCS#8 key"))?;
+                let pair = Ed25519KeyPair::from_pkcs8(&der)
+                    .map_err(|_| invalid("not an Ed25519 PKCS#8 key"))?;
                 let x = b64(pair.public_key().as_ref());
-                let decoding = DecodingKey::from_ed_components(&x).map_err(|_| invalid("bad public key"))?;
+                let decoding =
+                    DecodingKey::from_ed_components(&x).map_err(|_| invalid("bad public key"))?;
                 let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"});
                 (EncodingKey::from_ed_der(&der), decoding, Some(jwk))
             }
             SigningAlgorithm::Rs256 => {
-                let pair = RsaKeyPair::from_der(&der).map_err(|_| invalid("not a PKCS#1 RSA key"))?;
+                let pair =
+                    RsaKeyPair::from_der(&der).map_err(|_| invalid("not a PKCS#1 RSA key"))?;
                 if pair.public_modulus_len() < 256 {
                     return Err(invalid("RSA keys must have at least 2048 bits"));
                 }
@@ -257,7 +290,13 @@ impl LoadedKey {
                 (encoding, decoding, None)
             }
         };
-        Ok(LoadedKey { kid, alg: material.alg, encoding, decoding, jwk })
+        Ok(LoadedKey {
+            kid,
+            alg: material.alg,
+            encoding,
+            decoding,
+            jwk,
+        })
     }
 }
 
@@ -270,9 +309,15 @@ pub struct KeySet {
 impl KeySet {
     /// Loads the current document (its first key signs) and, when a rotation is under way, the pending
     /// one (its first key is published and verifies, but does not sign yet).
-    pub fn from_documents(current: &KeySetDocument, pending: Option<&KeySetDocument>) -> Result<Self, KeyError> {
+    pub fn from_documents(
+        current: &KeySetDocument,
+        pending: Option<&KeySetDocument>,
+    ) -> Result<Self, KeyError> {
         let mut keys: Vec<LoadedKey> = Vec::new();
-        let candidates = current.keys.iter().chain(pending.into_iter().flat_map(|doc| doc.keys.first()));
+        let candidates = current
+            .keys
+            .iter()
+            .chain(pending.into_iter().flat_map(|doc| doc.keys.first()));
         for material in candidates {
             if keys.iter().any(|k| k.kid == material.kid) {
                 continue;
@@ -333,9 +378,20 @@ mod tests {
 
     #[test]
     fn every_algorithm_generates_loads_and_publishes_as_it_should() {
-        for alg in [SigningAlgorithm::Es256, SigningAlgorithm::Rs256, SigningAlgorithm::EdDsa, SigningAlgorithm::Hs256] {
+        for alg in [
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::Rs256,
+            SigningAlgorithm::EdDsa,
+            SigningAlgorithm::Hs256,
+        ] {
             let key = generate_key(alg, 0).unwrap();
-            let set = KeySet::from_documents(&KeySetDocument { keys: vec![key.clone()] }, None).unwrap();
+            let set = KeySet::from_documents(
+                &KeySetDocument {
+                    keys: vec![key.clone()],
+                },
+                None,
+            )
+            .unwrap();
             assert_eq!(set.signing_key().kid, key.kid);
             let published = set.jwks()["keys"].as_array().unwrap().len();
             assert_eq!(published, usize::from(alg.is_public()), "{alg}");
@@ -350,8 +406,13 @@ mod tests {
     #[test]
     fn pending_key_is_published_but_does_not_sign() {
         let old = generate_key(SigningAlgorithm::Es256, 0).unwrap();
-        let current = KeySetDocument { keys: vec![old.clone()] };
-        let pending = KeySetDocument::rotated(Some(&current), generate_key(SigningAlgorithm::Es256, 1).unwrap());
+        let current = KeySetDocument {
+            keys: vec![old.clone()],
+        };
+        let pending = KeySetDocument::rotated(
+            Some(&current),
+            generate_key(SigningAlgorithm::Es256, 1).unwrap(),
+        );
         let set = KeySet::from_documents(&current, Some(&pending)).unwrap();
         assert_eq!(set.signing_key().kid, old.kid);
         assert!(set.find(&pending.keys[0].kid).is_some());
@@ -364,17 +425,34 @@ mod tests {
 
     #[test]
     fn garbage_documents_are_invalid_key_sets() {
-        for bad in ["", "random-password-string", "{}", r#"{"keys":[]}"#, r#"{"keys":[{"kid":"a","alg":"none","private_key":"","created_at":0}]}"#] {
+        for bad in [
+            "",
+            "random-password-string",
+            "{}",
+            r#"{"keys":[]}"#,
+            r#"{"keys":[{"kid":"a","alg":"none","private_key":"","created_at":0}]}"#,
+        ] {
             assert!(KeySetDocument::parse(bad).is_err(), "{bad}");
         }
-        let doc = KeySetDocument::parse(r#"{"keys":[{"kid":"a","alg":"ES256","private_key":"AAAA","created_at":0}]}"#).unwrap();
-        assert!(matches!(KeySet::from_documents(&doc, None), Err(KeyError::NoValidKeySet(_))));
+        let doc = KeySetDocument::parse(
+            r#"{"keys":[{"kid":"a","alg":"ES256","private_key":"AAAA","created_at":0}]}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            KeySet::from_documents(&doc, None),
+            Err(KeyError::NoValidKeySet(_))
+        ));
     }
 
     #[test]
     fn debug_output_hides_private_keys() {
         let key = generate_key(SigningAlgorithm::Es256, 0).unwrap();
-        let printed = format!("{key:?} {:?}", KeySetDocument { keys: vec![key.clone()] });
+        let printed = format!(
+            "{key:?} {:?}",
+            KeySetDocument {
+                keys: vec![key.clone()]
+            }
+        );
         assert!(!printed.contains(&key.private_key));
     }
 }

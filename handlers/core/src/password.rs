@@ -1,7 +1,9 @@
 //! Password policy (NIST SP 800-63B-4 lengths, a blocklist, optional character classes) and argon2id
 //! hashing with PHC strings.
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::{
+    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 
@@ -49,7 +51,11 @@ impl CharClass {
                 "upper" => CharClass::Upper,
                 "digit" => CharClass::Digit,
                 "symbol" => CharClass::Symbol,
-                other => return Err(format!("unknown character class `{other}` (lower, upper, digit, symbol)")),
+                other => {
+                    return Err(format!(
+                        "unknown character class `{other}` (lower, upper, digit, symbol)"
+                    ));
+                }
             };
             if !classes.contains(&class) {
                 classes.push(class);
@@ -112,8 +118,14 @@ pub fn is_common_password(password: &str) -> bool {
     let (mut lo, mut hi) = (0usize, bytes.len());
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let start = bytes[..mid].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let end = bytes[start..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| start + i);
+        let start = bytes[..mid]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| start + i);
         match bytes[start..end].cmp(wanted.as_bytes()) {
             std::cmp::Ordering::Equal => return true,
             std::cmp::Ordering::Less => lo = end + 1,
@@ -142,7 +154,9 @@ impl HashingParams {
 pub enum Verification {
     Mismatch,
     /// The password is right; `needs_rehash` when the stored hash used other parameters.
-    Match { needs_rehash: bool },
+    Match {
+        needs_rehash: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -156,8 +170,13 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     pub fn new(params: HashingParams) -> Result<Self, AuthError> {
-        let argon_params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
-            .map_err(|e| AuthError::Internal(format!("argon2 parameters: {e}")))?;
+        let argon_params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|e| AuthError::Internal(format!("argon2 parameters: {e}")))?;
         // Fixed salt and an all-zero output: verifying against it runs the full argon2id computation
         // with the configured cost, and no password produces that output.
         let dummy_hash = format!(
@@ -190,10 +209,16 @@ impl PasswordHasher {
         let Ok(parsed) = PasswordHash::new(phc) else {
             return Verification::Mismatch;
         };
-        if self.argon2.verify_password(password.as_bytes(), &parsed).is_err() {
+        if self
+            .argon2
+            .verify_password(password.as_bytes(), &parsed)
+            .is_err()
+        {
             return Verification::Mismatch;
         }
-        Verification::Match { needs_rehash: !self.is_current(&parsed) }
+        Verification::Match {
+            needs_rehash: !self.is_current(&parsed),
+        }
     }
 
     /// Does the same work as [`verify`](Self::verify) against a hash no password matches.
@@ -218,11 +243,19 @@ mod tests {
     use super::*;
 
     fn owasp() -> HashingParams {
-        HashingParams { memory_kib: 19456, iterations: 2, parallelism: 1 }
+        HashingParams {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+        }
     }
 
     fn policy() -> PasswordPolicy {
-        PasswordPolicy { min_length: 15, max_length: 128, required_classes: vec![] }
+        PasswordPolicy {
+            min_length: 15,
+            max_length: 128,
+            required_classes: vec![],
+        }
     }
 
     #[test]
@@ -238,52 +271,110 @@ mod tests {
     fn verification_is_exact() {
         let hasher = PasswordHasher::new(owasp()).unwrap();
         let phc = hasher.hash("Correct Horse Battery Staple ").unwrap();
-        assert_eq!(hasher.verify("Correct Horse Battery Staple ", &phc), Verification::Match { needs_rehash: false });
+        assert_eq!(
+            hasher.verify("Correct Horse Battery Staple ", &phc),
+            Verification::Match {
+                needs_rehash: false
+            }
+        );
         // No trimming, no case folding, no normalisation.
-        for wrong in ["Correct Horse Battery Staple", "correct horse battery staple ", " Correct Horse Battery Staple "] {
-            assert_eq!(hasher.verify(wrong, &phc), Verification::Mismatch, "{wrong:?}");
+        for wrong in [
+            "Correct Horse Battery Staple",
+            "correct horse battery staple ",
+            " Correct Horse Battery Staple ",
+        ] {
+            assert_eq!(
+                hasher.verify(wrong, &phc),
+                Verification::Mismatch,
+                "{wrong:?}"
+            );
         }
-        assert_eq!(hasher.verify("anything", "not a phc string"), Verification::Mismatch);
+        assert_eq!(
+            hasher.verify("anything", "not a phc string"),
+            Verification::Mismatch
+        );
     }
 
     #[test]
     fn weaker_stored_hashes_ask_for_a_rehash() {
         let weak = PasswordHasher {
-            params: HashingParams { memory_kib: 8192, iterations: 1, parallelism: 1 },
-            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(8192, 1, 1, None).unwrap()),
+            params: HashingParams {
+                memory_kib: 8192,
+                iterations: 1,
+                parallelism: 1,
+            },
+            argon2: Argon2::new(
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(8192, 1, 1, None).unwrap(),
+            ),
             dummy_hash: String::new(),
         };
         let old = weak.hash("an old but fine passphrase").unwrap();
         let current = PasswordHasher::new(owasp()).unwrap();
-        assert_eq!(current.verify("an old but fine passphrase", &old), Verification::Match { needs_rehash: true });
+        assert_eq!(
+            current.verify("an old but fine passphrase", &old),
+            Verification::Match { needs_rehash: true }
+        );
     }
 
     #[test]
     fn the_dummy_hash_matches_nothing() {
         let hasher = PasswordHasher::new(owasp()).unwrap();
         assert!(PasswordHash::new(&hasher.dummy_hash).is_ok());
-        assert_eq!(hasher.verify("", &hasher.dummy_hash), Verification::Mismatch);
-        assert_eq!(hasher.verify("password", &hasher.dummy_hash), Verification::Mismatch);
+        assert_eq!(
+            hasher.verify("", &hasher.dummy_hash),
+            Verification::Mismatch
+        );
+        assert_eq!(
+            hasher.verify("password", &hasher.dummy_hash),
+            Verification::Mismatch
+        );
     }
 
     #[test]
     fn length_limits() {
         let p = policy();
-        assert_eq!(p.check("fourteen chars"), Err(PolicyViolation::TooShort(15)));
+        assert_eq!(
+            p.check("fourteen chars"),
+            Err(PolicyViolation::TooShort(15))
+        );
         assert_eq!(p.check("fifteen chars!!"), Ok(()));
         // 64 characters must always be allowed; multi-byte characters count once each.
         assert_eq!(p.check(&"é".repeat(64)), Ok(()));
         assert_eq!(p.check(&"x".repeat(128)), Ok(()));
-        assert_eq!(p.check(&"xy".repeat(65)), Err(PolicyViolation::TooLong(128)));
-        let wide = PasswordPolicy { max_length: 256, ..policy() };
-        assert_eq!(wide.check(&"𝄞".repeat(256)), Ok(()), "256 four-byte characters fit the byte cap");
-        assert_eq!(wide.check(&"x".repeat(MAX_PASSWORD_BYTES + 1)), Err(PolicyViolation::TooLong(256)));
+        assert_eq!(
+            p.check(&"xy".repeat(65)),
+            Err(PolicyViolation::TooLong(128))
+        );
+        let wide = PasswordPolicy {
+            max_length: 256,
+            ..policy()
+        };
+        assert_eq!(
+            wide.check(&"𝄞".repeat(256)),
+            Ok(()),
+            "256 four-byte characters fit the byte cap"
+        );
+        assert_eq!(
+            wide.check(&"x".repeat(MAX_PASSWORD_BYTES + 1)),
+            Err(PolicyViolation::TooLong(256))
+        );
     }
 
     #[test]
     fn common_passwords_are_refused_whatever_the_case() {
-        let p = PasswordPolicy { min_length: 8, ..policy() };
-        for pw in ["password", "PASSWORD1", "iloveyou", "qwertyuiop", "1q2w3e4r5t"] {
+        let p = PasswordPolicy {
+            min_length: 8,
+            ..policy()
+        };
+        for pw in [
+            "password",
+            "PASSWORD1",
+            "iloveyou",
+            "qwertyuiop",
+            "1q2w3e4r5t",
+        ] {
             assert_eq!(p.check(pw), Err(PolicyViolation::Common), "{pw}");
         }
         assert!(is_common_password("123456"));
@@ -298,9 +389,18 @@ mod tests {
     #[test]
     fn character_classes_only_when_configured() {
         assert_eq!(policy().check("all lowercase words here"), Ok(()));
-        let strict = PasswordPolicy { required_classes: vec![CharClass::Upper, CharClass::Digit], ..policy() };
-        assert_eq!(strict.check("all lowercase words here"), Err(PolicyViolation::MissingClass(CharClass::Upper)));
-        assert_eq!(strict.check("All lowercase words here"), Err(PolicyViolation::MissingClass(CharClass::Digit)));
+        let strict = PasswordPolicy {
+            required_classes: vec![CharClass::Upper, CharClass::Digit],
+            ..policy()
+        };
+        assert_eq!(
+            strict.check("all lowercase words here"),
+            Err(PolicyViolation::MissingClass(CharClass::Upper))
+        );
+        assert_eq!(
+            strict.check("All lowercase words here"),
+            Err(PolicyViolation::MissingClass(CharClass::Digit))
+        );
         assert_eq!(strict.check("All lowercase words here 7"), Ok(()));
     }
 

@@ -35,14 +35,25 @@ pub struct RefreshToken {
 impl std::fmt::Debug for RefreshToken {
     // The secret never reaches a log, even through debug formatting.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RefreshToken").field("family_id", &hex(&self.family_id)).field("token_id", &hex(&self.token_id)).finish_non_exhaustive()
+        f.debug_struct("RefreshToken")
+            .field("family_id", &hex(&self.family_id))
+            .field("token_id", &hex(&self.token_id))
+            .finish_non_exhaustive()
     }
 }
 
 fn random<const N: usize>() -> Result<[u8; N], AuthError> {
     let mut bytes = [0u8; N];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| AuthError::Internal("OS random generator failed".into()))?;
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| AuthError::Internal("OS random generator failed".into()))?;
     Ok(bytes)
+}
+
+/// A fresh 128-bit identifier in hex (request ids, correlation ids).
+pub fn random_id() -> String {
+    random::<16>()
+        .map(|bytes| hex(&bytes))
+        .unwrap_or_else(|_| "unavailable".to_owned())
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -68,7 +79,12 @@ pub fn hashes_match(a: &str, b: &str) -> bool {
 
 impl RefreshToken {
     /// The first token of a new family.
-    pub fn new_family(email: &str, user_id: [u8; 16], now_ms: i64, family_ttl_secs: u64) -> Result<Self, AuthError> {
+    pub fn new_family(
+        email: &str,
+        user_id: [u8; 16],
+        now_ms: i64,
+        family_ttl_secs: u64,
+    ) -> Result<Self, AuthError> {
         let now_s = now_ms.div_euclid(1000);
         Ok(Self {
             issued_at_ms: now_ms,
@@ -84,7 +100,12 @@ impl RefreshToken {
 
     /// The token that replaces this one: same family, expiry and authentication time.
     pub fn child(&self, now_ms: i64) -> Result<Self, AuthError> {
-        Ok(Self { issued_at_ms: now_ms, token_id: random()?, secret: random()?, ..self.clone() })
+        Ok(Self {
+            issued_at_ms: now_ms,
+            token_id: random()?,
+            secret: random()?,
+            ..self.clone()
+        })
     }
 
     fn to_bytes(&self) -> Vec<u8> {
@@ -118,7 +139,9 @@ impl RefreshToken {
         }
         let (fixed, email) = bytes.split_at(FIXED_LEN);
         let email = std::str::from_utf8(email).map_err(|_| invalid())?;
-        if email.len() > MAX_EMAIL_LEN || !crate::service::normalize_email(email).is_ok_and(|n| n == email) {
+        if email.len() > MAX_EMAIL_LEN
+            || !crate::service::normalize_email(email).is_ok_and(|n| n == email)
+        {
             return Err(invalid());
         }
         let i64_at = |at: usize| i64::from_be_bytes(fixed[at..at + 8].try_into().expect("8 bytes"));
@@ -153,7 +176,9 @@ impl RefreshToken {
     }
 
     pub fn user_id_string(&self) -> String {
-        uuid::Uuid::from_bytes(self.user_id).hyphenated().to_string()
+        uuid::Uuid::from_bytes(self.user_id)
+            .hyphenated()
+            .to_string()
     }
 
     /// The record the store keeps for this token.
@@ -189,7 +214,14 @@ mod tests {
         assert_eq!(parsed, t);
         assert_eq!(parsed.family_expires_at_s, 1_700_000_000 + 30 * 86400);
         let child = t.child(1_700_000_100_000).unwrap();
-        assert_eq!((child.family_id, child.family_expires_at_s, child.auth_time_s), (t.family_id, t.family_expires_at_s, t.auth_time_s));
+        assert_eq!(
+            (
+                child.family_id,
+                child.family_expires_at_s,
+                child.auth_time_s
+            ),
+            (t.family_id, t.family_expires_at_s, t.auth_time_s)
+        );
         assert_ne!(child.token_id, t.token_id);
         assert_ne!(child.hash(), t.hash());
     }
@@ -220,7 +252,15 @@ mod tests {
         let last = flipped.len() - 1;
         flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
         let flipped = String::from_utf8(flipped).unwrap();
-        for bad in ["", "kgrt_", "kgrt_!!!!", &good[PREFIX.len()..], &format!("{good}="), &good[..good.len() - 4], &"A".repeat(MAX_LEN + 1)] {
+        for bad in [
+            "",
+            "kgrt_",
+            "kgrt_!!!!",
+            &good[PREFIX.len()..],
+            &format!("{good}="),
+            &good[..good.len() - 4],
+            &"A".repeat(MAX_LEN + 1),
+        ] {
             assert!(RefreshToken::parse(bad).is_err(), "{bad}");
         }
         // A flipped character still parses when it stays canonical, but then its hash differs.

@@ -64,14 +64,22 @@ pub fn normalize_email(raw: &str) -> Result<String, AuthError> {
                 && !domain.ends_with('.')
                 && !domain.contains("..")
         })
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | ',' | ';' | '\\'));
-    if valid { Ok(email) } else { Err(AuthError::InvalidEmail) }
+        && !email.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | ',' | ';' | '\\')
+        });
+    if valid {
+        Ok(email)
+    } else {
+        Err(AuthError::InvalidEmail)
+    }
 }
 
 fn fingerprint(device_id: Option<&str>) -> Result<Option<String>, AuthError> {
     match device_id {
         None => Ok(None),
-        Some(id) if id.is_empty() || id.len() > MAX_DEVICE_ID_LEN => Err(AuthError::InvalidRefreshToken),
+        Some(id) if id.is_empty() || id.len() > MAX_DEVICE_ID_LEN => {
+            Err(AuthError::InvalidRefreshToken)
+        }
         Some(id) => Ok(Some(sha256_hex(id.as_bytes()))),
     }
 }
@@ -87,7 +95,13 @@ pub struct AuthService<S, K, C> {
 impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
     pub fn new(config: AuthConfig, store: S, keys: K, clock: C) -> Result<Self, AuthError> {
         let hasher = PasswordHasher::new(config.hashing)?;
-        Ok(Self { config: Arc::new(config), store, keys, clock, hasher })
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            keys,
+            clock,
+            hasher,
+        })
     }
 
     pub fn config(&self) -> &AuthConfig {
@@ -104,13 +118,22 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
 
     /// POST /auth/register. An email that already has an account gets the same answer as a new one
     /// (with a random id) after the same work, so registration cannot enumerate users.
-    pub async fn register(&self, ctx: &RequestContext, email: &str, password: &str) -> Result<Registered, AuthError> {
+    pub async fn register(
+        &self,
+        ctx: &RequestContext,
+        email: &str,
+        password: &str,
+    ) -> Result<Registered, AuthError> {
         let email = normalize_email(email)?;
         self.config.password_policy.check(password)?;
         let password_hash = self.hasher.hash(password)?;
         let mut random = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut random).map_err(|_| AuthError::Internal("OS random generator failed".into()))?;
-        let user_id = uuid::Builder::from_random_bytes(random).into_uuid().hyphenated().to_string();
+        aws_lc_rs::rand::fill(&mut random)
+            .map_err(|_| AuthError::Internal("OS random generator failed".into()))?;
+        let user_id = uuid::Builder::from_random_bytes(random)
+            .into_uuid()
+            .hyphenated()
+            .to_string();
         let user = User {
             user_id: user_id.clone(),
             email: email.clone(),
@@ -122,16 +145,37 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             roles: Vec::new(),
         };
         if self.store.create_user(&user).await? {
-            audit::emit(ctx, AuditEvent::Registered, Subject { email: Some(&email), user_id: Some(&user_id), ..Default::default() });
+            audit::emit(
+                ctx,
+                AuditEvent::Registered,
+                Subject {
+                    email: Some(&email),
+                    user_id: Some(&user_id),
+                    ..Default::default()
+                },
+            );
         } else {
-            audit::emit(ctx, AuditEvent::RegisterDuplicate, Subject { email: Some(&email), ..Default::default() });
+            audit::emit(
+                ctx,
+                AuditEvent::RegisterDuplicate,
+                Subject {
+                    email: Some(&email),
+                    ..Default::default()
+                },
+            );
         }
         Ok(Registered { user_id })
     }
 
     /// POST /auth/login. Unknown email, wrong password and throttled account give one error after the
     /// same work: one read, one argon2id verification, one conditional write.
-    pub async fn login(&self, ctx: &RequestContext, email: &str, password: &str, device_id: Option<&str>) -> Result<TokenResponse, AuthError> {
+    pub async fn login(
+        &self,
+        ctx: &RequestContext,
+        email: &str,
+        password: &str,
+        device_id: Option<&str>,
+    ) -> Result<TokenResponse, AuthError> {
         let email = normalize_email(email).map_err(|_| AuthError::InvalidCredentials)?;
         let fingerprint_hash = fingerprint(device_id).map_err(|_| AuthError::InvalidCredentials)?;
         if password.len() > MAX_PASSWORD_BYTES {
@@ -143,15 +187,33 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             self.hasher.verify_dummy(password);
             // Applies nothing (no such user) but costs the same round trip as a real failure.
             self.store.record_failed_login(&email, 0, 1, 0).await?;
-            audit::emit(ctx, AuditEvent::LoginFailed, Subject { email: Some(&email), ..Default::default() });
+            audit::emit(
+                ctx,
+                AuditEvent::LoginFailed,
+                Subject {
+                    email: Some(&email),
+                    ..Default::default()
+                },
+            );
             return Err(AuthError::InvalidCredentials);
         };
         let verification = self.hasher.verify(password, &user.password_hash);
-        let subject = Subject { email: Some(&email), user_id: Some(&user.user_id), ..Default::default() };
+        let subject = Subject {
+            email: Some(&email),
+            user_id: Some(&user.user_id),
+            ..Default::default()
+        };
         if now < user.locked_until_ms {
             // Refused whatever the password; the window is not extended, so a stranger cannot
             // stretch it by hammering, and the write has the shape of any other failure.
-            self.store.record_failed_login(&email, user.failed_logins, user.failed_logins, user.locked_until_ms).await?;
+            self.store
+                .record_failed_login(
+                    &email,
+                    user.failed_logins,
+                    user.failed_logins,
+                    user.locked_until_ms,
+                )
+                .await?;
             audit::emit(ctx, AuditEvent::LoginThrottled, subject);
             return Err(AuthError::InvalidCredentials);
         }
@@ -160,15 +222,34 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             self.record_failure(&email, user.clone()).await?;
             return Err(AuthError::InvalidCredentials);
         };
-        let user_id = uuid::Uuid::try_parse(&user.user_id).map_err(|_| AuthError::Internal("stored user id is not a UUID".into()))?;
-        let token = RefreshToken::new_family(&email, user_id.into_bytes(), now, self.config.refresh_family_ttl_secs)?;
+        let user_id = uuid::Uuid::try_parse(&user.user_id)
+            .map_err(|_| AuthError::Internal("stored user id is not a UUID".into()))?;
+        let token = RefreshToken::new_family(
+            &email,
+            user_id.into_bytes(),
+            now,
+            self.config.refresh_family_ttl_secs,
+        )?;
         let success = LoginSuccess {
             reset_failures: user.failed_logins > 0 || user.locked_until_ms > 0,
-            new_password_hash: if needs_rehash { Some(self.hasher.hash(password)?) } else { None },
+            new_password_hash: if needs_rehash {
+                Some(self.hasher.hash(password)?)
+            } else {
+                None
+            },
         };
         let response = self.token_response(&token, &user.user_id, now).await?;
-        self.store.complete_login(&success, &token.record(fingerprint_hash)).await?;
-        audit::emit(ctx, AuditEvent::LoginSucceeded, Subject { family_id: Some(&token.family_id_hex()), ..subject });
+        self.store
+            .complete_login(&success, &token.record(fingerprint_hash))
+            .await?;
+        audit::emit(
+            ctx,
+            AuditEvent::LoginSucceeded,
+            Subject {
+                family_id: Some(&token.family_id_hex()),
+                ..subject
+            },
+        );
         Ok(response)
     }
 
@@ -178,8 +259,16 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         for _ in 0..3 {
             let failed = user.failed_logins.saturating_add(1);
             let delay = self.config.throttle.delay_ms(failed);
-            let locked_until = if delay > 0 { self.clock.now_ms() + delay } else { 0 };
-            if self.store.record_failed_login(email, user.failed_logins, failed, locked_until).await? {
+            let locked_until = if delay > 0 {
+                self.clock.now_ms() + delay
+            } else {
+                0
+            };
+            if self
+                .store
+                .record_failed_login(email, user.failed_logins, failed, locked_until)
+                .await?
+            {
                 return Ok(());
             }
             match self.store.get_user(email).await? {
@@ -192,7 +281,12 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
     }
 
     /// POST /auth/refresh: one atomic rotation in the store.
-    pub async fn refresh(&self, ctx: &RequestContext, refresh_token: &str, device_id: Option<&str>) -> Result<TokenResponse, AuthError> {
+    pub async fn refresh(
+        &self,
+        ctx: &RequestContext,
+        refresh_token: &str,
+        device_id: Option<&str>,
+    ) -> Result<TokenResponse, AuthError> {
         let presented = RefreshToken::parse(refresh_token)?;
         let fingerprint_hash = fingerprint(device_id)?;
         let now = self.clock.now_ms();
@@ -214,12 +308,22 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         };
         let user_id = presented.user_id_string();
         let family_id = rotation.family_id.clone();
-        let subject = Subject { email: Some(&presented.email), user_id: Some(&user_id), family_id: Some(&family_id) };
+        let subject = Subject {
+            email: Some(&presented.email),
+            user_id: Some(&user_id),
+            family_id: Some(&family_id),
+        };
         match self.store.rotate_refresh_token(&rotation).await? {
             RotateOutcome::Rotated => {
-                let access = tokens::issue(&keys, &self.config, &user_id, presented.auth_time_s, now)?;
+                let access =
+                    tokens::issue(&keys, &self.config, &user_id, presented.auth_time_s, now)?;
                 audit::emit(ctx, AuditEvent::RefreshRotated, subject);
-                Ok(TokenResponse { access_token: access.token, token_type: "Bearer", expires_in: access.expires_in, refresh_token: next.encode() })
+                Ok(TokenResponse {
+                    access_token: access.token,
+                    token_type: "Bearer",
+                    expires_in: access.expires_in,
+                    refresh_token: next.encode(),
+                })
             }
             RotateOutcome::AlreadyUsed(used) => {
                 let grace_ms = self.config.refresh_reuse_grace_secs as i64 * 1000;
@@ -235,13 +339,17 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
                 if child_is_live {
                     audit::emit(ctx, AuditEvent::RefreshRaceRefused, subject);
                 } else {
-                    self.store.revoke_family(&presented.email, &family_id).await?;
+                    self.store
+                        .revoke_family(&presented.email, &family_id)
+                        .await?;
                     audit::emit(ctx, AuditEvent::RefreshReuseDetected, subject);
                 }
                 Err(AuthError::InvalidRefreshToken)
             }
             RotateOutcome::FingerprintMismatch => {
-                self.store.revoke_family(&presented.email, &family_id).await?;
+                self.store
+                    .revoke_family(&presented.email, &family_id)
+                    .await?;
                 audit::emit(ctx, AuditEvent::RefreshDeviceMismatch, subject);
                 Err(AuthError::InvalidRefreshToken)
             }
@@ -261,11 +369,24 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         };
         let now = self.clock.now_ms();
         let (family_id, token_id) = (presented.family_id_hex(), presented.token_id_hex());
-        let record = self.store.get_refresh_token(&presented.email, &family_id, &token_id, now).await?;
+        let record = self
+            .store
+            .get_refresh_token(&presented.email, &family_id, &token_id, now)
+            .await?;
         if record.is_some_and(|r| hashes_match(&r.token_hash, &presented.hash())) {
-            self.store.revoke_family(&presented.email, &family_id).await?;
+            self.store
+                .revoke_family(&presented.email, &family_id)
+                .await?;
             let user_id = presented.user_id_string();
-            audit::emit(ctx, AuditEvent::Logout, Subject { email: Some(&presented.email), user_id: Some(&user_id), family_id: Some(&family_id) });
+            audit::emit(
+                ctx,
+                AuditEvent::Logout,
+                Subject {
+                    email: Some(&presented.email),
+                    user_id: Some(&user_id),
+                    family_id: Some(&family_id),
+                },
+            );
         }
         Ok(())
     }
@@ -274,7 +395,11 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
         let keys = self.keys.key_set().await?;
         let claims = tokens::verify(&keys, &self.config, bearer, self.clock.now_ms())?;
-        let user = self.store.get_user_by_id(&claims.sub).await?.ok_or(AuthError::InvalidAccessToken)?;
+        let user = self
+            .store
+            .get_user_by_id(&claims.sub)
+            .await?
+            .ok_or(AuthError::InvalidAccessToken)?;
         let issued_ms = claims.issued_at_ms().ok_or(AuthError::InvalidAccessToken)?;
         if issued_ms < user.revoked_before_ms {
             return Err(AuthError::InvalidAccessToken);
@@ -300,15 +425,33 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         let now = self.clock.now_ms();
         self.store.set_revoked_before(&user.email, now).await?;
         self.store.revoke_all_families(&user.email).await?;
-        audit::emit(ctx, AuditEvent::LogoutAll, Subject { email: Some(&user.email), user_id: Some(&user.user_id), ..Default::default() });
+        audit::emit(
+            ctx,
+            AuditEvent::LogoutAll,
+            Subject {
+                email: Some(&user.email),
+                user_id: Some(&user.user_id),
+                ..Default::default()
+            },
+        );
         Ok(())
     }
 
     /// POST /auth/password: checks the current password (throttled like a login), revokes every
     /// session and returns fresh tokens.
-    pub async fn change_password(&self, ctx: &RequestContext, bearer: &str, current: &str, new: &str) -> Result<TokenResponse, AuthError> {
+    pub async fn change_password(
+        &self,
+        ctx: &RequestContext,
+        bearer: &str,
+        current: &str,
+        new: &str,
+    ) -> Result<TokenResponse, AuthError> {
         let Principal { user, .. } = self.authenticate(bearer).await?;
-        let subject = Subject { email: Some(&user.email), user_id: Some(&user.user_id), ..Default::default() };
+        let subject = Subject {
+            email: Some(&user.email),
+            user_id: Some(&user.user_id),
+            ..Default::default()
+        };
         if current.len() > MAX_PASSWORD_BYTES {
             return Err(AuthError::InvalidCredentials);
         }
@@ -325,23 +468,43 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             return Err(AuthError::InvalidCredentials);
         }
         let new_hash = self.hasher.hash(new)?;
-        if !self.store.change_password(&user.email, &user.password_hash, &new_hash, now).await? {
+        if !self
+            .store
+            .change_password(&user.email, &user.password_hash, &new_hash, now)
+            .await?
+        {
             // Someone changed it concurrently: the credentials just checked are stale.
             return Err(AuthError::InvalidCredentials);
         }
         self.store.revoke_all_families(&user.email).await?;
-        let user_id = uuid::Uuid::try_parse(&user.user_id).map_err(|_| AuthError::Internal("stored user id is not a UUID".into()))?;
-        let token = RefreshToken::new_family(&user.email, user_id.into_bytes(), now, self.config.refresh_family_ttl_secs)?;
+        let user_id = uuid::Uuid::try_parse(&user.user_id)
+            .map_err(|_| AuthError::Internal("stored user id is not a UUID".into()))?;
+        let token = RefreshToken::new_family(
+            &user.email,
+            user_id.into_bytes(),
+            now,
+            self.config.refresh_family_ttl_secs,
+        )?;
         let response = self.token_response(&token, &user.user_id, now).await?;
         self.store.put_refresh_token(&token.record(None)).await?;
         audit::emit(ctx, AuditEvent::PasswordChanged, subject);
         Ok(response)
     }
 
-    async fn token_response(&self, token: &RefreshToken, user_id: &str, now: i64) -> Result<TokenResponse, AuthError> {
+    async fn token_response(
+        &self,
+        token: &RefreshToken,
+        user_id: &str,
+        now: i64,
+    ) -> Result<TokenResponse, AuthError> {
         let keys = self.keys.key_set().await?;
         let access = tokens::issue(&keys, &self.config, user_id, token.auth_time_s, now)?;
-        Ok(TokenResponse { access_token: access.token, token_type: "Bearer", expires_in: access.expires_in, refresh_token: token.encode() })
+        Ok(TokenResponse {
+            access_token: access.token,
+            token_type: "Bearer",
+            expires_in: access.expires_in,
+            refresh_token: token.encode(),
+        })
     }
 
     /// GET /.well-known/jwks.json.
@@ -385,8 +548,22 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(normalize_email("  Ada@Example.COM ").unwrap(), "ada@example.com");
-        for bad in ["", "ada", "@example.com", "ada@", "a@b@c", "ada @example.com", "ada@.com", "ada@com.", "ada@ex..com", "<a>@b.c"] {
+        assert_eq!(
+            normalize_email("  Ada@Example.COM ").unwrap(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "a@b@c",
+            "ada @example.com",
+            "ada@.com",
+            "ada@com.",
+            "ada@ex..com",
+            "<a>@b.c",
+        ] {
             assert!(normalize_email(bad).is_err(), "{bad}");
         }
         assert!(normalize_email(&format!("{}@example.com", "a".repeat(65))).is_err());

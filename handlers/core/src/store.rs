@@ -105,7 +105,10 @@ pub trait UserStore: Send + Sync + 'static {
 
     fn get_user(&self, email: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
 
-    fn get_user_by_id(&self, user_id: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+    fn get_user_by_id(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<User>>> + Send;
 
     /// Sets the failure counter and throttle window if, and only if, the user exists and its
     /// `failed_logins` still equals `expected_failed` (optimistic concurrency). Returns whether it applied.
@@ -119,7 +122,11 @@ pub trait UserStore: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Writes the first token of a new family and, in the same atomic write, the changes in `success`.
-    fn complete_login(&self, success: &LoginSuccess, first_token: &RefreshRecord) -> impl Future<Output = StoreResult<()>> + Send;
+    fn complete_login(
+        &self,
+        success: &LoginSuccess,
+        first_token: &RefreshRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Replaces the password hash if the stored one is still `expected_hash`, sets `revoked_before_ms`
     /// and clears the failure counter. Returns whether it applied.
@@ -132,15 +139,25 @@ pub trait UserStore: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Raises the user's watermark to `revoked_before_ms` (never lowers it).
-    fn set_revoked_before(&self, email: &str, revoked_before_ms: i64) -> impl Future<Output = StoreResult<()>> + Send;
+    fn set_revoked_before(
+        &self,
+        email: &str,
+        revoked_before_ms: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
 pub trait RefreshTokenStore: Send + Sync + 'static {
     /// Writes a token record (the first of a family issued outside login, e.g. after a password change).
-    fn put_refresh_token(&self, record: &RefreshRecord) -> impl Future<Output = StoreResult<()>> + Send;
+    fn put_refresh_token(
+        &self,
+        record: &RefreshRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// The atomic rotation described on [`Rotation`].
-    fn rotate_refresh_token(&self, rotation: &Rotation) -> impl Future<Output = StoreResult<RotateOutcome>> + Send;
+    fn rotate_refresh_token(
+        &self,
+        rotation: &Rotation,
+    ) -> impl Future<Output = StoreResult<RotateOutcome>> + Send;
 
     /// Reads one token record; expired records are absent.
     fn get_refresh_token(
@@ -152,7 +169,11 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<Option<RefreshRecord>>> + Send;
 
     /// Deletes every token of one family; returns how many were deleted.
-    fn revoke_family(&self, email: &str, family_id: &str) -> impl Future<Output = StoreResult<usize>> + Send;
+    fn revoke_family(
+        &self,
+        email: &str,
+        family_id: &str,
+    ) -> impl Future<Output = StoreResult<usize>> + Send;
 
     /// Deletes every token of every family of the user; returns how many were deleted.
     fn revoke_all_families(&self, email: &str) -> impl Future<Output = StoreResult<usize>> + Send;

@@ -37,7 +37,9 @@ impl AccessClaims {
             return None;
         }
         let b = id.as_bytes();
-        Some(i64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]]))
+        Some(i64::from_be_bytes([
+            0, 0, b[0], b[1], b[2], b[3], b[4], b[5],
+        ]))
     }
 }
 
@@ -48,10 +50,17 @@ pub struct IssuedAccessToken {
 }
 
 /// Signs an access token for `user_id` with the set's signing key.
-pub fn issue(keys: &KeySet, config: &AuthConfig, user_id: &str, auth_time_s: i64, now_ms: i64) -> Result<IssuedAccessToken, AuthError> {
+pub fn issue(
+    keys: &KeySet,
+    config: &AuthConfig,
+    user_id: &str,
+    auth_time_s: i64,
+    now_ms: i64,
+) -> Result<IssuedAccessToken, AuthError> {
     let key = keys.signing_key();
     let mut random = [0u8; 10];
-    aws_lc_rs::rand::fill(&mut random).map_err(|_| AuthError::Internal("OS random generator failed".into()))?;
+    aws_lc_rs::rand::fill(&mut random)
+        .map_err(|_| AuthError::Internal("OS random generator failed".into()))?;
     let jti = uuid::Builder::from_unix_timestamp_millis(now_ms.max(0) as u64, &random).into_uuid();
     let now_s = now_ms.div_euclid(1000);
     let claims = AccessClaims {
@@ -68,12 +77,21 @@ pub fn issue(keys: &KeySet, config: &AuthConfig, user_id: &str, auth_time_s: i64
     let mut header = Header::new(key.alg.jwt_algorithm());
     header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
     header.kid = Some(key.kid.clone());
-    let token = jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| AuthError::Internal(format!("signing: {e}")))?;
-    Ok(IssuedAccessToken { token, expires_in: config.access_token_ttl_secs })
+    let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+        .map_err(|e| AuthError::Internal(format!("signing: {e}")))?;
+    Ok(IssuedAccessToken {
+        token,
+        expires_in: config.access_token_ttl_secs,
+    })
 }
 
 /// Verifies signature, header, issuer, audience and lifetime (with the configured leeway) at `now_ms`.
-pub fn verify(keys: &KeySet, config: &AuthConfig, token: &str, now_ms: i64) -> Result<AccessClaims, AuthError> {
+pub fn verify(
+    keys: &KeySet,
+    config: &AuthConfig,
+    token: &str,
+    now_ms: i64,
+) -> Result<AccessClaims, AuthError> {
     let invalid = |_| AuthError::InvalidAccessToken;
     if token.len() > MAX_ACCESS_TOKEN_LEN {
         return Err(AuthError::InvalidAccessToken);
@@ -82,7 +100,11 @@ pub fn verify(keys: &KeySet, config: &AuthConfig, token: &str, now_ms: i64) -> R
     if header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
         return Err(AuthError::InvalidAccessToken);
     }
-    let key = header.kid.as_deref().and_then(|kid| keys.find(kid)).ok_or(AuthError::InvalidAccessToken)?;
+    let key = header
+        .kid
+        .as_deref()
+        .and_then(|kid| keys.find(kid))
+        .ok_or(AuthError::InvalidAccessToken)?;
     // One algorithm per key: the header must name exactly the key's algorithm.
     if header.alg != key.alg.jwt_algorithm() {
         return Err(AuthError::InvalidAccessToken);
@@ -94,10 +116,15 @@ pub fn verify(keys: &KeySet, config: &AuthConfig, token: &str, now_ms: i64) -> R
     // Lifetime is checked below against the injected clock rather than the library's.
     validation.validate_exp = false;
     validation.validate_nbf = false;
-    let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation).map_err(invalid)?.claims;
+    let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
+        .map_err(invalid)?
+        .claims;
     let now_s = now_ms.div_euclid(1000);
     let leeway = config.leeway_secs as i64;
-    if claims.exp + leeway <= now_s || claims.nbf - leeway > now_s || claims.issued_at_ms().is_none() {
+    if claims.exp + leeway <= now_s
+        || claims.nbf - leeway > now_s
+        || claims.issued_at_ms().is_none()
+    {
         return Err(AuthError::InvalidAccessToken);
     }
     Ok(claims)
@@ -113,19 +140,32 @@ mod tests {
     const NOW: i64 = 1_800_000_000_000;
 
     fn setup(alg: SigningAlgorithm) -> (KeySet, AuthConfig) {
-        let keys = KeySet::from_documents(&KeySetDocument { keys: vec![generate_key(alg, 0).unwrap()] }, None).unwrap();
+        let keys = KeySet::from_documents(
+            &KeySetDocument {
+                keys: vec![generate_key(alg, 0).unwrap()],
+            },
+            None,
+        )
+        .unwrap();
         (keys, AuthConfig::with_issuer("https://auth.example.com"))
     }
 
     fn parts(token: &str) -> (serde_json::Value, serde_json::Value) {
         let mut it = token.split('.');
-        let mut part = || serde_json::from_slice(&URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap()).unwrap();
+        let mut part = || {
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(it.next().unwrap()).unwrap()).unwrap()
+        };
         (part(), part())
     }
 
     #[test]
     fn tokens_carry_the_rfc_9068_header_and_claims() {
-        for alg in [SigningAlgorithm::Es256, SigningAlgorithm::Rs256, SigningAlgorithm::EdDsa, SigningAlgorithm::Hs256] {
+        for alg in [
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::Rs256,
+            SigningAlgorithm::EdDsa,
+            SigningAlgorithm::Hs256,
+        ] {
             let (keys, config) = setup(alg);
             let issued = issue(&keys, &config, "user-1", 1_799_999_000, NOW).unwrap();
             let (header, claims) = parts(&issued.token);
@@ -136,7 +176,10 @@ mod tests {
                 assert!(claims.get(claim).is_some(), "{claim}");
             }
             assert_eq!(claims["sub"], "user-1");
-            assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
+            assert_eq!(
+                claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+                900
+            );
             let verified = verify(&keys, &config, &issued.token, NOW + 1000).unwrap();
             assert_eq!(verified.issued_at_ms(), Some(NOW));
         }
@@ -173,19 +216,29 @@ mod tests {
         let kid = keys.signing_key().kid.clone();
         let enc = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
         // alg: none with an empty signature.
-        let none = format!("{}.{}.", enc(serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": kid})), enc(claims.clone()));
+        let none = format!(
+            "{}.{}.",
+            enc(serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": kid})),
+            enc(claims.clone())
+        );
         assert!(verify(&keys, &config, &none, NOW).is_err());
         // HS256 keyed with the public JWK (the classic confusion attack).
         let public = keys.jwks().to_string();
         let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
         header.typ = Some("at+jwt".into());
         header.kid = Some(kid.clone());
-        let forged = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()).unwrap()).unwrap();
+        let forged = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()).unwrap(),
+        )
+        .unwrap();
         assert!(verify(&keys, &config, &forged, NOW).is_err());
         // Plain JWT type instead of at+jwt.
         let mut jwt_header = Header::new(jsonwebtoken::Algorithm::ES256);
         jwt_header.kid = Some(kid);
-        let plain = jsonwebtoken::encode(&jwt_header, &claims, &keys.signing_key().encoding).unwrap();
+        let plain =
+            jsonwebtoken::encode(&jwt_header, &claims, &keys.signing_key().encoding).unwrap();
         assert!(verify(&keys, &config, &plain, NOW).is_err());
     }
 

@@ -72,7 +72,14 @@ impl Endpoint {
 
     /// Whether the endpoint reads a JSON body.
     fn takes_body(self) -> bool {
-        matches!(self, Endpoint::Register | Endpoint::Login | Endpoint::Refresh | Endpoint::Logout | Endpoint::ChangePassword)
+        matches!(
+            self,
+            Endpoint::Register
+                | Endpoint::Login
+                | Endpoint::Refresh
+                | Endpoint::Logout
+                | Endpoint::ChangePassword
+        )
     }
 }
 
@@ -116,19 +123,15 @@ struct PasswordBody {
 /// Picks the endpoint for a method and path among those this process serves: 404 for an unknown
 /// path, 405 (with `Allow`) for a known path and another method.
 fn route(endpoints: &[Endpoint], method: &Method, path: &str) -> Result<Endpoint, Problem> {
-    let endpoint = endpoints.iter().copied().find(|e| e.path() == path).ok_or(Problem::NotFound)?;
+    let endpoint = endpoints
+        .iter()
+        .copied()
+        .find(|e| e.path() == path)
+        .ok_or(Problem::NotFound)?;
     if *method != endpoint.method() {
         return Err(Problem::MethodNotAllowed(endpoint.method()));
     }
     Ok(endpoint)
-}
-
-fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        return "unavailable".to_owned();
-    }
-    keygate_core::refresh::hex(&bytes)
 }
 
 /// A client's correlation id is echoed when it is a short token of safe characters; otherwise one is made.
@@ -136,21 +139,34 @@ fn correlation_id(headers: &HeaderMap) -> String {
     headers
         .get(&CORRELATION_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
         .map(str::to_owned)
-        .unwrap_or_else(random_id)
+        .unwrap_or_else(keygate_core::refresh::random_id)
 }
 
 /// Answers one request. `endpoints` limits the routes this process serves (one per Lambda function;
 /// all of them on the local server); `path` must not carry an API Gateway stage prefix.
-pub async fn handle<S, K, C>(service: &AuthService<S, K, C>, endpoints: &[Endpoint], request: Request<Bytes>, request_id: &str) -> Response<Bytes>
+pub async fn handle<S, K, C>(
+    service: &AuthService<S, K, C>,
+    endpoints: &[Endpoint],
+    request: Request<Bytes>,
+    request_id: &str,
+) -> Response<Bytes>
 where
     S: AuthStore,
     K: KeySource,
     C: Clock,
 {
     let started = Instant::now();
-    let ctx = RequestContext { request_id: request_id.to_owned(), correlation_id: correlation_id(request.headers()) };
+    let ctx = RequestContext {
+        request_id: request_id.to_owned(),
+        correlation_id: correlation_id(request.headers()),
+    };
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let mut response = match route(endpoints, &method, &path) {
@@ -181,7 +197,12 @@ where
     response
 }
 
-async fn dispatch<S, K, C>(service: &AuthService<S, K, C>, endpoint: Endpoint, ctx: &RequestContext, request: Request<Bytes>) -> Result<Response<Bytes>, Problem>
+async fn dispatch<S, K, C>(
+    service: &AuthService<S, K, C>,
+    endpoint: Endpoint,
+    ctx: &RequestContext,
+    request: Request<Bytes>,
+) -> Result<Response<Bytes>, Problem>
 where
     S: AuthStore,
     K: KeySource,
@@ -202,12 +223,16 @@ where
         }
         Endpoint::Login => {
             let b: LoginBody = parse(&body)?;
-            let tokens = service.login(ctx, &b.email, &b.password, b.device_id.as_deref()).await?;
+            let tokens = service
+                .login(ctx, &b.email, &b.password, b.device_id.as_deref())
+                .await?;
             Ok(json(StatusCode::OK, &tokens, NO_STORE))
         }
         Endpoint::Refresh => {
             let b: RefreshBody = parse(&body)?;
-            let tokens = service.refresh(ctx, &b.refresh_token, b.device_id.as_deref()).await?;
+            let tokens = service
+                .refresh(ctx, &b.refresh_token, b.device_id.as_deref())
+                .await?;
             Ok(json(StatusCode::OK, &tokens, NO_STORE))
         }
         Endpoint::Logout => {
@@ -223,7 +248,9 @@ where
         Endpoint::ChangePassword => {
             let token = bearer(&parts.headers)?;
             let b: PasswordBody = parse(&body)?;
-            let tokens = service.change_password(ctx, token, &b.current_password, &b.new_password).await?;
+            let tokens = service
+                .change_password(ctx, token, &b.current_password, &b.new_password)
+                .await?;
             Ok(json(StatusCode::OK, &tokens, NO_STORE))
         }
         Endpoint::Me => {
@@ -234,11 +261,19 @@ where
         Endpoint::Jwks => {
             reject_body(&body)?;
             // Short public caching: a pending key is published a rotation period before it signs.
-            Ok(json(StatusCode::OK, &service.jwks().await?, "public, max-age=300"))
+            Ok(json(
+                StatusCode::OK,
+                &service.jwks().await?,
+                "public, max-age=300",
+            ))
         }
         Endpoint::Discovery => {
             reject_body(&body)?;
-            Ok(json(StatusCode::OK, &service.discovery(), "public, max-age=3600"))
+            Ok(json(
+                StatusCode::OK,
+                &service.discovery(),
+                "public, max-age=3600",
+            ))
         }
     }
 }
@@ -246,9 +281,21 @@ where
 const NO_STORE: &str = "no-store";
 
 fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if essence == "application/json" { Ok(()) } else { Err(Problem::UnsupportedMediaType) }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" {
+        Ok(())
+    } else {
+        Err(Problem::UnsupportedMediaType)
+    }
 }
 
 /// Endpoints without input accept an empty body or an empty JSON object, nothing else.
@@ -264,7 +311,9 @@ fn reject_body(body: &Bytes) -> Result<(), Problem> {
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
     if body.is_empty() {
-        return Err(Problem::BadRequest("the request body is empty; a JSON object is required".into()));
+        return Err(Problem::BadRequest(
+            "the request body is empty; a JSON object is required".into(),
+        ));
     }
     serde_json::from_slice(body).map_err(|e| Problem::BadRequest(describe_json_error(&e)))
 }
@@ -273,7 +322,9 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Problem> {
 fn describe_json_error(error: &serde_json::Error) -> String {
     let message = error.to_string();
     let without_position = message.split(" at line ").next().unwrap_or(&message);
-    let names_a_field = ["missing field", "unknown field", "duplicate field"].iter().any(|p| without_position.starts_with(p));
+    let names_a_field = ["missing field", "unknown field", "duplicate field"]
+        .iter()
+        .any(|p| without_position.starts_with(p));
     if names_a_field {
         // Field names come from our own schema or are the client's keys: no secret values.
         let field = without_position.split('`').nth(1).unwrap_or("");
@@ -283,7 +334,9 @@ fn describe_json_error(error: &serde_json::Error) -> String {
     let what = match error.classify() {
         serde_json::error::Category::Syntax => "the body is not valid JSON",
         serde_json::error::Category::Eof => "the body ends before the JSON value does",
-        serde_json::error::Category::Data => "a field has the wrong type (strings expected) or the body is not a JSON object",
+        serde_json::error::Category::Data => {
+            "a field has the wrong type (strings expected) or the body is not a JSON object"
+        }
         serde_json::error::Category::Io => "the body could not be read",
     };
     format!("{what} (line {}, column {})", error.line(), error.column())
@@ -291,9 +344,15 @@ fn describe_json_error(error: &serde_json::Error) -> String {
 
 /// The bearer token of the `Authorization` header (RFC 6750).
 fn bearer(headers: &HeaderMap) -> Result<&str, Problem> {
-    let value = headers.get(header::AUTHORIZATION).ok_or(Problem::MissingBearer)?;
-    let value = value.to_str().map_err(|_| Problem::from(AuthError::InvalidAccessToken))?;
-    let (scheme, token) = value.split_once(' ').ok_or(Problem::from(AuthError::InvalidAccessToken))?;
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(Problem::MissingBearer)?;
+    let value = value
+        .to_str()
+        .map_err(|_| Problem::from(AuthError::InvalidAccessToken))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(Problem::from(AuthError::InvalidAccessToken))?;
     let token = token.trim();
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
         return Err(AuthError::InvalidAccessToken.into());
@@ -301,24 +360,40 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Problem> {
     Ok(token)
 }
 
-fn json<T: Serialize>(status: StatusCode, body: &T, cache_control: &'static str) -> Response<Bytes> {
+fn json<T: Serialize>(
+    status: StatusCode,
+    body: &T,
+    cache_control: &'static str,
+) -> Response<Bytes> {
     let bytes = serde_json::to_vec(body).expect("response types serialise");
     let mut response = Response::new(Bytes::from(bytes));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
     response
 }
 
 fn empty(status: StatusCode) -> Response<Bytes> {
     let mut response = Response::new(Bytes::new());
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
     response
 }
 
 /// Keys or store missing is a temporary condition: 503, so clients and API Gateway retry.
 fn is_unavailable(error: &AuthError) -> bool {
-    matches!(error, AuthError::Keys(KeyError::NoValidKeySet(_) | KeyError::Unavailable(_)) | AuthError::Store(StoreError::Unavailable(_)))
+    matches!(
+        error,
+        AuthError::Keys(KeyError::NoValidKeySet(_) | KeyError::Unavailable(_))
+            | AuthError::Store(StoreError::Unavailable(_))
+    )
 }

@@ -35,27 +35,92 @@ struct Shape {
 }
 
 fn shape(problem: &Problem) -> Shape {
-    let s = |status, slug, title, detail: &str| Shape { status, slug, title, detail: detail.to_owned() };
+    let s = |status, slug, title, detail: &str| Shape {
+        status,
+        slug,
+        title,
+        detail: detail.to_owned(),
+    };
     match problem {
-        Problem::NotFound => s(StatusCode::NOT_FOUND, "not-found", "Not found", "no such endpoint"),
+        Problem::NotFound => s(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            "no such endpoint",
+        ),
         Problem::MethodNotAllowed(allowed) => Shape {
             status: StatusCode::METHOD_NOT_ALLOWED,
             slug: "method-not-allowed",
             title: "Method not allowed",
             detail: format!("this endpoint accepts {allowed} only"),
         },
-        Problem::PayloadTooLarge => s(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large", "request bodies are limited to 16 KiB"),
-        Problem::UnsupportedMediaType => s(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type", "send the body as application/json"),
-        Problem::BadRequest(detail) => s(StatusCode::BAD_REQUEST, "invalid-request", "Invalid request", detail),
-        Problem::MissingBearer => s(StatusCode::UNAUTHORIZED, "missing-access-token", "Access token required", "send an access token as `Authorization: Bearer <token>`"),
+        Problem::PayloadTooLarge => s(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Request body too large",
+            "request bodies are limited to 16 KiB",
+        ),
+        Problem::UnsupportedMediaType => s(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send the body as application/json",
+        ),
+        Problem::BadRequest(detail) => s(
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+            "Invalid request",
+            detail,
+        ),
+        Problem::MissingBearer => s(
+            StatusCode::UNAUTHORIZED,
+            "missing-access-token",
+            "Access token required",
+            "send an access token as `Authorization: Bearer <token>`",
+        ),
         Problem::Auth(error) => match error {
-            AuthError::InvalidEmail => s(StatusCode::BAD_REQUEST, "invalid-email", "Invalid email", &error.to_string()),
-            AuthError::PasswordPolicy(violation) => s(StatusCode::BAD_REQUEST, "password-policy", "Password does not meet the policy", &violation.to_string()),
-            AuthError::InvalidCredentials => s(StatusCode::UNAUTHORIZED, "invalid-credentials", "Invalid credentials", &error.to_string()),
-            AuthError::InvalidRefreshToken => s(StatusCode::UNAUTHORIZED, "invalid-refresh-token", "Invalid refresh token", &error.to_string()),
-            AuthError::InvalidAccessToken => s(StatusCode::UNAUTHORIZED, "invalid-access-token", "Invalid access token", &error.to_string()),
-            e if is_unavailable(e) => s(StatusCode::SERVICE_UNAVAILABLE, "temporarily-unavailable", "Temporarily unavailable", "the service cannot answer right now; retry shortly"),
-            _ => s(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "the request could not be completed"),
+            AuthError::InvalidEmail => s(
+                StatusCode::BAD_REQUEST,
+                "invalid-email",
+                "Invalid email",
+                &error.to_string(),
+            ),
+            AuthError::PasswordPolicy(violation) => s(
+                StatusCode::BAD_REQUEST,
+                "password-policy",
+                "Password does not meet the policy",
+                &violation.to_string(),
+            ),
+            AuthError::InvalidCredentials => s(
+                StatusCode::UNAUTHORIZED,
+                "invalid-credentials",
+                "Invalid credentials",
+                &error.to_string(),
+            ),
+            AuthError::InvalidRefreshToken => s(
+                StatusCode::UNAUTHORIZED,
+                "invalid-refresh-token",
+                "Invalid refresh token",
+                &error.to_string(),
+            ),
+            AuthError::InvalidAccessToken => s(
+                StatusCode::UNAUTHORIZED,
+                "invalid-access-token",
+                "Invalid access token",
+                &error.to_string(),
+            ),
+            e if is_unavailable(e) => s(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily-unavailable",
+                "Temporarily unavailable",
+                "the service cannot answer right now; retry shortly",
+            ),
+            _ => s(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "the request could not be completed",
+            ),
         },
     }
 }
@@ -81,7 +146,10 @@ pub fn problem(problem: &Problem, ctx: &RequestContext) -> Response<Bytes> {
     let mut response = Response::new(Bytes::from(body.to_string()));
     *response.status_mut() = shape.status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     match problem {
         Problem::MethodNotAllowed(allowed) => {
@@ -90,10 +158,16 @@ pub fn problem(problem: &Problem, ctx: &RequestContext) -> Response<Bytes> {
             }
         }
         Problem::MissingBearer => {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"keygate\""));
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"keygate\""),
+            );
         }
         Problem::Auth(AuthError::InvalidAccessToken) => {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"keygate\", error=\"invalid_token\""));
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"keygate\", error=\"invalid_token\""),
+            );
         }
         Problem::Auth(e) if is_unavailable(e) => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -1,0 +1,130 @@
+//! The HTTP server: axum hands every request, whatever its path, to keygate-http's `handle`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt as _;
+use keygate_core::keys::{KeySet, KeySource, StaticKeySource};
+use keygate_core::store::AuthStore;
+use keygate_core::{AuthService, Clock, SystemClock};
+use keygate_http::{Endpoint, MAX_BODY_BYTES};
+use keygate_store_sqlite::SqliteStore;
+
+use crate::cli::Options;
+use crate::key_file;
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub async fn run(options: Options) -> Result<(), String> {
+    std::fs::create_dir_all(&options.data_dir)
+        .map_err(|e| format!("{}: {e}", options.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", options.addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let config = options.auth_config(addr).map_err(|e| e.to_string())?;
+    let document = key_file::load_or_create(
+        &options.data_dir,
+        config.signing_alg,
+        SystemClock.now_ms() / 1000,
+    )?;
+    let keys = StaticKeySource(Arc::new(
+        KeySet::from_documents(&document, None).map_err(|e| e.to_string())?,
+    ));
+    let store = SqliteStore::open_in_dir(&options.data_dir).map_err(|e| {
+        format!(
+            "cannot open the store in {}: {e}",
+            options.data_dir.display()
+        )
+    })?;
+    // Reads already ignore expired tokens; the sweep only reclaims space.
+    let _sweeper = store.spawn_sweeper(SystemClock, std::time::Duration::from_secs(600));
+    let service = AuthService::new(config, store, keys, SystemClock).map_err(|e| e.to_string())?;
+    serve(listener, addr, Arc::new(service)).await
+}
+
+async fn serve<S: AuthStore, K: KeySource>(
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    service: Arc<AuthService<S, K, SystemClock>>,
+) -> Result<(), String> {
+    let app = Router::new().fallback(answer::<S, K>).with_state(service);
+    println!("listening on http://{addr}");
+    println!(
+        "try: curl -s -X POST http://{addr}/auth/register -H 'content-type: application/json' -d '{{\"email\":\"ada@example.com\",\"password\":\"correct horse battery staple\"}}'"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+async fn answer<S: AuthStore, K: KeySource>(
+    State(service): State<Arc<AuthService<S, K, SystemClock>>>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = read_capped(body).await;
+    let request_id = keygate_core::refresh::random_id();
+    let request = http::Request::from_parts(parts, body);
+    keygate_http::handle(&service, &Endpoint::ALL, request, &request_id)
+        .await
+        .map(axum::body::Body::from)
+}
+
+/// Reads at most one byte more than the limit, so keygate-http can tell an oversized body (413)
+/// without the server buffering whatever a client sends.
+async fn read_capped(mut body: axum::body::Body) -> Bytes {
+    let mut buffer = BytesMut::new();
+    while buffer.len() <= MAX_BODY_BYTES {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    let room = MAX_BODY_BYTES + 1 - buffer.len();
+                    buffer.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            // A broken body is treated as what arrived; the JSON parser will refuse it.
+            Some(Err(_)) | None => break,
+        }
+    }
+    buffer.freeze()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,668 @@
+//! End-to-end: starts the real `keygate-local` binary on a free port and drives every flow over HTTP.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Server {
+    child: Child,
+    base: String,
+    logs: Arc<Mutex<String>>,
+    client: Client,
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("keygate-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Server {
+    async fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keygate-local"))
+            .args(["--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("keygate-local starts");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let base = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = stdout.next_line().await.unwrap() {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    return url.to_owned();
+                }
+            }
+            panic!(
+                "keygate-local exited before listening: {}",
+                logs.lock().unwrap()
+            );
+        })
+        .await
+        .expect("keygate-local listens within 30 s");
+        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+        Server {
+            child,
+            base,
+            logs,
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// SIGTERM, as Ctrl-C or a service manager would, and waits for a clean exit.
+    async fn stop(mut self) -> String {
+        let pid = self.child.id().unwrap() as i32;
+        unsafe_kill(pid);
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("exits")
+            .unwrap();
+        assert!(status.success(), "clean shutdown, got {status}");
+        self.logs.lock().unwrap().clone()
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn post_bearer(&self, path: &str, token: &str, body: Option<Value>) -> Response {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn get(&self, path: &str, bearer: Option<&str>) -> Response {
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn register(&self, email: &str) -> String {
+        let response = self
+            .post(
+                "/auth/register",
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json::<Value>().await.unwrap()["user_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn login(&self, email: &str, password: &str) -> Value {
+        let response = self
+            .post("/auth/login", json!({"email": email, "password": password}))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "login of {email}");
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        response.json().await.unwrap()
+    }
+
+    async fn refresh(&self, token: &str) -> Response {
+        self.post("/auth/refresh", json!({"refresh_token": token}))
+            .await
+    }
+}
+
+fn unsafe_kill(pid: i32) {
+    // std has no signal API; the `kill` command sends SIGTERM.
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn s(v: &Value, key: &str) -> String {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} in {v}"))
+        .to_owned()
+}
+
+async fn problem(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:keygate:problem:")
+    );
+    assert!(body["title"].is_string() && body["detail"].is_string());
+    body
+}
+
+#[tokio::test]
+async fn every_flow_over_http() {
+    let dir = temp_dir("flows");
+    let server = Server::start(&dir, &[]).await;
+    let user_id = server.register("Ada@Example.com").await;
+
+    // Login, then /me with the access token.
+    let tokens = server.login("ada@example.com", PASSWORD).await;
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 900);
+    let me: Value = server
+        .get("/auth/me", Some(&s(&tokens, "access_token")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user_id"], user_id.as_str());
+    assert_eq!(me["email"], "ada@example.com");
+
+    // Rotation: t0 -> t1 -> t2.
+    let t0 = s(&tokens, "refresh_token");
+    let r1: Value = server.refresh(&t0).await.json().await.unwrap();
+    let t1 = s(&r1, "refresh_token");
+    let r2: Value = server.refresh(&t1).await.json().await.unwrap();
+    let t2 = s(&r2, "refresh_token");
+    // t1 is the immediate parent of the live t2: inside the grace interval it is refused, nothing revoked.
+    problem(server.refresh(&t1).await, StatusCode::UNAUTHORIZED).await;
+    let r3: Value = server.refresh(&t2).await.json().await.unwrap();
+    let t3 = s(&r3, "refresh_token");
+    // t0 is an older ancestor: replaying it revokes the family, so the live t3 dies too.
+    problem(server.refresh(&t0).await, StatusCode::UNAUTHORIZED).await;
+    problem(server.refresh(&t3).await, StatusCode::UNAUTHORIZED).await;
+
+    // Logout revokes the session's family.
+    let session = server.login("ada@example.com", PASSWORD).await;
+    let logout = server
+        .post(
+            "/auth/logout",
+            json!({"refresh_token": s(&session, "refresh_token")}),
+        )
+        .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    problem(
+        server.refresh(&s(&session, "refresh_token")).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+
+    // Logout-all revokes every session and the access tokens issued before it.
+    let a = server.login("ada@example.com", PASSWORD).await;
+    let b = server.login("ada@example.com", PASSWORD).await;
+    let done = server
+        .post_bearer("/auth/logout-all", &s(&a, "access_token"), None)
+        .await;
+    assert_eq!(done.status(), StatusCode::NO_CONTENT);
+    problem(
+        server.refresh(&s(&b, "refresh_token")).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    problem(
+        server.get("/auth/me", Some(&s(&a, "access_token"))).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let c = server.login("ada@example.com", PASSWORD).await;
+    assert_eq!(
+        server
+            .get("/auth/me", Some(&s(&c, "access_token")))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    // Password change: wrong current password refused; then fresh tokens, old sessions and password dead.
+    let new_password = "a much better passphrase 2026";
+    let wrong = server
+        .post_bearer(
+            "/auth/password",
+            &s(&c, "access_token"),
+            Some(json!({"current_password": "nope nope nope nope", "new_password": new_password})),
+        )
+        .await;
+    problem(wrong, StatusCode::UNAUTHORIZED).await;
+    let weak = server
+        .post_bearer(
+            "/auth/password",
+            &s(&c, "access_token"),
+            Some(json!({"current_password": PASSWORD, "new_password": "short"})),
+        )
+        .await;
+    problem(weak, StatusCode::BAD_REQUEST).await;
+    let changed = server
+        .post_bearer(
+            "/auth/password",
+            &s(&c, "access_token"),
+            Some(json!({"current_password": PASSWORD, "new_password": new_password})),
+        )
+        .await;
+    assert_eq!(changed.status(), StatusCode::OK);
+    let fresh: Value = changed.json().await.unwrap();
+    assert_eq!(
+        server
+            .get("/auth/me", Some(&s(&fresh, "access_token")))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.refresh(&s(&fresh, "refresh_token")).await.status(),
+        StatusCode::OK
+    );
+    problem(
+        server.refresh(&s(&c, "refresh_token")).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    problem(
+        server
+            .post(
+                "/auth/login",
+                json!({"email": "ada@example.com", "password": PASSWORD}),
+            )
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    server.login("ada@example.com", new_password).await;
+
+    // Discovery and JWKS.
+    let discovery: Value = server
+        .get("/.well-known/openid-configuration", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], server.base.as_str());
+    assert_eq!(
+        discovery["jwks_uri"],
+        format!("{}/.well-known/jwks.json", server.base)
+    );
+    let jwks: Value = server
+        .get("/.well-known/jwks.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+
+    // Audit events: present, correlated, and free of secrets.
+    let logs = server.stop().await;
+    for event in [
+        "\"register\"",
+        "\"login_ok\"",
+        "\"refresh\"",
+        "\"refresh_race_refused\"",
+        "\"refresh_reuse_detected\"",
+        "\"logout\"",
+        "\"logout_all\"",
+        "\"password_change\"",
+        "\"password_change_failed\"",
+    ] {
+        assert!(
+            logs.contains(&format!("\"event\":{event}")),
+            "audit event {event} missing"
+        );
+    }
+    for secret in [
+        PASSWORD,
+        new_password,
+        &t0,
+        &t1,
+        &s(&a, "access_token"),
+        "ada@example.com",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "a secret or an email reached the logs"
+        );
+    }
+}
+
+#[tokio::test]
+async fn fifty_concurrent_refreshes_of_one_token_exactly_one_wins() {
+    let dir = temp_dir("race");
+    let server = Arc::new(Server::start(&dir, &[]).await);
+    server.register("race@example.com").await;
+    let token = s(
+        &server.login("race@example.com", PASSWORD).await,
+        "refresh_token",
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (server, token) = (server.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            server.refresh(&token).await.status()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_keeps_users_tokens_and_keys() {
+    let dir = temp_dir("restart");
+    // The port changes between runs; a fixed issuer keeps earlier tokens valid, as a deployment's would.
+    let issuer = ["--issuer", "http://keygate.test"];
+    let server = Server::start(&dir, &issuer).await;
+    server.register("keep@example.com").await;
+    let tokens = server.login("keep@example.com", PASSWORD).await;
+    server.stop().await;
+
+    let server = Server::start(&dir, &issuer).await;
+    assert_eq!(
+        server
+            .get("/auth/me", Some(&s(&tokens, "access_token")))
+            .await
+            .status(),
+        StatusCode::OK,
+        "same signing key after restart"
+    );
+    assert_eq!(
+        server.refresh(&s(&tokens, "refresh_token")).await.status(),
+        StatusCode::OK
+    );
+    server.login("keep@example.com", PASSWORD).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_email_wrong_password_and_throttled_account_look_alike() {
+    let dir = temp_dir("enum");
+    let server = Server::start(&dir, &["--login-free-attempts", "2"]).await;
+    server.register("known@example.com").await;
+    let strip = |mut v: Value| {
+        let object = v.as_object_mut().unwrap();
+        object.remove("request_id");
+        object.remove("correlation_id");
+        v
+    };
+    let unknown = strip(
+        problem(
+            server
+                .post(
+                    "/auth/login",
+                    json!({"email": "nobody@example.com", "password": PASSWORD}),
+                )
+                .await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await,
+    );
+    let wrong = strip(
+        problem(
+            server
+                .post(
+                    "/auth/login",
+                    json!({"email": "known@example.com", "password": "wrong wrong wrong"}),
+                )
+                .await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await,
+    );
+    assert_eq!(unknown, wrong);
+    // Two more failures open the throttle window; now even the right password gets the same answer.
+    for _ in 0..2 {
+        server
+            .post(
+                "/auth/login",
+                json!({"email": "known@example.com", "password": "wrong wrong wrong"}),
+            )
+            .await;
+    }
+    let throttled = strip(
+        problem(
+            server
+                .post(
+                    "/auth/login",
+                    json!({"email": "known@example.com", "password": PASSWORD}),
+                )
+                .await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await,
+    );
+    assert_eq!(throttled, unknown);
+    // A duplicate registration is answered like a new one.
+    let again = server
+        .post(
+            "/auth/register",
+            json!({"email": "known@example.com", "password": "another good passphrase"}),
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert!(server.logs().contains("\"event\":\"login_throttled\""));
+}
+
+#[tokio::test]
+async fn bad_input_gets_problem_documents_and_never_a_5xx() {
+    let dir = temp_dir("bad");
+    let server = Server::start(&dir, &[]).await;
+    let url = |p: &str| format!("{}{p}", server.base);
+    let c = &server.client;
+
+    let big = format!(
+        "{{\"email\":\"a@b.c\",\"password\":\"{}\"}}",
+        "x".repeat(17 * 1024)
+    );
+    problem(
+        c.post(url("/auth/register"))
+            .header("content-type", "application/json")
+            .body(big)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+    problem(
+        c.post(url("/auth/login"))
+            .header("content-type", "text/plain")
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    problem(
+        c.post(url("/auth/login")).body("{}").send().await.unwrap(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    for body in [
+        "",
+        "{",
+        "[]",
+        "null",
+        "{\"email\":1,\"password\":2}",
+        "{\"email\":\"a@b.c\"}",
+        "{\"email\":\"a@b.c\",\"password\":\"p\",\"admin\":true}",
+        "{\"email\":\"a@b.c\",\"email\":\"d@e.f\",\"password\":\"p\"}",
+    ] {
+        let response = c
+            .post(url("/auth/login"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let doc = problem(response, StatusCode::BAD_REQUEST).await;
+        assert!(
+            !doc["detail"].as_str().unwrap().contains("\"p\""),
+            "details never echo values"
+        );
+    }
+    let missing = problem(server.get("/auth/me", None).await, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(missing["type"], "urn:keygate:problem:missing-access-token");
+    let bad = c
+        .get(url("/auth/me"))
+        .header("authorization", "Bearer not.a.jwt")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        bad.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    problem(bad, StatusCode::UNAUTHORIZED).await;
+    problem(
+        c.get(url("/auth/me"))
+            .header("authorization", "Basic abc")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    problem(server.get("/nope", None).await, StatusCode::NOT_FOUND).await;
+    problem(
+        server.get("/auth/login", None).await,
+        StatusCode::METHOD_NOT_ALLOWED,
+    )
+    .await;
+    problem(
+        server
+            .post(
+                "/auth/register",
+                json!({"email": "not-an-email", "password": PASSWORD}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        server
+            .post(
+                "/auth/register",
+                json!({"email": "a@example.com", "password": "1q2w3e4r5t6y7u8i"}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    problem(
+        server
+            .post("/auth/refresh", json!({"refresh_token": "kgrt_garbage"}))
+            .await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(
+        server
+            .post("/auth/logout", json!({"refresh_token": "anything"}))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+
+    // Hostile bytes on every route: never a 5xx, always a problem document.
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    for i in 0..300 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let len = (seed % 600) as usize;
+        let bytes: Vec<u8> = (0..len)
+            .map(|j| (seed.rotate_left(j as u32 % 64) as u8).wrapping_add(j as u8))
+            .collect();
+        let path = [
+            "/auth/register",
+            "/auth/login",
+            "/auth/refresh",
+            "/auth/logout",
+            "/auth/password",
+            "/auth/logout-all",
+        ][i % 6];
+        let response = c
+            .post(url(path))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", i))
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_client_error(),
+            "{path} answered {}",
+            response.status()
+        );
+    }
+
+    // The correlation id is echoed when sent, and made when not.
+    let echoed = c
+        .get(url("/.well-known/jwks.json"))
+        .header("x-correlation-id", "trace-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-correlation-id"], "trace-123");
+    let made = server.get("/.well-known/jwks.json", None).await;
+    assert_eq!(made.headers()["x-correlation-id"].len(), 32);
+    assert!(
+        !server.logs().contains("\"status\":5"),
+        "no 5xx in the access log"
+    );
+}
