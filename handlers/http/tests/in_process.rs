@@ -1,0 +1,381 @@
+//! HTTP-level tests through `keygate_http::handle`, in process: routing, the body rules, the problem
+//! mapping, and the rules that need a controlled clock or a failing key source.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use keygate_core::clock::ManualClock;
+use keygate_core::keys::{
+    KeyError, KeySet, KeySetDocument, KeySource, SigningAlgorithm, StaticKeySource, generate_key,
+};
+use keygate_core::{AuthConfig, AuthService};
+use keygate_http::{Endpoint, MAX_BODY_BYTES, handle};
+use keygate_store_sqlite::SqliteStore;
+use serde_json::{Value, json};
+
+const NOW: i64 = 1_800_000_000_000;
+const PASSWORD: &str = "correct horse battery staple";
+
+type Service<K> = AuthService<SqliteStore, K, Arc<ManualClock>>;
+
+fn service() -> (Service<StaticKeySource>, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let key = generate_key(SigningAlgorithm::Es256, 0).unwrap();
+    let keys = StaticKeySource(Arc::new(
+        KeySet::from_documents(&KeySetDocument { keys: vec![key] }, None).unwrap(),
+    ));
+    let config = AuthConfig::with_issuer("https://auth.example.com");
+    (
+        AuthService::new(
+            config,
+            SqliteStore::open_in_memory().unwrap(),
+            keys,
+            clock.clone(),
+        )
+        .unwrap(),
+        clock,
+    )
+}
+
+fn request(method: Method, path: &str) -> http::request::Builder {
+    Request::builder().method(method).uri(path)
+}
+
+async fn send<K: KeySource>(
+    service: &Service<K>,
+    endpoints: &[Endpoint],
+    req: Request<Bytes>,
+) -> (StatusCode, http::HeaderMap, Value) {
+    let response: Response<Bytes> = handle(service, endpoints, req, "req-1").await;
+    let (parts, body) = response.into_parts();
+    let json = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap()
+    };
+    if parts.status.is_client_error() || parts.status.is_server_error() {
+        assert_eq!(parts.headers["content-type"], "application/problem+json");
+        assert_eq!(json["status"], parts.status.as_u16());
+        assert_eq!(json["request_id"], "req-1");
+    }
+    (parts.status, parts.headers, json)
+}
+
+fn post(path: &str, body: Value) -> Request<Bytes> {
+    request(Method::POST, path)
+        .header("content-type", "application/json")
+        .body(Bytes::from(body.to_string()))
+        .unwrap()
+}
+
+fn get(path: &str, bearer: Option<&str>) -> Request<Bytes> {
+    let mut builder = request(Method::GET, path);
+    if let Some(token) = bearer {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    builder.body(Bytes::new()).unwrap()
+}
+
+async fn login<K: KeySource>(service: &Service<K>) -> Value {
+    let (status, _, _) = send(
+        service,
+        &Endpoint::ALL,
+        post(
+            "/auth/register",
+            json!({"email": "ada@example.com", "password": PASSWORD}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, headers, tokens) = send(
+        service,
+        &Endpoint::ALL,
+        post(
+            "/auth/login",
+            json!({"email": "ada@example.com", "password": PASSWORD}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["cache-control"], "no-store");
+    tokens
+}
+
+#[tokio::test]
+async fn routes_methods_and_the_endpoints_a_process_serves() {
+    let (service, _) = service();
+    for endpoint in Endpoint::ALL {
+        let wrong = if endpoint.method() == Method::GET {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let req = Request::builder()
+            .method(wrong)
+            .uri(endpoint.path())
+            .body(Bytes::new())
+            .unwrap();
+        let (status, headers, _) = send(&service, &Endpoint::ALL, req).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{endpoint:?}");
+        assert_eq!(headers["allow"], endpoint.method().as_str());
+    }
+    // A Lambda serving only login knows nothing of the other routes, and paths match exactly.
+    let (status, _, _) = send(
+        &service,
+        &[Endpoint::Login],
+        post("/auth/register", json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for path in ["/prod/auth/login", "/auth/login/", "/AUTH/LOGIN", "/"] {
+        let (status, _, _) = send(&service, &Endpoint::ALL, post(path, json!({}))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (status, _, body) = send(
+        &service,
+        &[Endpoint::Jwks, Endpoint::Discovery],
+        get("/.well-known/openid-configuration", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["jwks_uri"],
+        "https://auth.example.com/.well-known/jwks.json"
+    );
+}
+
+#[tokio::test]
+async fn body_size_and_content_type_rules() {
+    let (service, _) = service();
+    let at_limit = Bytes::from(vec![b' '; MAX_BODY_BYTES]);
+    let over = Bytes::from(vec![b' '; MAX_BODY_BYTES + 1]);
+    let json_post = |body: Bytes| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/auth/login")
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap()
+    };
+    assert_eq!(
+        send(&service, &Endpoint::ALL, json_post(at_limit)).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send(&service, &Endpoint::ALL, json_post(over)).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    for content_type in ["application/json; charset=utf-8", "Application/JSON"] {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/auth/register")
+            .header("content-type", content_type)
+            .body(Bytes::from(
+                json!({"email": "b@example.com", "password": PASSWORD}).to_string(),
+            ))
+            .unwrap();
+        assert_eq!(
+            send(&service, &Endpoint::ALL, req).await.0,
+            StatusCode::CREATED,
+            "{content_type}"
+        );
+    }
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/jsonp",
+    ] {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/auth/login")
+            .header("content-type", content_type)
+            .body(Bytes::from("{}"))
+            .unwrap();
+        assert_eq!(
+            send(&service, &Endpoint::ALL, req).await.0,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type}"
+        );
+    }
+    // GET endpoints refuse a body that is not empty JSON.
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri("/.well-known/jwks.json")
+        .header("content-type", "application/json")
+        .body(Bytes::from("{\"x\":1}"))
+        .unwrap();
+    assert_eq!(
+        send(&service, &Endpoint::ALL, req).await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn access_tokens_expire_with_the_clock() {
+    let (service, clock) = service();
+    let tokens = login(&service).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        send(&service, &Endpoint::ALL, get("/auth/me", Some(access)))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    clock.advance_ms(900_000 + 30_000);
+    let (status, headers, body) =
+        send(&service, &Endpoint::ALL, get("/auth/me", Some(access))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    assert_eq!(body["type"], "urn:keygate:problem:invalid-access-token");
+}
+
+#[tokio::test]
+async fn refresh_families_expire_absolutely() {
+    let (service, clock) = service();
+    let mut token = login(&service).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Rotating every day does not extend the 30-day family.
+    for _ in 0..29 {
+        clock.advance_ms(86_400_000);
+        let (status, _, body) = send(
+            &service,
+            &Endpoint::ALL,
+            post("/auth/refresh", json!({"refresh_token": token})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        token = body["refresh_token"].as_str().unwrap().to_owned();
+    }
+    clock.advance_ms(86_400_000);
+    let (status, _, body) = send(
+        &service,
+        &Endpoint::ALL,
+        post("/auth/refresh", json!({"refresh_token": token})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["type"], "urn:keygate:problem:invalid-refresh-token");
+}
+
+#[tokio::test]
+async fn a_device_bound_token_presented_elsewhere_revokes_its_family() {
+    let (service, _) = service();
+    login(&service).await;
+    let (_, _, tokens) = send(
+        &service,
+        &Endpoint::ALL,
+        post(
+            "/auth/login",
+            json!({"email": "ada@example.com", "password": PASSWORD, "device_id": "phone-1"}),
+        ),
+    )
+    .await;
+    let t0 = tokens["refresh_token"].as_str().unwrap();
+    let (status, _, next) = send(
+        &service,
+        &Endpoint::ALL,
+        post(
+            "/auth/refresh",
+            json!({"refresh_token": t0, "device_id": "phone-1"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let t1 = next["refresh_token"].as_str().unwrap();
+    let (status, _, _) = send(
+        &service,
+        &Endpoint::ALL,
+        post(
+            "/auth/refresh",
+            json!({"refresh_token": t1, "device_id": "laptop-9"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = send(
+        &service,
+        &Endpoint::ALL,
+        post(
+            "/auth/refresh",
+            json!({"refresh_token": t1, "device_id": "phone-1"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the family was revoked");
+}
+
+/// A key source that has no valid key set, like a freshly deployed secret before its first rotation.
+struct NoKeys;
+impl KeySource for NoKeys {
+    async fn key_set(&self) -> Result<Arc<KeySet>, KeyError> {
+        Err(KeyError::NoValidKeySet(
+            "the secret holds a random string".into(),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn missing_keys_answer_503_and_consume_nothing() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let service = AuthService::new(
+        AuthConfig::with_issuer("https://auth.example.com"),
+        SqliteStore::open_in_memory().unwrap(),
+        NoKeys,
+        clock,
+    )
+    .unwrap();
+    let (status, _, _) = send(
+        &service,
+        &Endpoint::ALL,
+        post(
+            "/auth/register",
+            json!({"email": "ada@example.com", "password": PASSWORD}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "registration needs no key");
+    for req in [
+        get("/.well-known/jwks.json", None),
+        post(
+            "/auth/login",
+            json!({"email": "ada@example.com", "password": PASSWORD}),
+        ),
+    ] {
+        let (status, headers, body) = send(&service, &Endpoint::ALL, req).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers["retry-after"], "5");
+        assert!(
+            !body["detail"].as_str().unwrap().contains("random string"),
+            "internal detail stays internal"
+        );
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    #[test]
+    fn arbitrary_requests_never_get_a_5xx(
+        endpoint in 0usize..9,
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        json_type in proptest::prelude::any::<bool>(),
+        bearer in "[ -~]{0,80}",
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (service, _) = service();
+        let endpoint = Endpoint::ALL[endpoint];
+        let mut builder = Request::builder().method(endpoint.method()).uri(endpoint.path()).header("authorization", format!("Bearer {bearer}"));
+        if json_type {
+            builder = builder.header("content-type", "application/json");
+        }
+        let response = runtime.block_on(handle(&service, &Endpoint::ALL, builder.body(Bytes::from(body)).unwrap(), "p"));
+        proptest::prop_assert!(!response.status().is_server_error(), "{:?} answered {}", endpoint, response.status());
+    }
+}
