@@ -1,0 +1,2026 @@
+//! The store behaviour suite (feature `testkit`): one set of tests that every [`AuthStore`] adapter
+//! runs, so the embedded store and the DynamoDB adapter cannot drift apart.
+//!
+//! Two layers, each behaviour a `pub async fn name<S: AuthStore>(store: S)` that panics on failure:
+//! - the port's contract, called directly: put-if-absent users, the conditional updates, the
+//!   rotation's checks and their order, expiry on read, family revocation, races;
+//! - DESIGN.md's security rules, through [`AuthService`] with a [`ManualClock`] and a generated
+//!   ES256 key (`service_*`), so each store is shown to carry the endpoints' rules.
+//!
+//! [`store_behaviour_tests!`](crate::store_behaviour_tests) expands to one `#[test]` per behaviour:
+//!
+//! ```ignore
+//! // tests/behaviour.rs of a store crate (dev-dependency: keygate-core with feature "testkit")
+//! use my_store::MyStore;
+//! keygate_core::store_behaviour_tests!(async { MyStore::connect().await.unwrap() });
+//! ```
+//!
+//! The argument is any expression of a future (an `async` block, a call of an `async fn`) whose
+//! output is the store; it is evaluated once per test, inside a multi-threaded tokio runtime.
+//! Every behaviour uses fresh random emails, so a store shared between tests (one DynamoDB table)
+//! works. When a store needs something kept alive beside it (a temporary directory, a server
+//! process), wrap both in [`Guarded`].
+//!
+//! Password hashing keeps the configured defaults (argon2id at OWASP's cost): the suite proves the
+//! rules as deployed. The workspace's dev profile optimises argon2 so that stays fast.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+pub use tokio;
+
+use crate::audit::RequestContext;
+use crate::clock::ManualClock;
+use crate::config::AuthConfig;
+use crate::error::AuthError;
+use crate::keys::{KeySet, KeySetDocument, SigningAlgorithm, StaticKeySource, generate_key};
+use crate::password::{HashingParams, PasswordHasher};
+use crate::refresh::{RefreshToken, hex, sha256_hex};
+use crate::service::{AuthService, Registered, TokenResponse};
+use crate::store::{
+    AuthStore, LoginSuccess, RefreshRecord, RefreshTokenStore, RotateOutcome, Rotation,
+    StoreResult, User, UserStore,
+};
+
+/// The instant the store-level behaviours start at (2026-01-01T00:00:00Z), milliseconds.
+pub const NOW_MS: i64 = 1_767_225_600_000;
+/// Refresh-family lifetime the store-level fixtures use, seconds.
+pub const FAMILY_TTL_S: i64 = 30 * 24 * 3600;
+/// How many rotations of one token the race behaviours start at once.
+pub const CONCURRENCY: usize = 32;
+/// A password every default policy accepts.
+pub const PASSWORD: &str = "amber-lantern-orbit-7421";
+pub const NEW_PASSWORD: &str = "quiet-meadow-falcon-3958";
+pub const WRONG_PASSWORD: &str = "wrong-guess-entirely-0000";
+
+/// Runs a behaviour on a fresh multi-threaded tokio runtime (what the macro's tests call).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+/// `n` random bytes as lowercase hex.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut bytes).expect("OS random generator");
+    hex(&bytes)
+}
+
+/// A fresh normalised email, unique across runs, so tests can share one table.
+pub fn unique_email(tag: &str) -> String {
+    format!("{tag}-{}@keygate.test", random_hex(8))
+}
+
+fn random_uuid() -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("OS random generator");
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+/// A placeholder PHC string (store-level tests never verify it).
+pub fn fake_hash(tag: &str) -> String {
+    format!("$argon2id$v=19$m=19456,t=2,p=1${tag}${}", random_hex(16))
+}
+
+/// A user with every field set to something non-default, so round trips are meaningful.
+pub fn sample_user(email: &str) -> User {
+    User {
+        user_id: random_uuid(),
+        email: email.to_owned(),
+        password_hash: fake_hash("sample"),
+        created_at_ms: NOW_MS - 86_400_000,
+        revoked_before_ms: 0,
+        failed_logins: 0,
+        locked_until_ms: 0,
+        roles: vec!["reader".to_owned(), "writer".to_owned()],
+    }
+}
+
+/// The first token of a new family for `email`, issued at `now_ms`, expiring `FAMILY_TTL_S` later.
+pub fn first_record(email: &str, now_ms: i64, fingerprint_hash: Option<String>) -> RefreshRecord {
+    RefreshRecord {
+        email: email.to_owned(),
+        family_id: random_hex(16),
+        token_id: random_hex(16),
+        token_hash: sha256_hex(random_hex(32).as_bytes()),
+        issued_at_ms: now_ms,
+        expires_at_s: now_ms.div_euclid(1000) + FAMILY_TTL_S,
+        used_at_ms: None,
+        replaced_by: None,
+        fingerprint_hash,
+    }
+}
+
+/// The child a rotation of `parent` at `now_ms` writes: same family, expiry and binding.
+pub fn child_record(parent: &RefreshRecord, now_ms: i64) -> RefreshRecord {
+    RefreshRecord {
+        token_id: random_hex(16),
+        token_hash: sha256_hex(random_hex(32).as_bytes()),
+        issued_at_ms: now_ms,
+        used_at_ms: None,
+        replaced_by: None,
+        ..parent.clone()
+    }
+}
+
+/// A rotation presenting `record` (with its own hash and binding) at `now_ms`.
+pub fn rotation_of(record: &RefreshRecord, now_ms: i64) -> Rotation {
+    Rotation {
+        email: record.email.clone(),
+        family_id: record.family_id.clone(),
+        token_id: record.token_id.clone(),
+        presented_hash: record.token_hash.clone(),
+        presented_issued_at_ms: record.issued_at_ms,
+        fingerprint_hash: record.fingerprint_hash.clone(),
+        now_ms,
+        next: child_record(record, now_ms),
+    }
+}
+
+async fn get_token<S: AuthStore>(
+    store: &S,
+    record: &RefreshRecord,
+    now_ms: i64,
+) -> Option<RefreshRecord> {
+    store
+        .get_refresh_token(&record.email, &record.family_id, &record.token_id, now_ms)
+        .await
+        .expect("get_refresh_token")
+}
+
+async fn new_user<S: AuthStore>(store: &S, tag: &str) -> User {
+    let user = sample_user(&unique_email(tag));
+    assert!(
+        store.create_user(&user).await.expect("create_user"),
+        "a fresh email must be free"
+    );
+    user
+}
+
+async fn user_of<S: AuthStore>(store: &S, email: &str) -> User {
+    store
+        .get_user(email)
+        .await
+        .expect("get_user")
+        .expect("the user exists")
+}
+
+/// Asserts that a rotation that did not succeed changed nothing: the presented token is as it was
+/// and the would-be child does not exist.
+async fn assert_unchanged<S: AuthStore>(store: &S, before: &RefreshRecord, rotation: &Rotation) {
+    assert_eq!(
+        get_token(store, before, NOW_MS).await.as_ref(),
+        Some(before),
+        "the presented token must be untouched"
+    );
+    assert_eq!(
+        get_token(store, &rotation.next, NOW_MS).await,
+        None,
+        "the child must not be written"
+    );
+}
+
+/// A store kept together with something that must live as long as it (a temporary directory, a
+/// test server); delegates every port method to the store.
+pub struct Guarded<S> {
+    pub store: S,
+    _guard: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl<S> Guarded<S> {
+    pub fn new(store: S, guard: impl std::any::Any + Send + Sync) -> Self {
+        Self {
+            store,
+            _guard: Box::new(guard),
+        }
+    }
+}
+
+impl<S: UserStore> UserStore for Guarded<S> {
+    fn create_user(&self, user: &User) -> impl Future<Output = StoreResult<bool>> + Send {
+        self.store.create_user(user)
+    }
+    fn get_user(&self, email: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send {
+        self.store.get_user(email)
+    }
+    fn get_user_by_id(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<User>>> + Send {
+        self.store.get_user_by_id(user_id)
+    }
+    fn record_failed_login(
+        &self,
+        email: &str,
+        expected: u32,
+        failed: u32,
+        locked_until_ms: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send {
+        self.store
+            .record_failed_login(email, expected, failed, locked_until_ms)
+    }
+    fn complete_login(
+        &self,
+        success: &LoginSuccess,
+        first_token: &RefreshRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        self.store.complete_login(success, first_token)
+    }
+    fn change_password(
+        &self,
+        email: &str,
+        expected: &str,
+        new: &str,
+        revoked_before_ms: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send {
+        self.store
+            .change_password(email, expected, new, revoked_before_ms)
+    }
+    fn set_revoked_before(
+        &self,
+        email: &str,
+        revoked_before_ms: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        self.store.set_revoked_before(email, revoked_before_ms)
+    }
+}
+
+impl<S: RefreshTokenStore> RefreshTokenStore for Guarded<S> {
+    fn put_refresh_token(
+        &self,
+        record: &RefreshRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        self.store.put_refresh_token(record)
+    }
+    fn rotate_refresh_token(
+        &self,
+        rotation: &Rotation,
+    ) -> impl Future<Output = StoreResult<RotateOutcome>> + Send {
+        self.store.rotate_refresh_token(rotation)
+    }
+    fn get_refresh_token(
+        &self,
+        email: &str,
+        family_id: &str,
+        token_id: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Option<RefreshRecord>>> + Send {
+        self.store
+            .get_refresh_token(email, family_id, token_id, now_ms)
+    }
+    fn revoke_family(
+        &self,
+        email: &str,
+        family_id: &str,
+    ) -> impl Future<Output = StoreResult<usize>> + Send {
+        self.store.revoke_family(email, family_id)
+    }
+    fn revoke_all_families(&self, email: &str) -> impl Future<Output = StoreResult<usize>> + Send {
+        self.store.revoke_all_families(email)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A reference implementation of the port
+// ---------------------------------------------------------------------------------------------
+
+/// The port's contract in a few lines over two maps behind one mutex: the model the suite is
+/// checked against in this crate, and an in-process store for tests of other layers.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<MemoryState>>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    users: BTreeMap<String, User>,
+    /// Keyed by (email, family_id, token_id), like the table's pk/sk.
+    tokens: BTreeMap<(String, String, String), RefreshRecord>,
+}
+
+type TokenKey = (String, String, String);
+
+fn token_key(email: &str, family_id: &str, token_id: &str) -> TokenKey {
+    (email.to_owned(), family_id.to_owned(), token_id.to_owned())
+}
+
+impl MemoryStore {
+    fn with<T>(&self, f: impl FnOnce(&mut MemoryState) -> T) -> T {
+        f(&mut self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+impl UserStore for MemoryStore {
+    async fn create_user(&self, user: &User) -> StoreResult<bool> {
+        Ok(self.with(|s| {
+            if s.users.contains_key(&user.email) {
+                return false;
+            }
+            s.users.insert(user.email.clone(), user.clone());
+            true
+        }))
+    }
+
+    async fn get_user(&self, email: &str) -> StoreResult<Option<User>> {
+        Ok(self.with(|s| s.users.get(email).cloned()))
+    }
+
+    async fn get_user_by_id(&self, user_id: &str) -> StoreResult<Option<User>> {
+        Ok(self.with(|s| s.users.values().find(|u| u.user_id == user_id).cloned()))
+    }
+
+    async fn record_failed_login(
+        &self,
+        email: &str,
+        expected_failed: u32,
+        failed_logins: u32,
+        locked_until_ms: i64,
+    ) -> StoreResult<bool> {
+        Ok(self.with(|s| match s.users.get_mut(email) {
+            Some(user) if user.failed_logins == expected_failed => {
+                user.failed_logins = failed_logins;
+                user.locked_until_ms = locked_until_ms;
+                true
+            }
+            _ => false,
+        }))
+    }
+
+    async fn complete_login(
+        &self,
+        success: &LoginSuccess,
+        first_token: &RefreshRecord,
+    ) -> StoreResult<()> {
+        self.with(|s| {
+            if let Some(user) = s.users.get_mut(&first_token.email) {
+                if success.reset_failures {
+                    user.failed_logins = 0;
+                    user.locked_until_ms = 0;
+                }
+                if let Some(hash) = &success.new_password_hash {
+                    user.password_hash = hash.clone();
+                }
+            }
+            let r = first_token;
+            s.tokens
+                .insert(token_key(&r.email, &r.family_id, &r.token_id), r.clone());
+        });
+        Ok(())
+    }
+
+    async fn change_password(
+        &self,
+        email: &str,
+        expected_hash: &str,
+        new_hash: &str,
+        revoked_before_ms: i64,
+    ) -> StoreResult<bool> {
+        Ok(self.with(|s| match s.users.get_mut(email) {
+            Some(user) if user.password_hash == expected_hash => {
+                user.password_hash = new_hash.to_owned();
+                user.revoked_before_ms = user.revoked_before_ms.max(revoked_before_ms);
+                user.failed_logins = 0;
+                user.locked_until_ms = 0;
+                true
+            }
+            _ => false,
+        }))
+    }
+
+    async fn set_revoked_before(&self, email: &str, revoked_before_ms: i64) -> StoreResult<()> {
+        self.with(|s| {
+            if let Some(user) = s.users.get_mut(email) {
+                user.revoked_before_ms = user.revoked_before_ms.max(revoked_before_ms);
+            }
+        });
+        Ok(())
+    }
+}
+
+impl RefreshTokenStore for MemoryStore {
+    async fn put_refresh_token(&self, r: &RefreshRecord) -> StoreResult<()> {
+        self.with(|s| {
+            s.tokens
+                .insert(token_key(&r.email, &r.family_id, &r.token_id), r.clone())
+        });
+        Ok(())
+    }
+
+    async fn rotate_refresh_token(&self, rotation: &Rotation) -> StoreResult<RotateOutcome> {
+        Ok(self.with(|s| {
+            let key = token_key(&rotation.email, &rotation.family_id, &rotation.token_id);
+            let Some(record) = s.tokens.get(&key).filter(|r| {
+                !r.is_expired(rotation.now_ms)
+                    && crate::refresh::hashes_match(&r.token_hash, &rotation.presented_hash)
+            }) else {
+                return RotateOutcome::NotFound;
+            };
+            if record.used_at_ms.is_some() {
+                return RotateOutcome::AlreadyUsed(record.clone());
+            }
+            if record.fingerprint_hash != rotation.fingerprint_hash {
+                return RotateOutcome::FingerprintMismatch;
+            }
+            let revoked = s
+                .users
+                .get(&rotation.email)
+                .is_none_or(|u| u.revoked_before_ms > rotation.presented_issued_at_ms);
+            if revoked {
+                return RotateOutcome::Revoked;
+            }
+            let record = s.tokens.get_mut(&key).expect("checked above");
+            record.used_at_ms = Some(rotation.now_ms);
+            record.replaced_by = Some(rotation.next.token_id.clone());
+            let n = &rotation.next;
+            s.tokens
+                .insert(token_key(&n.email, &n.family_id, &n.token_id), n.clone());
+            RotateOutcome::Rotated
+        }))
+    }
+
+    async fn get_refresh_token(
+        &self,
+        email: &str,
+        family_id: &str,
+        token_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<RefreshRecord>> {
+        Ok(self.with(|s| {
+            s.tokens
+                .get(&token_key(email, family_id, token_id))
+                .filter(|r| !r.is_expired(now_ms))
+                .cloned()
+        }))
+    }
+
+    async fn revoke_family(&self, email: &str, family_id: &str) -> StoreResult<usize> {
+        Ok(self.with(|s| {
+            let before = s.tokens.len();
+            s.tokens
+                .retain(|(e, f, _), _| !(e == email && f == family_id));
+            before - s.tokens.len()
+        }))
+    }
+
+    async fn revoke_all_families(&self, email: &str) -> StoreResult<usize> {
+        Ok(self.with(|s| {
+            let before = s.tokens.len();
+            s.tokens.retain(|(e, _, _), _| e != email);
+            before - s.tokens.len()
+        }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The port's contract
+// ---------------------------------------------------------------------------------------------
+
+/// A second user with the same email is refused and the first is left exactly as it was.
+pub async fn create_user_is_put_if_absent<S: AuthStore>(store: S) {
+    let first = new_user(&store, "put-if-absent").await;
+    let mut second = sample_user(&first.email);
+    second.password_hash = fake_hash("intruder");
+    second.roles = vec!["admin".to_owned()];
+    assert!(
+        !store.create_user(&second).await.unwrap(),
+        "a taken email must be refused"
+    );
+    assert_eq!(
+        store.get_user(&first.email).await.unwrap(),
+        Some(first.clone()),
+        "the first user must be unchanged"
+    );
+    assert_eq!(
+        store.get_user_by_id(&second.user_id).await.unwrap(),
+        None,
+        "the refused user must not be findable by id"
+    );
+}
+
+/// Concurrent creates of one email: exactly one succeeds.
+pub async fn create_user_races_have_one_winner<S: AuthStore>(store: S) {
+    let store = Arc::new(store);
+    let email = unique_email("create-race");
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (store, user) = (store.clone(), sample_user(&email));
+            tokio::spawn(async move {
+                (
+                    store
+                        .create_user(&user)
+                        .await
+                        .expect("create_user must not fail"),
+                    user,
+                )
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (created, user) = task.await.expect("task");
+        if created {
+            winners.push(user);
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one create of an email may succeed"
+    );
+    assert_eq!(
+        store.get_user(&email).await.unwrap().as_ref(),
+        winners.first()
+    );
+}
+
+/// Users read back whole, by email and by id; unknown keys are absent.
+pub async fn users_are_found_by_email_and_by_id<S: AuthStore>(store: S) {
+    let mut user = sample_user(&unique_email("lookup"));
+    user.revoked_before_ms = NOW_MS - 5_000;
+    user.failed_logins = 2;
+    user.locked_until_ms = NOW_MS + 7_000;
+    assert!(store.create_user(&user).await.unwrap());
+    assert_eq!(
+        store.get_user(&user.email).await.unwrap(),
+        Some(user.clone())
+    );
+    assert_eq!(
+        store.get_user_by_id(&user.user_id).await.unwrap(),
+        Some(user.clone())
+    );
+    assert_eq!(store.get_user(&unique_email("nobody")).await.unwrap(), None);
+    assert_eq!(store.get_user_by_id(&random_uuid()).await.unwrap(), None);
+    let mut plain = sample_user(&unique_email("no-roles"));
+    plain.roles.clear();
+    assert!(store.create_user(&plain).await.unwrap());
+    assert_eq!(
+        store.get_user_by_id(&plain.user_id).await.unwrap(),
+        Some(plain)
+    );
+}
+
+/// The failure counter changes only when the expected value is still stored; unknown emails get
+/// `false` and nothing is created.
+pub async fn record_failed_login_is_conditional<S: AuthStore>(store: S) {
+    let user = new_user(&store, "failures").await;
+    assert!(
+        !store
+            .record_failed_login(&user.email, 1, 2, NOW_MS + 1_000)
+            .await
+            .unwrap(),
+        "stale expectation must not apply"
+    );
+    assert_eq!(user_of(&store, &user.email).await, user);
+
+    assert!(
+        store
+            .record_failed_login(&user.email, 0, 1, 0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_failed_login(&user.email, 1, 6, NOW_MS + 1_000)
+            .await
+            .unwrap()
+    );
+    let stored = user_of(&store, &user.email).await;
+    assert_eq!(
+        (stored.failed_logins, stored.locked_until_ms),
+        (6, NOW_MS + 1_000)
+    );
+    assert_eq!(
+        User {
+            failed_logins: 0,
+            locked_until_ms: 0,
+            ..stored.clone()
+        },
+        user,
+        "nothing else may change"
+    );
+
+    assert!(
+        !store
+            .record_failed_login(&user.email, 1, 7, NOW_MS + 2_000)
+            .await
+            .unwrap(),
+        "a lost race must not apply"
+    );
+    assert_eq!(user_of(&store, &user.email).await, stored);
+
+    let unknown = unique_email("unknown");
+    assert!(!store.record_failed_login(&unknown, 0, 1, 0).await.unwrap());
+    assert_eq!(
+        store.get_user(&unknown).await.unwrap(),
+        None,
+        "a failed login must not create a user"
+    );
+}
+
+/// Concurrent increments from one read: exactly one applies.
+pub async fn record_failed_login_races_have_one_winner<S: AuthStore>(store: S) {
+    let store = Arc::new(store);
+    let user = new_user(&*store, "failure-race").await;
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (store, email) = (store.clone(), user.email.clone());
+            tokio::spawn(async move {
+                store
+                    .record_failed_login(&email, 0, 1, 0)
+                    .await
+                    .expect("record_failed_login must not fail")
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in tasks {
+        applied += usize::from(task.await.expect("task"));
+    }
+    assert_eq!(
+        applied, 1,
+        "exactly one conditional update from the same expectation may apply"
+    );
+    assert_eq!(user_of(&*store, &user.email).await.failed_logins, 1);
+}
+
+/// A login writes its token, and exactly the requested user changes, together.
+pub async fn complete_login_writes_token_and_user_changes<S: AuthStore>(store: S) {
+    let user = new_user(&store, "complete-login").await;
+    assert!(
+        store
+            .record_failed_login(&user.email, 0, 4, NOW_MS + 5_000)
+            .await
+            .unwrap()
+    );
+
+    let plain = first_record(&user.email, NOW_MS, None);
+    store
+        .complete_login(&LoginSuccess::default(), &plain)
+        .await
+        .unwrap();
+    assert_eq!(get_token(&store, &plain, NOW_MS).await, Some(plain.clone()));
+    let stored = user_of(&store, &user.email).await;
+    assert_eq!(
+        (
+            stored.failed_logins,
+            stored.locked_until_ms,
+            &stored.password_hash
+        ),
+        (4, NOW_MS + 5_000, &user.password_hash)
+    );
+
+    let reset = first_record(&user.email, NOW_MS, Some(sha256_hex(b"device")));
+    store
+        .complete_login(
+            &LoginSuccess {
+                reset_failures: true,
+                new_password_hash: None,
+            },
+            &reset,
+        )
+        .await
+        .unwrap();
+    assert_eq!(get_token(&store, &reset, NOW_MS).await, Some(reset.clone()));
+    let stored = user_of(&store, &user.email).await;
+    assert_eq!(
+        (
+            stored.failed_logins,
+            stored.locked_until_ms,
+            &stored.password_hash
+        ),
+        (0, 0, &user.password_hash)
+    );
+
+    assert!(
+        store
+            .record_failed_login(&user.email, 0, 3, 0)
+            .await
+            .unwrap()
+    );
+    let rehashed = fake_hash("rehashed");
+    let both = first_record(&user.email, NOW_MS, None);
+    store
+        .complete_login(
+            &LoginSuccess {
+                reset_failures: true,
+                new_password_hash: Some(rehashed.clone()),
+            },
+            &both,
+        )
+        .await
+        .unwrap();
+    assert_eq!(get_token(&store, &both, NOW_MS).await, Some(both.clone()));
+    assert_eq!(
+        user_of(&store, &user.email).await,
+        User {
+            password_hash: rehashed,
+            ..user.clone()
+        },
+        "only the hash changes"
+    );
+
+    assert!(
+        store
+            .record_failed_login(&user.email, 0, 2, 0)
+            .await
+            .unwrap()
+    );
+    let again = fake_hash("again");
+    let only_hash = first_record(&user.email, NOW_MS, None);
+    store
+        .complete_login(
+            &LoginSuccess {
+                reset_failures: false,
+                new_password_hash: Some(again.clone()),
+            },
+            &only_hash,
+        )
+        .await
+        .unwrap();
+    let stored = user_of(&store, &user.email).await;
+    assert_eq!(
+        (stored.failed_logins, &stored.password_hash),
+        (2, &again),
+        "the counter stays unless a reset is asked"
+    );
+    assert!(get_token(&store, &only_hash, NOW_MS).await.is_some());
+}
+
+/// The password changes only from the expected hash; it raises the watermark and clears failures.
+pub async fn change_password_is_conditional<S: AuthStore>(store: S) {
+    let user = new_user(&store, "change-password").await;
+    assert!(
+        store
+            .record_failed_login(&user.email, 0, 3, NOW_MS + 9_000)
+            .await
+            .unwrap()
+    );
+    let before = user_of(&store, &user.email).await;
+    let (second, third) = (fake_hash("second"), fake_hash("third"));
+
+    assert!(
+        !store
+            .change_password(&user.email, &fake_hash("not-stored"), &second, NOW_MS)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        user_of(&store, &user.email).await,
+        before,
+        "a wrong expected hash must change nothing"
+    );
+
+    assert!(
+        store
+            .change_password(&user.email, &user.password_hash, &second, NOW_MS)
+            .await
+            .unwrap()
+    );
+    let changed = user_of(&store, &user.email).await;
+    assert_eq!(
+        changed,
+        User {
+            password_hash: second.clone(),
+            revoked_before_ms: NOW_MS,
+            failed_logins: 0,
+            locked_until_ms: 0,
+            ..user.clone()
+        }
+    );
+
+    assert!(
+        !store
+            .change_password(&user.email, &user.password_hash, &third, NOW_MS + 1)
+            .await
+            .unwrap(),
+        "stale hash"
+    );
+    assert_eq!(user_of(&store, &user.email).await, changed);
+
+    let unknown = unique_email("unknown");
+    assert!(
+        !store
+            .change_password(&unknown, &user.password_hash, &third, NOW_MS)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_user(&unknown).await.unwrap(), None);
+}
+
+/// The watermark only moves forward; unknown emails are left alone.
+pub async fn set_revoked_before_never_lowers<S: AuthStore>(store: S) {
+    let user = new_user(&store, "watermark").await;
+    store.set_revoked_before(&user.email, NOW_MS).await.unwrap();
+    assert_eq!(user_of(&store, &user.email).await.revoked_before_ms, NOW_MS);
+    store
+        .set_revoked_before(&user.email, NOW_MS - 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        user_of(&store, &user.email).await.revoked_before_ms,
+        NOW_MS,
+        "the watermark must never be lowered"
+    );
+    store
+        .set_revoked_before(&user.email, NOW_MS + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        user_of(&store, &user.email).await.revoked_before_ms,
+        NOW_MS + 1
+    );
+    assert_eq!(
+        User {
+            revoked_before_ms: 0,
+            ..user_of(&store, &user.email).await
+        },
+        user,
+        "nothing else may change"
+    );
+
+    let unknown = unique_email("unknown");
+    store.set_revoked_before(&unknown, NOW_MS).await.unwrap();
+    assert_eq!(
+        store.get_user(&unknown).await.unwrap(),
+        None,
+        "no user may be created"
+    );
+}
+
+/// A rotation marks the presented token used (by its child) and writes the child exactly as given.
+pub async fn rotation_happy_path<S: AuthStore>(store: S) {
+    let user = new_user(&store, "rotate").await;
+    let first = first_record(&user.email, NOW_MS, Some(sha256_hex(b"laptop")));
+    store.put_refresh_token(&first).await.unwrap();
+    assert_eq!(get_token(&store, &first, NOW_MS).await, Some(first.clone()));
+
+    let at = NOW_MS + 60_000;
+    let rotation = rotation_of(&first, at);
+    assert_eq!(
+        store.rotate_refresh_token(&rotation).await.unwrap(),
+        RotateOutcome::Rotated
+    );
+    let used = get_token(&store, &first, at)
+        .await
+        .expect("the used token is kept for reuse detection");
+    assert_eq!(
+        used,
+        RefreshRecord {
+            used_at_ms: Some(at),
+            replaced_by: Some(rotation.next.token_id.clone()),
+            ..first.clone()
+        }
+    );
+    let child = get_token(&store, &rotation.next, at)
+        .await
+        .expect("the child is written");
+    assert_eq!(child, rotation.next, "the child is stored exactly as given");
+    assert_eq!(
+        (
+            child.expires_at_s,
+            &child.family_id,
+            &child.fingerprint_hash
+        ),
+        (
+            first.expires_at_s,
+            &first.family_id,
+            &first.fingerprint_hash
+        )
+    );
+
+    // The child rotates in turn: a chain.
+    let second = rotation_of(&child, at + 1_000);
+    assert_eq!(
+        store.rotate_refresh_token(&second).await.unwrap(),
+        RotateOutcome::Rotated
+    );
+    assert_eq!(
+        get_token(&store, &second.next, at + 1_000).await,
+        Some(second.next.clone())
+    );
+}
+
+/// Absent, expired and wrong-hash tokens are all `NotFound`, and change nothing; the hash is
+/// checked before anything else, so a used token with a wrong hash is `NotFound` too.
+pub async fn rotation_not_found<S: AuthStore>(store: S) {
+    let user = new_user(&store, "not-found").await;
+    let record = first_record(&user.email, NOW_MS, None);
+    store.put_refresh_token(&record).await.unwrap();
+
+    let absent = rotation_of(
+        &RefreshRecord {
+            token_id: random_hex(16),
+            ..record.clone()
+        },
+        NOW_MS,
+    );
+    assert_eq!(
+        store.rotate_refresh_token(&absent).await.unwrap(),
+        RotateOutcome::NotFound
+    );
+    let other_family = rotation_of(
+        &RefreshRecord {
+            family_id: random_hex(16),
+            ..record.clone()
+        },
+        NOW_MS,
+    );
+    assert_eq!(
+        store.rotate_refresh_token(&other_family).await.unwrap(),
+        RotateOutcome::NotFound
+    );
+    let other_user = new_user(&store, "not-found-other").await;
+    let other_email = rotation_of(
+        &RefreshRecord {
+            email: other_user.email.clone(),
+            ..record.clone()
+        },
+        NOW_MS,
+    );
+    assert_eq!(
+        store.rotate_refresh_token(&other_email).await.unwrap(),
+        RotateOutcome::NotFound
+    );
+
+    let mut wrong_hash = rotation_of(&record, NOW_MS);
+    wrong_hash.presented_hash = sha256_hex(b"someone else's token");
+    assert_eq!(
+        store.rotate_refresh_token(&wrong_hash).await.unwrap(),
+        RotateOutcome::NotFound
+    );
+    let mut truncated = rotation_of(&record, NOW_MS);
+    truncated.presented_hash.pop();
+    assert_eq!(
+        store.rotate_refresh_token(&truncated).await.unwrap(),
+        RotateOutcome::NotFound
+    );
+    assert_unchanged(&store, &record, &wrong_hash).await;
+
+    let expiry_ms = record.expires_at_s * 1000;
+    let expired = rotation_of(&record, expiry_ms);
+    assert_eq!(
+        store.rotate_refresh_token(&expired).await.unwrap(),
+        RotateOutcome::NotFound,
+        "expires_at_s * 1000 <= now is expired"
+    );
+    assert_unchanged(&store, &record, &expired).await;
+    let last_moment = rotation_of(&record, expiry_ms - 1);
+    assert_eq!(
+        store.rotate_refresh_token(&last_moment).await.unwrap(),
+        RotateOutcome::Rotated
+    );
+
+    let mut replay_wrong_hash = rotation_of(&record, expiry_ms - 1);
+    replay_wrong_hash.presented_hash = sha256_hex(b"guess");
+    assert_eq!(
+        store
+            .rotate_refresh_token(&replay_wrong_hash)
+            .await
+            .unwrap(),
+        RotateOutcome::NotFound,
+        "without the right hash a used token must not be reported (its family would be revoked on a guess)"
+    );
+}
+
+/// A second rotation of one token reports the first one's use and changes nothing.
+pub async fn rotation_already_used<S: AuthStore>(store: S) {
+    let user = new_user(&store, "already-used").await;
+    let record = first_record(&user.email, NOW_MS, Some(sha256_hex(b"tablet")));
+    store.put_refresh_token(&record).await.unwrap();
+    let first = rotation_of(&record, NOW_MS + 1_000);
+    assert_eq!(
+        store.rotate_refresh_token(&first).await.unwrap(),
+        RotateOutcome::Rotated
+    );
+    let used = get_token(&store, &record, NOW_MS).await.unwrap();
+
+    let replay = rotation_of(&record, NOW_MS + 5_000);
+    match store.rotate_refresh_token(&replay).await.unwrap() {
+        RotateOutcome::AlreadyUsed(seen) => {
+            assert_eq!(seen, used);
+            assert_eq!(seen.used_at_ms, Some(NOW_MS + 1_000));
+            assert_eq!(
+                seen.replaced_by.as_deref(),
+                Some(first.next.token_id.as_str())
+            );
+        }
+        other => panic!("a replay must be AlreadyUsed, got {other:?}"),
+    }
+    assert_eq!(
+        get_token(&store, &replay.next, NOW_MS).await,
+        None,
+        "a replay must not write a child"
+    );
+    assert_eq!(
+        get_token(&store, &record, NOW_MS).await,
+        Some(used.clone()),
+        "a replay must not touch the used token"
+    );
+
+    // Reuse is reported before the device binding and the watermark are looked at.
+    let mut other_device = rotation_of(&record, NOW_MS + 6_000);
+    other_device.fingerprint_hash = Some(sha256_hex(b"phone"));
+    assert!(matches!(
+        store.rotate_refresh_token(&other_device).await.unwrap(),
+        RotateOutcome::AlreadyUsed(_)
+    ));
+    store
+        .set_revoked_before(&user.email, NOW_MS + 10_000)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .rotate_refresh_token(&rotation_of(&record, NOW_MS + 11_000))
+            .await
+            .unwrap(),
+        RotateOutcome::AlreadyUsed(_)
+    ));
+}
+
+/// The device binding must match exactly: bound vs unbound vs another device.
+pub async fn rotation_fingerprint_mismatch<S: AuthStore>(store: S) {
+    let user = new_user(&store, "fingerprint").await;
+    let laptop = Some(sha256_hex(b"laptop"));
+    let bound = first_record(&user.email, NOW_MS, laptop.clone());
+    store.put_refresh_token(&bound).await.unwrap();
+    for presented in [None, Some(sha256_hex(b"phone"))] {
+        let mut rotation = rotation_of(&bound, NOW_MS);
+        rotation.fingerprint_hash = presented.clone();
+        assert_eq!(
+            store.rotate_refresh_token(&rotation).await.unwrap(),
+            RotateOutcome::FingerprintMismatch,
+            "bound, presented {presented:?}"
+        );
+        assert_unchanged(&store, &bound, &rotation).await;
+    }
+    assert_eq!(
+        store
+            .rotate_refresh_token(&rotation_of(&bound, NOW_MS))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated
+    );
+
+    let unbound = first_record(&user.email, NOW_MS, None);
+    store.put_refresh_token(&unbound).await.unwrap();
+    let mut with_device = rotation_of(&unbound, NOW_MS);
+    with_device.fingerprint_hash = laptop;
+    assert_eq!(
+        store.rotate_refresh_token(&with_device).await.unwrap(),
+        RotateOutcome::FingerprintMismatch
+    );
+    assert_unchanged(&store, &unbound, &with_device).await;
+    assert_eq!(
+        store
+            .rotate_refresh_token(&rotation_of(&unbound, NOW_MS))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated
+    );
+
+    // The binding is checked before the watermark.
+    let late = first_record(&user.email, NOW_MS, Some(sha256_hex(b"desk")));
+    store.put_refresh_token(&late).await.unwrap();
+    store
+        .set_revoked_before(&user.email, NOW_MS + 1)
+        .await
+        .unwrap();
+    let mut wrong = rotation_of(&late, NOW_MS + 2);
+    wrong.fingerprint_hash = None;
+    assert_eq!(
+        store.rotate_refresh_token(&wrong).await.unwrap(),
+        RotateOutcome::FingerprintMismatch
+    );
+}
+
+/// The user's watermark revokes tokens issued before it; a missing user revokes everything.
+pub async fn rotation_revoked<S: AuthStore>(store: S) {
+    let user = new_user(&store, "revoked").await;
+    let old = first_record(&user.email, NOW_MS, None);
+    let boundary = first_record(&user.email, NOW_MS + 5_000, None);
+    store.put_refresh_token(&old).await.unwrap();
+    store.put_refresh_token(&boundary).await.unwrap();
+    store
+        .set_revoked_before(&user.email, NOW_MS + 5_000)
+        .await
+        .unwrap();
+
+    let refused = rotation_of(&old, NOW_MS + 6_000);
+    assert_eq!(
+        store.rotate_refresh_token(&refused).await.unwrap(),
+        RotateOutcome::Revoked
+    );
+    assert_unchanged(&store, &old, &refused).await;
+    assert_eq!(
+        store
+            .rotate_refresh_token(&rotation_of(&boundary, NOW_MS + 6_000))
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated,
+        "a token issued at the watermark itself is not revoked"
+    );
+
+    let orphan = first_record(&unique_email("no-such-user"), NOW_MS, None);
+    store.put_refresh_token(&orphan).await.unwrap();
+    let rotation = rotation_of(&orphan, NOW_MS + 1);
+    assert_eq!(
+        store.rotate_refresh_token(&rotation).await.unwrap(),
+        RotateOutcome::Revoked,
+        "a token of a missing user"
+    );
+    assert_unchanged(&store, &orphan, &rotation).await;
+}
+
+/// Expired records are absent on read, from the expiry instant on.
+pub async fn expired_tokens_are_absent<S: AuthStore>(store: S) {
+    let user = new_user(&store, "expired").await;
+    let record = first_record(&user.email, NOW_MS, None);
+    store.put_refresh_token(&record).await.unwrap();
+    let expiry_ms = record.expires_at_s * 1000;
+    assert_eq!(
+        get_token(&store, &record, expiry_ms - 1).await,
+        Some(record.clone())
+    );
+    assert_eq!(get_token(&store, &record, expiry_ms).await, None);
+    assert_eq!(
+        get_token(&store, &record, expiry_ms + 86_400_000).await,
+        None
+    );
+    let unknown = RefreshRecord {
+        token_id: random_hex(16),
+        ..record.clone()
+    };
+    assert_eq!(get_token(&store, &unknown, NOW_MS).await, None);
+}
+
+async fn put_family<S: AuthStore>(
+    store: &S,
+    email: &str,
+    family_id: &str,
+    n: usize,
+) -> Vec<RefreshRecord> {
+    let mut records = Vec::with_capacity(n);
+    for i in 0..n {
+        let record = RefreshRecord {
+            family_id: family_id.to_owned(),
+            ..first_record(email, NOW_MS + i as i64, None)
+        };
+        store.put_refresh_token(&record).await.unwrap();
+        records.push(record);
+    }
+    records
+}
+
+async fn live_count<S: AuthStore>(store: &S, records: &[RefreshRecord]) -> usize {
+    let mut live = 0;
+    for record in records {
+        live += usize::from(get_token(store, record, NOW_MS).await.is_some());
+    }
+    live
+}
+
+/// Revoking a family deletes exactly its tokens (counted), nothing of other families or users.
+pub async fn revoke_family_deletes_only_that_family<S: AuthStore>(store: S) {
+    let (ada, bob) = (
+        new_user(&store, "revoke-ada").await,
+        new_user(&store, "revoke-bob").await,
+    );
+    let family = random_hex(16);
+    let target = put_family(&store, &ada.email, &family, 3).await;
+    let sibling = put_family(&store, &ada.email, &random_hex(16), 2).await;
+    // Same family id under another user: the family is keyed by user too.
+    let namesake = put_family(&store, &bob.email, &family, 2).await;
+
+    assert_eq!(store.revoke_family(&ada.email, &family).await.unwrap(), 3);
+    assert_eq!(live_count(&store, &target).await, 0);
+    assert_eq!(
+        live_count(&store, &sibling).await,
+        2,
+        "other families of the user stay"
+    );
+    assert_eq!(
+        live_count(&store, &namesake).await,
+        2,
+        "other users' families stay"
+    );
+    assert_eq!(
+        store.revoke_family(&ada.email, &family).await.unwrap(),
+        0,
+        "revoking again deletes nothing"
+    );
+    assert_eq!(user_of(&store, &ada.email).await, ada, "the user stays");
+}
+
+/// Revoking all families deletes every token of the user and nothing else, never the user.
+pub async fn revoke_all_families_deletes_only_that_user<S: AuthStore>(store: S) {
+    let (ada, bob) = (
+        new_user(&store, "all-ada").await,
+        new_user(&store, "all-bob").await,
+    );
+    let mut ada_tokens = put_family(&store, &ada.email, &random_hex(16), 3).await;
+    ada_tokens.extend(put_family(&store, &ada.email, &random_hex(16), 2).await);
+    let bob_tokens = put_family(&store, &bob.email, &random_hex(16), 2).await;
+
+    assert_eq!(store.revoke_all_families(&ada.email).await.unwrap(), 5);
+    assert_eq!(live_count(&store, &ada_tokens).await, 0);
+    assert_eq!(live_count(&store, &bob_tokens).await, 2);
+    assert_eq!(
+        user_of(&store, &ada.email).await,
+        ada,
+        "the user record is not a token"
+    );
+    assert_eq!(store.revoke_all_families(&ada.email).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .revoke_all_families(&unique_email("nobody"))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+/// Families larger than one DynamoDB batch (25) are deleted whole.
+pub async fn revoke_large_families<S: AuthStore>(store: S) {
+    let user = new_user(&store, "large").await;
+    let family = random_hex(16);
+    let big = put_family(&store, &user.email, &family, 60).await;
+    assert_eq!(store.revoke_family(&user.email, &family).await.unwrap(), 60);
+    assert_eq!(live_count(&store, &big).await, 0);
+
+    let mut all = put_family(&store, &user.email, &random_hex(16), 30).await;
+    all.extend(put_family(&store, &user.email, &random_hex(16), 27).await);
+    assert_eq!(store.revoke_all_families(&user.email).await.unwrap(), 57);
+    assert_eq!(live_count(&store, &all).await, 0);
+}
+
+/// Many concurrent rotations of one token: exactly one wins; every other one sees it used by the
+/// winner's child; none fails.
+pub async fn concurrent_rotations_have_one_winner<S: AuthStore>(store: S) {
+    let store = Arc::new(store);
+    let user = new_user(&*store, "rotation-race").await;
+    let record = first_record(&user.email, NOW_MS, None);
+    store.put_refresh_token(&record).await.unwrap();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|i| {
+            let (store, rotation) = (
+                store.clone(),
+                rotation_of(&record, NOW_MS + 1_000 + i as i64),
+            );
+            tokio::spawn(async move {
+                let outcome = store.rotate_refresh_token(&rotation).await;
+                (rotation, outcome)
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        let (rotation, outcome) = task.await.expect("task");
+        let outcome =
+            outcome.unwrap_or_else(|e| panic!("a concurrent rotation must not fail: {e}"));
+        results.push((rotation, outcome));
+    }
+    let winners: Vec<&Rotation> = results
+        .iter()
+        .filter(|(_, o)| *o == RotateOutcome::Rotated)
+        .map(|(r, _)| r)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one rotation of a token may win");
+    let winner = winners[0];
+    for (rotation, outcome) in &results {
+        if rotation.next.token_id == winner.next.token_id {
+            continue;
+        }
+        match outcome {
+            RotateOutcome::AlreadyUsed(seen) => {
+                assert_eq!(seen.replaced_by.as_ref(), Some(&winner.next.token_id))
+            }
+            other => panic!("a losing rotation must be AlreadyUsed, got {other:?}"),
+        }
+        assert_eq!(
+            get_token(&*store, &rotation.next, NOW_MS).await,
+            None,
+            "a loser's child must not exist"
+        );
+    }
+    assert_eq!(
+        get_token(&*store, &winner.next, NOW_MS).await.as_ref(),
+        Some(&winner.next)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The endpoints' rules on this store, through the service
+// ---------------------------------------------------------------------------------------------
+
+/// The service wired to a store with a manual clock and a fresh ES256 key.
+pub struct ServiceHarness<S: AuthStore> {
+    pub service: Arc<AuthService<S, StaticKeySource, Arc<ManualClock>>>,
+    pub clock: Arc<ManualClock>,
+    pub ctx: RequestContext,
+}
+
+/// Default configuration (argon2id at its default cost, 10 s grace, 30-day families) for a test issuer.
+pub fn test_config() -> AuthConfig {
+    AuthConfig::with_issuer("https://keygate.test")
+}
+
+impl<S: AuthStore> ServiceHarness<S> {
+    pub fn new(store: S) -> Self {
+        Self::with_config(store, test_config())
+    }
+
+    pub fn with_config(store: S, config: AuthConfig) -> Self {
+        let clock = Arc::new(ManualClock::new(NOW_MS));
+        let key = generate_key(SigningAlgorithm::Es256, NOW_MS / 1000).expect("key generation");
+        let keys =
+            KeySet::from_documents(&KeySetDocument { keys: vec![key] }, None).expect("key set");
+        let service = AuthService::new(
+            config,
+            store,
+            StaticKeySource(Arc::new(keys)),
+            clock.clone(),
+        )
+        .expect("service");
+        let ctx = RequestContext {
+            request_id: "testkit".into(),
+            correlation_id: "testkit".into(),
+        };
+        Self {
+            service: Arc::new(service),
+            clock,
+            ctx,
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        self.service.store()
+    }
+
+    pub fn advance_ms(&self, ms: i64) {
+        self.clock.advance_ms(ms);
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        crate::clock::Clock::now_ms(&self.clock)
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Registered {
+        self.service
+            .register(&self.ctx, email, password)
+            .await
+            .expect("registration")
+    }
+
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        device: Option<&str>,
+    ) -> Result<TokenResponse, AuthError> {
+        self.service.login(&self.ctx, email, password, device).await
+    }
+
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        device: Option<&str>,
+    ) -> Result<TokenResponse, AuthError> {
+        self.service.refresh(&self.ctx, refresh_token, device).await
+    }
+
+    /// Registers a fresh email with [`PASSWORD`].
+    pub async fn registered(&self, tag: &str) -> (String, Registered) {
+        let email = unique_email(tag);
+        let registered = self.register(&email, PASSWORD).await;
+        (email, registered)
+    }
+
+    /// How many of `refresh_token`'s family's tokens are left, by deleting them (ends the family).
+    pub async fn drain_family(&self, refresh_token: &str) -> usize {
+        let token = RefreshToken::parse(refresh_token).expect("a refresh token");
+        self.store()
+            .revoke_family(&token.email, &token.family_id_hex())
+            .await
+            .expect("revoke_family")
+    }
+
+    fn grace_ms(&self) -> i64 {
+        self.service.config().refresh_reuse_grace_secs as i64 * 1000
+    }
+}
+
+fn refused_refresh(result: Result<TokenResponse, AuthError>, why: &str) {
+    match result {
+        Err(AuthError::InvalidRefreshToken) => {}
+        Err(other) => panic!("{why}: expected InvalidRefreshToken, got {other:?}"),
+        Ok(_) => panic!("{why}: the refresh must be refused"),
+    }
+}
+
+fn refused_login(result: Result<TokenResponse, AuthError>, why: &str) {
+    match result {
+        Err(AuthError::InvalidCredentials) => {}
+        Err(other) => panic!("{why}: expected InvalidCredentials, got {other:?}"),
+        Ok(_) => panic!("{why}: the login must be refused"),
+    }
+}
+
+fn refused_bearer<T: std::fmt::Debug>(result: Result<T, AuthError>, why: &str) {
+    match result {
+        Err(AuthError::InvalidAccessToken) => {}
+        other => panic!("{why}: expected InvalidAccessToken, got {other:?}"),
+    }
+}
+
+/// Register, log in, use the access token, refresh, log out: the whole happy path; logout ends only
+/// its own family.
+pub async fn service_register_login_refresh_logout<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, registered) = h.registered("flow").await;
+    assert!(uuid::Uuid::try_parse(&registered.user_id).is_ok());
+
+    let first = h.login(&email, PASSWORD, None).await.expect("login");
+    assert_eq!(
+        (first.token_type, first.expires_in),
+        ("Bearer", h.service.config().access_token_ttl_secs)
+    );
+    let profile = h.service.me(&first.access_token).await.expect("me");
+    assert_eq!(
+        (profile.user_id.as_str(), profile.email.as_str()),
+        (registered.user_id.as_str(), email.as_str())
+    );
+    let other_session = h
+        .login(&email, PASSWORD, None)
+        .await
+        .expect("a second session");
+
+    h.advance_ms(1_000);
+    let second = h
+        .refresh(&first.refresh_token, None)
+        .await
+        .expect("refresh");
+    assert_ne!(
+        second.refresh_token, first.refresh_token,
+        "rotation issues a new refresh token"
+    );
+    assert_eq!(
+        h.service
+            .me(&second.access_token)
+            .await
+            .expect("me")
+            .user_id,
+        registered.user_id
+    );
+
+    h.advance_ms(1_000);
+    h.service
+        .logout(&h.ctx, &second.refresh_token)
+        .await
+        .expect("logout");
+    refused_refresh(
+        h.refresh(&second.refresh_token, None).await,
+        "a logged-out token",
+    );
+    h.service
+        .logout(&h.ctx, &second.refresh_token)
+        .await
+        .expect("logout again answers the same");
+    h.refresh(&other_session.refresh_token, None)
+        .await
+        .expect("another session survives a logout");
+}
+
+/// Registering a taken email answers like a success (another id) and changes nothing.
+pub async fn service_duplicate_registration<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, original) = h.registered("duplicate").await;
+    let duplicate = h.register(&email, NEW_PASSWORD).await;
+    assert_ne!(
+        duplicate.user_id, original.user_id,
+        "the answer must not reveal the existing id"
+    );
+    assert!(uuid::Uuid::try_parse(&duplicate.user_id).is_ok());
+    assert_eq!(
+        h.store().get_user(&email).await.unwrap().unwrap().user_id,
+        original.user_id
+    );
+    assert_eq!(
+        h.store().get_user_by_id(&duplicate.user_id).await.unwrap(),
+        None
+    );
+    h.login(&email, PASSWORD, None)
+        .await
+        .expect("the original password still works");
+    refused_login(
+        h.login(&email, NEW_PASSWORD, None).await,
+        "the duplicate's password",
+    );
+}
+
+/// A used token replayed after the grace interval revokes its family: the live child dies too.
+pub async fn service_replay_after_grace_revokes_family<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("replay").await;
+    let first = h.login(&email, PASSWORD, None).await.unwrap();
+    h.advance_ms(1_000);
+    let second = h.refresh(&first.refresh_token, None).await.unwrap();
+    h.advance_ms(h.grace_ms() + 1_000);
+    refused_refresh(
+        h.refresh(&first.refresh_token, None).await,
+        "a replayed token",
+    );
+    refused_refresh(
+        h.refresh(&second.refresh_token, None).await,
+        "the child of a replayed token (family revoked)",
+    );
+    assert_eq!(
+        h.drain_family(&second.refresh_token).await,
+        0,
+        "reuse must delete the whole family"
+    );
+}
+
+/// Inside the grace interval, replaying the immediate parent of the live token is refused without
+/// revoking: the winner of the race keeps working.
+pub async fn service_parent_replay_inside_grace_keeps_family<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("grace").await;
+    let first = h.login(&email, PASSWORD, None).await.unwrap();
+    h.advance_ms(1_000);
+    let second = h.refresh(&first.refresh_token, None).await.unwrap();
+    h.advance_ms(h.grace_ms() / 2);
+    refused_refresh(
+        h.refresh(&first.refresh_token, None).await,
+        "the parent inside the grace interval",
+    );
+    h.refresh(&second.refresh_token, None)
+        .await
+        .expect("the live child must survive a race");
+}
+
+/// Inside the grace interval, replaying an older ancestor revokes the family at once.
+pub async fn service_ancestor_replay_inside_grace_revokes<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("ancestor").await;
+    let first = h.login(&email, PASSWORD, None).await.unwrap();
+    h.advance_ms(500);
+    let second = h.refresh(&first.refresh_token, None).await.unwrap();
+    h.advance_ms(500);
+    let third = h.refresh(&second.refresh_token, None).await.unwrap();
+    h.advance_ms(500);
+    refused_refresh(h.refresh(&first.refresh_token, None).await, "a grandparent");
+    refused_refresh(
+        h.refresh(&third.refresh_token, None).await,
+        "the live token after an ancestor's replay",
+    );
+}
+
+/// Rotation does not extend a family's absolute lifetime.
+pub async fn service_family_lifetime_is_not_extended<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("lifetime").await;
+    let start_s = h.now_ms().div_euclid(1000);
+    let first = h.login(&email, PASSWORD, None).await.unwrap();
+    let ttl_ms = h.service.config().refresh_family_ttl_secs as i64 * 1000;
+    h.advance_ms(ttl_ms - 2_000);
+    let late = h
+        .refresh(&first.refresh_token, None)
+        .await
+        .expect("refresh just before the family expires");
+    let token = RefreshToken::parse(&late.refresh_token).unwrap();
+    assert_eq!(
+        token.family_expires_at_s,
+        start_s + ttl_ms / 1000,
+        "the child keeps the family's expiry"
+    );
+    let record = h
+        .store()
+        .get_refresh_token(
+            &email,
+            &token.family_id_hex(),
+            &token.token_id_hex(),
+            h.now_ms(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.expires_at_s, start_s + ttl_ms / 1000);
+    h.advance_ms(3_000);
+    refused_refresh(
+        h.refresh(&late.refresh_token, None).await,
+        "a token of an expired family",
+    );
+}
+
+/// logout-all: every access and refresh token issued before it fails; later ones work.
+pub async fn service_logout_all_watermark<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("logout-all").await;
+    let a = h.login(&email, PASSWORD, None).await.unwrap();
+    let b = h.login(&email, PASSWORD, Some("phone")).await.unwrap();
+    h.advance_ms(1_000);
+    h.service
+        .logout_all(&h.ctx, &a.access_token)
+        .await
+        .expect("logout-all");
+    refused_bearer(
+        h.service.me(&a.access_token).await,
+        "an access token issued before logout-all",
+    );
+    refused_bearer(
+        h.service.me(&b.access_token).await,
+        "another session's access token",
+    );
+    refused_refresh(
+        h.refresh(&a.refresh_token, None).await,
+        "a refresh token issued before logout-all",
+    );
+    refused_refresh(
+        h.refresh(&b.refresh_token, Some("phone")).await,
+        "another session's refresh token",
+    );
+    assert!(
+        h.store()
+            .get_user(&email)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_before_ms
+            >= h.now_ms()
+    );
+
+    h.advance_ms(1_000);
+    let c = h
+        .login(&email, PASSWORD, None)
+        .await
+        .expect("login after logout-all");
+    h.service
+        .me(&c.access_token)
+        .await
+        .expect("a later access token works");
+    let d = h
+        .refresh(&c.refresh_token, None)
+        .await
+        .expect("a later refresh token works");
+    h.service
+        .me(&d.access_token)
+        .await
+        .expect("and so does its rotation");
+}
+
+/// A password change checks the current password, revokes every session, and returns working tokens.
+pub async fn service_password_change_revokes_sessions<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("password-change").await;
+    let a = h.login(&email, PASSWORD, None).await.unwrap();
+    let b = h.login(&email, PASSWORD, None).await.unwrap();
+    h.advance_ms(1_000);
+    refused_login(
+        h.service
+            .change_password(&h.ctx, &a.access_token, WRONG_PASSWORD, NEW_PASSWORD)
+            .await,
+        "a wrong current password",
+    );
+    h.service
+        .me(&a.access_token)
+        .await
+        .expect("a refused change revokes nothing");
+
+    let fresh = h
+        .service
+        .change_password(&h.ctx, &a.access_token, PASSWORD, NEW_PASSWORD)
+        .await
+        .expect("password change");
+    refused_bearer(
+        h.service.me(&a.access_token).await,
+        "the access token used for the change",
+    );
+    refused_bearer(
+        h.service.me(&b.access_token).await,
+        "another session's access token",
+    );
+    refused_refresh(
+        h.refresh(&a.refresh_token, None).await,
+        "an old session's refresh token",
+    );
+    refused_refresh(
+        h.refresh(&b.refresh_token, None).await,
+        "another old session's refresh token",
+    );
+    h.service
+        .me(&fresh.access_token)
+        .await
+        .expect("the fresh access token works");
+    h.refresh(&fresh.refresh_token, None)
+        .await
+        .expect("the fresh refresh token works");
+    refused_login(h.login(&email, PASSWORD, None).await, "the old password");
+    h.login(&email, NEW_PASSWORD, None)
+        .await
+        .expect("the new password");
+}
+
+/// A device-bound family presented with another (or no) device id is revoked; an unbound family
+/// presented with a device id too.
+pub async fn service_device_binding<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("device").await;
+    let bound = h.login(&email, PASSWORD, Some("laptop-1")).await.unwrap();
+    let next = h
+        .refresh(&bound.refresh_token, Some("laptop-1"))
+        .await
+        .expect("the bound device refreshes");
+    refused_refresh(
+        h.refresh(&next.refresh_token, Some("phone-2")).await,
+        "another device",
+    );
+    refused_refresh(
+        h.refresh(&next.refresh_token, Some("laptop-1")).await,
+        "the right device after a mismatch (family revoked)",
+    );
+
+    let bound = h.login(&email, PASSWORD, Some("laptop-1")).await.unwrap();
+    refused_refresh(
+        h.refresh(&bound.refresh_token, None).await,
+        "a bound family without a device id",
+    );
+    refused_refresh(
+        h.refresh(&bound.refresh_token, Some("laptop-1")).await,
+        "after the mismatch",
+    );
+
+    let unbound = h.login(&email, PASSWORD, None).await.unwrap();
+    refused_refresh(
+        h.refresh(&unbound.refresh_token, Some("laptop-1")).await,
+        "an unbound family with a device id",
+    );
+    refused_refresh(
+        h.refresh(&unbound.refresh_token, None).await,
+        "after the mismatch",
+    );
+}
+
+async fn fail_logins<S: AuthStore>(h: &ServiceHarness<S>, email: &str, n: u32) {
+    for _ in 0..n {
+        refused_login(
+            h.login(email, WRONG_PASSWORD, None).await,
+            "a wrong password",
+        );
+    }
+}
+
+/// Failures within the free attempts do not throttle, and a success resets the counter.
+pub async fn service_free_attempts_do_not_throttle<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("free-attempts").await;
+    let free = h.service.config().throttle.free_attempts;
+    fail_logins(&h, &email, free).await;
+    let user = h.store().get_user(&email).await.unwrap().unwrap();
+    assert_eq!(
+        (user.failed_logins, user.locked_until_ms),
+        (free, 0),
+        "every failure is counted"
+    );
+    h.login(&email, PASSWORD, None)
+        .await
+        .expect("the right password within the free attempts");
+    let user = h.store().get_user(&email).await.unwrap().unwrap();
+    assert_eq!(
+        (user.failed_logins, user.locked_until_ms),
+        (0, 0),
+        "a success resets the counter"
+    );
+}
+
+/// After the free attempts, even the right password is refused inside the window, attempts inside
+/// it do not extend it, and it is accepted once the window has passed.
+pub async fn service_throttle_window<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("throttle").await;
+    let throttle = h.service.config().throttle.clone();
+    fail_logins(&h, &email, throttle.free_attempts + 1).await;
+    let window = throttle.delay_ms(throttle.free_attempts + 1);
+    assert!(window >= 1_000, "the first window after the free attempts");
+    let opened = h.now_ms();
+    let user = h.store().get_user(&email).await.unwrap().unwrap();
+    assert_eq!(
+        (user.failed_logins, user.locked_until_ms),
+        (throttle.free_attempts + 1, opened + window)
+    );
+
+    refused_login(
+        h.login(&email, PASSWORD, None).await,
+        "the right password inside the window",
+    );
+    h.advance_ms(window / 2);
+    fail_logins(&h, &email, 2).await;
+    refused_login(
+        h.login(&email, PASSWORD, None).await,
+        "the right password still inside the window",
+    );
+    let user = h.store().get_user(&email).await.unwrap().unwrap();
+    assert_eq!(
+        (user.failed_logins, user.locked_until_ms),
+        (throttle.free_attempts + 1, opened + window),
+        "attempts inside the window neither count nor extend it"
+    );
+
+    h.advance_ms(window - window / 2);
+    h.login(&email, PASSWORD, None)
+        .await
+        .expect("the right password once the window has passed");
+    let user = h.store().get_user(&email).await.unwrap().unwrap();
+    assert_eq!((user.failed_logins, user.locked_until_ms), (0, 0));
+}
+
+/// Failed logins for an unknown email create nothing, and the email registers normally later.
+pub async fn service_unknown_email_creates_nothing<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let email = unique_email("unknown");
+    for _ in 0..3 {
+        refused_login(h.login(&email, PASSWORD, None).await, "an unknown email");
+    }
+    assert_eq!(
+        h.store().get_user(&email).await.unwrap(),
+        None,
+        "failures must not create a user"
+    );
+    h.register(&email, PASSWORD).await;
+    let user = h.store().get_user(&email).await.unwrap().unwrap();
+    assert_eq!((user.failed_logins, user.locked_until_ms), (0, 0));
+    h.login(&email, PASSWORD, None)
+        .await
+        .expect("login after registering");
+}
+
+/// A login with a hash made at a lower cost replaces it with one at the configured cost, once.
+pub async fn service_login_rehashes_weaker_hash<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let weaker = PasswordHasher::new(HashingParams {
+        memory_kib: 8 * 1024,
+        iterations: 1,
+        parallelism: 1,
+    })
+    .unwrap();
+    let legacy = weaker.hash(PASSWORD).unwrap();
+    let email = unique_email("rehash");
+    let user = User {
+        password_hash: legacy.clone(),
+        roles: vec![],
+        ..sample_user(&email)
+    };
+    assert!(h.store().create_user(&user).await.unwrap());
+
+    h.login(&email, PASSWORD, None)
+        .await
+        .expect("login with the legacy hash");
+    let params = h.service.config().hashing;
+    let rehashed = h
+        .store()
+        .get_user(&email)
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash;
+    assert_ne!(rehashed, legacy, "the legacy hash must be replaced");
+    let expected = format!(
+        "$argon2id$v=19$m={},t={},p={}$",
+        params.memory_kib, params.iterations, params.parallelism
+    );
+    assert!(
+        rehashed.starts_with(&expected),
+        "the new hash uses the configured cost"
+    );
+
+    h.login(&email, PASSWORD, None)
+        .await
+        .expect("login with the new hash");
+    assert_eq!(
+        h.store()
+            .get_user(&email)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        rehashed,
+        "a current hash is kept"
+    );
+    refused_login(
+        h.login(&email, WRONG_PASSWORD, None).await,
+        "a wrong password after the rehash",
+    );
+}
+
+/// Many concurrent refreshes of one token: exactly one succeeds, the others are refused without
+/// revoking, so the winner's token keeps working.
+pub async fn service_concurrent_refreshes_have_one_winner<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("refresh-race").await;
+    let first = h.login(&email, PASSWORD, None).await.unwrap();
+    h.advance_ms(1_000);
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (service, ctx, token) = (
+                h.service.clone(),
+                h.ctx.clone(),
+                first.refresh_token.clone(),
+            );
+            tokio::spawn(async move { service.refresh(&ctx, &token, None).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(response) => winners.push(response),
+            Err(AuthError::InvalidRefreshToken) => {}
+            Err(other) => panic!("a concurrent refresh must succeed or be refused, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one concurrent refresh may succeed"
+    );
+    h.refresh(&winners[0].refresh_token, None)
+        .await
+        .expect("the winner's token survives the race");
+}
+
+/// One `#[test]` per behaviour of [`crate::testkit`], each on a store from `$factory` (an expression
+/// of a future yielding the store, evaluated once per test). Put it in a module per store setup.
+#[macro_export]
+macro_rules! store_behaviour_tests {
+    ($factory:expr $(,)?) => {
+        $crate::__store_behaviour_tests!(
+            $factory;
+            create_user_is_put_if_absent,
+            create_user_races_have_one_winner,
+            users_are_found_by_email_and_by_id,
+            record_failed_login_is_conditional,
+            record_failed_login_races_have_one_winner,
+            complete_login_writes_token_and_user_changes,
+            change_password_is_conditional,
+            set_revoked_before_never_lowers,
+            rotation_happy_path,
+            rotation_not_found,
+            rotation_already_used,
+            rotation_fingerprint_mismatch,
+            rotation_revoked,
+            expired_tokens_are_absent,
+            revoke_family_deletes_only_that_family,
+            revoke_all_families_deletes_only_that_user,
+            revoke_large_families,
+            concurrent_rotations_have_one_winner,
+            service_register_login_refresh_logout,
+            service_duplicate_registration,
+            service_replay_after_grace_revokes_family,
+            service_parent_replay_inside_grace_keeps_family,
+            service_ancestor_replay_inside_grace_revokes,
+            service_family_lifetime_is_not_extended,
+            service_logout_all_watermark,
+            service_password_change_revokes_sessions,
+            service_device_binding,
+            service_free_attempts_do_not_throttle,
+            service_throttle_window,
+            service_unknown_email_creates_nothing,
+            service_login_rehashes_weaker_hash,
+            service_concurrent_refreshes_have_one_winner,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_behaviour_tests {
+    ($factory:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::testkit::block_on(async {
+                    let store = ($factory).await;
+                    $crate::testkit::$name(store).await;
+                });
+            }
+        )+
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    // The suite against the reference model: proves the suite itself is consistent with the port.
+    crate::store_behaviour_tests!(async { super::MemoryStore::default() });
+}
