@@ -1,0 +1,726 @@
+//! keygate's embedded store: the core's storage port ([`UserStore`], [`RefreshTokenStore`]) on SQLite.
+//!
+//! The relational form of DESIGN.md's single table: `users` keyed by normalised email (with a unique
+//! `user_id`, the `byUserId` index's job) and `refresh_tokens` keyed by `(email, family_id, token_id)`
+//! (the `REFRESH#<family>#<token>` sort key), so a family is one range of the primary key.
+//!
+//! Guarantees, the same the DynamoDB design gives:
+//! - users are put-if-absent;
+//! - a rotation is one `BEGIN IMMEDIATE` transaction that checks, in the port's order, and then marks
+//!   the presented token used and writes its child, or changes nothing;
+//! - a login's token and user changes are one transaction; failure counters, password changes and
+//!   the watermark are conditional single-statement updates;
+//! - expired refresh tokens (`expires_at_s * 1000 <= now_ms`) are absent on every read, and deleted
+//!   by [`SqliteStore::sweep_expired`] (which the local server calls periodically, or through
+//!   [`SqliteStore::spawn_sweeper`]) and opportunistically after every [`SWEEP_EVERY_ROTATIONS`]th
+//!   rotation, with that rotation's clock.
+//!
+//! Concurrency: one connection behind a mutex, used from `tokio::task::spawn_blocking`, so SQLite's
+//! blocking calls never stall the async runtime's workers and writers in this process are serialised
+//! before they reach SQLite (no `SQLITE_BUSY` between them; each statement takes microseconds, far
+//! below what a local server needs). Another process on the same file waits up to [`BUSY_TIMEOUT`];
+//! transactions that write start with `BEGIN IMMEDIATE`, so they never fail on a lock upgrade.
+//!
+//! Durability: WAL with `synchronous = FULL`. NORMAL would be enough against a crash of the process,
+//! but on power loss it may roll back the last commits, and a rolled-back rotation would make a used
+//! refresh token usable again. FULL makes every acknowledged write durable, as DynamoDB's are; it
+//! costs one fsync per write transaction, nothing at a local server's rates.
+//!
+//! Errors: SQLite failures map to [`StoreError::Unavailable`], unreadable rows to
+//! [`StoreError::Corrupt`]; messages name the operation and SQLite's error code, never a value
+//! (so never a token hash or a password hash).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keygate_core::Clock;
+use keygate_core::refresh::hashes_match;
+use keygate_core::store::{
+    LoginSuccess, RefreshRecord, RefreshTokenStore, RotateOutcome, Rotation, StoreError,
+    StoreResult, User, UserStore,
+};
+use rusqlite::types::Type;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
+
+/// The database file's name inside a data directory.
+pub const FILE_NAME: &str = "keygate.sqlite3";
+/// How long a statement waits for another process's lock on the same file.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// A successful rotation deletes expired tokens after this many rotations (with the rotation's clock).
+pub const SWEEP_EVERY_ROTATIONS: u64 = 256;
+/// `PRAGMA application_id` of keygate databases ("KGT1"), so a foreign SQLite file is refused.
+pub const APPLICATION_ID: i32 = 0x4b47_5431;
+
+/// Schema migrations; `PRAGMA user_version` is the number applied. Append, never edit.
+const MIGRATIONS: &[&str] = &[
+    // 1: the two tables of the single-table design.
+    "CREATE TABLE users (
+        email             TEXT    NOT NULL PRIMARY KEY,
+        user_id           TEXT    NOT NULL UNIQUE,
+        password_hash     TEXT    NOT NULL,
+        created_at_ms     INTEGER NOT NULL,
+        revoked_before_ms INTEGER NOT NULL DEFAULT 0,
+        failed_logins     INTEGER NOT NULL DEFAULT 0 CHECK (failed_logins >= 0),
+        locked_until_ms   INTEGER NOT NULL DEFAULT 0,
+        roles             TEXT    NOT NULL DEFAULT '[]'
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE refresh_tokens (
+        email            TEXT    NOT NULL,
+        family_id        TEXT    NOT NULL,
+        token_id         TEXT    NOT NULL,
+        token_hash       TEXT    NOT NULL,
+        issued_at_ms     INTEGER NOT NULL,
+        expires_at_s     INTEGER NOT NULL,
+        used_at_ms       INTEGER,
+        replaced_by      TEXT,
+        fingerprint_hash TEXT,
+        PRIMARY KEY (email, family_id, token_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_at_s);",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+const USER_COLUMNS: &str = "user_id, email, password_hash, created_at_ms, revoked_before_ms, failed_logins, locked_until_ms, roles";
+const TOKEN_COLUMNS: &str = "email, family_id, token_id, token_hash, issued_at_ms, expires_at_s, used_at_ms, replaced_by, fingerprint_hash";
+
+/// The embedded store. Cheap to clone: clones share one connection.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Mutex<Connection>,
+    path: Option<PathBuf>,
+    rotations: AtomicU64,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database under a data directory or at a file path:
+    /// - an existing directory, or a path that does not exist and has no extension (`.keygate`,
+    ///   `data/keygate`): the directory, created if needed, holding [`FILE_NAME`];
+    /// - an existing file, or a path with an extension (`keygate.sqlite3`): the database file.
+    ///
+    /// [`open_in_dir`](Self::open_in_dir) and [`open_file`](Self::open_file) say which explicitly.
+    /// The schema is created or migrated to [`SCHEMA_VERSION`].
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if path.is_dir() || (!path.exists() && path.extension().is_none()) {
+            Self::open_in_dir(path)
+        } else {
+            Self::open_file(path)
+        }
+    }
+
+    /// Opens `<dir>/keygate.sqlite3`, creating `dir` if needed.
+    pub fn open_in_dir(dir: &Path) -> StoreResult<Self> {
+        Self::open_file(&dir.join(FILE_NAME))
+    }
+
+    /// Opens the database file `file`, creating it (readable by its owner only) and its parent
+    /// directories if needed.
+    pub fn open_file(file: &Path) -> StoreResult<Self> {
+        if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        create_private(file)?;
+        let conn = Connection::open(file).map_err(|e| sql_error("open", e))?;
+        Self::init(conn, Some(file.to_path_buf()))
+    }
+
+    /// A private in-memory database, gone when the last clone is dropped (tests).
+    pub fn open_in_memory() -> StoreResult<Self> {
+        let conn = Connection::open_in_memory().map_err(|e| sql_error("open", e))?;
+        Self::init(conn, None)
+    }
+
+    fn init(mut conn: Connection, path: Option<PathBuf>) -> StoreResult<Self> {
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| sql_error("busy_timeout", e))?;
+        // In-memory databases answer "memory"; files switch to WAL (persistent in the file).
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+            .map_err(|e| sql_error("journal_mode", e))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| sql_error("synchronous", e))?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                path,
+                rotations: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The database file (None for an in-memory store).
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// Deletes every refresh token that is expired at `now_ms`; returns how many. Reads already treat
+    /// them as absent; this only reclaims space.
+    pub async fn sweep_expired(&self, now_ms: i64) -> StoreResult<usize> {
+        self.run("sweep_expired", move |conn| sweep(conn, now_ms))
+            .await
+    }
+
+    /// Runs [`sweep_expired`](Self::sweep_expired) every `every` with `clock`'s time until the returned
+    /// task is aborted (or the runtime stops). Failures are logged and retried at the next tick.
+    pub fn spawn_sweeper<C: Clock>(
+        &self,
+        clock: C,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                match store.sweep_expired(clock.now_ms()).await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::debug!(deleted, "swept expired refresh tokens"),
+                    Err(error) => tracing::warn!(%error, "sweeping expired refresh tokens failed"),
+                }
+            }
+        })
+    }
+
+    /// Runs `f` on the connection in the blocking pool, mapping SQLite errors for `op`.
+    async fn run<T, F>(&self, op: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic elsewhere while holding the lock leaves a usable connection: any open
+            // transaction was rolled back when its guard dropped during unwinding.
+            let mut conn = inner
+                .conn
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut conn).map_err(|e| sql_error(op, e))
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable(format!("{op}: the database task did not complete")))?
+    }
+}
+
+/// Creates the database file readable by its owner only (it holds password hashes); SQLite gives the
+/// WAL and shared-memory files the same permissions.
+fn create_private(file: &Path) -> StoreResult<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(file)
+        .map(drop)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", file.display())))
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sql_error("migrate", e))?;
+    let read_i64 = |name: &str| {
+        tx.pragma_query_value(None, name, |row| row.get::<_, i64>(0))
+            .map_err(|e| sql_error("migrate", e))
+    };
+    let application_id = read_i64("application_id")?;
+    let version = read_i64("user_version")?;
+    if application_id != 0 && application_id != i64::from(APPLICATION_ID) {
+        return Err(StoreError::Corrupt(
+            "the database file belongs to another application".into(),
+        ));
+    }
+    if application_id == 0 && version == 0 {
+        let tables: i64 = tx
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+            .map_err(|e| sql_error("migrate", e))?;
+        if tables > 0 {
+            return Err(StoreError::Corrupt(
+                "the database file holds tables keygate did not create".into(),
+            ));
+        }
+    }
+    let version = usize::try_from(version)
+        .map_err(|_| StoreError::Corrupt(format!("schema version {version} is invalid")))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Unavailable(format!(
+            "the database has schema version {version}, newer than this build's {SCHEMA_VERSION}; use a newer keygate"
+        )));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    for migration in &MIGRATIONS[version..] {
+        tx.execute_batch(migration)
+            .map_err(|e| sql_error("migrate", e))?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(|e| sql_error("migrate", e))?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION as i64)
+        .map_err(|e| sql_error("migrate", e))?;
+    tx.commit().map_err(|e| sql_error("migrate", e))
+}
+
+/// Maps a rusqlite error to the port's error without its message text (which could quote values).
+fn sql_error(op: &'static str, error: rusqlite::Error) -> StoreError {
+    use rusqlite::Error as E;
+    match error {
+        E::SqliteFailure(code, _) => match code.code {
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                StoreError::Corrupt(format!("{op}: {code}"))
+            }
+            _ => StoreError::Unavailable(format!("{op}: {code}")),
+        },
+        E::FromSqlConversionFailure(column, _, _)
+        | E::IntegralValueOutOfRange(column, _)
+        | E::Utf8Error(column, _) => {
+            StoreError::Corrupt(format!("{op}: column {column} holds an unexpected value"))
+        }
+        E::InvalidColumnType(column, name, _) => StoreError::Corrupt(format!(
+            "{op}: column {column} ({name}) has an unexpected type"
+        )),
+        _ => StoreError::Unavailable(format!("{op}: database error")),
+    }
+}
+
+fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    let roles: String = row.get(7)?;
+    let roles: Vec<String> = serde_json::from_str(&roles)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(7, Type::Text, Box::new(e)))?;
+    Ok(User {
+        user_id: row.get(0)?,
+        email: row.get(1)?,
+        password_hash: row.get(2)?,
+        created_at_ms: row.get(3)?,
+        revoked_before_ms: row.get(4)?,
+        failed_logins: row.get(5)?,
+        locked_until_ms: row.get(6)?,
+        roles,
+    })
+}
+
+fn token_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshRecord> {
+    Ok(RefreshRecord {
+        email: row.get(0)?,
+        family_id: row.get(1)?,
+        token_id: row.get(2)?,
+        token_hash: row.get(3)?,
+        issued_at_ms: row.get(4)?,
+        expires_at_s: row.get(5)?,
+        used_at_ms: row.get(6)?,
+        replaced_by: row.get(7)?,
+        fingerprint_hash: row.get(8)?,
+    })
+}
+
+fn get_user_where(conn: &Connection, column: &str, value: &str) -> rusqlite::Result<Option<User>> {
+    conn.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE {column} = ?1"
+    ))?
+    .query_row([value], user_from_row)
+    .optional()
+}
+
+/// The token record, expired or not.
+fn get_token(
+    conn: &Connection,
+    email: &str,
+    family_id: &str,
+    token_id: &str,
+) -> rusqlite::Result<Option<RefreshRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM refresh_tokens WHERE email = ?1 AND family_id = ?2 AND token_id = ?3"
+    ))?
+    .query_row([email, family_id, token_id], token_from_row)
+    .optional()
+}
+
+fn insert_token(conn: &Connection, r: &RefreshRecord) -> rusqlite::Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO refresh_tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))?
+    .execute(params![
+        r.email,
+        r.family_id,
+        r.token_id,
+        r.token_hash,
+        r.issued_at_ms,
+        r.expires_at_s,
+        r.used_at_ms,
+        r.replaced_by,
+        r.fingerprint_hash
+    ])
+    .map(drop)
+}
+
+/// Deletes tokens with `expires_at_s * 1000 <= now_ms`, i.e. `expires_at_s <= floor(now_ms / 1000)`.
+fn sweep(conn: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
+    conn.prepare_cached("DELETE FROM refresh_tokens WHERE expires_at_s <= ?1")?
+        .execute([now_ms.div_euclid(1000)])
+}
+
+/// The rotation transaction: checks in the port's order, then writes, or changes nothing.
+fn rotate(conn: &mut Connection, rotation: &Rotation) -> rusqlite::Result<RotateOutcome> {
+    // IMMEDIATE takes the write lock before the first read, so the checks and the writes see one state.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let presented = get_token(
+        &tx,
+        &rotation.email,
+        &rotation.family_id,
+        &rotation.token_id,
+    )?;
+    let Some(record) = presented.filter(|r| {
+        !r.is_expired(rotation.now_ms) && hashes_match(&r.token_hash, &rotation.presented_hash)
+    }) else {
+        return Ok(RotateOutcome::NotFound);
+    };
+    if record.used_at_ms.is_some() {
+        return Ok(RotateOutcome::AlreadyUsed(record));
+    }
+    if record.fingerprint_hash != rotation.fingerprint_hash {
+        return Ok(RotateOutcome::FingerprintMismatch);
+    }
+    let watermark: Option<i64> = tx
+        .prepare_cached("SELECT revoked_before_ms FROM users WHERE email = ?1")?
+        .query_row([&rotation.email], |row| row.get(0))
+        .optional()?;
+    if watermark.is_none_or(|revoked_before| revoked_before > rotation.presented_issued_at_ms) {
+        return Ok(RotateOutcome::Revoked);
+    }
+    tx.prepare_cached(
+        "UPDATE refresh_tokens SET used_at_ms = ?4, replaced_by = ?5
+         WHERE email = ?1 AND family_id = ?2 AND token_id = ?3 AND used_at_ms IS NULL",
+    )?
+    .execute(params![
+        rotation.email,
+        rotation.family_id,
+        rotation.token_id,
+        rotation.now_ms,
+        rotation.next.token_id
+    ])?;
+    insert_token(&tx, &rotation.next)?;
+    tx.commit()?;
+    Ok(RotateOutcome::Rotated)
+}
+
+impl UserStore for SqliteStore {
+    async fn create_user(&self, user: &User) -> StoreResult<bool> {
+        let user = user.clone();
+        let roles = serde_json::to_string(&user.roles)
+            .map_err(|_| StoreError::Corrupt("roles do not serialise".into()))?;
+        self.run("create_user", move |conn| {
+            // Only the email decides "taken"; a user_id collision is an error, not a silent no-op.
+            let inserted = conn
+                .prepare_cached(&format!(
+                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (email) DO NOTHING"
+                ))?
+                .execute(params![
+                    user.user_id,
+                    user.email,
+                    user.password_hash,
+                    user.created_at_ms,
+                    user.revoked_before_ms,
+                    user.failed_logins,
+                    user.locked_until_ms,
+                    roles
+                ])?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn get_user(&self, email: &str) -> StoreResult<Option<User>> {
+        let email = email.to_owned();
+        self.run("get_user", move |conn| {
+            get_user_where(conn, "email", &email)
+        })
+        .await
+    }
+
+    async fn get_user_by_id(&self, user_id: &str) -> StoreResult<Option<User>> {
+        let user_id = user_id.to_owned();
+        self.run("get_user_by_id", move |conn| {
+            get_user_where(conn, "user_id", &user_id)
+        })
+        .await
+    }
+
+    async fn record_failed_login(
+        &self,
+        email: &str,
+        expected_failed: u32,
+        failed_logins: u32,
+        locked_until_ms: i64,
+    ) -> StoreResult<bool> {
+        let email = email.to_owned();
+        self.run("record_failed_login", move |conn| {
+            let updated = conn
+                .prepare_cached("UPDATE users SET failed_logins = ?3, locked_until_ms = ?4 WHERE email = ?1 AND failed_logins = ?2")?
+                .execute(params![email, expected_failed, failed_logins, locked_until_ms])?;
+            Ok(updated == 1)
+        })
+        .await
+    }
+
+    async fn complete_login(
+        &self,
+        success: &LoginSuccess,
+        first_token: &RefreshRecord,
+    ) -> StoreResult<()> {
+        let (success, token) = (success.clone(), first_token.clone());
+        self.run("complete_login", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if success.reset_failures {
+                tx.prepare_cached(
+                    "UPDATE users SET failed_logins = 0, locked_until_ms = 0 WHERE email = ?1",
+                )?
+                .execute([&token.email])?;
+            }
+            if let Some(hash) = &success.new_password_hash {
+                tx.prepare_cached("UPDATE users SET password_hash = ?2 WHERE email = ?1")?
+                    .execute([&token.email, hash])?;
+            }
+            insert_token(&tx, &token)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn change_password(
+        &self,
+        email: &str,
+        expected_hash: &str,
+        new_hash: &str,
+        revoked_before_ms: i64,
+    ) -> StoreResult<bool> {
+        let (email, expected, new) = (
+            email.to_owned(),
+            expected_hash.to_owned(),
+            new_hash.to_owned(),
+        );
+        self.run("change_password", move |conn| {
+            let updated = conn
+                .prepare_cached(
+                    "UPDATE users SET password_hash = ?3, revoked_before_ms = max(revoked_before_ms, ?4),
+                         failed_logins = 0, locked_until_ms = 0
+                     WHERE email = ?1 AND password_hash = ?2",
+                )?
+                .execute(params![email, expected, new, revoked_before_ms])?;
+            Ok(updated == 1)
+        })
+        .await
+    }
+
+    async fn set_revoked_before(&self, email: &str, revoked_before_ms: i64) -> StoreResult<()> {
+        let email = email.to_owned();
+        self.run("set_revoked_before", move |conn| {
+            conn.prepare_cached("UPDATE users SET revoked_before_ms = ?2 WHERE email = ?1 AND revoked_before_ms < ?2")?
+                .execute(params![email, revoked_before_ms])
+                .map(drop)
+        })
+        .await
+    }
+}
+
+impl RefreshTokenStore for SqliteStore {
+    async fn put_refresh_token(&self, record: &RefreshRecord) -> StoreResult<()> {
+        let record = record.clone();
+        self.run("put_refresh_token", move |conn| insert_token(conn, &record))
+            .await
+    }
+
+    async fn rotate_refresh_token(&self, rotation: &Rotation) -> StoreResult<RotateOutcome> {
+        let rotation = rotation.clone();
+        let inner = self.inner.clone();
+        self.run("rotate_refresh_token", move |conn| {
+            let outcome = rotate(conn, &rotation)?;
+            if outcome == RotateOutcome::Rotated {
+                let count = inner.rotations.fetch_add(1, Ordering::Relaxed) + 1;
+                if count.is_multiple_of(SWEEP_EVERY_ROTATIONS) {
+                    // Housekeeping after the commit; its failure must not fail the rotation.
+                    if let Err(error) = sweep(conn, rotation.now_ms) {
+                        let error = sql_error("sweep_expired", error);
+                        tracing::warn!(%error, "opportunistic sweep failed");
+                    }
+                }
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn get_refresh_token(
+        &self,
+        email: &str,
+        family_id: &str,
+        token_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<RefreshRecord>> {
+        let (email, family_id, token_id) =
+            (email.to_owned(), family_id.to_owned(), token_id.to_owned());
+        self.run("get_refresh_token", move |conn| {
+            Ok(get_token(conn, &email, &family_id, &token_id)?
+                .filter(|record| !record.is_expired(now_ms)))
+        })
+        .await
+    }
+
+    async fn revoke_family(&self, email: &str, family_id: &str) -> StoreResult<usize> {
+        let (email, family_id) = (email.to_owned(), family_id.to_owned());
+        self.run("revoke_family", move |conn| {
+            conn.prepare_cached("DELETE FROM refresh_tokens WHERE email = ?1 AND family_id = ?2")?
+                .execute([&email, &family_id])
+        })
+        .await
+    }
+
+    async fn revoke_all_families(&self, email: &str) -> StoreResult<usize> {
+        let email = email.to_owned();
+        self.run("revoke_all_families", move |conn| {
+            conn.prepare_cached("DELETE FROM refresh_tokens WHERE email = ?1")?
+                .execute([&email])
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keygate_core::testkit::{first_record, rotation_of, sample_user, unique_email};
+
+    fn count_tokens(store: &SqliteStore) -> i64 {
+        let conn = store.inner.conn.lock().unwrap();
+        conn.query_row("SELECT count(*) FROM refresh_tokens", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_nth_rotation_sweeps_expired_tokens_with_its_clock() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let user = sample_user(&unique_email("sweep"));
+        assert!(store.create_user(&user).await.unwrap());
+        // Tokens of a family issued long ago, expired by the time of the rotations below.
+        let stale = first_record(&user.email, 1_000_000_000_000, None);
+        let now = stale.expires_at_s * 1000 + 1;
+        store.put_refresh_token(&stale).await.unwrap();
+        let mut current = first_record(&user.email, now, None);
+        store.put_refresh_token(&current).await.unwrap();
+        for i in 0..SWEEP_EVERY_ROTATIONS - 1 {
+            let rotation = rotation_of(&current, now + i as i64);
+            assert_eq!(
+                store.rotate_refresh_token(&rotation).await.unwrap(),
+                RotateOutcome::Rotated
+            );
+            current = rotation.next;
+        }
+        let before = count_tokens(&store);
+        assert_eq!(
+            before,
+            SWEEP_EVERY_ROTATIONS as i64 + 1,
+            "nothing swept yet"
+        );
+        let rotation = rotation_of(&current, now + 1_000);
+        assert_eq!(
+            store.rotate_refresh_token(&rotation).await.unwrap(),
+            RotateOutcome::Rotated
+        );
+        assert_eq!(
+            count_tokens(&store),
+            before,
+            "one token added, the stale one swept"
+        );
+        let stale_left: i64 = store
+            .inner
+            .conn
+            .lock()
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM refresh_tokens WHERE token_id = ?1",
+                [&stale.token_id],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(stale_left, 0);
+    }
+
+    #[test]
+    fn connections_use_wal_synchronous_full_and_a_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let conn = store.inner.conn.lock().unwrap();
+        let pragma = |name: &str| {
+            conn.pragma_query_value(None, name, |row| row.get::<_, i64>(0))
+                .unwrap()
+        };
+        assert_eq!(pragma("synchronous"), 2, "FULL");
+        assert_eq!(pragma("busy_timeout"), BUSY_TIMEOUT.as_millis() as i64);
+        let journal: String = conn
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .unwrap();
+        assert_eq!(journal, "wal");
+    }
+
+    #[test]
+    fn error_messages_never_quote_sqlite_text_or_values() {
+        let secret = "kgrt_SECRET_TOKEN_VALUE $argon2id$v=19$SECRET";
+        let failure = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            Some(format!("UNIQUE constraint failed near '{secret}'")),
+        );
+        let mapped = sql_error("create_user", failure).to_string();
+        assert!(
+            mapped.starts_with("store unavailable: create_user"),
+            "{mapped}"
+        );
+        assert!(!mapped.contains("SECRET"), "{mapped}");
+
+        let corrupt = rusqlite::Error::FromSqlConversionFailure(
+            7,
+            Type::Text,
+            Box::new(std::io::Error::other(secret)),
+        );
+        let mapped = sql_error("get_user", corrupt);
+        assert!(matches!(mapped, StoreError::Corrupt(_)));
+        assert!(!mapped.to_string().contains("SECRET"));
+
+        let out_of_range = rusqlite::Error::IntegralValueOutOfRange(5, 123_456_789_012);
+        assert!(
+            !sql_error("get_user", out_of_range)
+                .to_string()
+                .contains("123456789012")
+        );
+
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(matches!(
+            sql_error("rotate", busy),
+            StoreError::Unavailable(_)
+        ));
+        let not_db = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB),
+            None,
+        );
+        assert!(matches!(sql_error("open", not_db), StoreError::Corrupt(_)));
+    }
+}
