@@ -91,6 +91,17 @@ describe('pipeline', () => {
     expect(roleOf('Prod')).toContain('us-east-1');
   });
 
+  test('deploy action role ARNs are plain strings or Fn::Sub (cfn-lint E3703)', () => {
+    for (const s of stages) {
+      for (const a of s.Actions) {
+        const role = a.Configuration?.RoleArn;
+        if (role !== undefined) {
+          expect(typeof role === 'string' || 'Fn::Sub' in role).toBe(true);
+        }
+      }
+    }
+  });
+
   test('cross-account keys: artifacts encrypted with a rotating KMS key', () => {
     template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
     expect(JSON.stringify(pipeline.ArtifactStore ?? pipeline.ArtifactStores)).toContain('EncryptionKey');

@@ -111,9 +111,46 @@ export class KeygatePipelineStack extends Stack {
     }
 
     this.pipeline.buildPipeline();
+    this.useSubForActionRoleArns();
     new CfnOutput(this, 'PipelineName', { value: this.pipeline.pipeline.pipelineName });
     acknowledgePipelineFindings(this);
   }
+
+  private useSubForActionRoleArns(): void {
+    const cfn = this.pipeline.pipeline.node.defaultChild as codepipeline.CfnPipeline;
+    const stages = this.resolve(cfn.stages) as { actions?: { configuration?: Record<string, unknown> }[] }[];
+    stages.forEach((stage, i) =>
+      (stage.actions ?? []).forEach((action, j) => {
+        const role = action.configuration?.RoleArn as Record<string, unknown> | undefined;
+        const sub = role && typeof role === 'object' ? joinToSub(role['Fn::Join']) : undefined;
+        if (sub) {
+          cfn.addPropertyOverride(`Stages.${i}.Actions.${j}.Configuration.RoleArn`, sub);
+        }
+      }),
+    );
+  }
+}
+
+/**
+ * CDK renders the deploy actions' role ARNs as Fn::Join with an empty delimiter, which cfn-lint
+ * (E3703) rejects for CodePipeline action configurations; the same value as Fn::Sub passes.
+ */
+function joinToSub(join: unknown): { 'Fn::Sub': string } | undefined {
+  if (!Array.isArray(join) || join[0] !== '' || !Array.isArray(join[1])) return undefined;
+  let out = '';
+  for (const part of join[1] as unknown[]) {
+    if (typeof part === 'string') {
+      out += part.replace(/\$\{/g, '${!');
+    } else if (part && typeof part === 'object' && 'Ref' in part && typeof (part as { Ref: unknown }).Ref === 'string') {
+      out += `\${${(part as { Ref: string }).Ref}}`;
+    } else if (part && typeof part === 'object' && 'Fn::GetAtt' in part) {
+      const [res, attr] = (part as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'];
+      out += `\${${res}.${attr}}`;
+    } else {
+      return undefined;
+    }
+  }
+  return { 'Fn::Sub': out };
 }
 
 function capitalise(s: string): string {

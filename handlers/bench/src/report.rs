@@ -1,0 +1,558 @@
+//! Medians, ratios against the floors and the issue-6 targets, as a Markdown table and an SVG chart.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VariantResult {
+    pub label: String,
+    /// The workload kind (`refresh`, `floor-sdk`, ...).
+    pub kind: String,
+    pub runtime: String,
+    pub init_only: bool,
+    pub init_ms: Vec<f64>,
+    pub first_response_ms: Vec<f64>,
+    pub warm_ms: Vec<f64>,
+    pub peak_rss_bytes: Vec<u64>,
+    pub zip_bytes: Option<u64>,
+    pub binary_bytes: Option<u64>,
+    pub invocations_ok: u32,
+    pub invocations_failed: u32,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Results {
+    pub title: String,
+    pub machine: String,
+    pub runs: usize,
+    pub warm: usize,
+    pub notes: Vec<String>,
+    pub variants: Vec<VariantResult>,
+}
+
+pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = p * (sorted.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64))
+}
+
+pub fn median(samples: &[f64]) -> Option<f64> {
+    percentile(samples, 0.5)
+}
+
+const MB: f64 = 1_000_000.0;
+
+impl VariantResult {
+    pub fn init(&self) -> Option<f64> {
+        median(&self.init_ms)
+    }
+    pub fn first(&self) -> Option<f64> {
+        median(&self.first_response_ms)
+    }
+    pub fn warm(&self) -> Option<f64> {
+        median(&self.warm_ms)
+    }
+    pub fn rss_mb(&self) -> Option<f64> {
+        let rss: Vec<f64> = self.peak_rss_bytes.iter().map(|&b| b as f64 / MB).collect();
+        median(&rss)
+    }
+    pub fn zip_mb(&self) -> Option<f64> {
+        self.zip_bytes.map(|b| b as f64 / MB)
+    }
+    fn is_function(&self) -> bool {
+        crate::workload::Kind::parse(&self.kind).is_some_and(|k| k.is_keygate_function())
+    }
+}
+
+impl Results {
+    fn find(&self, kind: &str) -> Option<&VariantResult> {
+        self.variants
+            .iter()
+            .find(|v| v.kind == kind && v.label == kind)
+    }
+
+    /// The standard keygate functions (tuning variants, labelled otherwise, excluded).
+    fn functions(&self) -> impl Iterator<Item = &VariantResult> {
+        self.variants
+            .iter()
+            .filter(|v| v.is_function() && v.label == v.kind)
+    }
+}
+
+fn ms(value: Option<f64>) -> String {
+    match value {
+        Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) if v >= 10.0 => format!("{v:.1}"),
+        Some(v) => format!("{v:.2}"),
+        None => "-".into(),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn x(value: Option<f64>) -> String {
+    value.map_or("-".into(), |v| format!("{v:.2}x"))
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
+}
+
+pub fn markdown(results: &Results) -> String {
+    let mut out = String::new();
+    let hello = results.find("floor-hello").and_then(VariantResult::init);
+    let sdk = results.find("floor-sdk").and_then(VariantResult::init);
+    let _ = writeln!(out, "# {}\n", results.title);
+    let _ = writeln!(
+        out,
+        "{} cold starts per variant (fresh processes, variants interleaved run by run in a shuffled order), {} warm invocations after each; medians. Machine: {}.\n",
+        results.runs, results.warm, results.machine
+    );
+    let _ = writeln!(
+        out,
+        "| variant | init ms (p25-p75) | first response ms | warm round trip ms | peak RSS MB | zip MB | init / SDK floor | init / hello floor | answered as expected |"
+    );
+    let _ = writeln!(
+        out,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for v in &results.variants {
+        let init = v.init();
+        let spread = match (percentile(&v.init_ms, 0.25), percentile(&v.init_ms, 0.75)) {
+            (Some(a), Some(b)) => format!(" ({}-{})", ms(Some(a)), ms(Some(b))),
+            _ => String::new(),
+        };
+        let (first, warm) = if v.init_only {
+            ("(init only)".to_owned(), "-".to_owned())
+        } else {
+            (ms(v.first()), ms(v.warm()))
+        };
+        let answered = if v.init_only {
+            format!("{} starts", v.init_ms.len())
+        } else {
+            format!(
+                "{}/{}",
+                v.invocations_ok,
+                v.invocations_ok + v.invocations_failed
+            )
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {}{} | {} | {} | {} | {} | {} | {} | {} |",
+            v.label,
+            ms(init),
+            spread,
+            first,
+            warm,
+            v.rss_mb().map_or("-".into(), |m| format!("{m:.1}")),
+            v.zip_mb().map_or("-".into(), |m| format!("{m:.2}")),
+            x(ratio(init, sdk)),
+            x(ratio(init, hello)),
+            answered
+        );
+    }
+
+    let refresh = results.find("refresh");
+    let node = results.find("node-refresh");
+    if let (Some(refresh), Some(node)) = (refresh, node) {
+        let _ = writeln!(out, "\n## Node.js / Rust refresh\n");
+        let _ = writeln!(out, "| measure | Node.js | Rust | Node / Rust |");
+        let _ = writeln!(out, "| --- | ---: | ---: | ---: |");
+        let rows: [(&str, Option<f64>, Option<f64>); 5] = [
+            ("init ms", node.init(), refresh.init()),
+            ("first response ms", node.first(), refresh.first()),
+            ("warm round trip ms", node.warm(), refresh.warm()),
+            ("peak RSS MB", node.rss_mb(), refresh.rss_mb()),
+            ("zip MB", node.zip_mb(), refresh.zip_mb()),
+        ];
+        for (name, n, r) in rows {
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {} | {} |",
+                ms(n),
+                ms(r),
+                x(ratio(n, r))
+            );
+        }
+    }
+
+    let functions: Vec<&VariantResult> = results.functions().collect();
+    if !functions.is_empty() {
+        let _ = writeln!(out, "\n## Targets (issue 6)\n");
+        let _ = writeln!(out, "| target | figure | verdict |");
+        let _ = writeln!(out, "| --- | --- | --- |");
+        let worst_init = functions
+            .iter()
+            .filter_map(|v| v.init().map(|i| (i, v)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let (Some((init, v)), Some(sdk)) = (worst_init, sdk) {
+            let r = init / sdk;
+            let _ = writeln!(
+                out,
+                "| every function's init <= 1.25x SDK floor | worst: {} {:.2}x ({} ms vs {} ms) | {} |",
+                v.label,
+                r,
+                ms(Some(init)),
+                ms(Some(sdk)),
+                verdict(r <= 1.25)
+            );
+        }
+        if let (Some(r), Some(_)) = (refresh.and_then(VariantResult::init), hello) {
+            let q = r / hello.unwrap_or(1.0);
+            let _ = writeln!(
+                out,
+                "| refresh init <= 4x hello floor | {q:.2}x ({} ms vs {} ms) | {} |",
+                ms(Some(r)),
+                ms(hello),
+                verdict(q <= 4.0)
+            );
+        }
+        if let Some(q) = ratio(
+            node.and_then(VariantResult::init),
+            refresh.and_then(VariantResult::init),
+        ) {
+            let _ = writeln!(
+                out,
+                "| Node.js init >= 10x refresh init | {q:.1}x | {} |",
+                verdict(q >= 10.0)
+            );
+        }
+        let largest_zip = functions
+            .iter()
+            .filter_map(|v| v.zip_mb().map(|z| (z, v)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((z, v)) = largest_zip {
+            let _ = writeln!(
+                out,
+                "| every zip <= 4 MB | largest: {} {z:.2} MB | {} |",
+                v.label,
+                verdict(z <= 4.0)
+            );
+        }
+        let largest_rss = functions
+            .iter()
+            .filter_map(|v| v.rss_mb().map(|z| (z, v)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((m, v)) = largest_rss {
+            let _ = writeln!(
+                out,
+                "| peak RSS <= 16 MB | largest: {} {m:.1} MB | {} |",
+                v.label,
+                verdict(m <= 16.0)
+            );
+        }
+    }
+
+    let failing: Vec<&VariantResult> = results
+        .variants
+        .iter()
+        .filter(|v| !v.errors.is_empty())
+        .collect();
+    if !failing.is_empty() {
+        let _ = writeln!(out, "\n## Errors (first of each variant)\n");
+        for v in failing {
+            let _ = writeln!(
+                out,
+                "- {}: {} ({} in all)",
+                v.label,
+                v.errors[0].replace('\n', " "),
+                v.errors.len()
+            );
+        }
+    }
+    if !results.notes.is_empty() {
+        let _ = writeln!(out, "\n## Notes\n");
+        for note in &results.notes {
+            let _ = writeln!(out, "- {note}");
+        }
+    }
+    out
+}
+
+fn colour(v: &VariantResult) -> &'static str {
+    match v.kind.as_str() {
+        "floor-hello" | "floor-sdk" => "#8a8a8a",
+        "node-refresh" => "#d9822b",
+        _ if v.label != v.kind => "#6a51a3",
+        _ => "#2b6cb0",
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// One chart: a row per variant, four panels (init and first response on a log scale, peak RSS and
+/// zip size on a linear one), with the issue's targets drawn as dashed lines.
+pub fn svg(results: &Results) -> String {
+    struct Panel {
+        title: &'static str,
+        log: bool,
+        value: fn(&VariantResult) -> Option<f64>,
+        target: Option<(f64, &'static str)>,
+    }
+    let sdk = results.find("floor-sdk").and_then(VariantResult::init);
+    let panels = [
+        Panel {
+            title: "init, ms (log)",
+            log: true,
+            value: VariantResult::init,
+            target: sdk.map(|s| (s * 1.25, "1.25x SDK floor")),
+        },
+        Panel {
+            title: "first response, ms (log)",
+            log: true,
+            value: |v| if v.init_only { None } else { v.first() },
+            target: None,
+        },
+        Panel {
+            title: "peak RSS, MB",
+            log: false,
+            value: VariantResult::rss_mb,
+            target: Some((16.0, "16 MB")),
+        },
+        Panel {
+            title: "zip, MB",
+            log: false,
+            value: VariantResult::zip_mb,
+            target: Some((4.0, "4 MB")),
+        },
+    ];
+    let (label_w, panel_w, gap, row_h, top) = (150.0, 210.0, 20.0, 20.0, 56.0);
+    let rows = results.variants.len() as f64;
+    let width = label_w + panels.len() as f64 * (panel_w + gap) + 10.0;
+    let height = top + rows * row_h + 36.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="Helvetica, Arial, sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="10" y="18" font-size="14" font-weight="bold">{}</text>"#,
+        escape(&results.title)
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="10" y="34" fill="#555">medians of {} cold starts per variant; grey: floors, blue: keygate functions, purple: tuning variants, orange: Node.js</text>"##,
+        results.runs
+    );
+    for (i, v) in results.variants.iter().enumerate() {
+        let y = top + i as f64 * row_h;
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.0}" y="{:.1}" text-anchor="end">{}</text>"#,
+            label_w - 6.0,
+            y + row_h * 0.65,
+            escape(&v.label)
+        );
+    }
+    for (p, panel) in panels.iter().enumerate() {
+        let x0 = label_w + p as f64 * (panel_w + gap);
+        let values: Vec<Option<f64>> = results.variants.iter().map(|v| (panel.value)(v)).collect();
+        let max = values
+            .iter()
+            .flatten()
+            .copied()
+            .chain(panel.target.map(|t| t.0))
+            .fold(0.0f64, f64::max)
+            .max(1e-9);
+        // Log panels span whole decades from 0.1 ms (or below the smallest value).
+        let min_value = values
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|v| *v > 0.0)
+            .fold(f64::MAX, f64::min);
+        let lo_exp = if min_value < f64::MAX {
+            min_value.log10().floor().min(-1.0)
+        } else {
+            -1.0
+        };
+        let hi_exp = max.log10().ceil().max(lo_exp + 1.0);
+        let scale = |value: f64| -> f64 {
+            if panel.log {
+                ((value.max(10f64.powf(lo_exp)).log10() - lo_exp) / (hi_exp - lo_exp)) * panel_w
+            } else {
+                value / (max * 1.1) * panel_w
+            }
+        };
+        let _ = writeln!(
+            s,
+            r#"<text x="{x0:.0}" y="{:.0}" font-weight="bold">{}</text>"#,
+            top - 10.0,
+            panel.title
+        );
+        let bottom = top + rows * row_h;
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x0:.1}" y1="{top:.1}" x2="{x0:.1}" y2="{bottom:.1}" stroke="#333"/>"##
+        );
+        // Axis ticks.
+        let ticks: Vec<f64> = if panel.log {
+            (lo_exp as i32..=hi_exp as i32)
+                .map(|e| 10f64.powi(e))
+                .collect()
+        } else {
+            let step = nice_step(max * 1.1 / 4.0);
+            (0..)
+                .map(|i| i as f64 * step)
+                .take_while(|t| *t <= max * 1.1)
+                .collect()
+        };
+        for t in ticks {
+            let tx = x0 + scale(t);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{tx:.1}" y1="{top:.1}" x2="{tx:.1}" y2="{bottom:.1}" stroke="#e6e6e6"/>"##
+            );
+            let label = if t >= 1.0 || t == 0.0 {
+                format!("{t}")
+            } else {
+                format!("{t:.1}")
+            };
+            let _ = writeln!(
+                s,
+                r##"<text x="{tx:.1}" y="{:.1}" text-anchor="middle" fill="#555">{label}</text>"##,
+                bottom + 12.0
+            );
+        }
+        for (i, (v, value)) in results.variants.iter().zip(&values).enumerate() {
+            let Some(value) = value else { continue };
+            let y = top + i as f64 * row_h + 3.0;
+            let w = scale(*value).max(1.0);
+            let _ = writeln!(
+                s,
+                r#"<rect x="{x0:.1}" y="{y:.1}" width="{w:.1}" height="{:.1}" fill="{}"/>"#,
+                row_h - 6.0,
+                colour(v)
+            );
+            let text = if *value >= 100.0 {
+                format!("{value:.0}")
+            } else if *value >= 10.0 {
+                format!("{value:.1}")
+            } else {
+                format!("{value:.2}")
+            };
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" font-size="10">{text}</text>"#,
+                x0 + w + 3.0,
+                y + row_h * 0.5
+            );
+        }
+        if let Some((target, name)) = panel.target {
+            let tx = x0 + scale(target);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{tx:.1}" y1="{:.1}" x2="{tx:.1}" y2="{bottom:.1}" stroke="#c53030" stroke-dasharray="4 3"/>"##,
+                top - 4.0
+            );
+            let _ = writeln!(
+                s,
+                r##"<text x="{tx:.1}" y="{:.1}" text-anchor="middle" fill="#c53030" font-size="10">{name}</text>"##,
+                bottom + 24.0
+            );
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn nice_step(raw: f64) -> f64 {
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let fraction = raw / magnitude;
+    let nice = if fraction <= 1.0 {
+        1.0
+    } else if fraction <= 2.0 {
+        2.0
+    } else if fraction <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
+    nice * magnitude
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn variant(label: &str, kind: &str, init: f64) -> VariantResult {
+        VariantResult {
+            label: label.into(),
+            kind: kind.into(),
+            runtime: "provided.al2023".into(),
+            init_ms: vec![init, init * 2.0, init / 2.0],
+            first_response_ms: vec![init * 1.5],
+            warm_ms: vec![1.0, 2.0, 3.0],
+            peak_rss_bytes: vec![8_000_000],
+            zip_bytes: Some(3_000_000),
+            invocations_ok: 3,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn percentiles_interpolate() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[1.0, 2.0, 3.0, 4.0]), Some(2.5));
+        assert_eq!(percentile(&[0.0, 10.0], 0.25), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn the_table_states_ratios_and_targets() {
+        let results = Results {
+            title: "t".into(),
+            runs: 3,
+            warm: 3,
+            variants: vec![
+                variant("floor-hello", "floor-hello", 2.0),
+                variant("floor-sdk", "floor-sdk", 10.0),
+                variant("refresh", "refresh", 11.0),
+                variant("node-refresh", "node-refresh", 200.0),
+            ],
+            ..Default::default()
+        };
+        let md = markdown(&results);
+        assert!(
+            md.contains(
+                "| refresh | 11.0 (8.25-16.5) | 16.5 | 2.00 | 8.0 | 3.00 | 1.10x | 5.50x | 3/3 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| refresh init <= 4x hello floor | 5.50x (11.0 ms vs 2.00 ms) | **missed** |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| Node.js init >= 10x refresh init | 18.2x | met |"),
+            "{md}"
+        );
+        let chart = svg(&results);
+        assert!(chart.starts_with("<svg") && chart.trim_end().ends_with("</svg>"));
+        assert_eq!(
+            chart.matches("<rect").count(),
+            1 + 4 * 4 - 0,
+            "one background and a bar per variant and panel"
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! What each benchmarked function is asked to do: valid requests that make it do its real work, built
+//! from users and tokens seeded through the functions themselves (register, login) before measuring.
+//!
+//! Some requests consume what they present (a refresh token is rotated, a logout revokes a family, a
+//! logout-all or password change revokes every earlier token of its user), so the fixture keeps a chain
+//! per function (the next refresh presents the token the last one returned) or a pool with one item per
+//! invocation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use keygate_core::keys::KeySet;
+use keygate_core::{AuthConfig, tokens};
+use serde_json::{Value, json};
+
+use crate::events::rest_event;
+
+pub const PASSWORD_A: &str = "Bench-correct-horse-4417!";
+pub const PASSWORD_B: &str = "Bench-staple-battery-9021?";
+
+/// What a benchmarked process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    HelloFloor,
+    SdkFloor,
+    Register,
+    Login,
+    Refresh,
+    Logout,
+    LogoutAll,
+    ChangePassword,
+    Me,
+    WellKnown,
+    RotateKeys,
+    NodeRefresh,
+}
+
+impl Kind {
+    pub const FUNCTIONS: [Kind; 9] = [
+        Kind::Register,
+        Kind::Login,
+        Kind::Refresh,
+        Kind::Logout,
+        Kind::LogoutAll,
+        Kind::ChangePassword,
+        Kind::Me,
+        Kind::WellKnown,
+        Kind::RotateKeys,
+    ];
+
+    /// The binary (and `target/lambda/<name>`) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::HelloFloor => "floor-hello",
+            Kind::SdkFloor => "floor-sdk",
+            Kind::Register => "register",
+            Kind::Login => "login",
+            Kind::Refresh => "refresh",
+            Kind::Logout => "logout",
+            Kind::LogoutAll => "logout-all",
+            Kind::ChangePassword => "change-password",
+            Kind::Me => "me",
+            Kind::WellKnown => "well-known",
+            Kind::RotateKeys => "rotate-keys",
+            Kind::NodeRefresh => "node-refresh",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        [Kind::HelloFloor, Kind::SdkFloor, Kind::NodeRefresh]
+            .into_iter()
+            .chain(Kind::FUNCTIONS)
+            .find(|k| k.name() == name)
+    }
+
+    /// The rotation function is invoked by Secrets Manager, not the API: only its start-up is measured.
+    pub fn init_only(self) -> bool {
+        self == Kind::RotateKeys
+    }
+
+    pub fn is_keygate_function(self) -> bool {
+        Kind::FUNCTIONS.contains(&self)
+    }
+
+    fn expected_status(self) -> u16 {
+        match self {
+            Kind::Register => 201,
+            Kind::Logout | Kind::LogoutAll => 204,
+            _ => 200,
+        }
+    }
+}
+
+/// Everything the requests are built from.
+pub struct Fixture {
+    pub config: AuthConfig,
+    pub keys: Arc<KeySet>,
+    tag: String,
+    counter: u64,
+    /// Refresh-token chains, one per benchmarked variant label.
+    pub chains: HashMap<String, String>,
+    /// Refresh tokens of live families, one per logout invocation.
+    pub logout_pool: Vec<String>,
+    /// Users, one per logout-all invocation (each revokes all of its user's tokens).
+    pub logout_all_pool: Vec<String>,
+    /// The user `me` reads.
+    pub me_user: Option<String>,
+    /// Password-change chains per variant label: (bearer token, current password is A).
+    pub password_chains: HashMap<String, (String, bool)>,
+}
+
+impl Fixture {
+    pub fn new(config: AuthConfig, keys: Arc<KeySet>, tag: &str) -> Self {
+        Self {
+            config,
+            keys,
+            tag: tag.to_owned(),
+            counter: 0,
+            chains: HashMap::new(),
+            logout_pool: Vec::new(),
+            logout_all_pool: Vec::new(),
+            me_user: None,
+            password_chains: HashMap::new(),
+        }
+    }
+
+    /// A fresh, never registered address.
+    pub fn unique_email(&mut self, what: &str) -> String {
+        self.counter += 1;
+        format!("bench-{what}-{}-{}@example.com", self.tag, self.counter)
+    }
+
+    /// An access token for `user_id`, signed now with the secret's current key (as login would sign it).
+    pub fn mint_access_token(&self, user_id: &str) -> Result<String, String> {
+        let now_ms = keygate_core::Clock::now_ms(&keygate_core::SystemClock);
+        tokens::issue(&self.keys, &self.config, user_id, now_ms / 1000, now_ms)
+            .map(|t| t.token)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The next request for `kind` in the variant `label`, or why none can be made.
+    pub fn event(&mut self, kind: Kind, label: &str) -> Result<Value, String> {
+        Ok(match kind {
+            Kind::HelloFloor | Kind::SdkFloor | Kind::RotateKeys => {
+                rest_event("GET", "/hello", None, None)
+            }
+            Kind::Register => {
+                let email = self.unique_email("reg");
+                rest_event(
+                    "POST",
+                    "/auth/register",
+                    Some(&json!({"email": email, "password": PASSWORD_A})),
+                    None,
+                )
+            }
+            Kind::Login => rest_event(
+                "POST",
+                "/auth/login",
+                Some(&json!({"email": seed_email(), "password": PASSWORD_A})),
+                None,
+            ),
+            Kind::Refresh | Kind::NodeRefresh => {
+                let token = self
+                    .chains
+                    .get(label)
+                    .ok_or_else(|| format!("{label}: no refresh token seeded"))?;
+                rest_event(
+                    "POST",
+                    "/auth/refresh",
+                    Some(&json!({"refresh_token": token})),
+                    None,
+                )
+            }
+            Kind::Logout => {
+                let token = self
+                    .logout_pool
+                    .pop()
+                    .ok_or("logout: the token pool is empty")?;
+                rest_event(
+                    "POST",
+                    "/auth/logout",
+                    Some(&json!({"refresh_token": token})),
+                    None,
+                )
+            }
+            Kind::LogoutAll => {
+                let user = self
+                    .logout_all_pool
+                    .pop()
+                    .ok_or("logout-all: the user pool is empty")?;
+                let bearer = self.mint_access_token(&user)?;
+                rest_event("POST", "/auth/logout-all", None, Some(&bearer))
+            }
+            Kind::ChangePassword => {
+                let (bearer, current_is_a) = self
+                    .password_chains
+                    .get(label)
+                    .ok_or_else(|| format!("{label}: no bearer token seeded"))?;
+                let (current, new) = if *current_is_a {
+                    (PASSWORD_A, PASSWORD_B)
+                } else {
+                    (PASSWORD_B, PASSWORD_A)
+                };
+                rest_event(
+                    "POST",
+                    "/auth/password",
+                    Some(&json!({"current_password": current, "new_password": new})),
+                    Some(bearer),
+                )
+            }
+            Kind::Me => {
+                let user = self.me_user.clone().ok_or("me: no user seeded")?;
+                let bearer = self.mint_access_token(&user)?;
+                rest_event("GET", "/auth/me", None, Some(&bearer))
+            }
+            Kind::WellKnown => rest_event("GET", "/.well-known/jwks.json", None, None),
+        })
+    }
+
+    /// Checks a response and carries the chains forward. `Err` says what was wrong with it.
+    pub fn observe(
+        &mut self,
+        kind: Kind,
+        label: &str,
+        status: u16,
+        body: Option<&Value>,
+    ) -> Result<(), String> {
+        if status != kind.expected_status() {
+            let detail = body.map(|b| b.to_string()).unwrap_or_default();
+            return Err(format!(
+                "{label}: status {status}, expected {}: {}",
+                kind.expected_status(),
+                truncate(&detail, 300)
+            ));
+        }
+        let field = |name: &str| {
+            body.and_then(|b| b.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        match kind {
+            Kind::Refresh | Kind::NodeRefresh => {
+                let token = field("refresh_token")
+                    .ok_or_else(|| format!("{label}: no refresh_token in the response"))?;
+                self.chains.insert(label.to_owned(), token);
+            }
+            Kind::ChangePassword => {
+                let bearer = field("access_token")
+                    .ok_or_else(|| format!("{label}: no access_token in the response"))?;
+                let chain = self
+                    .password_chains
+                    .get_mut(label)
+                    .expect("observed after event");
+                *chain = (bearer, !chain.1);
+            }
+            Kind::Login => {
+                field("access_token")
+                    .ok_or_else(|| format!("{label}: no access_token in the response"))?;
+            }
+            Kind::WellKnown => {
+                let keys = body
+                    .and_then(|b| b.get("keys"))
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                if keys == 0 {
+                    return Err(format!("{label}: the JWKS lists no key"));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+pub fn seed_email() -> &'static str {
+    "bench-seed@example.com"
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => &s[..at],
+        None => s,
+    }
+}

@@ -1,0 +1,54 @@
+"""Creates the benchmark's table and key secret on a running moto server (boto3 comes with moto).
+
+Usage: python moto_fixture.py ENDPOINT TABLE SECRET_NAME KEYSET_JSON_FILE [ITEMS_JSON_FILE]
+Prints one JSON line: {"secret_arn": ...}. The table follows the contract: pk/sk strings, TTL attribute
+expiresAt, one KEYS_ONLY GSI byUserId on userId; on demand. ITEMS_JSON_FILE holds DynamoDB-typed items
+to put (the Node.js baseline's own user and first refresh token).
+"""
+
+import json
+import sys
+
+import boto3
+
+
+def main() -> None:
+    endpoint, table, secret_name, keyset_file = sys.argv[1:5]
+    items_file = sys.argv[5] if len(sys.argv) > 5 else None
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"
+    )
+    ddb = session.client("dynamodb", endpoint_url=endpoint)
+    sm = session.client("secretsmanager", endpoint_url=endpoint)
+
+    ddb.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "userId", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "byUserId",
+                "KeySchema": [{"AttributeName": "userId", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )
+    ddb.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
+    )
+    with open(keyset_file, encoding="utf-8") as f:
+        secret = sm.create_secret(Name=secret_name, SecretString=f.read())
+    if items_file:
+        with open(items_file, encoding="utf-8") as f:
+            for item in json.load(f):
+                ddb.put_item(TableName=table, Item=item)
+    print(json.dumps({"secret_arn": secret["ARN"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# keygate's cold-start benchmark, one command (issue 6): builds every Lambda function and the two Rust
+# floors with `cargo lambda build --release`, bundles the Node.js baseline, builds the harness, then runs
+# it (moto server, seeding, interleaved cold starts) and writes tests/bench/results.{json,md} and
+# tests/bench/chart.svg. Extra arguments go to `keygate-bench run` (e.g. --runs 10 --warm 10).
+# Details: notes/bench-readme.md. Not part of CI: it takes several minutes and needs an idle machine.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+venv="${KEYGATE_VENV:-$root/.venv}"
+
+# Tools: cargo-lambda (brings zig) and moto's server, pinned, in the project venv.
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+if ! "$venv/bin/cargo-lambda" --version 2>/dev/null | grep -q '1\.9\.2' || [ ! -x "$venv/bin/moto_server" ]; then
+  "$venv/bin/pip" install --quiet 'cargo-lambda==1.9.2' 'moto[server]==5.2.5'
+fi
+export PATH="$venv/bin:$PATH"
+
+# Functions (those that exist) and floors, with the workspace's release profile.
+packages=(-p floor-hello -p floor-sdk)
+for dir in handlers/functions/*/; do
+  [ -f "$dir/Cargo.toml" ] || continue
+  name="$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$dir/Cargo.toml" | head -1)"
+  packages+=(-p "$name")
+done
+echo "building ${packages[*]}" >&2
+cargo lambda build --release "${packages[@]}"
+
+# The Node.js baseline: pinned dependencies, esbuild bundle (node20, minified).
+if ! command -v node >/dev/null; then
+  echo "node (>= 20) is needed for the Node.js baseline" >&2
+  exit 1
+fi
+(cd tests/bench/node-refresh && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
+
+# The harness itself (release, so its own overhead stays out of the figures).
+cargo build --release -p keygate-bench
+"$CARGO_TARGET_DIR/release/keygate-bench" run --venv "$venv" "$@"
