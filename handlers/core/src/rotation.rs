@@ -392,10 +392,13 @@ impl<V: SecretVersionStore, C: Clock> KeySource for VersionedKeySource<V, C> {
     }
 }
 
+/// Versions by id: value (if any) and staging labels.
+type MemoryVersions = BTreeMap<String, (Option<String>, Vec<String>)>;
+
 /// A version store in memory: for tests of rotation and key sources.
 #[derive(Debug, Default)]
 pub struct MemoryVersionStore {
-    inner: Mutex<BTreeMap<String, (Option<String>, Vec<String>)>>,
+    inner: Mutex<MemoryVersions>,
     /// When set, every call fails (to test outages).
     pub fail: std::sync::atomic::AtomicBool,
 }
@@ -411,7 +414,7 @@ impl MemoryVersionStore {
         store
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (Option<String>, Vec<String>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryVersions> {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

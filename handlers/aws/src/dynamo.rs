@@ -1,0 +1,872 @@
+//! The DynamoDB store: users and refresh tokens in one table.
+//!
+//! | item | pk | sk | attributes |
+//! | --- | --- | --- | --- |
+//! | user | `USER#<email>` | `PROFILE` | userId, email, passwordHash, createdAt, revokedBefore, failedLogins, lockedUntil, roles |
+//! | refresh token | `USER#<email>` | `REFRESH#<familyId>#<tokenId>` | tokenHash, issuedAt, expiresAt (TTL, s), familyExpiresAt, usedAt, replacedBy, fingerprintHash |
+//!
+//! Times are epoch milliseconds except `expiresAt`/`familyExpiresAt` (epoch seconds, DynamoDB's TTL
+//! unit). The GSI `byUserId` (KEYS_ONLY) finds a user by id; only user items carry `userId`.
+//!
+//! Items are mapped explicitly here (no serde layer): every attribute name lives in this file, every
+//! read names the attributes it needs (ProjectionExpression), and expressions refer to attributes
+//! through placeholders, so no attribute name can collide with a DynamoDB reserved word.
+//!
+//! Calls per operation (the CDK grants follow these):
+//! - `create_user`: PutItem `attribute_not_exists(pk)`.
+//! - `get_user`: GetItem (consistent). `get_user_by_id`: Query on `byUserId`, then GetItem.
+//! - `record_failed_login`: UpdateItem on `failedLogins = :expected AND attribute_exists(pk)`.
+//! - `complete_login`: PutItem of the token, or TransactWriteItems (Put token + Update user) when the
+//!   failure counter resets or the hash is replaced.
+//! - `rotate_refresh_token`: one TransactWriteItems (Update presented, Put next, ConditionCheck user).
+//! - `revoke_family`/`revoke_all_families`: Query on the sk prefix, BatchWriteItem deletes (25 a batch).
+//! - Nothing scans.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, ConditionCheck, DeleteRequest, Put,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
+};
+use keygate_core::refresh::hashes_match;
+use keygate_core::store::{
+    LoginSuccess, RefreshRecord, RefreshTokenStore, RotateOutcome, Rotation, StoreError,
+    StoreResult, User, UserStore,
+};
+
+pub const GSI_BY_USER_ID: &str = "byUserId";
+
+const PK: &str = "pk";
+const SK: &str = "sk";
+const PROFILE: &str = "PROFILE";
+const USER_PREFIX: &str = "USER#";
+const REFRESH_PREFIX: &str = "REFRESH#";
+
+const USER_ID: &str = "userId";
+const EMAIL: &str = "email";
+const PASSWORD_HASH: &str = "passwordHash";
+const CREATED_AT: &str = "createdAt";
+const REVOKED_BEFORE: &str = "revokedBefore";
+const FAILED_LOGINS: &str = "failedLogins";
+const LOCKED_UNTIL: &str = "lockedUntil";
+const ROLES: &str = "roles";
+
+const TOKEN_HASH: &str = "tokenHash";
+const ISSUED_AT: &str = "issuedAt";
+const EXPIRES_AT: &str = "expiresAt";
+const FAMILY_EXPIRES_AT: &str = "familyExpiresAt";
+const USED_AT: &str = "usedAt";
+const REPLACED_BY: &str = "replacedBy";
+const FINGERPRINT_HASH: &str = "fingerprintHash";
+
+const USER_ATTRIBUTES: &[&str] = &[
+    USER_ID,
+    EMAIL,
+    PASSWORD_HASH,
+    CREATED_AT,
+    REVOKED_BEFORE,
+    FAILED_LOGINS,
+    LOCKED_UNTIL,
+    ROLES,
+];
+const REFRESH_ATTRIBUTES: &[&str] = &[
+    SK,
+    TOKEN_HASH,
+    ISSUED_AT,
+    EXPIRES_AT,
+    USED_AT,
+    REPLACED_BY,
+    FINGERPRINT_HASH,
+];
+
+/// BatchWriteItem's limit.
+const BATCH_SIZE: usize = 25;
+/// Rounds of re-sending a batch's UnprocessedItems before giving up.
+const UNPROCESSED_ROUNDS: u32 = 8;
+/// Tries of the rotation transaction when it collides with a concurrent transaction on the same items.
+const CONFLICT_TRIES: u32 = 3;
+const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailed";
+
+/// The DynamoDB store. Cheap to clone (the SDK client is reference-counted).
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn user_pk(email: &str) -> String {
+    format!("{USER_PREFIX}{email}")
+}
+
+fn refresh_sk(family_id: &str, token_id: &str) -> String {
+    format!("{REFRESH_PREFIX}{family_id}#{token_id}")
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// `#a` placeholders for attribute names: `#pk` for `pk`, and so on (every name here is a plain word).
+fn names(attributes: &[&str]) -> HashMap<String, String> {
+    attributes
+        .iter()
+        .map(|a| (format!("#{a}"), (*a).to_owned()))
+        .collect()
+}
+
+fn projection(attributes: &[&str]) -> String {
+    attributes
+        .iter()
+        .map(|a| format!("#{a}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn sdk_error<E, R>(operation: &str, error: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable(format!(
+        "DynamoDB {operation}: {}",
+        DisplayErrorContext(&error)
+    ))
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn corrupt(attribute: &str, what: &str) -> StoreError {
+    StoreError::Corrupt(format!("attribute {attribute}: {what}"))
+}
+
+fn get_s(item: &Item, attribute: &str) -> StoreResult<String> {
+    opt_s(item, attribute)?.ok_or_else(|| corrupt(attribute, "missing"))
+}
+
+fn opt_s(item: &Item, attribute: &str) -> StoreResult<Option<String>> {
+    match item.get(attribute) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::S(value)) => Ok(Some(value.clone())),
+        Some(_) => Err(corrupt(attribute, "not a string")),
+    }
+}
+
+fn opt_n<T: std::str::FromStr>(item: &Item, attribute: &str) -> StoreResult<Option<T>> {
+    match item.get(attribute) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::N(value)) => value
+            .parse()
+            .map(Some)
+            .map_err(|_| corrupt(attribute, "not an integer")),
+        Some(_) => Err(corrupt(attribute, "not a number")),
+    }
+}
+
+fn get_n<T: std::str::FromStr>(item: &Item, attribute: &str) -> StoreResult<T> {
+    opt_n(item, attribute)?.ok_or_else(|| corrupt(attribute, "missing"))
+}
+
+fn user_item(user: &User) -> Item {
+    HashMap::from([
+        (PK.to_owned(), s(user_pk(&user.email))),
+        (SK.to_owned(), s(PROFILE)),
+        (USER_ID.to_owned(), s(&user.user_id)),
+        (EMAIL.to_owned(), s(&user.email)),
+        (PASSWORD_HASH.to_owned(), s(&user.password_hash)),
+        (CREATED_AT.to_owned(), n(user.created_at_ms)),
+        (REVOKED_BEFORE.to_owned(), n(user.revoked_before_ms)),
+        (FAILED_LOGINS.to_owned(), n(user.failed_logins)),
+        (LOCKED_UNTIL.to_owned(), n(user.locked_until_ms)),
+        (
+            ROLES.to_owned(),
+            AttributeValue::L(user.roles.iter().map(s).collect()),
+        ),
+    ])
+}
+
+fn user_from_item(item: &Item) -> StoreResult<User> {
+    let roles = match item.get(ROLES) {
+        None | Some(AttributeValue::Null(_)) => Vec::new(),
+        Some(AttributeValue::L(values)) => values
+            .iter()
+            .map(|v| {
+                v.as_s()
+                    .cloned()
+                    .map_err(|_| corrupt(ROLES, "holds a non-string"))
+            })
+            .collect::<StoreResult<_>>()?,
+        Some(AttributeValue::Ss(values)) => values.clone(),
+        Some(_) => return Err(corrupt(ROLES, "not a list")),
+    };
+    Ok(User {
+        user_id: get_s(item, USER_ID)?,
+        email: get_s(item, EMAIL)?,
+        password_hash: get_s(item, PASSWORD_HASH)?,
+        created_at_ms: get_n(item, CREATED_AT)?,
+        revoked_before_ms: opt_n(item, REVOKED_BEFORE)?.unwrap_or(0),
+        failed_logins: opt_n(item, FAILED_LOGINS)?.unwrap_or(0),
+        locked_until_ms: opt_n(item, LOCKED_UNTIL)?.unwrap_or(0),
+        roles,
+    })
+}
+
+fn refresh_item(record: &RefreshRecord) -> Item {
+    let mut item = HashMap::from([
+        (PK.to_owned(), s(user_pk(&record.email))),
+        (
+            SK.to_owned(),
+            s(refresh_sk(&record.family_id, &record.token_id)),
+        ),
+        (TOKEN_HASH.to_owned(), s(&record.token_hash)),
+        (ISSUED_AT.to_owned(), n(record.issued_at_ms)),
+        (EXPIRES_AT.to_owned(), n(record.expires_at_s)),
+        (FAMILY_EXPIRES_AT.to_owned(), n(record.expires_at_s)),
+    ]);
+    if let Some(used_at) = record.used_at_ms {
+        item.insert(USED_AT.to_owned(), n(used_at));
+    }
+    if let Some(replaced_by) = &record.replaced_by {
+        item.insert(REPLACED_BY.to_owned(), s(replaced_by));
+    }
+    if let Some(fingerprint) = &record.fingerprint_hash {
+        item.insert(FINGERPRINT_HASH.to_owned(), s(fingerprint));
+    }
+    item
+}
+
+fn refresh_from_item(email: &str, item: &Item) -> StoreResult<RefreshRecord> {
+    let sk = get_s(item, SK)?;
+    let (family_id, token_id) = sk
+        .strip_prefix(REFRESH_PREFIX)
+        .and_then(|rest| rest.split_once('#'))
+        .ok_or_else(|| corrupt(SK, "not a refresh-token key"))?;
+    Ok(RefreshRecord {
+        email: email.to_owned(),
+        family_id: family_id.to_owned(),
+        token_id: token_id.to_owned(),
+        token_hash: get_s(item, TOKEN_HASH)?,
+        issued_at_ms: get_n(item, ISSUED_AT)?,
+        expires_at_s: get_n(item, EXPIRES_AT)?,
+        used_at_ms: opt_n(item, USED_AT)?,
+        replaced_by: opt_s(item, REPLACED_BY)?,
+        fingerprint_hash: opt_s(item, FINGERPRINT_HASH)?,
+    })
+}
+
+fn is_conditional_check_failed<E: ProvideErrorMetadata>(
+    error: &aws_sdk_dynamodb::error::SdkError<E, impl std::fmt::Debug>,
+) -> bool {
+    error.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
+fn code(reasons: &[CancellationReason], index: usize) -> &str {
+    reasons.get(index).and_then(|r| r.code()).unwrap_or("None")
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// A store from the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL_DYNAMODB`)
+    /// and `KEYGATE_TABLE_NAME`, with this crate's retry policy: what `keygate-local --store dynamodb`
+    /// uses.
+    pub async fn from_env() -> Result<Self, keygate_core::ConfigError> {
+        let table = crate::settings::read_table_name(&crate::settings::env_lookup)?;
+        let config = crate::sdk::load().await;
+        Ok(Self::new(Client::new(&config), table))
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Opens the connection (DNS, TCP, TLS) during init, so the first request does not pay for it: a
+    /// GetItem of a key that never exists, projected to its key. Needs only `dynamodb:GetItem`; should
+    /// the function lack even that, the refused request has still opened the connection, so a refusal
+    /// is logged at debug level only.
+    pub async fn warm_up(&self) {
+        let result = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s("KEYGATE#WARMUP"))
+            .key(SK, s("WARMUP"))
+            .projection_expression("#pk")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await;
+        match result {
+            Ok(_) => tracing::debug!(target: "keygate::aws", "DynamoDB connection warmed"),
+            Err(e) if e.as_service_error().is_some() => {
+                tracing::debug!(target: "keygate::aws", error = %DisplayErrorContext(&e), "DynamoDB warm-up refused (connection open)")
+            }
+            Err(e) => {
+                tracing::warn!(target: "keygate::aws", error = %DisplayErrorContext(&e), "DynamoDB warm-up failed")
+            }
+        }
+    }
+
+    async fn get_profile(&self, email: &str) -> StoreResult<Option<User>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(email)))
+            .key(SK, s(PROFILE))
+            .consistent_read(true)
+            .projection_expression(projection(USER_ATTRIBUTES))
+            .set_expression_attribute_names(Some(names(USER_ATTRIBUTES)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        output.item.as_ref().map(user_from_item).transpose()
+    }
+
+    fn put_token_request(&self, record: &RefreshRecord) -> Put {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(refresh_item(record)))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .expect("table, item and condition are set")
+    }
+
+    /// Deletes the items of `email` whose sort key starts with `prefix`; returns how many.
+    async fn delete_by_prefix(&self, email: &str, prefix: &str) -> StoreResult<usize> {
+        let mut keys: Vec<Item> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(user_pk(email)))
+                .expression_attribute_values(":prefix", s(prefix))
+                .projection_expression("#pk, #sk")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            keys.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        for chunk in keys.chunks(BATCH_SIZE) {
+            let requests = chunk
+                .iter()
+                .map(|key| {
+                    let delete = DeleteRequest::builder()
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .expect("key is set");
+                    WriteRequest::builder().delete_request(delete).build()
+                })
+                .collect();
+            self.batch_write(requests).await?;
+        }
+        Ok(keys.len())
+    }
+
+    /// Sends one batch, re-sending UnprocessedItems with exponential backoff.
+    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> StoreResult<()> {
+        for round in 0..UNPROCESSED_ROUNDS {
+            if round > 0 {
+                tokio::time::sleep(Duration::from_millis(25u64 << round.min(5))).await;
+            }
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await
+                .map_err(|e| sdk_error("BatchWriteItem", e))?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut items| items.remove(&self.table))
+                .unwrap_or_default();
+            if requests.is_empty() {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "DynamoDB BatchWriteItem: {} deletes still unprocessed",
+            requests.len()
+        )))
+    }
+
+    /// The presented token's update in a rotation: marks it used if, and only if, it exists, its hash
+    /// matches, it is unused and unexpired, and the device binding matches.
+    fn rotation_update(&self, rotation: &Rotation) -> Update {
+        let fingerprint_condition = match rotation.fingerprint_hash {
+            None => "attribute_not_exists(#fingerprintHash)",
+            Some(_) => "#fingerprintHash = :fingerprint",
+        };
+        let mut builder = Update::builder()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(&rotation.email)))
+            .key(SK, s(refresh_sk(&rotation.family_id, &rotation.token_id)))
+            .update_expression("SET #usedAt = :now, #replacedBy = :next")
+            .condition_expression(format!(
+                "attribute_exists(#pk) AND #tokenHash = :hash AND attribute_not_exists(#usedAt) AND #expiresAt > :nowSeconds AND {fingerprint_condition}"
+            ))
+            .set_expression_attribute_names(Some(names(&[PK, TOKEN_HASH, USED_AT, REPLACED_BY, EXPIRES_AT, FINGERPRINT_HASH])))
+            .expression_attribute_values(":now", n(rotation.now_ms))
+            .expression_attribute_values(":next", s(&rotation.next.token_id))
+            .expression_attribute_values(":hash", s(&rotation.presented_hash))
+            .expression_attribute_values(":nowSeconds", n(rotation.now_ms.div_euclid(1000)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(fingerprint) = &rotation.fingerprint_hash {
+            builder = builder.expression_attribute_values(":fingerprint", s(fingerprint));
+        }
+        builder.build().expect("table, key and expressions are set")
+    }
+
+    /// Reads a cancelled rotation's reasons in the core's order: NotFound, AlreadyUsed, FingerprintMismatch,
+    /// Revoked. `None`: nothing explains the cancellation but a concurrent change; try again.
+    fn cancelled_outcome(
+        &self,
+        rotation: &Rotation,
+        reasons: &[CancellationReason],
+    ) -> StoreResult<Option<RotateOutcome>> {
+        if code(reasons, 0) == CONDITIONAL_CHECK_FAILED {
+            let Some(item) = reasons[0].item() else {
+                return Ok(Some(RotateOutcome::NotFound));
+            };
+            let record = refresh_from_item(&rotation.email, item)?;
+            if record.is_expired(rotation.now_ms)
+                || !hashes_match(&record.token_hash, &rotation.presented_hash)
+            {
+                return Ok(Some(RotateOutcome::NotFound));
+            }
+            if record.used_at_ms.is_some() {
+                return Ok(Some(RotateOutcome::AlreadyUsed(record)));
+            }
+            if record.fingerprint_hash != rotation.fingerprint_hash {
+                return Ok(Some(RotateOutcome::FingerprintMismatch));
+            }
+            return Ok(None);
+        }
+        if code(reasons, 2) == CONDITIONAL_CHECK_FAILED {
+            return Ok(Some(RotateOutcome::Revoked));
+        }
+        if code(reasons, 1) == CONDITIONAL_CHECK_FAILED {
+            return Err(StoreError::Corrupt(
+                "the next refresh token's key is already taken".into(),
+            ));
+        }
+        if reasons
+            .iter()
+            .any(|r| r.code() == Some("TransactionConflict"))
+        {
+            return Ok(None);
+        }
+        let codes: Vec<&str> = (0..reasons.len()).map(|i| code(reasons, i)).collect();
+        Err(StoreError::Unavailable(format!(
+            "DynamoDB TransactWriteItems cancelled: {codes:?}"
+        )))
+    }
+}
+
+impl UserStore for DynamoStore {
+    async fn create_user(&self, user: &User) -> StoreResult<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(user_item(user)))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_check_failed(&e) => Ok(false),
+            Err(e) => Err(sdk_error("PutItem", e)),
+        }
+    }
+
+    async fn get_user(&self, email: &str) -> StoreResult<Option<User>> {
+        self.get_profile(email).await
+    }
+
+    async fn get_user_by_id(&self, user_id: &str) -> StoreResult<Option<User>> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI_BY_USER_ID)
+            .key_condition_expression("#userId = :id")
+            .expression_attribute_names("#userId", USER_ID)
+            .expression_attribute_values(":id", s(user_id))
+            .limit(2)
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        let items = output.items.unwrap_or_default();
+        let Some(pk) = items
+            .iter()
+            .find(|item| {
+                item.get(SK)
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|sk| sk == PROFILE)
+            })
+            .map(|item| get_s(item, PK))
+        else {
+            return Ok(None);
+        };
+        let pk = pk?;
+        let email = pk
+            .strip_prefix(USER_PREFIX)
+            .ok_or_else(|| corrupt(PK, "not a user key"))?;
+        // The index is eventually consistent; the item itself is read consistently and must still match.
+        Ok(self
+            .get_profile(email)
+            .await?
+            .filter(|user| user.user_id == user_id))
+    }
+
+    async fn record_failed_login(
+        &self,
+        email: &str,
+        expected_failed: u32,
+        failed_logins: u32,
+        locked_until_ms: i64,
+    ) -> StoreResult<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(email)))
+            .key(SK, s(PROFILE))
+            .update_expression("SET #failedLogins = :failed, #lockedUntil = :lockedUntil")
+            .condition_expression("attribute_exists(#pk) AND #failedLogins = :expected")
+            .set_expression_attribute_names(Some(names(&[PK, FAILED_LOGINS, LOCKED_UNTIL])))
+            .expression_attribute_values(":failed", n(failed_logins))
+            .expression_attribute_values(":lockedUntil", n(locked_until_ms))
+            .expression_attribute_values(":expected", n(expected_failed))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_check_failed(&e) => Ok(false),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+
+    async fn complete_login(
+        &self,
+        success: &LoginSuccess,
+        first_token: &RefreshRecord,
+    ) -> StoreResult<()> {
+        if !success.reset_failures && success.new_password_hash.is_none() {
+            let put = self.put_token_request(first_token);
+            return self
+                .client
+                .put_item()
+                .table_name(put.table_name)
+                .set_item(Some(put.item))
+                .set_condition_expression(put.condition_expression)
+                .set_expression_attribute_names(put.expression_attribute_names)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_error("PutItem", e));
+        }
+        let mut sets = Vec::new();
+        let mut attribute_names = vec![PK];
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(&first_token.email)))
+            .key(SK, s(PROFILE));
+        if success.reset_failures {
+            sets.push("#failedLogins = :zero, #lockedUntil = :zero");
+            attribute_names.extend([FAILED_LOGINS, LOCKED_UNTIL]);
+            update = update.expression_attribute_values(":zero", n(0));
+        }
+        if let Some(hash) = &success.new_password_hash {
+            sets.push("#passwordHash = :hash");
+            attribute_names.push(PASSWORD_HASH);
+            update = update.expression_attribute_values(":hash", s(hash));
+        }
+        let update = update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression("attribute_exists(#pk)")
+            .set_expression_attribute_names(Some(names(&attribute_names)))
+            .build()
+            .expect("table, key and expressions are set");
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(self.put_token_request(first_token))
+                    .build(),
+            )
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    let codes: Vec<&str> = (0..2)
+                        .map(|i| code(cancelled.cancellation_reasons(), i))
+                        .collect();
+                    Err(StoreError::Unavailable(format!(
+                        "DynamoDB TransactWriteItems (login) cancelled: {codes:?}"
+                    )))
+                }
+                _ => Err(sdk_error("TransactWriteItems", e)),
+            },
+        }
+    }
+
+    async fn change_password(
+        &self,
+        email: &str,
+        expected_hash: &str,
+        new_hash: &str,
+        revoked_before_ms: i64,
+    ) -> StoreResult<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(email)))
+            .key(SK, s(PROFILE))
+            .update_expression("SET #passwordHash = :new, #revokedBefore = :revokedBefore, #failedLogins = :zero, #lockedUntil = :zero")
+            .condition_expression("attribute_exists(#pk) AND #passwordHash = :expected")
+            .set_expression_attribute_names(Some(names(&[PK, PASSWORD_HASH, REVOKED_BEFORE, FAILED_LOGINS, LOCKED_UNTIL])))
+            .expression_attribute_values(":new", s(new_hash))
+            .expression_attribute_values(":revokedBefore", n(revoked_before_ms))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":expected", s(expected_hash))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_check_failed(&e) => Ok(false),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+
+    async fn set_revoked_before(&self, email: &str, revoked_before_ms: i64) -> StoreResult<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(email)))
+            .key(SK, s(PROFILE))
+            .update_expression("SET #revokedBefore = :revokedBefore")
+            .condition_expression("attribute_exists(#pk) AND (attribute_not_exists(#revokedBefore) OR #revokedBefore < :revokedBefore)")
+            .set_expression_attribute_names(Some(names(&[PK, REVOKED_BEFORE])))
+            .expression_attribute_values(":revokedBefore", n(revoked_before_ms))
+            .send()
+            .await;
+        match result {
+            // A failed condition: no such user, or the watermark is already at or past this instant.
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_check_failed(&e) => Ok(()),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+}
+
+impl RefreshTokenStore for DynamoStore {
+    async fn put_refresh_token(&self, record: &RefreshRecord) -> StoreResult<()> {
+        let put = self.put_token_request(record);
+        let result = self
+            .client
+            .put_item()
+            .table_name(put.table_name)
+            .set_item(Some(put.item))
+            .set_condition_expression(put.condition_expression)
+            .set_expression_attribute_names(put.expression_attribute_names)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_check_failed(&e) => Err(StoreError::Corrupt(
+                "a refresh token with this key already exists".into(),
+            )),
+            Err(e) => Err(sdk_error("PutItem", e)),
+        }
+    }
+
+    async fn rotate_refresh_token(&self, rotation: &Rotation) -> StoreResult<RotateOutcome> {
+        for attempt in 0..CONFLICT_TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+            }
+            let watermark = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key(PK, s(user_pk(&rotation.email)))
+                .key(SK, s(PROFILE))
+                .condition_expression("#revokedBefore <= :issuedAt")
+                .expression_attribute_names("#revokedBefore", REVOKED_BEFORE)
+                .expression_attribute_values(":issuedAt", n(rotation.presented_issued_at_ms))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .expect("table, key and condition are set");
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .update(self.rotation_update(rotation))
+                        .build(),
+                )
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .put(self.put_token_request(&rotation.next))
+                        .build(),
+                )
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .condition_check(watermark)
+                        .build(),
+                )
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(RotateOutcome::Rotated),
+                Err(error) => error,
+            };
+            match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    if let Some(outcome) =
+                        self.cancelled_outcome(rotation, cancelled.cancellation_reasons())?
+                    {
+                        return Ok(outcome);
+                    }
+                    tracing::debug!(target: "keygate::aws", attempt, "rotation collided with a concurrent change; trying again");
+                }
+                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {}
+                _ => return Err(sdk_error("TransactWriteItems", error)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "DynamoDB TransactWriteItems: the refresh token kept changing concurrently".into(),
+        ))
+    }
+
+    async fn get_refresh_token(
+        &self,
+        email: &str,
+        family_id: &str,
+        token_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<RefreshRecord>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(email)))
+            .key(SK, s(refresh_sk(family_id, token_id)))
+            .consistent_read(true)
+            .projection_expression(projection(REFRESH_ATTRIBUTES))
+            .set_expression_attribute_names(Some(names(REFRESH_ATTRIBUTES)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        let record = refresh_from_item(email, &item)?;
+        Ok((!record.is_expired(now_ms)).then_some(record))
+    }
+
+    async fn revoke_family(&self, email: &str, family_id: &str) -> StoreResult<usize> {
+        self.delete_by_prefix(email, &format!("{REFRESH_PREFIX}{family_id}#"))
+            .await
+    }
+
+    async fn revoke_all_families(&self, email: &str) -> StoreResult<usize> {
+        self.delete_by_prefix(email, REFRESH_PREFIX).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> RefreshRecord {
+        RefreshRecord {
+            email: "ada#x@example.com".into(),
+            family_id: "f".repeat(32),
+            token_id: "a".repeat(32),
+            token_hash: "0".repeat(64),
+            issued_at_ms: 1_800_000_000_123,
+            expires_at_s: 1_802_592_000,
+            used_at_ms: Some(1_800_000_100_000),
+            replaced_by: Some("b".repeat(32)),
+            fingerprint_hash: None,
+        }
+    }
+
+    #[test]
+    fn items_round_trip() {
+        let r = record();
+        assert_eq!(refresh_from_item(&r.email, &refresh_item(&r)).unwrap(), r);
+        let user = User {
+            user_id: "0190e4b8-0000-7000-8000-000000000000".into(),
+            email: "ada@example.com".into(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            created_at_ms: 1,
+            revoked_before_ms: 2,
+            failed_logins: 3,
+            locked_until_ms: 4,
+            roles: vec!["admin".into()],
+        };
+        let item = user_item(&user);
+        assert_eq!(item[PK], s("USER#ada@example.com"));
+        assert_eq!(user_from_item(&item).unwrap(), user);
+    }
+
+    #[test]
+    fn refresh_items_carry_the_ttl_in_seconds_and_no_user_id() {
+        let item = refresh_item(&record());
+        assert_eq!(item[EXPIRES_AT], n(1_802_592_000));
+        assert!(
+            !item.contains_key(USER_ID),
+            "the byUserId index stays sparse"
+        );
+    }
+
+    #[test]
+    fn corrupt_items_are_errors_not_panics() {
+        let mut item = refresh_item(&record());
+        item.insert(ISSUED_AT.into(), s("soon"));
+        assert!(matches!(
+            refresh_from_item("a@b.c", &item),
+            Err(StoreError::Corrupt(_))
+        ));
+        item.insert(SK.into(), s("PROFILE"));
+        assert!(refresh_from_item("a@b.c", &item).is_err());
+    }
+}

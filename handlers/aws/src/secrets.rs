@@ -1,0 +1,162 @@
+//! The signing-key secret in AWS Secrets Manager as a [`SecretVersionStore`].
+//!
+//! The API functions read it through [`SecretsManagerKeySource`] (GetSecretValue of `AWSCURRENT` and,
+//! when present, `AWSPENDING`; cached with a TTL, see `keygate_core::rotation::VersionedKeySource`); the
+//! rotate-keys function runs `keygate_core::rotation::run_step` on it (DescribeSecret, GetSecretValue,
+//! PutSecretValue, UpdateSecretVersionStage).
+
+use std::collections::BTreeMap;
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
+use aws_sdk_secretsmanager::operation::get_secret_value::{
+    GetSecretValueError, GetSecretValueOutput,
+};
+use keygate_core::SystemClock;
+use keygate_core::rotation::{AWSPENDING, RotationError, SecretVersionStore, VersionedKeySource};
+
+/// The key source every API function uses.
+pub type SecretsManagerKeySource = VersionedKeySource<SecretsManagerVersions, SystemClock>;
+
+/// One secret's versions.
+#[derive(Debug, Clone)]
+pub struct SecretsManagerVersions {
+    client: Client,
+    secret_id: String,
+}
+
+fn store_error<E: std::error::Error + Send + Sync + 'static>(
+    operation: &str,
+    error: SdkError<E, impl std::fmt::Debug>,
+) -> RotationError {
+    RotationError::Store(format!(
+        "Secrets Manager {operation}: {}",
+        DisplayErrorContext(&error)
+    ))
+}
+
+fn secret_text(output: GetSecretValueOutput) -> Result<Option<String>, RotationError> {
+    if let Some(text) = output.secret_string {
+        return Ok(Some(text));
+    }
+    match output.secret_binary {
+        Some(blob) => String::from_utf8(blob.into_inner())
+            .map(Some)
+            .map_err(|_| RotationError::Store("the secret's binary value is not UTF-8".into())),
+        None => Ok(None),
+    }
+}
+
+impl SecretsManagerVersions {
+    pub fn new(client: Client, secret_id: impl Into<String>) -> Self {
+        Self {
+            client,
+            secret_id: secret_id.into(),
+        }
+    }
+
+    pub fn secret_id(&self) -> &str {
+        &self.secret_id
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn get(
+        &self,
+        version_id: Option<&str>,
+        stage: Option<&str>,
+    ) -> Result<Option<String>, RotationError> {
+        let result = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .set_version_id(version_id.map(str::to_owned))
+            .set_version_stage(stage.map(str::to_owned))
+            .send()
+            .await;
+        match result {
+            Ok(output) => secret_text(output),
+            // No version with this id or label (or no value yet).
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(GetSecretValueError::ResourceNotFoundException(_))
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(store_error("GetSecretValue", e)),
+        }
+    }
+}
+
+impl SecretVersionStore for SecretsManagerVersions {
+    async fn versions(&self) -> Result<BTreeMap<String, Vec<String>>, RotationError> {
+        let output = self
+            .client
+            .describe_secret()
+            .secret_id(&self.secret_id)
+            .send()
+            .await
+            .map_err(|e| store_error("DescribeSecret", e))?;
+        Ok(output
+            .version_ids_to_stages
+            .unwrap_or_default()
+            .into_iter()
+            .collect())
+    }
+
+    async fn value_at_stage(&self, stage: &str) -> Result<Option<String>, RotationError> {
+        self.get(None, Some(stage)).await
+    }
+
+    async fn value_of_version(&self, version_id: &str) -> Result<Option<String>, RotationError> {
+        self.get(Some(version_id), None).await
+    }
+
+    async fn put_pending(&self, version_id: &str, value: &str) -> Result<(), RotationError> {
+        self.client
+            .put_secret_value()
+            .secret_id(&self.secret_id)
+            .client_request_token(version_id)
+            .secret_string(value)
+            .version_stages(AWSPENDING)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error("PutSecretValue", e))
+    }
+
+    async fn update_stage(
+        &self,
+        stage: &str,
+        to: Option<&str>,
+        from: Option<&str>,
+    ) -> Result<(), RotationError> {
+        self.client
+            .update_secret_version_stage()
+            .secret_id(&self.secret_id)
+            .version_stage(stage)
+            .set_move_to_version_id(to.map(str::to_owned))
+            .set_remove_from_version_id(from.map(str::to_owned))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error("UpdateSecretVersionStage", e))
+    }
+}
+
+/// The key source over `secret_id`, caching for `ttl`.
+pub fn key_source(
+    client: Client,
+    secret_id: impl Into<String>,
+    ttl: std::time::Duration,
+) -> SecretsManagerKeySource {
+    VersionedKeySource::new(
+        SecretsManagerVersions::new(client, secret_id),
+        SystemClock,
+        ttl,
+    )
+}

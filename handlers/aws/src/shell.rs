@@ -1,0 +1,487 @@
+//! What every function's `main` runs.
+//!
+//! Init (once per execution environment): JSON logs; configuration read and validated (one error that
+//! names the bad variable); the EMF recorder; one AWS SDK configuration and one client per service;
+//! the signing keys fetched and the DynamoDB connection opened, concurrently. A configuration error is
+//! reported to the Lambda Runtime API as an init error (`/runtime/init/error`) and the process exits
+//! non-zero: no panic, and Lambda shows the message. Signing keys that cannot be loaded at init are not
+//! fatal: the function starts, answers 503 problem+json while it has none, and tries again per request.
+//!
+//! Then the runtime loop: each API Gateway event (REST v1 or HTTP v2) becomes an
+//! `http::Request<Bytes>` for `keygate_http::handle`, with the route path stripped of any stage prefix,
+//! and the answer goes back as the proxy response; the EMF document is flushed after each invocation.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use keygate_core::config::{SIGNING_ALG, read_setting};
+use keygate_core::rotation::{RotationStep, run_step};
+use keygate_core::store::{
+    LoginSuccess, RefreshRecord, RefreshTokenStore, RotateOutcome, Rotation, StoreError,
+    StoreResult, User, UserStore,
+};
+use keygate_core::{
+    AuthConfig, AuthService, Clock as _, ConfigError, KeySource as _, SigningAlgorithm, SystemClock,
+};
+use keygate_http::Endpoint;
+use lambda_http::RequestExt as _;
+use lambda_http::request::RequestContext;
+use metrics_cloudwatch_embedded::Collector;
+use serde::Deserialize;
+
+use crate::dynamo::DynamoStore;
+use crate::secrets::{SecretsManagerKeySource, SecretsManagerVersions};
+use crate::{sdk, secrets, settings, telemetry};
+
+/// Whether a function reads and writes the table (every API function but well-known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Used,
+    NotUsed,
+}
+
+/// Everything an API function reads from its environment.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub auth: AuthConfig,
+    pub table_name: Option<String>,
+    pub keys_secret_id: String,
+    pub key_cache_ttl: Duration,
+    pub metrics_namespace: String,
+}
+
+impl HttpSettings {
+    pub fn from_lookup<F: Fn(&str) -> Option<String>>(
+        lookup: F,
+        table: Table,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table_name: match table {
+                Table::Used => Some(settings::read_table_name(&lookup)?),
+                Table::NotUsed => None,
+            },
+            keys_secret_id: settings::read_keys_secret_id(&lookup)?,
+            key_cache_ttl: settings::read_key_cache_ttl(&lookup)?,
+            metrics_namespace: settings::read_metrics_namespace(&lookup)?,
+            auth: AuthConfig::from_lookup(&lookup)?,
+        })
+    }
+}
+
+/// The store of a function without table access (well-known): it serves only the key endpoints, which
+/// never touch storage, so every call is refused rather than reaching a table it has no grant for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTable;
+
+fn no_table<T>() -> StoreResult<T> {
+    Err(StoreError::Unavailable(
+        "this function has no table access".into(),
+    ))
+}
+
+impl UserStore for NoTable {
+    async fn create_user(&self, _: &User) -> StoreResult<bool> {
+        no_table()
+    }
+    async fn get_user(&self, _: &str) -> StoreResult<Option<User>> {
+        no_table()
+    }
+    async fn get_user_by_id(&self, _: &str) -> StoreResult<Option<User>> {
+        no_table()
+    }
+    async fn record_failed_login(&self, _: &str, _: u32, _: u32, _: i64) -> StoreResult<bool> {
+        no_table()
+    }
+    async fn complete_login(&self, _: &LoginSuccess, _: &RefreshRecord) -> StoreResult<()> {
+        no_table()
+    }
+    async fn change_password(&self, _: &str, _: &str, _: &str, _: i64) -> StoreResult<bool> {
+        no_table()
+    }
+    async fn set_revoked_before(&self, _: &str, _: i64) -> StoreResult<()> {
+        no_table()
+    }
+}
+
+impl RefreshTokenStore for NoTable {
+    async fn put_refresh_token(&self, _: &RefreshRecord) -> StoreResult<()> {
+        no_table()
+    }
+    async fn rotate_refresh_token(&self, _: &Rotation) -> StoreResult<RotateOutcome> {
+        no_table()
+    }
+    async fn get_refresh_token(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: i64,
+    ) -> StoreResult<Option<RefreshRecord>> {
+        no_table()
+    }
+    async fn revoke_family(&self, _: &str, _: &str) -> StoreResult<usize> {
+        no_table()
+    }
+    async fn revoke_all_families(&self, _: &str) -> StoreResult<usize> {
+        no_table()
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    // One request at a time per execution environment: a single-threaded runtime is all it needs.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// `main` of an API function serving `endpoints`.
+pub fn run_http(endpoints: &'static [Endpoint], table: Table) -> ExitCode {
+    telemetry::init_logging();
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let settings = match HttpSettings::from_lookup(settings::env_lookup, table) {
+            Ok(settings) => settings,
+            Err(e) => return init_failed("Runtime.ConfigError", &e.to_string()).await,
+        };
+        let metrics = match telemetry::init_metrics(&settings.metrics_namespace) {
+            Ok(metrics) => metrics,
+            Err(e) => return init_failed("Runtime.InitError", &e).await,
+        };
+        let sdk_config = sdk::load().await;
+        let keys = secrets::key_source(aws_sdk_secretsmanager::Client::new(&sdk_config), &settings.keys_secret_id, settings.key_cache_ttl);
+        let result = match settings.table_name {
+            Some(table_name) => {
+                let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), table_name);
+                tokio::join!(warm_keys(&keys), store.warm_up());
+                serve(metrics, settings.auth, store, keys, endpoints).await
+            }
+            None => {
+                warm_keys(&keys).await;
+                serve(metrics, settings.auth, NoTable, keys, endpoints).await
+            }
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(target: "keygate::runtime", error = %e, "the Lambda runtime loop ended");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn warm_keys(keys: &SecretsManagerKeySource) {
+    match keys.key_set().await {
+        Ok(set) => {
+            tracing::info!(target: "keygate::keys", kid = %set.signing_key().kid, "signing keys loaded")
+        }
+        Err(e) => tracing::error!(
+            target: "keygate::keys",
+            error = %e,
+            "no signing keys at init: key-dependent requests answer 503 until the secret holds a key set"
+        ),
+    }
+}
+
+async fn serve<S: keygate_core::store::AuthStore>(
+    metrics: &'static Collector,
+    auth: AuthConfig,
+    store: S,
+    keys: SecretsManagerKeySource,
+    endpoints: &'static [Endpoint],
+) -> Result<(), lambda_runtime::Error> {
+    let service = match AuthService::new(auth, store, keys, SystemClock) {
+        Ok(service) => service,
+        Err(e) => {
+            init_failed("Runtime.InitError", &e.to_string()).await;
+            return Err(e.into());
+        }
+    };
+    // Lives as long as the execution environment.
+    let service: &'static AuthService<S, SecretsManagerKeySource, SystemClock> =
+        Box::leak(Box::new(service));
+    metrics_cloudwatch_embedded::lambda::handler::run_http(
+        metrics,
+        move |event: lambda_http::Request| async move {
+            Ok::<_, lambda_runtime::Error>(answer(service, endpoints, event).await)
+        },
+    )
+    .await
+}
+
+/// Answers one API Gateway event.
+pub async fn answer<S, K, C>(
+    service: &AuthService<S, K, C>,
+    endpoints: &[Endpoint],
+    event: lambda_http::Request,
+) -> http::Response<lambda_http::Body>
+where
+    S: keygate_core::store::AuthStore,
+    K: keygate_core::KeySource,
+    C: keygate_core::Clock,
+{
+    let request_id = event
+        .lambda_context_ref()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
+    let response =
+        keygate_http::handle(service, endpoints, to_http_request(event), &request_id).await;
+    to_lambda_response(response)
+}
+
+/// Removes an API Gateway stage prefix (`/prod/auth/login` with stage `prod` -> `/auth/login`).
+pub fn strip_stage<'a>(path: &'a str, stage: Option<&str>) -> &'a str {
+    let Some(stage) = stage.filter(|s| !s.is_empty() && *s != "$default") else {
+        return path;
+    };
+    match path
+        .strip_prefix('/')
+        .and_then(|rest| rest.strip_prefix(stage))
+    {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
+    }
+}
+
+/// The route path of an event. lambda_http puts the stage in front of REST (v1) paths unless
+/// `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is set, and HTTP API (v2) paths carry it for named stages; the
+/// event's own path (`RawHttpPath`) is read instead, and a stage prefix still found there is removed, so
+/// the answer does not depend on that variable.
+fn route_path(event: &lambda_http::Request) -> String {
+    let raw = event.raw_http_path();
+    let path = if raw.is_empty() {
+        event.uri().path()
+    } else {
+        raw
+    };
+    let stage = match event.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => context.stage.as_deref(),
+        Some(RequestContext::ApiGatewayV2(context)) => context.stage.as_deref(),
+        _ => None,
+    };
+    strip_stage(path, stage).to_owned()
+}
+
+/// The event as the request keygate-http answers: route path without stage, query kept, body as bytes.
+pub fn to_http_request(event: lambda_http::Request) -> http::Request<Bytes> {
+    let path = route_path(&event);
+    let path_and_query = match event.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let (mut parts, body) = event.into_parts();
+    if let Ok(uri) = http::Uri::builder().path_and_query(path_and_query).build() {
+        parts.uri = uri;
+    }
+    let body = match body {
+        lambda_http::Body::Text(text) => Bytes::from(text),
+        lambda_http::Body::Binary(bytes) => Bytes::from(bytes),
+        _ => Bytes::new(),
+    };
+    http::Request::from_parts(parts, body)
+}
+
+/// keygate-http's answer as a proxy response. JSON goes back as text: a REST API without binary media
+/// types would hand a base64 body to the client verbatim.
+pub fn to_lambda_response(response: http::Response<Bytes>) -> http::Response<lambda_http::Body> {
+    response.map(|body| {
+        if body.is_empty() {
+            lambda_http::Body::Empty
+        } else {
+            match String::from_utf8(body.to_vec()) {
+                Ok(text) => lambda_http::Body::Text(text),
+                Err(e) => lambda_http::Body::Binary(e.into_bytes()),
+            }
+        }
+    })
+}
+
+/// Logs an init failure, reports it to the Lambda Runtime API (when running under one) and returns the
+/// exit code to leave with.
+async fn init_failed(error_type: &str, message: &str) -> ExitCode {
+    tracing::error!(target: "keygate::init", error_type, error = %message, "initialisation failed");
+    report_init_error(error_type, message).await;
+    ExitCode::FAILURE
+}
+
+async fn report_init_error(error_type: &str, message: &str) {
+    let Some(api) = settings::env_lookup("AWS_LAMBDA_RUNTIME_API") else {
+        return;
+    };
+    let Ok(endpoint) = http::Uri::try_from(api) else {
+        eprintln!("AWS_LAMBDA_RUNTIME_API is not a URI; init error not reported");
+        return;
+    };
+    let client = lambda_runtime_api_client::PooledClient::builder()
+        .with_endpoint(endpoint)
+        .build();
+    let body = serde_json::json!({ "errorType": error_type, "errorMessage": message }).to_string();
+    let request = lambda_runtime_api_client::build_request()
+        .method(http::Method::POST)
+        .uri("/2018-06-01/runtime/init/error")
+        .header("lambda-runtime-function-error-type", error_type)
+        .body(lambda_runtime_api_client::body::Body::from(body));
+    let Ok(request) = request else { return };
+    match client.call(request).await {
+        Ok(response) if response.status().is_success() => {}
+        Ok(response) => eprintln!(
+            "the Runtime API answered {} to the init error report",
+            response.status()
+        ),
+        Err(e) => eprintln!("reporting the init error to the Runtime API: {e}"),
+    }
+}
+
+/// The Secrets Manager rotation event.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RotationEvent {
+    pub secret_id: String,
+    pub client_request_token: String,
+    pub step: String,
+}
+
+/// `main` of the rotate-keys function.
+pub fn run_rotation() -> ExitCode {
+    telemetry::init_logging();
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let lookup = settings::env_lookup;
+        let alg: SigningAlgorithm = match read_setting(&lookup, &SIGNING_ALG, |raw| raw.parse()) {
+            Ok(alg) => alg,
+            Err(e) => return init_failed("Runtime.ConfigError", &e.to_string()).await,
+        };
+        // Optional here: when set, the function refuses to rotate any other secret.
+        let expected_secret = lookup(settings::KEYS_SECRET_ID.env);
+        let sdk_config = sdk::load().await;
+        let client = aws_sdk_secretsmanager::Client::new(&sdk_config);
+        let handler = move |event: lambda_runtime::LambdaEvent<RotationEvent>| {
+            let client = client.clone();
+            let expected_secret = expected_secret.clone();
+            async move { rotate_step(client, expected_secret.as_deref(), alg, event.payload).await }
+        };
+        match lambda_runtime::run(lambda_runtime::service_fn(handler)).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(target: "keygate::runtime", error = %e, "the Lambda runtime loop ended");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Runs one rotation step for a Secrets Manager event.
+pub async fn rotate_step(
+    client: aws_sdk_secretsmanager::Client,
+    expected_secret: Option<&str>,
+    alg: SigningAlgorithm,
+    event: RotationEvent,
+) -> Result<serde_json::Value, lambda_runtime::Error> {
+    let step: RotationStep = event.step.parse()?;
+    if let Some(expected) = expected_secret
+        && expected != event.secret_id
+    {
+        return Err(format!("this function rotates {expected}, not {}", event.secret_id).into());
+    }
+    let store = SecretsManagerVersions::new(client, &event.secret_id);
+    let outcome = run_step(&store, step, &event.client_request_token, alg, SystemClock.now_ms()).await.map_err(|e| {
+        tracing::error!(target: "keygate::rotation", step = %step, version = %event.client_request_token, error = %e, "rotation step failed");
+        e
+    })?;
+    tracing::info!(target: "keygate::rotation", step = %step, version = %event.client_request_token, outcome = ?outcome, "rotation step finished");
+    Ok(serde_json::json!({ "step": step.name(), "outcome": format!("{outcome:?}") }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_prefixes_are_removed_once() {
+        assert_eq!(strip_stage("/prod/auth/login", Some("prod")), "/auth/login");
+        assert_eq!(strip_stage("/auth/login", Some("prod")), "/auth/login");
+        assert_eq!(strip_stage("/prod", Some("prod")), "/");
+        assert_eq!(
+            strip_stage("/production/auth", Some("prod")),
+            "/production/auth"
+        );
+        assert_eq!(strip_stage("/auth/me", Some("$default")), "/auth/me");
+        assert_eq!(strip_stage("/auth/me", None), "/auth/me");
+    }
+
+    #[test]
+    fn a_rest_event_reaches_keygate_http_without_its_stage() {
+        let event = serde_json::json!({
+            "resource": "/auth/login",
+            "path": "/auth/login",
+            "httpMethod": "POST",
+            "headers": {"content-type": "application/json", "Host": "abc.execute-api.eu-west-1.amazonaws.com"},
+            "multiValueHeaders": {"content-type": ["application/json"], "Host": ["abc.execute-api.eu-west-1.amazonaws.com"]},
+            "queryStringParameters": null,
+            "multiValueQueryStringParameters": null,
+            "pathParameters": null,
+            "stageVariables": null,
+            "requestContext": {
+                "accountId": "123456789012", "resourceId": "abc", "stage": "dev", "requestId": "r-1",
+                "identity": {"sourceIp": "203.0.113.1"}, "resourcePath": "/auth/login", "httpMethod": "POST",
+                "apiId": "abc", "path": "/dev/auth/login"
+            },
+            "body": "{\"email\":\"a@b.c\"}",
+            "isBase64Encoded": false
+        });
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let converted = to_http_request(request);
+        assert_eq!(converted.uri().path(), "/auth/login");
+        assert_eq!(converted.method(), http::Method::POST);
+        assert_eq!(converted.body().as_ref(), br#"{"email":"a@b.c"}"#);
+    }
+
+    #[test]
+    fn json_answers_go_back_as_text() {
+        let response = to_lambda_response(http::Response::new(Bytes::from_static(b"{\"a\":1}")));
+        assert!(matches!(response.body(), lambda_http::Body::Text(t) if t == "{\"a\":1}"));
+        assert!(matches!(
+            to_lambda_response(http::Response::new(Bytes::new())).body(),
+            lambda_http::Body::Empty
+        ));
+    }
+
+    #[test]
+    fn settings_errors_name_the_variable() {
+        let err = HttpSettings::from_lookup(|_| None, Table::Used).unwrap_err();
+        assert_eq!(err.variable, "KEYGATE_TABLE_NAME");
+        let err = HttpSettings::from_lookup(
+            |name| (name == "KEYGATE_TABLE_NAME").then(|| "t-1".to_owned()),
+            Table::Used,
+        )
+        .unwrap_err();
+        assert_eq!(err.variable, "KEYGATE_KEYS_SECRET_ID");
+        let settings = HttpSettings::from_lookup(
+            |name| match name {
+                "KEYGATE_KEYS_SECRET_ID" => {
+                    Some("arn:aws:secretsmanager:eu-west-1:1:secret:k".into())
+                }
+                "KEYGATE_ISSUER" => Some("https://x.example".into()),
+                _ => None,
+            },
+            Table::NotUsed,
+        )
+        .unwrap();
+        assert_eq!(settings.table_name, None);
+        assert_eq!(settings.key_cache_ttl, Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,60 @@
+//! JSON logs and CloudWatch Embedded Metric Format metrics for the Lambda functions.
+//!
+//! Logs: one JSON object per line on stdout (`tracing-subscriber`'s JSON formatter), filtered by
+//! `RUST_LOG` (default `info`). Every line written while an invocation runs carries the span the Lambda
+//! runtime opens for it (`requestId`, `xrayTraceId`); keygate-http's request line and the audit events add
+//! `request_id` and `correlation_id` fields themselves.
+//!
+//! Metrics: `metrics_cloudwatch_embedded` is the `metrics` facade's recorder; the counters of
+//! `keygate_core::audit::emit` and keygate-http's `RequestLatency` histogram are written as one EMF
+//! document per invocation (flushed by the runtime layer in [`crate::shell`]), in the namespace from
+//! `KEYGATE_METRICS_NAMESPACE`, without dimensions, with the Lambda request id as a property.
+
+use metrics::Unit;
+use metrics_cloudwatch_embedded::Collector;
+use tracing_subscriber::EnvFilter;
+
+/// The counters keygate emits (unit Count); see the contract's metrics list.
+pub const COUNTERS: &[&str] = &[
+    "Registrations",
+    "LoginSucceeded",
+    "LoginFailed",
+    "LoginThrottled",
+    "RefreshRotated",
+    "RefreshReuseDetected",
+    "Logouts",
+    "LogoutAll",
+    "PasswordChanged",
+    "RefreshRefused",
+];
+/// keygate-http's per-request latency histogram, in milliseconds.
+pub const LATENCY_HISTOGRAM: &str = "RequestLatency";
+
+/// Installs the JSON log subscriber. Safe to call more than once (later calls do nothing).
+pub fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .flatten_event(true)
+        .with_target(true)
+        .with_ansi(false)
+        .with_writer(std::io::stdout)
+        .try_init();
+}
+
+/// Installs the EMF recorder as the global `metrics` recorder and declares the units.
+pub fn init_metrics(namespace: &str) -> Result<&'static Collector, String> {
+    let collector = metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(namespace.to_owned())
+        .with_lambda_request_id("RequestId")
+        .init()
+        .map_err(|e| format!("installing the EMF metrics recorder: {e}"))?;
+    for counter in COUNTERS {
+        metrics::describe_counter!(*counter, Unit::Count, "keygate audit event count");
+    }
+    metrics::describe_histogram!(LATENCY_HISTOGRAM, Unit::Milliseconds, "request latency");
+    Ok(collector)
+}
