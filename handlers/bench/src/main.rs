@@ -531,7 +531,7 @@ async fn prepare(
 }
 
 fn progress(what: &str, done: usize, total: usize) {
-    if done == total || done % 50 == 0 {
+    if done == total || done.is_multiple_of(50) {
         eprintln!("  {what}: {done}/{total}");
     }
 }

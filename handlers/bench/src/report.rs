@@ -551,7 +551,7 @@ mod tests {
         assert!(chart.starts_with("<svg") && chart.trim_end().ends_with("</svg>"));
         assert_eq!(
             chart.matches("<rect").count(),
-            1 + 4 * 4 - 0,
+            1 + 4 * 4,
             "one background and a bar per variant and panel"
         );
     }
