@@ -1,6 +1,7 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { FUNCTION_NAMES, FunctionName, stageSettings } from '../../cdk/config';
 import { FUNCTION_SPECS } from '../../cdk/lib/catalog';
+import { packageName } from '../../cdk/lib/functions/rust-function';
 import { logicalId, resourcesOfType, stageTemplate } from './helpers';
 
 const PASCAL: Record<FunctionName, string> = {
@@ -189,6 +190,10 @@ describe('functions', () => {
       const s = statements(template, name).find((x) => JSON.stringify(x.Resource) === JSON.stringify({ 'Fn::GetAtt': [dataKey, 'Arn'] }));
       expect(s.Condition).toEqual({ StringEquals: { 'kms:ViaService': { 'Fn::Join': ['', ['dynamodb.', { Ref: 'AWS::Region' }, '.amazonaws.com']] } } });
     }
+  });
+
+  test('each function is built from its contract package', () => {
+    expect(packageName('logout-all')).toBe('keygate-fn-logout-all');
   });
 
   test('functions are packaged from the workspace through cargo-lambda (asset code, bootstrap handler)', () => {

@@ -8,6 +8,11 @@ import { FunctionName, StageSettings } from '../../config';
 import { FUNCTION_SPECS } from '../catalog';
 import { acknowledgeFunctionRole } from '../nag';
 
+/** The workspace package of a function (contract: keygate-fn-<name>, binary <name>). */
+export function packageName(name: FunctionName): string {
+  return `keygate-fn-${name}`;
+}
+
 export interface KeygateFunctionProps {
   readonly name: FunctionName;
   readonly settings: StageSettings;
@@ -55,7 +60,8 @@ export class KeygateFunction extends Construct {
       binaryName: name,
       runtime: 'provided.al2023',
       architecture,
-      bundling: { architecture },
+      // -p: the workspace has default-members, and cargo looks for --bin only in those otherwise.
+      bundling: { architecture, cargoLambdaFlags: ['--package', packageName(name)] },
       description: `keygate ${settings.stageName}: ${spec.description}`,
       memorySize: settings.functions.memoryMb[name],
       timeout: props.timeout,
