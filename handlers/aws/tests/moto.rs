@@ -1,0 +1,787 @@
+//! The AWS adapters against moto's DynamoDB and Secrets Manager: key source, rotation, retry policy
+//! under injected throttling, store round trips per endpoint, and every route through the Lambda shell's
+//! event conversion. Skipped, with a message, when the moto endpoints are not configured.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use keygate_aws::secrets::SecretsManagerVersions;
+use keygate_aws::shell::{self, NoTable, RotationEvent};
+use keygate_aws::{DynamoStore, sdk};
+use keygate_core::audit::RequestContext;
+use keygate_core::clock::ManualClock;
+use keygate_core::keys::{
+    KeyError, KeySet, KeySetDocument, KeySource, SigningAlgorithm, StaticKeySource, generate_key,
+};
+use keygate_core::rotation::{
+    AWSCURRENT, AWSPENDING, RotationStep, SecretVersionStore, StepOutcome, VersionedKeySource,
+    run_step,
+};
+use keygate_core::store::{StoreError, UserStore};
+use keygate_core::testkit::{PASSWORD, WRONG_PASSWORD, unique_email};
+use keygate_core::{AuthConfig, AuthService, SystemClock};
+use keygate_http::Endpoint;
+use serde_json::{Value, json};
+
+const NOW_MS: i64 = 1_800_000_000_000;
+
+macro_rules! moto_test {
+    ($name:ident, $body:expr) => {
+        #[test]
+        fn $name() {
+            if !common::moto_available(stringify!($name)) {
+                return;
+            }
+            keygate_core::testkit::block_on($body);
+        }
+    };
+}
+
+fn key_doc(alg: SigningAlgorithm) -> KeySetDocument {
+    KeySetDocument {
+        keys: vec![generate_key(alg, 1).unwrap()],
+    }
+}
+
+/// A secret holding `value` as its AWSCURRENT version, as CDK creates it.
+async fn create_secret(client: &aws_sdk_secretsmanager::Client, value: &str) -> String {
+    let name = common::unique("keygate-keys");
+    client
+        .create_secret()
+        .name(&name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("create secret in moto");
+    name
+}
+
+async fn secrets_client() -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(&common::sdk_config().await)
+}
+
+fn jwks_len(set: &KeySet) -> usize {
+    set.jwks()["keys"].as_array().unwrap().len()
+}
+
+moto_test!(key_source_signs_with_current_and_publishes_pending, async {
+    let client = secrets_client().await;
+    let current = key_doc(SigningAlgorithm::Es256);
+    let secret = create_secret(&client, &current.to_json()).await;
+    let pending = KeySetDocument::rotated(
+        Some(&current),
+        generate_key(SigningAlgorithm::Es256, 2).unwrap(),
+    );
+    client
+        .put_secret_value()
+        .secret_id(&secret)
+        .client_request_token("00000000-0000-4000-8000-00000000aaaa")
+        .secret_string(pending.to_json())
+        .version_stages(AWSPENDING)
+        .send()
+        .await
+        .unwrap();
+    let source = keygate_aws::secrets::key_source(client, &secret, Duration::from_secs(300));
+    let set = source.key_set().await.unwrap();
+    assert_eq!(
+        set.signing_key().kid,
+        current.keys[0].kid,
+        "AWSCURRENT signs"
+    );
+    assert!(
+        set.find(&pending.keys[0].kid).is_some(),
+        "AWSPENDING verifies"
+    );
+    assert_eq!(jwks_len(&set), 2, "both are published");
+});
+
+moto_test!(
+    key_source_caches_for_its_ttl_and_serves_the_cache_through_an_outage,
+    async {
+        let plain = secrets_client().await;
+        let first = key_doc(SigningAlgorithm::Es256);
+        let secret = create_secret(&plain, &first.to_json()).await;
+        let (client, http) = common::instrumented_secrets_manager().await;
+        let clock = Arc::new(ManualClock::new(NOW_MS));
+        let source = VersionedKeySource::new(
+            SecretsManagerVersions::new(client, &secret),
+            clock.clone(),
+            Duration::from_secs(300),
+        );
+        assert_eq!(
+            source.key_set().await.unwrap().signing_key().kid,
+            first.keys[0].kid
+        );
+        let calls_after_load = http.faults.requests.load(Ordering::SeqCst);
+        assert_eq!(
+            calls_after_load, 2,
+            "one GetSecretValue per stage (AWSCURRENT, AWSPENDING)"
+        );
+
+        let second = key_doc(SigningAlgorithm::Es256);
+        plain
+            .put_secret_value()
+            .secret_id(&secret)
+            .secret_string(second.to_json())
+            .send()
+            .await
+            .unwrap();
+        clock.advance_ms(299_000);
+        assert_eq!(
+            source.key_set().await.unwrap().signing_key().kid,
+            first.keys[0].kid,
+            "cached within the TTL"
+        );
+        assert_eq!(
+            http.faults.requests.load(Ordering::SeqCst),
+            calls_after_load,
+            "no call within the TTL"
+        );
+        clock.advance_ms(1_000);
+        assert_eq!(
+            source.key_set().await.unwrap().signing_key().kid,
+            second.keys[0].kid,
+            "re-read after the TTL"
+        );
+
+        http.faults.outage.store(true, Ordering::SeqCst);
+        clock.advance_ms(300_000);
+        let during = source
+            .key_set()
+            .await
+            .expect("the cached set keeps serving while Secrets Manager is down");
+        assert_eq!(during.signing_key().kid, second.keys[0].kid);
+        http.faults.outage.store(false, Ordering::SeqCst);
+        clock.advance_ms(10_000);
+        assert_eq!(
+            source.key_set().await.unwrap().signing_key().kid,
+            second.keys[0].kid,
+            "recovers"
+        );
+    }
+);
+
+/// GET /.well-known/jwks.json through keygate-http with `keys` and no table.
+async fn jwks_status<K: KeySource>(keys: K) -> (u16, String, Value) {
+    let service = AuthService::new(
+        AuthConfig::with_issuer("https://keygate.test"),
+        NoTable,
+        keys,
+        SystemClock,
+    )
+    .unwrap();
+    let request = http::Request::get("/.well-known/jwks.json")
+        .body(bytes::Bytes::new())
+        .unwrap();
+    let response = keygate_http::handle(
+        &service,
+        &[Endpoint::Jwks, Endpoint::Discovery],
+        request,
+        "req-1",
+    )
+    .await;
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (
+        response.status().as_u16(),
+        content_type,
+        serde_json::from_slice(response.body()).unwrap(),
+    )
+}
+
+moto_test!(
+    cold_start_without_a_key_set_answers_503_and_recovers_after_the_first_rotation,
+    async {
+        let client = secrets_client().await;
+        // What CDK puts in the secret before the first rotation: a random string.
+        let secret = create_secret(&client, "Zr8#q1!vT9xWm2@pL5sK7$dN4&hB6^jF").await;
+        let source = Arc::new(keygate_aws::secrets::key_source(
+            client.clone(),
+            &secret,
+            Duration::from_secs(1),
+        ));
+        assert!(matches!(
+            source.key_set().await,
+            Err(KeyError::NoValidKeySet(_))
+        ));
+        let (status, content_type, body) = jwks_status(source.clone()).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (503, "application/problem+json"),
+            "{body}"
+        );
+
+        let versions = SecretsManagerVersions::new(client, &secret);
+        keygate_core::rotation::rotate(
+            &versions,
+            "00000000-0000-4000-8000-000000000001",
+            SigningAlgorithm::Es256,
+            NOW_MS,
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let (status, _, body) = jwks_status(source).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["keys"].as_array().unwrap().len(), 1);
+    }
+);
+
+moto_test!(
+    cold_start_with_secrets_manager_unreachable_answers_503,
+    async {
+        let (client, http) = common::instrumented_secrets_manager().await;
+        http.faults.outage.store(true, Ordering::SeqCst);
+        let source = Arc::new(keygate_aws::secrets::key_source(
+            client,
+            "keygate-keys-never-created",
+            Duration::from_secs(300),
+        ));
+        assert!(matches!(
+            source.key_set().await,
+            Err(KeyError::Unavailable(_))
+        ));
+        let (status, content_type, _) = jwks_status(source).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (503, "application/problem+json")
+        );
+        assert_eq!(
+            http.faults.requests.load(Ordering::SeqCst),
+            2 * sdk::MAX_ATTEMPTS as usize,
+            "each read retried as configured"
+        );
+    }
+);
+
+async fn stages(
+    versions: &SecretsManagerVersions,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut map = versions.versions().await.unwrap();
+    for stages in map.values_mut() {
+        stages.sort();
+    }
+    map
+}
+
+moto_test!(
+    the_four_rotation_steps_against_secrets_manager_are_idempotent,
+    async {
+        let client = secrets_client().await;
+        let secret = create_secret(&client, "a-random-placeholder-from-cdk-0123456789").await;
+        let versions = SecretsManagerVersions::new(client.clone(), &secret);
+        let alg = SigningAlgorithm::Es256;
+        let token = "11111111-1111-4111-8111-111111111111";
+
+        // createSecret, twice: one pending version, the same key both times.
+        assert_eq!(
+            run_step(&versions, RotationStep::CreateSecret, token, alg, NOW_MS)
+                .await
+                .unwrap(),
+            StepOutcome::Done
+        );
+        let pending = versions
+            .value_of_version(token)
+            .await
+            .unwrap()
+            .expect("pending value");
+        assert_eq!(
+            run_step(&versions, RotationStep::CreateSecret, token, alg, NOW_MS)
+                .await
+                .unwrap(),
+            StepOutcome::AlreadyDone
+        );
+        assert_eq!(
+            versions.value_of_version(token).await.unwrap().as_deref(),
+            Some(pending.as_str())
+        );
+        assert_eq!(stages(&versions).await[token], vec![AWSPENDING.to_owned()]);
+        let doc = KeySetDocument::parse(&pending).unwrap();
+        assert_eq!(
+            doc.keys.len(),
+            1,
+            "the placeholder is not a key set: the new key starts the set"
+        );
+
+        // setSecret and testSecret, twice each.
+        for _ in 0..2 {
+            run_step(&versions, RotationStep::SetSecret, token, alg, NOW_MS)
+                .await
+                .unwrap();
+            assert_eq!(
+                run_step(&versions, RotationStep::TestSecret, token, alg, NOW_MS)
+                    .await
+                    .unwrap(),
+                StepOutcome::Done
+            );
+        }
+        // finishSecret, twice: AWSCURRENT moves, AWSPENDING is removed.
+        run_step(&versions, RotationStep::FinishSecret, token, alg, NOW_MS)
+            .await
+            .unwrap();
+        assert_eq!(
+            run_step(&versions, RotationStep::FinishSecret, token, alg, NOW_MS)
+                .await
+                .unwrap(),
+            StepOutcome::AlreadyDone
+        );
+        assert_eq!(stages(&versions).await[token], vec![AWSCURRENT.to_owned()]);
+        assert_eq!(versions.value_at_stage(AWSPENDING).await.unwrap(), None);
+        assert_eq!(
+            versions
+                .value_at_stage(AWSCURRENT)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(pending.as_str())
+        );
+        for step in RotationStep::ALL {
+            assert_eq!(
+                run_step(&versions, step, token, alg, NOW_MS).await.unwrap(),
+                StepOutcome::AlreadyDone,
+                "{step} after the end"
+            );
+        }
+
+        // A second rotation (another algorithm) keeps the first key verifying.
+        let second = "22222222-2222-4222-8222-222222222222";
+        keygate_core::rotation::rotate(&versions, second, SigningAlgorithm::EdDsa, NOW_MS)
+            .await
+            .unwrap();
+        let current =
+            KeySetDocument::parse(&versions.value_at_stage(AWSCURRENT).await.unwrap().unwrap())
+                .unwrap();
+        assert_eq!(current.keys.len(), 2);
+        assert_eq!(current.keys[0].alg, SigningAlgorithm::EdDsa);
+        assert_eq!(current.keys[1], doc.keys[0]);
+        let all = stages(&versions).await;
+        assert_eq!(all[second], vec![AWSCURRENT.to_owned()]);
+        assert!(all[token].contains(&"AWSPREVIOUS".to_owned()), "{all:?}");
+        // What the JWKS publishes mid-rotation and after: checked through the key source.
+        let source = keygate_aws::secrets::key_source(client, &secret, Duration::from_secs(300));
+        let set = source.key_set().await.unwrap();
+        assert_eq!(set.signing_key().kid, current.keys[0].kid);
+        assert!(set.find(&doc.keys[0].kid).is_some());
+    }
+);
+
+moto_test!(
+    the_rotation_handler_runs_steps_from_events_and_refuses_other_secrets,
+    async {
+        let client = secrets_client().await;
+        let secret = create_secret(&client, &key_doc(SigningAlgorithm::Es256).to_json()).await;
+        let arn = client
+            .describe_secret()
+            .secret_id(&secret)
+            .send()
+            .await
+            .unwrap()
+            .arn
+            .unwrap();
+        let event = |step: &str| RotationEvent {
+            secret_id: arn.clone(),
+            client_request_token: "33333333-3333-4333-8333-333333333333".into(),
+            step: step.into(),
+        };
+        for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+            let out = shell::rotate_step(
+                client.clone(),
+                Some(&arn),
+                SigningAlgorithm::Es256,
+                event(step),
+            )
+            .await
+            .unwrap();
+            assert_eq!(out["step"], step);
+        }
+        let versions = SecretsManagerVersions::new(client.clone(), &arn);
+        assert_eq!(
+            stages(&versions).await["33333333-3333-4333-8333-333333333333"],
+            vec![AWSCURRENT.to_owned()]
+        );
+        assert!(
+            shell::rotate_step(
+                client.clone(),
+                Some("arn:aws:secretsmanager:us-east-1:1:secret:other"),
+                SigningAlgorithm::Es256,
+                event("createSecret")
+            )
+            .await
+            .is_err()
+        );
+        assert!(
+            shell::rotate_step(
+                client,
+                Some(&arn),
+                SigningAlgorithm::Es256,
+                event("dropSecret")
+            )
+            .await
+            .is_err()
+        );
+    }
+);
+
+moto_test!(throttling_is_retried_as_configured, async {
+    let (client, log, http) = common::instrumented_dynamodb().await;
+    let table = common::create_table(&client).await;
+    let store = DynamoStore::new(client, table);
+    let user = keygate_core::testkit::sample_user(&unique_email("throttle"));
+    assert!(store.create_user(&user).await.unwrap());
+    log.take();
+
+    // Fewer throttles than attempts: the call succeeds on the last attempt.
+    http.faults.inject(
+        sdk::MAX_ATTEMPTS as usize - 1,
+        "ProvisionedThroughputExceededException",
+    );
+    assert_eq!(
+        store.get_user(&user.email).await.unwrap().as_ref(),
+        Some(&user)
+    );
+    assert_eq!(log.take(), vec!["GetItem"; sdk::MAX_ATTEMPTS as usize]);
+
+    // As many throttles as attempts: the error surfaces after exactly MAX_ATTEMPTS tries.
+    http.faults
+        .inject(sdk::MAX_ATTEMPTS as usize, "ThrottlingException");
+    let started = std::time::Instant::now();
+    match store.get_user(&user.email).await {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("ThrottlingException"), "{message}")
+        }
+        other => panic!("expected the throttling error, got {other:?}"),
+    }
+    assert_eq!(log.take(), vec!["GetItem"; sdk::MAX_ATTEMPTS as usize]);
+    // Two backoffs of at most 50 ms and 100 ms (jittered): far below the SDK default's seconds.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A conditional write is retried the same way and applies once.
+    http.faults
+        .inject(1, "ProvisionedThroughputExceededException");
+    assert!(
+        store
+            .record_failed_login(&user.email, 0, 1, 0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(log.take(), vec!["UpdateItem", "UpdateItem"]);
+    assert_eq!(
+        store
+            .get_user(&user.email)
+            .await
+            .unwrap()
+            .unwrap()
+            .failed_logins,
+        1
+    );
+    assert_eq!(http.faults.errors_left.load(Ordering::SeqCst), 0);
+});
+
+fn ctx() -> RequestContext {
+    RequestContext {
+        request_id: "round-trips".into(),
+        correlation_id: "round-trips".into(),
+    }
+}
+
+moto_test!(store_round_trips_per_endpoint, async {
+    let (client, log, _) = common::instrumented_dynamodb().await;
+    let table = common::create_table(&client).await;
+    let keys = StaticKeySource(Arc::new(
+        KeySet::from_documents(&key_doc(SigningAlgorithm::Es256), None).unwrap(),
+    ));
+    // No grace interval: a replay revokes at once (within it, a replay of the live token's parent reads
+    // the child with one GetItem and revokes nothing).
+    let mut config = AuthConfig::with_issuer("https://keygate.test");
+    config.refresh_reuse_grace_secs = 0;
+    let service =
+        AuthService::new(config, DynamoStore::new(client, table), keys, SystemClock).unwrap();
+    let email = unique_email("round-trips");
+    log.take();
+
+    service.register(&ctx(), &email, PASSWORD).await.unwrap();
+    assert_eq!(log.take(), ["PutItem"], "register: one conditional PutItem");
+
+    let tokens = service.login(&ctx(), &email, PASSWORD, None).await.unwrap();
+    assert_eq!(
+        log.take(),
+        ["GetItem", "PutItem"],
+        "login: GetItem + one write"
+    );
+
+    assert!(
+        service
+            .login(&ctx(), &email, WRONG_PASSWORD, None)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        log.take(),
+        ["GetItem", "UpdateItem"],
+        "failed login: GetItem + the conditional counter update"
+    );
+
+    let after_failure = service.login(&ctx(), &email, PASSWORD, None).await.unwrap();
+    assert_eq!(
+        log.take(),
+        ["GetItem", "TransactWriteItems"],
+        "login resetting the counter: GetItem + one transaction"
+    );
+
+    assert!(
+        service
+            .login(&ctx(), &unique_email("nobody"), PASSWORD, None)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        log.take(),
+        ["GetItem", "UpdateItem"],
+        "unknown email: the same two calls"
+    );
+
+    let rotated = service
+        .refresh(&ctx(), &tokens.refresh_token, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        log.take(),
+        ["TransactWriteItems"],
+        "refresh: exactly one TransactWriteItems"
+    );
+
+    service.me(&rotated.access_token).await.unwrap();
+    assert_eq!(
+        log.take(),
+        ["Query", "GetItem"],
+        "me: index Query + consistent GetItem"
+    );
+
+    assert!(
+        service
+            .refresh(&ctx(), &tokens.refresh_token, None)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        log.take(),
+        ["TransactWriteItems", "Query", "BatchWriteItem"],
+        "reuse: the transaction, then the family's revocation"
+    );
+
+    service
+        .logout(&ctx(), &after_failure.refresh_token)
+        .await
+        .unwrap();
+    assert_eq!(log.take(), ["GetItem", "Query", "BatchWriteItem"], "logout");
+
+    let fresh = service.login(&ctx(), &email, PASSWORD, None).await.unwrap();
+    log.take();
+    service
+        .logout_all(&ctx(), &fresh.access_token)
+        .await
+        .unwrap();
+    assert_eq!(
+        log.take(),
+        ["Query", "GetItem", "UpdateItem", "Query", "BatchWriteItem"],
+        "logout-all"
+    );
+});
+
+/// An API Gateway REST (v1) proxy event for stage `dev`, as API Gateway sends it.
+fn rest_event(
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    bearer: Option<&str>,
+) -> lambda_http::Request {
+    let mut headers = json!({"Host": "abc123.execute-api.us-east-1.amazonaws.com", "X-Correlation-Id": "corr-42"});
+    if body.is_some() {
+        headers["Content-Type"] = json!("application/json");
+    }
+    if let Some(token) = bearer {
+        headers["Authorization"] = json!(format!("Bearer {token}"));
+    }
+    let multi: serde_json::Map<String, Value> = headers
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), json!([v])))
+        .collect();
+    let event = json!({
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": multi,
+        "queryStringParameters": null,
+        "multiValueQueryStringParameters": null,
+        "pathParameters": null,
+        "stageVariables": null,
+        "requestContext": {
+            "accountId": "123456789012", "resourceId": "r1", "stage": "dev", "requestId": "apigw-1",
+            "identity": {"sourceIp": "203.0.113.9"}, "resourcePath": path, "httpMethod": method,
+            "apiId": "abc123", "path": format!("/dev{path}"), "protocol": "HTTP/1.1"
+        },
+        "body": body.map(|b| b.to_string()),
+        "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("a REST proxy event")
+}
+
+async fn call<S: keygate_core::store::AuthStore, K: KeySource>(
+    service: &AuthService<S, K, SystemClock>,
+    endpoint: Endpoint,
+    body: Option<Value>,
+    bearer: Option<&str>,
+) -> (u16, Value) {
+    let event = rest_event(endpoint.method().as_str(), endpoint.path(), body, bearer);
+    let response = shell::answer(service, &[endpoint], event).await;
+    let status = response.status().as_u16();
+    let body = match response.body() {
+        lambda_http::Body::Text(text) => serde_json::from_str(text).unwrap(),
+        lambda_http::Body::Empty => Value::Null,
+        other => panic!("unexpected body {other:?}"),
+    };
+    (status, body)
+}
+
+moto_test!(
+    every_route_answers_through_the_lambda_event_conversion,
+    async {
+        let config = common::sdk_config().await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+        let table = common::create_table(&dynamodb).await;
+        let secrets = aws_sdk_secretsmanager::Client::new(&config);
+        let secret = create_secret(&secrets, "placeholder-before-the-first-rotation").await;
+        keygate_core::rotation::rotate(
+            &SecretsManagerVersions::new(secrets.clone(), &secret),
+            "44444444-4444-4444-8444-444444444444",
+            SigningAlgorithm::Es256,
+            NOW_MS,
+        )
+        .await
+        .unwrap();
+        let keys = keygate_aws::secrets::key_source(secrets, &secret, Duration::from_secs(300));
+        let service = AuthService::new(
+            AuthConfig::with_issuer("https://keygate.test"),
+            DynamoStore::new(dynamodb, table),
+            keys,
+            SystemClock,
+        )
+        .unwrap();
+        let email = unique_email("routes");
+        let credentials = json!({"email": email, "password": PASSWORD});
+
+        let mut answered = Vec::new();
+        let (status, body) = call(
+            &service,
+            Endpoint::Register,
+            Some(credentials.clone()),
+            None,
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        answered.push("register");
+        let user_id = body["user_id"].as_str().unwrap().to_owned();
+
+        let (status, login) =
+            call(&service, Endpoint::Login, Some(credentials.clone()), None).await;
+        assert_eq!(status, 200, "{login}");
+        assert_eq!(login["token_type"], "Bearer");
+        answered.push("login");
+
+        let (status, refreshed) = call(
+            &service,
+            Endpoint::Refresh,
+            Some(json!({"refresh_token": login["refresh_token"]})),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{refreshed}");
+        answered.push("refresh");
+        let access = refreshed["access_token"].as_str().unwrap().to_owned();
+
+        let (status, me) = call(&service, Endpoint::Me, None, Some(&access)).await;
+        assert_eq!(
+            (status, me["user_id"].as_str()),
+            (200, Some(user_id.as_str())),
+            "{me}"
+        );
+        answered.push("me");
+
+        let new_password = keygate_core::testkit::NEW_PASSWORD;
+        let (status, changed) = call(
+            &service,
+            Endpoint::ChangePassword,
+            Some(json!({"current_password": PASSWORD, "new_password": new_password})),
+            Some(&access),
+        )
+        .await;
+        assert_eq!(status, 200, "{changed}");
+        answered.push("change-password");
+
+        let (status, _) = call(
+            &service,
+            Endpoint::Logout,
+            Some(json!({"refresh_token": changed["refresh_token"]})),
+            None,
+        )
+        .await;
+        assert_eq!(status, 204);
+        answered.push("logout");
+
+        let (status, relogin) = call(
+            &service,
+            Endpoint::Login,
+            Some(json!({"email": email, "password": new_password})),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{relogin}");
+        let (status, _) = call(
+            &service,
+            Endpoint::LogoutAll,
+            None,
+            relogin["access_token"].as_str(),
+        )
+        .await;
+        assert_eq!(status, 204);
+        answered.push("logout-all");
+        let (status, _) = call(
+            &service,
+            Endpoint::Me,
+            None,
+            relogin["access_token"].as_str(),
+        )
+        .await;
+        assert_eq!(status, 401, "logout-all revokes the access token too");
+
+        let (status, jwks) = call(&service, Endpoint::Jwks, None, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(jwks["keys"][0]["alg"], "ES256");
+        answered.push("jwks");
+        let (status, discovery) = call(&service, Endpoint::Discovery, None, None).await;
+        assert_eq!(
+            (status, discovery["issuer"].as_str()),
+            (200, Some("https://keygate.test"))
+        );
+        answered.push("discovery");
+        assert_eq!(answered.len(), Endpoint::ALL.len());
+
+        // A function answers only its own route.
+        let event = rest_event("POST", "/auth/login", Some(credentials), None);
+        let response = shell::answer(&service, &[Endpoint::Register], event).await;
+        assert!(response.status().is_client_error(), "{}", response.status());
+    }
+);
