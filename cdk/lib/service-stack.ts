@@ -1,6 +1,7 @@
 import { Aws, CfnOutput, Fn, Stack, StackProps, Tags } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
-import { ApiFunctionName, StageSettings } from '../config';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { ApiFunctionName, FUNCTION_NAMES, FunctionName, StageSettings } from '../config';
 import { KeygateApi } from './api/api';
 import { ApiFirewall } from './api/waf';
 import { API_FUNCTIONS } from './catalog';
@@ -53,7 +54,10 @@ export class KeygateServiceStack extends Stack {
       keys: this.keys,
       issuer,
     });
-    const apiFunctions = Object.fromEntries(API_FUNCTIONS.map((n) => [n, this.functions.byName[n]])) as Record<ApiFunctionName, KeygateFunction>;
+    const apiFunctions = {} as Record<ApiFunctionName, KeygateFunction>;
+    for (const name of API_FUNCTIONS) {
+      apiFunctions[name] = this.functions.byName[name];
+    }
     this.aliases = new LiveAliases(this, 'Concurrency', { settings, functions: apiFunctions });
     this.api.addRoutes(this.aliases.byName);
     this.firewall = new ApiFirewall(this, 'Firewall', { settings, stage: this.api.api.deploymentStage });
@@ -61,7 +65,7 @@ export class KeygateServiceStack extends Stack {
       settings,
       stage: this.api.api.deploymentStage,
       table: this.table.table,
-      functions: Object.fromEntries(Object.entries(this.functions.byName).map(([n, f]) => [n, f.fn])) as never,
+      functions: functionsByName(this.functions),
     });
 
     // The stage's base URL without a trailing slash (what clients and the smoke test prefix paths with).
@@ -76,4 +80,12 @@ export class KeygateServiceStack extends Stack {
     }
     acknowledgeServiceFindings(this);
   }
+}
+
+function functionsByName(functions: KeygateFunctions): Record<FunctionName, lambda.Function> {
+  const out = {} as Record<FunctionName, lambda.Function>;
+  for (const name of FUNCTION_NAMES) {
+    out[name] = functions.byName[name].fn;
+  }
+  return out;
 }
