@@ -129,11 +129,11 @@ fn shape(problem: &Problem) -> Shape {
 /// members so a client can quote them. Server-side failures are logged here, once.
 pub fn problem(problem: &Problem, ctx: &RequestContext) -> Response<Bytes> {
     let shape = shape(problem);
-    if let Problem::Auth(error) = problem {
-        if shape.status.is_server_error() {
-            // Domain errors never hold secrets: they name what failed, not the input.
-            tracing::error!(target: "keygate::error", request_id = %ctx.request_id, correlation_id = %ctx.correlation_id, error = %error, "request failed");
-        }
+    if let Problem::Auth(error) = problem
+        && shape.status.is_server_error()
+    {
+        // Domain errors never hold secrets: they name what failed, not the input.
+        tracing::error!(target: "keygate::error", request_id = %ctx.request_id, correlation_id = %ctx.correlation_id, error = %error, "request failed");
     }
     let body = json!({
         "type": format!("urn:keygate:problem:{}", shape.slug),

@@ -1,8 +1,8 @@
 //! `keygate-local`: the whole API on one machine, with the same core and request handling as Lambda.
-//! `main` only wires: flags and environment into configuration, the embedded store, the key file, the server.
+//! `main` only wires: flags and environment into configuration, the store, the key files, the server.
 
 mod cli;
-mod key_file;
+mod keys;
 mod server;
 
 use std::process::ExitCode;
@@ -11,17 +11,13 @@ fn main() -> ExitCode {
     let options = match cli::Options::parse() {
         Ok(options) => options,
         Err(error) => {
-            // clap prints usage and help itself; everything else is one line.
-            if let Some(clap_error) = error.downcast_ref::<clap::Error>() {
-                let _ = clap_error.print();
-                return if clap_error.use_stderr() {
-                    ExitCode::from(2)
-                } else {
-                    ExitCode::SUCCESS
-                };
-            }
-            eprintln!("keygate-local: {error}");
-            return ExitCode::from(2);
+            // clap prints usage errors (exit 2) and --help/--version (exit 0) itself.
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     server::init_logging();
@@ -35,7 +31,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(options)) {
+    let result = match options.action {
+        cli::Action::Serve => runtime.block_on(server::run(options)),
+        cli::Action::RotateKeys => runtime.block_on(server::rotate(options)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("keygate-local: {error}");

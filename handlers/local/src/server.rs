@@ -8,14 +8,16 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt as _;
-use keygate_core::keys::{KeySet, KeySource, StaticKeySource};
+use keygate_core::keyfile::FileVersionStore;
+use keygate_core::keys::KeySource;
+use keygate_core::rotation::VersionedKeySource;
 use keygate_core::store::AuthStore;
-use keygate_core::{AuthService, Clock, SystemClock};
+use keygate_core::{AuthConfig, AuthService, Clock, SystemClock};
 use keygate_http::{Endpoint, MAX_BODY_BYTES};
 use keygate_store_sqlite::SqliteStore;
 
-use crate::cli::Options;
-use crate::key_file;
+use crate::cli::{Options, StoreKind};
+use crate::keys;
 
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -29,6 +31,8 @@ pub fn init_logging() {
         .init();
 }
 
+type LocalKeys = VersionedKeySource<FileVersionStore, SystemClock>;
+
 pub async fn run(options: Options) -> Result<(), String> {
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| format!("{}: {e}", options.data_dir.display()))?;
@@ -37,32 +41,67 @@ pub async fn run(options: Options) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", options.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let config = options.auth_config(addr).map_err(|e| e.to_string())?;
-    let document = key_file::load_or_create(
-        &options.data_dir,
-        config.signing_alg,
-        SystemClock.now_ms() / 1000,
-    )?;
-    let keys = StaticKeySource(Arc::new(
-        KeySet::from_documents(&document, None).map_err(|e| e.to_string())?,
-    ));
-    let store = SqliteStore::open_in_dir(&options.data_dir).map_err(|e| {
-        format!(
-            "cannot open the store in {}: {e}",
-            options.data_dir.display()
-        )
-    })?;
-    // Reads already ignore expired tokens; the sweep only reclaims space.
-    let _sweeper = store.spawn_sweeper(SystemClock, std::time::Duration::from_secs(600));
-    let service = AuthService::new(config, store, keys, SystemClock).map_err(|e| e.to_string())?;
-    serve(listener, addr, Arc::new(service)).await
+    keys::ensure_key_set(&options.data_dir, config.signing_alg, SystemClock.now_ms()).await?;
+    // The same cached, versioned key source as on Lambda: rotations by `keygate-local rotate-keys`
+    // reach a running server within the cache TTL.
+    let ttl = options.key_cache_ttl().map_err(|e| e.to_string())?;
+    let keys = VersionedKeySource::new(FileVersionStore::new(&options.data_dir), SystemClock, ttl);
+    keys.key_set().await.map_err(|e| e.to_string())?;
+    match options.store {
+        StoreKind::Sqlite => {
+            let store = SqliteStore::open_in_dir(&options.data_dir).map_err(|e| {
+                format!(
+                    "cannot open the store in {}: {e}",
+                    options.data_dir.display()
+                )
+            })?;
+            // Reads already ignore expired tokens; the sweep only reclaims space.
+            let _sweeper = store.spawn_sweeper(SystemClock, std::time::Duration::from_secs(600));
+            serve(listener, addr, config, store, keys).await
+        }
+        StoreKind::Dynamodb => {
+            let table = options.table_name().map_err(|e| e.to_string())?;
+            let sdk = keygate_aws::sdk::load().await;
+            let store = keygate_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+            store.warm_up().await;
+            serve(listener, addr, config, store, keys).await
+        }
+    }
 }
 
-async fn serve<S: AuthStore, K: KeySource>(
+/// `keygate-local rotate-keys`: one whole rotation of the data folder's keys.
+pub async fn rotate(options: Options) -> Result<(), String> {
+    std::fs::create_dir_all(&options.data_dir)
+        .map_err(|e| format!("{}: {e}", options.data_dir.display()))?;
+    let config = options
+        .auth_config(options.addr)
+        .map_err(|e| e.to_string())?;
+    keys::rotate_keys(&options.data_dir, config.signing_alg, SystemClock.now_ms()).await?;
+    let keys = VersionedKeySource::new(
+        FileVersionStore::new(&options.data_dir),
+        SystemClock,
+        std::time::Duration::from_secs(1),
+    );
+    let set = keys.key_set().await.map_err(|e| e.to_string())?;
+    println!(
+        "rotated: key {} ({}) signs now; the previous key keeps verifying",
+        set.signing_key().kid,
+        set.signing_key().alg
+    );
+    Ok(())
+}
+
+async fn serve<S: AuthStore>(
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
-    service: Arc<AuthService<S, K, SystemClock>>,
+    config: AuthConfig,
+    store: S,
+    keys: LocalKeys,
 ) -> Result<(), String> {
-    let app = Router::new().fallback(answer::<S, K>).with_state(service);
+    let service = AuthService::new(config, store, keys, SystemClock).map_err(|e| e.to_string())?;
+    let app = Router::new()
+        .fallback(answer::<S, LocalKeys>)
+        .with_state(Arc::new(service));
     println!("listening on http://{addr}");
     println!(
         "try: curl -s -X POST http://{addr}/auth/register -H 'content-type: application/json' -d '{{\"email\":\"ada@example.com\",\"password\":\"correct horse battery staple\"}}'"

@@ -666,3 +666,85 @@ async fn bad_input_gets_problem_documents_and_never_a_5xx() {
         "no 5xx in the access log"
     );
 }
+
+#[tokio::test]
+async fn rotate_keys_reaches_a_running_server_and_old_tokens_keep_verifying() {
+    let dir = temp_dir("rotate");
+    let server = Server::start(&dir, &["--key-cache-ttl-seconds", "1"]).await;
+    server.register("rot@example.com").await;
+    let before = server.login("rot@example.com", PASSWORD).await;
+    let jwks: Value = server
+        .get("/.well-known/jwks.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let old_kid = jwks["keys"][0]["kid"].as_str().unwrap().to_owned();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_keygate-local"))
+        .arg("rotate-keys")
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("rotated: key "));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let jwks: Value = server
+        .get("/.well-known/jwks.json", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids.len(), 2, "new and previous key published: {kids:?}");
+    assert_eq!(kids[1], old_kid);
+    assert_eq!(
+        server
+            .get("/auth/me", Some(&s(&before, "access_token")))
+            .await
+            .status(),
+        StatusCode::OK,
+        "a token of the previous key still verifies"
+    );
+    let after = server.login("rot@example.com", PASSWORD).await;
+    let header = s(&after, "access_token")
+        .split('.')
+        .next()
+        .unwrap()
+        .to_owned();
+    let header = String::from_utf8(base64_url_decode(&header)).unwrap();
+    assert!(
+        header.contains(kids[0]),
+        "new tokens are signed by the new key: {header}"
+    );
+    server.stop().await;
+}
+
+fn base64_url_decode(input: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for byte in input.bytes() {
+        let value = ALPHABET.iter().position(|&c| c == byte).expect("base64url") as u32;
+        bits = (bits << 6) | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
+}

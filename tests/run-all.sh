@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The one command that runs every test of keygate on a fresh machine. It installs what it needs
+# (pinned): Python tools into .venv, Node packages with `npm ci`; Rust comes from the machine.
+#
+#   bash tests/run-all.sh
+#
+# Steps: formatting and lints (rustfmt, clippy, tsc); the Rust tests (unit, in-process HTTP, the store
+# behaviour suite on SQLite and on DynamoDB through moto, Secrets Manager rotation, end-to-end tests
+# of keygate-local); third-party JWT libraries verifying keygate's tokens; the smoke tool against a
+# local server; the CDK tests (jest); a real `cdk synth` of every stage and the pipeline with the Rust
+# functions built by cargo-lambda and cdk-nag enforced; cfn-lint on every synthesised template.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export CARGO_TERM_COLOR=never
+target="${CARGO_TARGET_DIR:-$root/target}"
+started=$(date +%s)
+step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
+
+step "python tools into .venv"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+export PATH="$root/.venv/bin:$PATH"
+
+step "node packages"
+npm ci --no-audit --no-fund --loglevel=error
+
+step "rustfmt, clippy, tsc"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+npm run --silent typecheck
+
+step "rust tests (moto serves DynamoDB and Secrets Manager)"
+# The smoke tool's end-to-end test uses this binary instead of building its own.
+export KEYGATE_LOCAL_BIN="$target/debug/keygate-local"
+cargo build --locked -p keygate-local
+bash tests/moto/with-moto.sh cargo test --workspace --locked
+
+step "third-party JWT libraries verify keygate's tokens through the JWKS"
+python tests/e2e/third_party_jwt.py "$target/debug/keygate-local"
+
+step "keygate-smoke against a local server on a free port"
+cargo build --locked -p keygate-smoke
+bash tests/e2e/smoke-local.sh "$target/debug/keygate-local" "$target/debug/keygate-smoke"
+
+step "CDK tests (jest)"
+npm test --silent
+
+step "cdk synth of every stage and the pipeline, Rust bundled by cargo-lambda, cdk-nag enforced"
+npm run --silent synth:all
+
+step "cfn-lint on every template"
+npm run --silent lint:cfn
+
+step "all tests passed"
