@@ -9,14 +9,12 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-venv="${KEYGATE_VENV:-$root/.venv}"
+venv="$root/.venv"
 
-# Tools: cargo-lambda (brings zig) and moto's server, pinned, in the project venv.
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-if ! "$venv/bin/cargo-lambda" --version 2>/dev/null | grep -q '1\.9\.2' || [ ! -x "$venv/bin/moto_server" ]; then
-  "$venv/bin/pip" install --quiet 'cargo-lambda==1.9.2' 'moto[server]==5.2.5'
+# Tools: moto's server (the AWS tests' own pinned setup) and cargo-lambda (brings zig), in the project venv.
+bash tests/moto/setup-venv.sh
+if ! "$venv/bin/cargo-lambda" --version 2>/dev/null | grep -q '1\.9\.2'; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'cargo-lambda==1.9.2'
 fi
 export PATH="$venv/bin:$PATH"
 
@@ -39,4 +37,5 @@ fi
 
 # The harness itself (release, so its own overhead stays out of the figures).
 cargo build --release -p keygate-bench
-"$CARGO_TARGET_DIR/release/keygate-bench" run --venv "$venv" "$@"
+# moto is started by the AWS tests' wrapper, which exports AWS_ENDPOINT_URL_DYNAMODB for the harness.
+bash tests/moto/with-moto.sh "$CARGO_TARGET_DIR/release/keygate-bench" run --venv "$venv" "$@"

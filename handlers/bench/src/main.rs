@@ -95,7 +95,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         only: None,
         extras: Vec::new(),
         title: "keygate cold-start benchmark".to_owned(),
-        moto_endpoint: None,
+        moto_endpoint: std::env::var("AWS_ENDPOINT_URL_DYNAMODB").ok(),
         seed: 6,
     };
     let mut it = args.iter();

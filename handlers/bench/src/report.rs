@@ -332,7 +332,7 @@ pub fn svg(results: &Results) -> String {
             target: Some((4.0, "4 MB")),
         },
     ];
-    let (label_w, panel_w, gap, row_h, top) = (150.0, 210.0, 20.0, 20.0, 56.0);
+    let (label_w, panel_w, gap, row_h, top) = (170.0, 200.0, 40.0, 20.0, 56.0);
     let rows = results.variants.len() as f64;
     let width = label_w + panels.len() as f64 * (panel_w + gap) + 10.0;
     let height = top + rows * row_h + 36.0;
