@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:-cdk.out}"
+CFN_LINT_VERSION=1.58.0
 lint=".venv/bin/cfn-lint"
-if [ ! -x "$lint" ]; then
-  echo "cfn-lint: $lint missing; python3 -m venv .venv && .venv/bin/pip install cfn-lint==1.58.0" >&2
-  exit 1
+if [ ! -x "$lint" ] || [ "$("$lint" --version 2>/dev/null | awk '{print $2}')" != "$CFN_LINT_VERSION" ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install --quiet "cfn-lint==$CFN_LINT_VERSION"
 fi
 mapfile -t templates < <(find "$out" -name '*.template.json' | sort)
 if [ "${#templates[@]}" -eq 0 ]; then

@@ -10,11 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-export PATH="$PWD/.venv/bin:$HOME/.cargo/bin:$PATH"
-if ! cargo lambda --version >/dev/null 2>&1; then
-  echo "synth:all: 'cargo lambda' not found; create the venv: python3 -m venv .venv && .venv/bin/pip install cargo-lambda==1.9.2" >&2
-  exit 1
+CARGO_LAMBDA_VERSION=1.9.2
+if [ ! -x .venv/bin/cargo-lambda ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install --quiet "cargo-lambda==$CARGO_LAMBDA_VERSION"
 fi
+export PATH="$PWD/.venv/bin:$HOME/.cargo/bin:$PATH"
+cargo lambda --version
 
 context_args=()
 if ! node -e '
