@@ -25,7 +25,8 @@ fi
 py="$root/.venv/bin/python"
 port="$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 log="${MOTO_LOG:-$(mktemp -t moto.XXXXXX.log)}"
-"$moto" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+# serve.py: moto with each request applied atomically (see there why).
+"$py" "$root/tests/moto/serve.py" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 moto_pid=$!
 stop() {
     if kill -0 "$moto_pid" 2>/dev/null; then
