@@ -63,12 +63,14 @@ export class KeygatePipelineStack extends Stack {
       input: source,
       installCommands: [...toolchainInstallCommands(p), 'npm ci'],
       commands: [
+        // One target directory for the test command, the bundling in cdk synth and the smoke build.
+        'export PATH="$HOME/.cargo/bin:$PWD/.venv/bin:$PATH" CARGO_TARGET_DIR="$PWD/target"',
         // The README test command: Rust tests, local-server smoke test, CDK tests, synth with bundling, cfn-lint.
         'bash .ci/run',
         'npx cdk synth',
         // The smoke tool for the post-deployment steps, built once here (same image as those steps).
         'cargo build --locked -p keygate-smoke --bin keygate-smoke',
-        `mkdir -p ${SMOKE_DIR} && cp target/debug/keygate-smoke ${SMOKE_DIR}/`,
+        `mkdir -p ${SMOKE_DIR} && cp "$CARGO_TARGET_DIR/debug/keygate-smoke" ${SMOKE_DIR}/`,
       ],
       primaryOutputDirectory: 'cdk.out',
       env: { CI: 'true' },
