@@ -135,8 +135,43 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// `main` of an API function serving `endpoints`.
-pub fn run_http(endpoints: &'static [Endpoint], table: Table) -> ExitCode {
+/// `main` of an API function serving `endpoints` from the table.
+pub fn run_http(endpoints: &'static [Endpoint]) -> ExitCode {
+    start_http(
+        Table::Used,
+        async move |settings, metrics, sdk_config, keys| {
+            let Some(table_name) = settings.table_name else {
+                return Err("KEYGATE_TABLE_NAME: is required".into());
+            };
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), table_name);
+            tokio::join!(warm_keys(&keys), store.warm_up());
+            serve(metrics, settings.auth, store, keys, endpoints).await
+        },
+    )
+}
+
+/// `main` of an API function without table access (well-known). A separate entry point rather than a
+/// flag, so such a binary links no DynamoDB client at all.
+pub fn run_http_without_table(endpoints: &'static [Endpoint]) -> ExitCode {
+    start_http(
+        Table::NotUsed,
+        async move |settings, metrics, _sdk_config, keys| {
+            warm_keys(&keys).await;
+            serve(metrics, settings.auth, NoTable, keys, endpoints).await
+        },
+    )
+}
+
+/// Init common to the API functions, then `serve_with` (store setup and the runtime loop).
+fn start_http<F>(table: Table, serve_with: F) -> ExitCode
+where
+    F: AsyncFnOnce(
+        HttpSettings,
+        &'static Collector,
+        aws_config::SdkConfig,
+        SecretsManagerKeySource,
+    ) -> Result<(), lambda_runtime::Error>,
+{
     telemetry::init_logging();
     let runtime = match runtime() {
         Ok(runtime) => runtime,
@@ -156,18 +191,7 @@ pub fn run_http(endpoints: &'static [Endpoint], table: Table) -> ExitCode {
         };
         let sdk_config = sdk::load().await;
         let keys = secrets::key_source(aws_sdk_secretsmanager::Client::new(&sdk_config), &settings.keys_secret_id, settings.key_cache_ttl);
-        let result = match settings.table_name {
-            Some(table_name) => {
-                let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), table_name);
-                tokio::join!(warm_keys(&keys), store.warm_up());
-                serve(metrics, settings.auth, store, keys, endpoints).await
-            }
-            None => {
-                warm_keys(&keys).await;
-                serve(metrics, settings.auth, NoTable, keys, endpoints).await
-            }
-        };
-        match result {
+        match serve_with(settings, metrics, sdk_config, keys).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(target: "keygate::runtime", error = %e, "the Lambda runtime loop ended");

@@ -1,8 +1,8 @@
 //! Lambda function `well-known`: GET /.well-known/jwks.json and GET /.well-known/openid-configuration. Only wiring; see `keygate_aws::shell`.
 
-use keygate_aws::shell::{Table, run_http};
+use keygate_aws::shell::run_http_without_table;
 use keygate_http::Endpoint;
 
 fn main() -> std::process::ExitCode {
-    run_http(&[Endpoint::Jwks, Endpoint::Discovery], Table::NotUsed)
+    run_http_without_table(&[Endpoint::Jwks, Endpoint::Discovery])
 }
