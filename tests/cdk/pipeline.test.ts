@@ -42,7 +42,7 @@ describe('pipeline', () => {
   test('synth installs Rust, cargo-lambda and Node deps, runs the test command, then cdk synth', () => {
     const synth = stage('Build').Actions[0];
     const spec = buildSpecOf(synth.Configuration.ProjectName.Ref);
-    const order = ['sh.rustup.rs', '--default-toolchain 1.95.0', 'cargo-lambda==1.9.2', 'npm ci', 'bash .ci/run', 'npx cdk synth', 'keygate-smoke'];
+    const order = ['sh.rustup.rs', '--component rustfmt,clippy', '--default-toolchain 1.95.0', 'cargo-lambda==1.9.2', 'npm ci', 'bash .ci/run', 'npx cdk synth', 'keygate-smoke'];
     let last = -1;
     for (const step of order) {
       const at = spec.indexOf(step);

@@ -26,7 +26,7 @@ const BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0;
 /** Commands that put the pinned Rust toolchain and cargo-lambda (with zig) on the PATH. */
 export function toolchainInstallCommands(p: PipelineSettings): string[] {
   return [
-    `curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain ${p.toolchain.rust}`,
+    `curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt,clippy --default-toolchain ${p.toolchain.rust}`,
     'export PATH="$HOME/.cargo/bin:$PATH"',
     'python3 -m venv .venv',
     `.venv/bin/pip install --quiet cargo-lambda==${p.toolchain.cargoLambda}`,
