@@ -831,6 +831,9 @@ async fn run(options: Options) -> Result<(), String> {
             .to_owned(),
     );
     notes.push(
+        "MB = 10^6 bytes (peak RSS is VmHWM; zip is the bootstrap deflated as cargo-lambda zips it, the Node bundle's index.js likewise). Init = spawn to the first GET /next; first response = spawn to the first answer; warm = median over all warm invocations.".to_owned(),
+    );
+    notes.push(
         "node-refresh runs under a minimal Runtime API loop (tests/bench/node-refresh/runtime.js), lighter than the managed nodejs20.x runtime; it fetches and caches the key secret on its first invocation (the seed's pattern), whereas the Rust functions load keys during init: compare first response for the whole cold path."
             .to_owned(),
     );
