@@ -3,7 +3,7 @@
 # floors with `cargo lambda build --release`, bundles the Node.js baseline, builds the harness, then runs
 # it (moto server, seeding, interleaved cold starts) and writes tests/bench/results.{json,md} and
 # tests/bench/chart.svg. Extra arguments go to `keygate-bench run` (e.g. --runs 10 --warm 10).
-# Details: notes/bench-readme.md. Not part of CI: it takes several minutes and needs an idle machine.
+# Details: README.md, "Benchmarks". Not part of CI: it takes several minutes and needs an idle machine.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
