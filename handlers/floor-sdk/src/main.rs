@@ -1,13 +1,17 @@
 //! The SDK floor: exactly the start-up work every keygate function must do, and nothing else.
 //!
-//! Init, shaped like `keygate_aws::shell::run_http`: load the AWS config from the environment, create
-//! the DynamoDB and Secrets Manager clients, then read the signing-key secret and make one GetItem
-//! (which opens the DynamoDB connection) concurrently, on a current-thread tokio runtime.
-//! Each invocation then makes one GetItem, the size of keygate's hot path (refresh is one round trip).
+//! Init, shaped like `keygate_aws::shell::run_http`: load the AWS config from the environment with
+//! keygate's own SDK settings (`keygate_aws::sdk::load`: retry and timeout policy, the HTTPS client
+//! trusting Amazon Trust Services' roots), create the DynamoDB and Secrets Manager clients, then read
+//! the signing-key secret and make one GetItem (which opens the DynamoDB connection) concurrently, on a
+//! current-thread tokio runtime. Each invocation then makes one GetItem, the size of keygate's hot path
+//! (refresh is one round trip).
 //!
-//! Two switches exist only for the tuning measurements of issue 6 (both read once, at start):
+//! Three switches exist only for the tuning measurements of issue 6 (read once, at start):
 //! - `FLOOR_TOKIO_FLAVOR=multi_thread` runs on tokio's multi-thread runtime instead;
-//! - `FLOOR_SDK_WARMUP=0` skips the GetItem during init, so the first invocation opens the connection.
+//! - `FLOOR_SDK_WARMUP=0` skips the GetItem during init, so the first invocation opens the connection;
+//! - `FLOOR_SDK_CONFIG=default` loads the SDK's default configuration instead (its HTTPS client loads
+//!   the operating system's whole certificate store).
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -32,7 +36,11 @@ async fn get_item(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Result<()
 async fn run() -> Result<(), Error> {
     let table = env("KEYGATE_TABLE_NAME")?;
     let secret_id = env("KEYGATE_KEYS_SECRET_ID")?;
-    let config = aws_config::load_from_env().await;
+    let config = if std::env::var("FLOOR_SDK_CONFIG").as_deref() == Ok("default") {
+        aws_config::load_from_env().await
+    } else {
+        keygate_aws::sdk::load().await
+    };
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
 
