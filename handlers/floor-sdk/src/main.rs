@@ -11,7 +11,9 @@
 //! - `FLOOR_TOKIO_FLAVOR=multi_thread` runs on tokio's multi-thread runtime instead;
 //! - `FLOOR_SDK_WARMUP=0` skips the GetItem during init, so the first invocation opens the connection;
 //! - `FLOOR_SDK_CONFIG=default` loads the SDK's default configuration instead (its HTTPS client loads
-//!   the operating system's whole certificate store).
+//!   the operating system's whole certificate store);
+//! - `FLOOR_SDK_KEY_READS=2` reads the secret's `AWSCURRENT` and `AWSPENDING` stages, as keygate's
+//!   key source does, instead of one GetSecretValue (three requests at init instead of two).
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -45,8 +47,20 @@ async fn run() -> Result<(), Error> {
     let secrets = aws_sdk_secretsmanager::Client::new(&config);
 
     let warm_up = std::env::var("FLOOR_SDK_WARMUP").as_deref() != Ok("0");
-    let (secret, warmed) = tokio::join!(
+    let both_stages = std::env::var("FLOOR_SDK_KEY_READS").as_deref() == Ok("2");
+    let (secret, _pending, warmed) = tokio::join!(
         secrets.get_secret_value().secret_id(&secret_id).send(),
+        async {
+            if both_stages {
+                // Absent outside a rotation: a ResourceNotFoundException, as keygate sees it.
+                let _ = secrets
+                    .get_secret_value()
+                    .secret_id(&secret_id)
+                    .version_stage("AWSPENDING")
+                    .send()
+                    .await;
+            }
+        },
         async {
             if warm_up {
                 get_item(&dynamodb, &table).await
