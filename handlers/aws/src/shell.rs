@@ -144,6 +144,8 @@ pub fn run_http(endpoints: &'static [Endpoint]) -> ExitCode {
                 return Err("KEYGATE_TABLE_NAME: is required".into());
             };
             let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), table_name);
+            // API functions sign and verify with AWSCURRENT; only well-known publishes AWSPENDING.
+            let keys = keys.without_pending();
             tokio::join!(warm_keys(&keys), store.warm_up());
             serve(metrics, settings.auth, store, keys, endpoints).await
         },
@@ -151,7 +153,8 @@ pub fn run_http(endpoints: &'static [Endpoint]) -> ExitCode {
 }
 
 /// `main` of an API function without table access (well-known). A separate entry point rather than a
-/// flag, so such a binary links no DynamoDB client at all.
+/// flag, so such a binary links no DynamoDB client at all. Its key source reads `AWSPENDING` too: the
+/// JWKS publishes a pending key before it signs.
 pub fn run_http_without_table(endpoints: &'static [Endpoint]) -> ExitCode {
     start_http(
         Table::NotUsed,

@@ -99,6 +99,31 @@ moto_test!(key_source_signs_with_current_and_publishes_pending, async {
 });
 
 moto_test!(
+    an_api_function_key_source_makes_one_get_secret_value,
+    async {
+        let plain = secrets_client().await;
+        let current = key_doc(SigningAlgorithm::Es256);
+        let secret = create_secret(&plain, &current.to_json()).await;
+        let (client, http) = common::instrumented_secrets_manager().await;
+        let source = VersionedKeySource::new(
+            SecretsManagerVersions::new(client, &secret),
+            Arc::new(ManualClock::new(NOW_MS)),
+            Duration::from_secs(300),
+        )
+        .without_pending();
+        assert_eq!(
+            source.key_set().await.unwrap().signing_key().kid,
+            current.keys[0].kid
+        );
+        assert_eq!(
+            http.faults.requests.load(Ordering::SeqCst),
+            1,
+            "AWSCURRENT only"
+        );
+    }
+);
+
+moto_test!(
     key_source_caches_for_its_ttl_and_serves_the_cache_through_an_outage,
     async {
         let plain = secrets_client().await;

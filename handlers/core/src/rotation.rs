@@ -290,10 +290,14 @@ struct Cached {
 /// any) is published and verifies. The set is cached for `ttl`; when a refresh fails while a copy is
 /// cached, the copy keeps serving (and the store is tried again after a short pause); with nothing cached
 /// the error is returned (the HTTP layer answers 503), never a panic.
+///
+/// [`without_pending`](Self::without_pending) makes a source that reads `AWSCURRENT` alone, for a
+/// process that signs and verifies but does not publish the JWKS.
 pub struct VersionedKeySource<V, C> {
     store: V,
     clock: C,
     ttl_ms: i64,
+    read_pending: bool,
     cache: Mutex<Cached>,
 }
 
@@ -303,11 +307,22 @@ impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
             store,
             clock,
             ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+            read_pending: true,
             cache: Mutex::new(Cached {
                 keys: None,
                 refresh_at_ms: i64::MIN,
             }),
         }
+    }
+
+    /// A source that never reads `AWSPENDING`. Tokens are only ever signed by `AWSCURRENT`'s first key
+    /// (after finishSecret the pending version is current), so the pending key matters to the JWKS,
+    /// which must publish a key before it signs (DESIGN, token model), and to nothing else. The API
+    /// functions use this: one GetSecretValue per cold start and per cache refresh instead of two. The
+    /// JWKS is served by the well-known function and the local server, whose sources read both.
+    pub fn without_pending(mut self) -> Self {
+        self.read_pending = false;
+        self
     }
 
     pub fn store(&self) -> &V {
@@ -328,11 +343,14 @@ impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
         };
         // Both reads at once: they are independent, and on a cold start they sit on the init path
         // (one Secrets Manager round trip instead of two; measured in tests/bench).
-        let (current, pending) = futures_util::future::join(
-            self.store.value_at_stage(AWSCURRENT),
-            self.store.value_at_stage(AWSPENDING),
-        )
-        .await;
+        let (current, pending) =
+            futures_util::future::join(self.store.value_at_stage(AWSCURRENT), async {
+                match self.read_pending {
+                    true => self.store.value_at_stage(AWSPENDING).await,
+                    false => Ok(None),
+                }
+            })
+            .await;
         let current = current
             .map_err(unavailable)?
             .ok_or_else(|| KeyError::NoValidKeySet("no version is labelled AWSCURRENT".into()))?;
@@ -795,5 +813,22 @@ mod tests {
             .expect("AWSCURRENT and AWSPENDING were read one after the other")
             .unwrap();
         assert_eq!(set.signing_key().kid, doc.keys[0].kid);
+    }
+
+    #[tokio::test]
+    async fn a_source_without_pending_signs_and_verifies_with_awscurrent_alone() {
+        let (current, store) = initial();
+        let new_key = generate_key(SigningAlgorithm::Es256, NOW).unwrap();
+        let pending = KeySetDocument::rotated(Some(&current), new_key.clone());
+        store.put_pending("v2", &pending.to_json()).await.unwrap();
+        let source = VersionedKeySource::new(
+            store,
+            ManualClock::new(NOW),
+            std::time::Duration::from_secs(1),
+        )
+        .without_pending();
+        let set = source.key_set().await.unwrap();
+        assert_eq!(set.signing_key().kid, current.keys[0].kid);
+        assert!(set.find(&new_key.kid).is_none(), "AWSPENDING was read");
     }
 }
