@@ -277,9 +277,11 @@ moto_test!(
             (status, content_type.as_str()),
             (503, "application/problem+json")
         );
+        // Two loads (key_set, then the JWKS request), each reading AWSCURRENT and AWSPENDING
+        // concurrently, each read retried as configured.
         assert_eq!(
             http.faults.requests.load(Ordering::SeqCst),
-            2 * sdk::MAX_ATTEMPTS as usize,
+            2 * 2 * sdk::MAX_ATTEMPTS as usize,
             "each read retried as configured"
         );
     }
