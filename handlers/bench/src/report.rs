@@ -283,9 +283,10 @@ pub fn markdown(results: &Results) -> String {
 
 fn colour(v: &VariantResult) -> &'static str {
     match v.kind.as_str() {
+        // Tuning variants first: a floor run with a switch is a tuning variant too.
+        _ if v.label != v.kind => "#6a51a3",
         "floor-hello" | "floor-sdk" => "#8a8a8a",
         "node-refresh" => "#d9822b",
-        _ if v.label != v.kind => "#6a51a3",
         _ => "#2b6cb0",
     }
 }
