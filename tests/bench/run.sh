@@ -2,7 +2,8 @@
 # keygate's cold-start benchmark, one command (issue 6): builds every Lambda function and the two Rust
 # floors with `cargo lambda build --release`, bundles the Node.js baseline, builds the harness, then runs
 # it (moto server, seeding, interleaved cold starts) and writes tests/bench/results.{json,md} and
-# tests/bench/chart.svg. Extra arguments go to `keygate-bench run` (e.g. --runs 10 --warm 10).
+# tests/bench/chart.svg. The SDK floor's tuning variants are always included; extra arguments go to
+# `keygate-bench run` (e.g. --runs 10 --warm 10, or --variant LABEL=KIND:PATH[:KEY=VALUE] for another build).
 # Details: README.md, "Benchmarks". Not part of CI: it takes several minutes and needs an idle machine.
 set -euo pipefail
 
@@ -37,5 +38,13 @@ fi
 
 # The harness itself (release, so its own overhead stays out of the figures).
 cargo build --release -p keygate-bench
+# The tuning variants of the SDK floor (its switches, see handlers/floor-sdk), interleaved with the rest.
+floor="$CARGO_TARGET_DIR/lambda/floor-sdk"
+tuning=(
+  --variant "floor-sdk system trust store=floor-sdk:$floor:FLOOR_SDK_CONFIG=default"
+  --variant "floor-sdk multi_thread=floor-sdk:$floor:FLOOR_TOKIO_FLAVOR=multi_thread"
+  --variant "floor-sdk no init warm-up=floor-sdk:$floor:FLOOR_SDK_WARMUP=0"
+  --variant "floor-sdk two key reads=floor-sdk:$floor:FLOOR_SDK_KEY_READS=2"
+)
 # moto is started by the AWS tests' wrapper, which exports AWS_ENDPOINT_URL_DYNAMODB for the harness.
-bash tests/moto/with-moto.sh "$CARGO_TARGET_DIR/release/keygate-bench" run --venv "$venv" "$@"
+bash tests/moto/with-moto.sh "$CARGO_TARGET_DIR/release/keygate-bench" run --venv "$venv" "${tuning[@]}" "$@"
