@@ -345,9 +345,10 @@ impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
         // (one Secrets Manager round trip instead of two; measured in tests/bench).
         let (current, pending) =
             futures_util::future::join(self.store.value_at_stage(AWSCURRENT), async {
-                match self.read_pending {
-                    true => self.store.value_at_stage(AWSPENDING).await,
-                    false => Ok(None),
+                if self.read_pending {
+                    self.store.value_at_stage(AWSPENDING).await
+                } else {
+                    Ok(None)
                 }
             })
             .await;
