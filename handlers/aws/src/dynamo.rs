@@ -2,7 +2,7 @@
 //!
 //! | item | pk | sk | attributes |
 //! | --- | --- | --- | --- |
-//! | user | `USER#<email>` | `PROFILE` | userId, email, passwordHash, createdAt, revokedBefore, failedLogins, lockedUntil, roles |
+//! | user | `USER#<email>` | `PROFILE` | userId, email, passwordHash, createdAt, revokedBefore, failedLogins (attempts reserved), lockedUntil, lastAttemptAt, roles |
 //! | refresh token | `USER#<email>` | `REFRESH#<familyId>#<tokenId>` | tokenHash, issuedAt, expiresAt (TTL, s), familyExpiresAt, usedAt, replacedBy, fingerprintHash |
 //!
 //! Times are epoch milliseconds except `expiresAt`/`familyExpiresAt` (epoch seconds, DynamoDB's TTL
@@ -15,11 +15,16 @@
 //! Calls per operation (the CDK grants follow these):
 //! - `create_user`: PutItem `attribute_not_exists(pk)`.
 //! - `get_user`: GetItem (consistent). `get_user_by_id`: Query on `byUserId`, then GetItem.
-//! - `record_failed_login`: UpdateItem on `failedLogins = :expected AND attribute_exists(pk)`.
-//! - `complete_login`: PutItem of the token, or TransactWriteItems (Put token + Update user) when the
-//!   failure counter resets or the hash is replaced.
+//! - `reserve_login_attempt`: UpdateItem conditional on the counter it was computed from, returning
+//!   the user (ALL_NEW, or ALL_OLD when the condition fails). The first try assumes a quiet counter
+//!   (no attempts since the last success), so a normal login reserves in one round trip; otherwise
+//!   the returned counter is the next try's expectation (a compare-and-set loop, never a blind read).
+//! - `settle_attempt`: UpdateItem on the reserved counter (compare-and-set).
+//! - `complete_login`, `change_password`: one TransactWriteItems (Put token + Update user conditional
+//!   on the password hash, and for a login on the watermark too).
+//! - `set_revoked_before`: UpdateItem that only raises the watermark.
 //! - `rotate_refresh_token`: one TransactWriteItems (Update presented, Put next, ConditionCheck user).
-//! - `revoke_family`/`revoke_all_families`: Query on the sk prefix, BatchWriteItem deletes (25 a batch).
+//! - `revoke_family`: Query on the sk prefix, BatchWriteItem deletes (25 a batch).
 //! - Nothing scans.
 
 use std::collections::HashMap;
@@ -28,15 +33,18 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::ReturnValue;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, ConditionCheck, DeleteRequest, Put,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
 use keygate_core::refresh::hashes_match;
 use keygate_core::store::{
-    LoginSuccess, RefreshRecord, RefreshTokenStore, RotateOutcome, Rotation, StoreError,
-    StoreResult, User, UserStore,
+    AttemptCounter, LoginCompletion, PasswordChange, RefreshRecord, RefreshTokenStore, Reservation,
+    RotateOutcome, Rotation, StoreError, StoreResult, User, UserStore,
 };
+use keygate_core::throttle::LoginThrottle;
 
 pub const GSI_BY_USER_ID: &str = "byUserId";
 
@@ -53,6 +61,7 @@ const CREATED_AT: &str = "createdAt";
 const REVOKED_BEFORE: &str = "revokedBefore";
 const FAILED_LOGINS: &str = "failedLogins";
 const LOCKED_UNTIL: &str = "lockedUntil";
+const LAST_ATTEMPT_AT: &str = "lastAttemptAt";
 const ROLES: &str = "roles";
 
 const TOKEN_HASH: &str = "tokenHash";
@@ -71,6 +80,7 @@ const USER_ATTRIBUTES: &[&str] = &[
     REVOKED_BEFORE,
     FAILED_LOGINS,
     LOCKED_UNTIL,
+    LAST_ATTEMPT_AT,
     ROLES,
 ];
 const REFRESH_ATTRIBUTES: &[&str] = &[
@@ -90,6 +100,10 @@ const UNPROCESSED_ROUNDS: u32 = 8;
 /// Tries of the rotation transaction when it collides with a concurrent transaction on the same items.
 const CONFLICT_TRIES: u32 = 3;
 const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailed";
+/// Compare-and-set rounds of a reservation before it is refused: each lost round means another
+/// reservation on the same account won, so a refusal under that contention is what the throttle
+/// would answer anyway.
+const RESERVE_TRIES: u32 = 8;
 
 /// The DynamoDB store. Cheap to clone (the SDK client is reference-counted).
 #[derive(Debug, Clone)]
@@ -183,8 +197,9 @@ fn user_item(user: &User) -> Item {
         (PASSWORD_HASH.to_owned(), s(&user.password_hash)),
         (CREATED_AT.to_owned(), n(user.created_at_ms)),
         (REVOKED_BEFORE.to_owned(), n(user.revoked_before_ms)),
-        (FAILED_LOGINS.to_owned(), n(user.failed_logins)),
-        (LOCKED_UNTIL.to_owned(), n(user.locked_until_ms)),
+        (FAILED_LOGINS.to_owned(), n(user.attempts.attempts)),
+        (LOCKED_UNTIL.to_owned(), n(user.attempts.locked_until_ms)),
+        (LAST_ATTEMPT_AT.to_owned(), n(user.attempts.last_attempt_ms)),
         (
             ROLES.to_owned(),
             AttributeValue::L(user.roles.iter().map(s).collect()),
@@ -212,8 +227,11 @@ fn user_from_item(item: &Item) -> StoreResult<User> {
         password_hash: get_s(item, PASSWORD_HASH)?,
         created_at_ms: get_n(item, CREATED_AT)?,
         revoked_before_ms: opt_n(item, REVOKED_BEFORE)?.unwrap_or(0),
-        failed_logins: opt_n(item, FAILED_LOGINS)?.unwrap_or(0),
-        locked_until_ms: opt_n(item, LOCKED_UNTIL)?.unwrap_or(0),
+        attempts: AttemptCounter {
+            attempts: opt_n(item, FAILED_LOGINS)?.unwrap_or(0),
+            locked_until_ms: opt_n(item, LOCKED_UNTIL)?.unwrap_or(0),
+            last_attempt_ms: opt_n(item, LAST_ATTEMPT_AT)?.unwrap_or(0),
+        },
         roles,
     })
 }
@@ -490,6 +508,146 @@ impl DynamoStore {
     }
 }
 
+/// `#attr = :value`, where an absent attribute counts as 0 (items written before the attribute
+/// existed). Names and values are added to `names`/`values`.
+fn equals_or_absent_zero(
+    attribute: &'static str,
+    value: i64,
+    names: &mut Vec<&'static str>,
+    values: &mut HashMap<String, AttributeValue>,
+) -> String {
+    names.push(attribute);
+    values.insert(format!(":{attribute}"), n(value));
+    if value == 0 {
+        format!("(attribute_not_exists(#{attribute}) OR #{attribute} = :{attribute})")
+    } else {
+        format!("#{attribute} = :{attribute}")
+    }
+}
+
+/// The condition "the stored counter is `expected`", as far as the throttle's rules can tell: a
+/// counter with no attempts behaves the same whatever its other fields hold.
+fn counter_condition(
+    expected: &AttemptCounter,
+    names: &mut Vec<&'static str>,
+    values: &mut HashMap<String, AttributeValue>,
+) -> String {
+    let attempts =
+        equals_or_absent_zero(FAILED_LOGINS, i64::from(expected.attempts), names, values);
+    if expected.attempts == 0 {
+        return attempts;
+    }
+    let locked = equals_or_absent_zero(LOCKED_UNTIL, expected.locked_until_ms, names, values);
+    let last = equals_or_absent_zero(LAST_ATTEMPT_AT, expected.last_attempt_ms, names, values);
+    format!("{attempts} AND {locked} AND {last}")
+}
+
+/// The user item a failed condition returned (ALL_OLD), if there was one.
+fn old_user<R>(
+    error: &aws_sdk_dynamodb::error::SdkError<UpdateItemError, R>,
+) -> StoreResult<Option<User>> {
+    match error.as_service_error() {
+        Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+            failed.item().map(user_from_item).transpose()
+        }
+        _ => Ok(None),
+    }
+}
+
+/// How a conditional user update inside a transaction ended.
+enum Transacted {
+    Applied,
+    /// The user update's condition failed; the item as it was, if any.
+    Refused(Option<User>),
+}
+
+impl DynamoStore {
+    /// Writes `token` and updates the user together; the update's condition failing is an answer,
+    /// a collision with a concurrent transaction is retried.
+    async fn user_and_token(
+        &self,
+        update: Update,
+        token: &RefreshRecord,
+    ) -> StoreResult<Transacted> {
+        for attempt in 0..CONFLICT_TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+            }
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .put(self.put_token_request(token))
+                        .build(),
+                )
+                .transact_items(TransactWriteItem::builder().update(update.clone()).build())
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(Transacted::Applied),
+                Err(error) => error,
+            };
+            match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    let reasons = cancelled.cancellation_reasons();
+                    if code(reasons, 1) == CONDITIONAL_CHECK_FAILED {
+                        let user = reasons[1].item().map(user_from_item).transpose()?;
+                        return Ok(Transacted::Refused(user));
+                    }
+                    if code(reasons, 0) == CONDITIONAL_CHECK_FAILED {
+                        return Err(StoreError::Corrupt(
+                            "the new refresh token's key is already taken".into(),
+                        ));
+                    }
+                    if !reasons
+                        .iter()
+                        .any(|r| r.code() == Some("TransactionConflict"))
+                    {
+                        let codes: Vec<&str> =
+                            (0..reasons.len()).map(|i| code(reasons, i)).collect();
+                        return Err(StoreError::Unavailable(format!(
+                            "DynamoDB TransactWriteItems cancelled: {codes:?}"
+                        )));
+                    }
+                }
+                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {}
+                _ => return Err(sdk_error("TransactWriteItems", error)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "DynamoDB TransactWriteItems: the user kept changing concurrently".into(),
+        ))
+    }
+
+    fn user_update(
+        &self,
+        email: &str,
+        set: &str,
+        condition: String,
+        names: Vec<&'static str>,
+        values: HashMap<String, AttributeValue>,
+    ) -> Update {
+        Update::builder()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(email)))
+            .key(SK, s(PROFILE))
+            .update_expression(set)
+            .condition_expression(format!("attribute_exists(#pk) AND {condition}"))
+            .set_expression_attribute_names(Some(names_with_pk(&names)))
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .expect("table, key and expressions are set")
+    }
+}
+
+fn names_with_pk(attributes: &[&'static str]) -> HashMap<String, String> {
+    let mut all = vec![PK];
+    all.extend(attributes.iter().copied().filter(|a| *a != PK));
+    names(&all)
+}
+
 impl UserStore for DynamoStore {
     async fn create_user(&self, user: &User) -> StoreResult<bool> {
         let result = self
@@ -548,25 +706,95 @@ impl UserStore for DynamoStore {
             .filter(|user| user.user_id == user_id))
     }
 
-    async fn record_failed_login(
+    async fn reserve_login_attempt(
         &self,
         email: &str,
-        expected_failed: u32,
-        failed_logins: u32,
+        throttle: &LoginThrottle,
+        now_ms: i64,
+    ) -> StoreResult<Reservation> {
+        let mut expected = AttemptCounter::default();
+        let mut seen = None;
+        for _ in 0..RESERVE_TRIES {
+            let Some(next) = throttle.reserve(&expected, now_ms) else {
+                break;
+            };
+            let (mut attribute_names, mut values) = (vec![PK], HashMap::new());
+            let condition = counter_condition(&expected, &mut attribute_names, &mut values);
+            attribute_names.extend([FAILED_LOGINS, LOCKED_UNTIL, LAST_ATTEMPT_AT]);
+            values.insert(":nextAttempts".into(), n(next.attempts));
+            values.insert(":nextLocked".into(), n(next.locked_until_ms));
+            values.insert(":nextLast".into(), n(next.last_attempt_ms));
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(PK, s(user_pk(email)))
+                .key(SK, s(PROFILE))
+                .update_expression(format!(
+                    "SET #{FAILED_LOGINS} = :nextAttempts, #{LOCKED_UNTIL} = :nextLocked, #{LAST_ATTEMPT_AT} = :nextLast"
+                ))
+                .condition_expression(format!("attribute_exists(#pk) AND {condition}"))
+                .set_expression_attribute_names(Some(names_with_pk(&attribute_names)))
+                .set_expression_attribute_values(Some(values))
+                .return_values(ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            match result {
+                Ok(output) => {
+                    let item = output
+                        .attributes()
+                        .ok_or_else(|| corrupt(PK, "UpdateItem returned no attributes"))?;
+                    return Ok(Reservation::Admitted(user_from_item(item)?));
+                }
+                Err(e) if is_conditional_check_failed(&e) => match old_user(&e)? {
+                    None => return Ok(Reservation::NoUser),
+                    Some(user) => {
+                        expected = user.attempts;
+                        seen = Some(user);
+                    }
+                },
+                Err(e) => return Err(sdk_error("UpdateItem", e)),
+            }
+        }
+        // Refused by the throttle, or outrun by concurrent reservations on this account.
+        seen.map(Reservation::Refused)
+            .ok_or_else(|| StoreError::Unavailable("reservation: no user item was read".into()))
+    }
+
+    async fn settle_attempt(
+        &self,
+        email: &str,
+        reserved: &AttemptCounter,
         locked_until_ms: i64,
     ) -> StoreResult<bool> {
+        let (mut attribute_names, mut values) = (vec![PK], HashMap::new());
+        let attempts = equals_or_absent_zero(
+            FAILED_LOGINS,
+            i64::from(reserved.attempts),
+            &mut attribute_names,
+            &mut values,
+        );
+        let last = equals_or_absent_zero(
+            LAST_ATTEMPT_AT,
+            reserved.last_attempt_ms,
+            &mut attribute_names,
+            &mut values,
+        );
+        attribute_names.push(LOCKED_UNTIL);
+        values.insert(":window".into(), n(locked_until_ms));
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(PK, s(user_pk(email)))
             .key(SK, s(PROFILE))
-            .update_expression("SET #failedLogins = :failed, #lockedUntil = :lockedUntil")
-            .condition_expression("attribute_exists(#pk) AND #failedLogins = :expected")
-            .set_expression_attribute_names(Some(names(&[PK, FAILED_LOGINS, LOCKED_UNTIL])))
-            .expression_attribute_values(":failed", n(failed_logins))
-            .expression_attribute_values(":lockedUntil", n(locked_until_ms))
-            .expression_attribute_values(":expected", n(expected_failed))
+            .update_expression(format!("SET #{LOCKED_UNTIL} = :window"))
+            .condition_expression(format!("attribute_exists(#pk) AND {attempts} AND {last}"))
+            .set_expression_attribute_names(Some(names_with_pk(&attribute_names)))
+            .set_expression_attribute_values(Some(values))
             .send()
             .await;
         match result {
@@ -576,101 +804,85 @@ impl UserStore for DynamoStore {
         }
     }
 
-    async fn complete_login(
-        &self,
-        success: &LoginSuccess,
-        first_token: &RefreshRecord,
-    ) -> StoreResult<()> {
-        if !success.reset_failures && success.new_password_hash.is_none() {
-            let put = self.put_token_request(first_token);
-            return self
-                .client
-                .put_item()
-                .table_name(put.table_name)
-                .set_item(Some(put.item))
-                .set_condition_expression(put.condition_expression)
-                .set_expression_attribute_names(put.expression_attribute_names)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| sdk_error("PutItem", e));
+    async fn complete_login(&self, completion: &LoginCompletion) -> StoreResult<bool> {
+        let token = &completion.first_token;
+        let (mut attribute_names, mut values) = (vec![PASSWORD_HASH], HashMap::new());
+        values.insert(":verified".into(), s(&completion.verified_hash));
+        let watermark = equals_or_absent_zero(
+            REVOKED_BEFORE,
+            completion.revoked_before_ms,
+            &mut attribute_names,
+            &mut values,
+        );
+        attribute_names.extend([FAILED_LOGINS, LOCKED_UNTIL, LAST_ATTEMPT_AT]);
+        values.insert(":zero".into(), n(0));
+        let mut set = format!(
+            "SET #{FAILED_LOGINS} = :zero, #{LOCKED_UNTIL} = :zero, #{LAST_ATTEMPT_AT} = :zero"
+        );
+        if let Some(hash) = &completion.new_password_hash {
+            set.push_str(&format!(", #{PASSWORD_HASH} = :rehashed"));
+            values.insert(":rehashed".into(), s(hash));
         }
-        let mut sets = Vec::new();
-        let mut attribute_names = vec![PK];
-        let mut update = Update::builder()
-            .table_name(&self.table)
-            .key(PK, s(user_pk(&first_token.email)))
-            .key(SK, s(PROFILE));
-        if success.reset_failures {
-            sets.push("#failedLogins = :zero, #lockedUntil = :zero");
-            attribute_names.extend([FAILED_LOGINS, LOCKED_UNTIL]);
-            update = update.expression_attribute_values(":zero", n(0));
-        }
-        if let Some(hash) = &success.new_password_hash {
-            sets.push("#passwordHash = :hash");
-            attribute_names.push(PASSWORD_HASH);
-            update = update.expression_attribute_values(":hash", s(hash));
-        }
-        let update = update
-            .update_expression(format!("SET {}", sets.join(", ")))
-            .condition_expression("attribute_exists(#pk)")
-            .set_expression_attribute_names(Some(names(&attribute_names)))
-            .build()
-            .expect("table, key and expressions are set");
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(self.put_token_request(first_token))
-                    .build(),
-            )
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                    let codes: Vec<&str> = (0..2)
-                        .map(|i| code(cancelled.cancellation_reasons(), i))
-                        .collect();
-                    Err(StoreError::Unavailable(format!(
-                        "DynamoDB TransactWriteItems (login) cancelled: {codes:?}"
-                    )))
+        let update = self.user_update(
+            &token.email,
+            &set,
+            format!("#{PASSWORD_HASH} = :verified AND {watermark}"),
+            attribute_names,
+            values,
+        );
+        Ok(matches!(
+            self.user_and_token(update, token).await?,
+            Transacted::Applied
+        ))
+    }
+
+    async fn change_password(&self, change: &PasswordChange) -> StoreResult<bool> {
+        let token = &change.first_token;
+        // The watermark only rises: the first try raises it; if the stored one is already later
+        // (and the hash matched), the second try keeps it.
+        let mut raise = true;
+        for _ in 0..2 {
+            let attribute_names = vec![
+                PASSWORD_HASH,
+                REVOKED_BEFORE,
+                FAILED_LOGINS,
+                LOCKED_UNTIL,
+                LAST_ATTEMPT_AT,
+            ];
+            let values = HashMap::from([
+                (":expected".to_owned(), s(&change.expected_hash)),
+                (":new".to_owned(), s(&change.new_hash)),
+                (":watermark".to_owned(), n(change.revoked_before_ms)),
+                (":zero".to_owned(), n(0)),
+            ]);
+            let counter = format!(
+                "#{FAILED_LOGINS} = :zero, #{LOCKED_UNTIL} = :zero, #{LAST_ATTEMPT_AT} = :zero"
+            );
+            let (set, condition) = if raise {
+                (
+                    format!(
+                        "SET #{PASSWORD_HASH} = :new, #{REVOKED_BEFORE} = :watermark, {counter}"
+                    ),
+                    format!(
+                        "#{PASSWORD_HASH} = :expected AND (attribute_not_exists(#{REVOKED_BEFORE}) OR #{REVOKED_BEFORE} < :watermark)"
+                    ),
+                )
+            } else {
+                (
+                    format!("SET #{PASSWORD_HASH} = :new, {counter}"),
+                    format!("#{PASSWORD_HASH} = :expected AND #{REVOKED_BEFORE} >= :watermark"),
+                )
+            };
+            let update = self.user_update(&token.email, &set, condition, attribute_names, values);
+            match self.user_and_token(update, token).await? {
+                Transacted::Applied => return Ok(true),
+                Transacted::Refused(Some(user)) if user.password_hash == change.expected_hash => {
+                    raise = user.revoked_before_ms < change.revoked_before_ms;
                 }
-                _ => Err(sdk_error("TransactWriteItems", e)),
-            },
+                Transacted::Refused(_) => return Ok(false),
+            }
         }
-    }
-
-    async fn change_password(
-        &self,
-        email: &str,
-        expected_hash: &str,
-        new_hash: &str,
-        revoked_before_ms: i64,
-    ) -> StoreResult<bool> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(PK, s(user_pk(email)))
-            .key(SK, s(PROFILE))
-            .update_expression("SET #passwordHash = :new, #revokedBefore = :revokedBefore, #failedLogins = :zero, #lockedUntil = :zero")
-            .condition_expression("attribute_exists(#pk) AND #passwordHash = :expected")
-            .set_expression_attribute_names(Some(names(&[PK, PASSWORD_HASH, REVOKED_BEFORE, FAILED_LOGINS, LOCKED_UNTIL])))
-            .expression_attribute_values(":new", s(new_hash))
-            .expression_attribute_values(":revokedBefore", n(revoked_before_ms))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":expected", s(expected_hash))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional_check_failed(&e) => Ok(false),
-            Err(e) => Err(sdk_error("UpdateItem", e)),
-        }
+        Ok(false)
     }
 
     async fn set_revoked_before(&self, email: &str, revoked_before_ms: i64) -> StoreResult<()> {
@@ -805,10 +1017,6 @@ impl RefreshTokenStore for DynamoStore {
         self.delete_by_prefix(email, &format!("{REFRESH_PREFIX}{family_id}#"))
             .await
     }
-
-    async fn revoke_all_families(&self, email: &str) -> StoreResult<usize> {
-        self.delete_by_prefix(email, REFRESH_PREFIX).await
-    }
 }
 
 #[cfg(test)]
@@ -839,8 +1047,11 @@ mod tests {
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
             created_at_ms: 1,
             revoked_before_ms: 2,
-            failed_logins: 3,
-            locked_until_ms: 4,
+            attempts: AttemptCounter {
+                attempts: 3,
+                locked_until_ms: 4,
+                last_attempt_ms: 5,
+            },
             roles: vec!["admin".into()],
         };
         let item = user_item(&user);

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use keygate_core::config::{SIGNING_ALG, read_setting};
 use keygate_core::rotation::{RotationStep, run_step};
 use keygate_core::store::{
-    LoginSuccess, RefreshRecord, RefreshTokenStore, RotateOutcome, Rotation, StoreError,
-    StoreResult, User, UserStore,
+    AttemptCounter, LoginCompletion, PasswordChange, RefreshRecord, RefreshTokenStore, Reservation,
+    RotateOutcome, Rotation, StoreError, StoreResult, User, UserStore,
 };
 use keygate_core::{
     AuthConfig, AuthService, Clock as _, ConfigError, KeySource as _, SigningAlgorithm, SystemClock,
@@ -90,13 +90,21 @@ impl UserStore for NoTable {
     async fn get_user_by_id(&self, _: &str) -> StoreResult<Option<User>> {
         no_table()
     }
-    async fn record_failed_login(&self, _: &str, _: u32, _: u32, _: i64) -> StoreResult<bool> {
+    async fn reserve_login_attempt(
+        &self,
+        _: &str,
+        _: &keygate_core::throttle::LoginThrottle,
+        _: i64,
+    ) -> StoreResult<Reservation> {
         no_table()
     }
-    async fn complete_login(&self, _: &LoginSuccess, _: &RefreshRecord) -> StoreResult<()> {
+    async fn settle_attempt(&self, _: &str, _: &AttemptCounter, _: i64) -> StoreResult<bool> {
         no_table()
     }
-    async fn change_password(&self, _: &str, _: &str, _: &str, _: i64) -> StoreResult<bool> {
+    async fn complete_login(&self, _: &LoginCompletion) -> StoreResult<bool> {
+        no_table()
+    }
+    async fn change_password(&self, _: &PasswordChange) -> StoreResult<bool> {
         no_table()
     }
     async fn set_revoked_before(&self, _: &str, _: i64) -> StoreResult<()> {
@@ -121,9 +129,6 @@ impl RefreshTokenStore for NoTable {
         no_table()
     }
     async fn revoke_family(&self, _: &str, _: &str) -> StoreResult<usize> {
-        no_table()
-    }
-    async fn revoke_all_families(&self, _: &str) -> StoreResult<usize> {
         no_table()
     }
 }

@@ -20,8 +20,8 @@ use keygate_core::rotation::{
     AWSCURRENT, AWSPENDING, RotationStep, SecretVersionStore, StepOutcome, VersionedKeySource,
     run_step,
 };
-use keygate_core::store::{StoreError, UserStore};
-use keygate_core::testkit::{PASSWORD, WRONG_PASSWORD, unique_email};
+use keygate_core::store::{AttemptCounter, StoreError, UserStore};
+use keygate_core::testkit::{NEW_PASSWORD, PASSWORD, WRONG_PASSWORD, unique_email};
 use keygate_core::{AuthConfig, AuthService, SystemClock};
 use keygate_http::Endpoint;
 use serde_json::{Value, json};
@@ -497,7 +497,7 @@ moto_test!(throttling_is_retried_as_configured, async {
         .inject(1, "ProvisionedThroughputExceededException");
     assert!(
         store
-            .record_failed_login(&user.email, 0, 1, 0)
+            .settle_attempt(&user.email, &AttemptCounter::default(), 5)
             .await
             .unwrap()
     );
@@ -508,8 +508,9 @@ moto_test!(throttling_is_retried_as_configured, async {
             .await
             .unwrap()
             .unwrap()
-            .failed_logins,
-        1
+            .attempts
+            .locked_until_ms,
+        5
     );
     assert_eq!(http.faults.errors_left.load(Ordering::SeqCst), 0);
 });
@@ -542,8 +543,8 @@ moto_test!(store_round_trips_per_endpoint, async {
     let tokens = service.login(&ctx(), &email, PASSWORD, None).await.unwrap();
     assert_eq!(
         log.take(),
-        ["GetItem", "PutItem"],
-        "login: GetItem + one write"
+        ["UpdateItem", "TransactWriteItems"],
+        "login: the reservation (returning the user) + one transaction"
     );
 
     assert!(
@@ -554,15 +555,16 @@ moto_test!(store_round_trips_per_endpoint, async {
     );
     assert_eq!(
         log.take(),
-        ["GetItem", "UpdateItem"],
-        "failed login: GetItem + the conditional counter update"
+        ["UpdateItem", "UpdateItem"],
+        "failed login: the reservation + settling its window"
     );
 
     let after_failure = service.login(&ctx(), &email, PASSWORD, None).await.unwrap();
     assert_eq!(
         log.take(),
-        ["GetItem", "TransactWriteItems"],
-        "login resetting the counter: GetItem + one transaction"
+        ["UpdateItem", "UpdateItem", "TransactWriteItems"],
+        "login after a failure: the first reservation guessed a quiet counter and returned the \
+         real one, the second applies, then one transaction"
     );
 
     assert!(
@@ -573,7 +575,7 @@ moto_test!(store_round_trips_per_endpoint, async {
     );
     assert_eq!(
         log.take(),
-        ["GetItem", "UpdateItem"],
+        ["UpdateItem", "UpdateItem"],
         "unknown email: the same two calls"
     );
 
@@ -620,8 +622,20 @@ moto_test!(store_round_trips_per_endpoint, async {
         .unwrap();
     assert_eq!(
         log.take(),
-        ["Query", "GetItem", "UpdateItem", "Query", "BatchWriteItem"],
-        "logout-all"
+        ["Query", "GetItem", "UpdateItem"],
+        "logout-all: the bearer check + one watermark write, whatever the number of families"
+    );
+
+    let fresh = service.login(&ctx(), &email, PASSWORD, None).await.unwrap();
+    log.take();
+    service
+        .change_password(&ctx(), &fresh.access_token, PASSWORD, NEW_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(
+        log.take(),
+        ["Query", "GetItem", "UpdateItem", "TransactWriteItems"],
+        "password change: the bearer check, the reservation, one transaction"
     );
 });
 

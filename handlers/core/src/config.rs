@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::keys::SigningAlgorithm;
 use crate::password::{CharClass, HashingParams, PasswordPolicy};
+pub use crate::throttle::LoginThrottle;
 
 /// One configurable value: its environment variable, the matching flag of the local server, its
 /// default and a line of help.
@@ -92,13 +93,19 @@ pub const LOGIN_FREE_ATTEMPTS: Setting = Setting {
     env: "KEYGATE_LOGIN_FREE_ATTEMPTS",
     flag: "login-free-attempts",
     default: Some("5"),
-    help: "Failed logins an account may have before each further failure opens a growing delay window",
+    help: "Login attempts judged at once per account (and per device token); each further attempt waits for a window of 1, 2, 4, ... seconds opened by the failure before it (1-100)",
 };
 pub const LOGIN_MAX_DELAY: Setting = Setting {
     env: "KEYGATE_LOGIN_MAX_DELAY_SECONDS",
     flag: "login-max-delay-seconds",
     default: Some("900"),
     help: "Upper bound of the failed-login delay window in seconds (1-86400)",
+};
+pub const LOGIN_FAILURE_DECAY: Setting = Setting {
+    env: "KEYGATE_LOGIN_FAILURE_DECAY_SECONDS",
+    flag: "login-failure-decay-seconds",
+    default: Some("3600"),
+    help: "Quiet period after which an account's failed logins no longer count, once no window is open (60-604800)",
 };
 pub const CLOCK_LEEWAY: Setting = Setting {
     env: "KEYGATE_CLOCK_LEEWAY_SECONDS",
@@ -123,6 +130,7 @@ pub const AUTH_SETTINGS: &[Setting] = &[
     ARGON2_PARALLELISM,
     LOGIN_FREE_ATTEMPTS,
     LOGIN_MAX_DELAY,
+    LOGIN_FAILURE_DECAY,
     CLOCK_LEEWAY,
 ];
 
@@ -140,26 +148,6 @@ impl ConfigError {
             variable: setting.env,
             message: message.into(),
         }
-    }
-}
-
-/// How failed logins slow an account down: after `free_attempts` failures, each further failure
-/// opens a window of 1, 2, 4, ... seconds (capped at `max_delay_secs`) in which every login is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoginThrottle {
-    pub free_attempts: u32,
-    pub max_delay_secs: u64,
-}
-
-impl LoginThrottle {
-    /// The delay window opened by the `failures`-th consecutive failure, in milliseconds.
-    pub fn delay_ms(&self, failures: u32) -> i64 {
-        if failures <= self.free_attempts {
-            return 0;
-        }
-        let exponent = (failures - self.free_attempts - 1).min(30);
-        let secs = (1u64 << exponent).min(self.max_delay_secs);
-        secs as i64 * 1000
     }
 }
 
@@ -272,6 +260,7 @@ impl AuthConfig {
             throttle: LoginThrottle {
                 free_attempts: read_setting(&lookup, &LOGIN_FREE_ATTEMPTS, bounded(1u32, 100))?,
                 max_delay_secs: read_setting(&lookup, &LOGIN_MAX_DELAY, bounded(1u64, 86_400))?,
+                decay_secs: read_setting(&lookup, &LOGIN_FAILURE_DECAY, bounded(60u64, 604_800))?,
             },
             leeway_secs: read_setting(&lookup, &CLOCK_LEEWAY, bounded(0u64, 120))?,
         })
@@ -376,19 +365,5 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.variable, "KEYGATE_PASSWORD_REQUIRE_CLASSES");
-    }
-
-    #[test]
-    fn throttle_window_grows_and_is_capped() {
-        let t = LoginThrottle {
-            free_attempts: 5,
-            max_delay_secs: 900,
-        };
-        assert_eq!(t.delay_ms(5), 0);
-        assert_eq!(t.delay_ms(6), 1000);
-        assert_eq!(t.delay_ms(7), 2000);
-        assert_eq!(t.delay_ms(8), 4000);
-        assert_eq!(t.delay_ms(40), 900_000);
-        assert_eq!(t.delay_ms(u32::MAX), 900_000);
     }
 }

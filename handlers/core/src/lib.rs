@@ -14,6 +14,7 @@ pub mod refresh;
 pub mod rotation;
 pub mod service;
 pub mod store;
+pub mod throttle;
 pub mod tokens;
 
 #[cfg(feature = "testkit")]

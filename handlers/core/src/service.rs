@@ -12,7 +12,10 @@ use crate::error::AuthError;
 use crate::keys::KeySource;
 use crate::password::{MAX_PASSWORD_BYTES, PasswordHasher, Verification};
 use crate::refresh::{RefreshToken, hashes_match, sha256_hex};
-use crate::store::{AuthStore, LoginSuccess, RotateOutcome, Rotation, User};
+use crate::store::{
+    AttemptCounter, AuthStore, LoginCompletion, PasswordChange, Reservation, RotateOutcome,
+    Rotation, User,
+};
 use crate::tokens::{self, AccessClaims};
 
 /// RFC 6749 section 5.1 token response.
@@ -140,8 +143,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             password_hash,
             created_at_ms: self.clock.now_ms(),
             revoked_before_ms: 0,
-            failed_logins: 0,
-            locked_until_ms: 0,
+            attempts: AttemptCounter::default(),
             roles: Vec::new(),
         };
         if self.store.create_user(&user).await? {
@@ -167,8 +169,10 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         Ok(Registered { user_id })
     }
 
-    /// POST /auth/login. Unknown email, wrong password and throttled account give one error after the
-    /// same work: one read, one argon2id verification, one conditional write.
+    /// POST /auth/login. The attempt is reserved before the password is judged (see
+    /// [`crate::throttle`]); unknown email, wrong password, refused attempt and a lost race give one
+    /// error after the same work: one reservation write, one argon2id verification, one conditional
+    /// write.
     pub async fn login(
         &self,
         ctx: &RequestContext,
@@ -181,67 +185,70 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(AuthError::InvalidCredentials);
         }
-        let user = self.store.get_user(&email).await?;
+        // The session's issue time is taken before judging, so a password change that commits after
+        // this login's write always has a later watermark (see change_password).
         let now = self.clock.now_ms();
-        let Some(user) = user else {
-            self.hasher.verify_dummy(password);
-            // Applies nothing (no such user) but costs the same round trip as a real failure.
-            self.store.record_failed_login(&email, 0, 1, 0).await?;
-            audit::emit(
-                ctx,
-                AuditEvent::LoginFailed,
-                Subject {
-                    email: Some(&email),
-                    ..Default::default()
-                },
-            );
-            return Err(AuthError::InvalidCredentials);
+        let reservation = self
+            .store
+            .reserve_login_attempt(&email, &self.config.throttle, now)
+            .await?;
+        let user = match reservation {
+            Reservation::Admitted(user) => user,
+            Reservation::Refused(user) => {
+                self.hasher.verify_dummy(password);
+                // Rewrites the window it read: the same write a failure makes, changing nothing.
+                self.store
+                    .settle_attempt(&email, &user.attempts, user.attempts.locked_until_ms)
+                    .await?;
+                audit::emit(ctx, AuditEvent::LoginThrottled, user_subject(&user));
+                return Err(AuthError::InvalidCredentials);
+            }
+            Reservation::NoUser => {
+                self.hasher.verify_dummy(password);
+                // Applies nothing (no such user) but costs the same round trip as a real failure.
+                self.store
+                    .settle_attempt(&email, &AttemptCounter::default(), 0)
+                    .await?;
+                audit::emit(
+                    ctx,
+                    AuditEvent::LoginFailed,
+                    Subject {
+                        email: Some(&email),
+                        ..Default::default()
+                    },
+                );
+                return Err(AuthError::InvalidCredentials);
+            }
         };
-        let verification = self.hasher.verify(password, &user.password_hash);
-        let subject = Subject {
-            email: Some(&email),
-            user_id: Some(&user.user_id),
-            ..Default::default()
-        };
-        if now < user.locked_until_ms {
-            // Refused whatever the password; the window is not extended, so a stranger cannot
-            // stretch it by hammering, and the write has the shape of any other failure.
+        let subject = user_subject(&user);
+        let Verification::Match { needs_rehash } =
+            self.hasher.verify(password, &user.password_hash)
+        else {
+            let window = self.config.throttle.window_after_failure(&user.attempts);
             self.store
-                .record_failed_login(
-                    &email,
-                    user.failed_logins,
-                    user.failed_logins,
-                    user.locked_until_ms,
-                )
+                .settle_attempt(&email, &user.attempts, window)
                 .await?;
-            audit::emit(ctx, AuditEvent::LoginThrottled, subject);
-            return Err(AuthError::InvalidCredentials);
-        }
-        let Verification::Match { needs_rehash } = verification else {
             audit::emit(ctx, AuditEvent::LoginFailed, subject);
-            self.record_failure(&email, user.clone()).await?;
             return Err(AuthError::InvalidCredentials);
         };
-        let user_id = uuid::Uuid::try_parse(&user.user_id)
-            .map_err(|_| AuthError::Internal("stored user id is not a UUID".into()))?;
-        let token = RefreshToken::new_family(
-            &email,
-            user_id.into_bytes(),
-            now,
-            self.config.refresh_family_ttl_secs,
-        )?;
-        let success = LoginSuccess {
-            reset_failures: user.failed_logins > 0 || user.locked_until_ms > 0,
+        let token = self.new_family(&user, now)?;
+        let response = self.token_response(&token, &user.user_id, now).await?;
+        let completion = LoginCompletion {
+            verified_hash: user.password_hash.clone(),
+            revoked_before_ms: user.revoked_before_ms,
             new_password_hash: if needs_rehash {
                 Some(self.hasher.hash(password)?)
             } else {
                 None
             },
+            first_token: token.record(fingerprint_hash),
         };
-        let response = self.token_response(&token, &user.user_id, now).await?;
-        self.store
-            .complete_login(&success, &token.record(fingerprint_hash))
-            .await?;
+        if !self.store.complete_login(&completion).await? {
+            // The password or the watermark changed while this attempt was judged: had it arrived
+            // later, it would have been judged against the new state. Nothing was issued.
+            audit::emit(ctx, AuditEvent::LoginFailed, subject);
+            return Err(AuthError::InvalidCredentials);
+        }
         audit::emit(
             ctx,
             AuditEvent::LoginSucceeded,
@@ -253,31 +260,16 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         Ok(response)
     }
 
-    /// Counts a failed password check, opening the throttle window once the free attempts are used.
-    async fn record_failure(&self, email: &str, mut user: User) -> Result<(), AuthError> {
-        // Optimistic concurrency: on a lost race re-read and count again, a few times at most.
-        for _ in 0..3 {
-            let failed = user.failed_logins.saturating_add(1);
-            let delay = self.config.throttle.delay_ms(failed);
-            let locked_until = if delay > 0 {
-                self.clock.now_ms() + delay
-            } else {
-                0
-            };
-            if self
-                .store
-                .record_failed_login(email, user.failed_logins, failed, locked_until)
-                .await?
-            {
-                return Ok(());
-            }
-            match self.store.get_user(email).await? {
-                Some(fresh) => user = fresh,
-                None => return Ok(()),
-            }
-        }
-        tracing::warn!(target: "keygate::audit", "failed-login counter kept changing underneath; one failure not counted");
-        Ok(())
+    /// The first token of a new family for `user`, issued at `now`.
+    fn new_family(&self, user: &User, now: i64) -> Result<RefreshToken, AuthError> {
+        let user_id = uuid::Uuid::try_parse(&user.user_id)
+            .map_err(|_| AuthError::Internal("stored user id is not a UUID".into()))?;
+        RefreshToken::new_family(
+            &user.email,
+            user_id.into_bytes(),
+            now,
+            self.config.refresh_family_ttl_secs,
+        )
     }
 
     /// POST /auth/refresh: one atomic rotation in the store.
@@ -419,26 +411,22 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         })
     }
 
-    /// POST /auth/logout-all: every token issued until now is revoked.
+    /// POST /auth/logout-all: every token issued until now is revoked, by one conditional write of the
+    /// watermark (rotations and bearer checks read it); the revoked records expire with their TTL.
     pub async fn logout_all(&self, ctx: &RequestContext, bearer: &str) -> Result<(), AuthError> {
         let Principal { user, .. } = self.authenticate(bearer).await?;
-        let now = self.clock.now_ms();
-        self.store.set_revoked_before(&user.email, now).await?;
-        self.store.revoke_all_families(&user.email).await?;
-        audit::emit(
-            ctx,
-            AuditEvent::LogoutAll,
-            Subject {
-                email: Some(&user.email),
-                user_id: Some(&user.user_id),
-                ..Default::default()
-            },
-        );
+        // +1: a token issued in this very millisecond (issued_ms < watermark revokes) is revoked too.
+        let watermark = self.clock.now_ms() + 1;
+        self.store
+            .set_revoked_before(&user.email, watermark)
+            .await?;
+        audit::emit(ctx, AuditEvent::LogoutAll, user_subject(&user));
         Ok(())
     }
 
-    /// POST /auth/password: checks the current password (throttled like a login), revokes every
-    /// session and returns fresh tokens.
+    /// POST /auth/password: checks the current password (throttled like a login, and refused
+    /// before any hashing when the window is open), then one conditional write replaces the hash,
+    /// revokes every session and starts a new one.
     pub async fn change_password(
         &self,
         ctx: &RequestContext,
@@ -447,48 +435,72 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         new: &str,
     ) -> Result<TokenResponse, AuthError> {
         let Principal { user, .. } = self.authenticate(bearer).await?;
-        let subject = Subject {
-            email: Some(&user.email),
-            user_id: Some(&user.user_id),
-            ..Default::default()
-        };
         if current.len() > MAX_PASSWORD_BYTES {
             return Err(AuthError::InvalidCredentials);
         }
         self.config.password_policy.check(new)?;
-        let now = self.clock.now_ms();
-        let verification = self.hasher.verify(current, &user.password_hash);
-        if now < user.locked_until_ms {
-            audit::emit(ctx, AuditEvent::LoginThrottled, subject);
-            return Err(AuthError::InvalidCredentials);
-        }
-        if verification == Verification::Mismatch {
-            self.record_failure(&user.email, user.clone()).await?;
+        let reservation = self
+            .store
+            .reserve_login_attempt(&user.email, &self.config.throttle, self.clock.now_ms())
+            .await?;
+        let user = match reservation {
+            Reservation::Admitted(user) => user,
+            Reservation::Refused(user) => {
+                audit::emit(ctx, AuditEvent::LoginThrottled, user_subject(&user));
+                return Err(AuthError::InvalidCredentials);
+            }
+            // Deleted since the bearer check.
+            Reservation::NoUser => return Err(AuthError::InvalidAccessToken),
+        };
+        let subject = user_subject(&user);
+        if self.hasher.verify(current, &user.password_hash) == Verification::Mismatch {
+            let window = self.config.throttle.window_after_failure(&user.attempts);
+            self.store
+                .settle_attempt(&user.email, &user.attempts, window)
+                .await?;
             audit::emit(ctx, AuditEvent::PasswordChangeFailed, subject);
             return Err(AuthError::InvalidCredentials);
         }
         let new_hash = self.hasher.hash(new)?;
-        if !self
-            .store
-            .change_password(&user.email, &user.password_hash, &new_hash, now)
-            .await?
-        {
-            // Someone changed it concurrently: the credentials just checked are stale.
-            return Err(AuthError::InvalidCredentials);
+        let mut expected_hash = user.password_hash.clone();
+        // At most one retry: a login that rehashed the same password in between (parameters were
+        // raised) changed the stored hash but not the password.
+        for _ in 0..2 {
+            // The watermark is taken after hashing, just before the write: any login that completed
+            // before this write took its issue time earlier, so its session is revoked (+1 as above).
+            let watermark = self.clock.now_ms() + 1;
+            let token = self.new_family(&user, watermark)?;
+            let response = self
+                .token_response(&token, &user.user_id, watermark)
+                .await?;
+            let change = PasswordChange {
+                expected_hash: expected_hash.clone(),
+                new_hash: new_hash.clone(),
+                revoked_before_ms: watermark,
+                first_token: token.record(None),
+            };
+            if self.store.change_password(&change).await? {
+                audit::emit(ctx, AuditEvent::PasswordChanged, subject);
+                return Ok(response);
+            }
+            let Some(fresh) = self.store.get_user(&user.email).await? else {
+                return Err(AuthError::InvalidAccessToken);
+            };
+            let rehashed = fresh.password_hash != expected_hash
+                && fresh.revoked_before_ms <= user.revoked_before_ms
+                && matches!(
+                    self.hasher.verify(current, &fresh.password_hash),
+                    Verification::Match { .. }
+                );
+            if !rehashed {
+                break;
+            }
+            expected_hash = fresh.password_hash;
         }
-        self.store.revoke_all_families(&user.email).await?;
-        let user_id = uuid::Uuid::try_parse(&user.user_id)
-            .map_err(|_| AuthError::Internal("stored user id is not a UUID".into()))?;
-        let token = RefreshToken::new_family(
-            &user.email,
-            user_id.into_bytes(),
-            now,
-            self.config.refresh_family_ttl_secs,
-        )?;
-        let response = self.token_response(&token, &user.user_id, now).await?;
-        self.store.put_refresh_token(&token.record(None)).await?;
-        audit::emit(ctx, AuditEvent::PasswordChanged, subject);
-        Ok(response)
+        // Someone changed the password (or ended every session) concurrently: the credentials just
+        // checked are stale, as they would be had this request arrived later.
+        audit::emit(ctx, AuditEvent::PasswordChangeFailed, subject);
+        Err(AuthError::InvalidCredentials)
     }
 
     async fn token_response(
@@ -539,6 +551,14 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
                 "me": format!("{issuer}/auth/me"),
             },
         })
+    }
+}
+
+fn user_subject(user: &User) -> Subject<'_> {
+    Subject {
+        email: Some(&user.email),
+        user_id: Some(&user.user_id),
+        ..Default::default()
     }
 }
 

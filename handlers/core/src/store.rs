@@ -6,6 +6,9 @@
 
 use std::future::Future;
 
+pub use crate::throttle::AttemptCounter;
+use crate::throttle::LoginThrottle;
+
 /// A user as stored under `USER#<email>` / `PROFILE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -17,11 +20,60 @@ pub struct User {
     pub created_at_ms: i64,
     /// Tokens issued before this instant are revoked (0: none).
     pub revoked_before_ms: i64,
-    /// Consecutive failed logins since the last success.
-    pub failed_logins: u32,
-    /// Logins are refused until this instant (0: not throttled).
-    pub locked_until_ms: i64,
+    /// The login throttle's counter (see [`crate::throttle`]).
+    pub attempts: AttemptCounter,
     pub roles: Vec<String>,
+}
+
+/// The port's state changes on a user, as pure rules: the memory and SQLite stores apply them to the
+/// user they read inside one atomic step; DynamoDB writes them as conditions and updates.
+impl User {
+    /// [`UserStore::reserve_login_attempt`]: the reservation, with `self` updated when admitted.
+    pub fn reserve_attempt(&mut self, throttle: &LoginThrottle, now_ms: i64) -> Reservation {
+        match throttle.reserve(&self.attempts, now_ms) {
+            Some(next) => {
+                self.attempts = next;
+                Reservation::Admitted(self.clone())
+            }
+            None => Reservation::Refused(self.clone()),
+        }
+    }
+
+    /// [`UserStore::settle_attempt`].
+    pub fn settle_attempt(&mut self, reserved: &AttemptCounter, locked_until_ms: i64) -> bool {
+        match crate::throttle::settle(&self.attempts, reserved, locked_until_ms) {
+            Some(next) => {
+                self.attempts = next;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// [`UserStore::complete_login`] on the user (the caller writes the token in the same step).
+    pub fn complete_login(&mut self, completion: &LoginCompletion) -> bool {
+        if self.password_hash != completion.verified_hash
+            || self.revoked_before_ms != completion.revoked_before_ms
+        {
+            return false;
+        }
+        self.attempts = AttemptCounter::default();
+        if let Some(hash) = &completion.new_password_hash {
+            self.password_hash = hash.clone();
+        }
+        true
+    }
+
+    /// [`UserStore::change_password`] on the user (the caller writes the token in the same step).
+    pub fn change_password(&mut self, change: &PasswordChange) -> bool {
+        if self.password_hash != change.expected_hash {
+            return false;
+        }
+        self.password_hash = change.new_hash.clone();
+        self.revoked_before_ms = self.revoked_before_ms.max(change.revoked_before_ms);
+        self.attempts = AttemptCounter::default();
+        true
+    }
 }
 
 /// A refresh token as stored under `USER#<email>` / `REFRESH#<family_id>#<token_id>`.
@@ -78,13 +130,38 @@ pub enum RotateOutcome {
     Revoked,
 }
 
-/// The changes a successful login writes together with the new family's first token.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LoginSuccess {
-    /// Reset `failed_logins` and `locked_until_ms` to zero.
-    pub reset_failures: bool,
+/// The outcome of reserving a login attempt (see [`crate::throttle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// The attempt may be judged; the user as it is after the reservation.
+    Admitted(User),
+    /// The window is open: the attempt is refused unjudged; the user as read, unchanged.
+    Refused(User),
+    /// No user has this email; nothing was written.
+    NoUser,
+}
+
+/// A successful login's one conditional write: the first token of a new family, the counter reset
+/// and (when parameters were raised) the new hash, applied only if the stored hash is still the one
+/// that was verified and the watermark is still the one read. Otherwise nothing is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginCompletion {
+    pub verified_hash: String,
+    pub revoked_before_ms: i64,
     /// Replace the stored hash (parameters were raised since it was made).
     pub new_password_hash: Option<String>,
+    pub first_token: RefreshRecord,
+}
+
+/// A password change's one conditional write: the new hash, the watermark (raised, never lowered),
+/// the counter reset and the first token of the new session, applied only if the stored hash is still
+/// `expected_hash`. Otherwise nothing is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordChange {
+    pub expected_hash: String,
+    pub new_hash: String,
+    pub revoked_before_ms: i64,
+    pub first_token: RefreshRecord,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,32 +187,34 @@ pub trait UserStore: Send + Sync + 'static {
         user_id: &str,
     ) -> impl Future<Output = StoreResult<Option<User>>> + Send;
 
-    /// Sets the failure counter and throttle window if, and only if, the user exists and its
-    /// `failed_logins` still equals `expected_failed` (optimistic concurrency). Returns whether it applied.
-    /// Called for unknown emails too (it then applies nothing), so every failed login costs one write.
-    fn record_failed_login(
+    /// Reserves one login attempt on the user's counter with [`LoginThrottle::reserve`], atomically:
+    /// under any concurrency, each reservation sees the previous one.
+    fn reserve_login_attempt(
         &self,
         email: &str,
-        expected_failed: u32,
-        failed_logins: u32,
+        throttle: &LoginThrottle,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Reservation>> + Send;
+
+    /// Sets the counter's window to `locked_until_ms` if the counter is still `reserved`
+    /// ([`crate::throttle::settle`]). Returns whether it applied; a missing user applies nothing.
+    fn settle_attempt(
+        &self,
+        email: &str,
+        reserved: &AttemptCounter,
         locked_until_ms: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
-    /// Writes the first token of a new family and, in the same atomic write, the changes in `success`.
+    /// The conditional write described on [`LoginCompletion`]. Returns whether it applied.
     fn complete_login(
         &self,
-        success: &LoginSuccess,
-        first_token: &RefreshRecord,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+        completion: &LoginCompletion,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 
-    /// Replaces the password hash if the stored one is still `expected_hash`, sets `revoked_before_ms`
-    /// and clears the failure counter. Returns whether it applied.
+    /// The conditional write described on [`PasswordChange`]. Returns whether it applied.
     fn change_password(
         &self,
-        email: &str,
-        expected_hash: &str,
-        new_hash: &str,
-        revoked_before_ms: i64,
+        change: &PasswordChange,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Raises the user's watermark to `revoked_before_ms` (never lowers it).
@@ -147,7 +226,8 @@ pub trait UserStore: Send + Sync + 'static {
 }
 
 pub trait RefreshTokenStore: Send + Sync + 'static {
-    /// Writes a token record (the first of a family issued outside login, e.g. after a password change).
+    /// Writes a token record as it is (fixtures and tools: the service writes tokens only inside
+    /// logins, password changes and rotations).
     fn put_refresh_token(
         &self,
         record: &RefreshRecord,
@@ -174,9 +254,6 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
         email: &str,
         family_id: &str,
     ) -> impl Future<Output = StoreResult<usize>> + Send;
-
-    /// Deletes every token of every family of the user; returns how many were deleted.
-    fn revoke_all_families(&self, email: &str) -> impl Future<Output = StoreResult<usize>> + Send;
 }
 
 /// Everything the service needs from storage.

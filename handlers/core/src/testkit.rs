@@ -38,9 +38,10 @@ use crate::password::{HashingParams, PasswordHasher};
 use crate::refresh::{RefreshToken, hex, sha256_hex};
 use crate::service::{AuthService, Registered, TokenResponse};
 use crate::store::{
-    AuthStore, LoginSuccess, RefreshRecord, RefreshTokenStore, RotateOutcome, Rotation,
-    StoreResult, User, UserStore,
+    AttemptCounter, AuthStore, LoginCompletion, PasswordChange, RefreshRecord, RefreshTokenStore,
+    Reservation, RotateOutcome, Rotation, StoreResult, User, UserStore,
 };
+use crate::throttle::LoginThrottle;
 
 /// The instant the store-level behaviours start at (2026-01-01T00:00:00Z), milliseconds.
 pub const NOW_MS: i64 = 1_767_225_600_000;
@@ -101,8 +102,7 @@ pub fn sample_user(email: &str) -> User {
         password_hash: fake_hash("sample"),
         created_at_ms: NOW_MS - 86_400_000,
         revoked_before_ms: 0,
-        failed_logins: 0,
-        locked_until_ms: 0,
+        attempts: AttemptCounter::default(),
         roles: vec!["reader".to_owned(), "writer".to_owned()],
     }
 }
@@ -220,32 +220,33 @@ impl<S: UserStore> UserStore for Guarded<S> {
     ) -> impl Future<Output = StoreResult<Option<User>>> + Send {
         self.store.get_user_by_id(user_id)
     }
-    fn record_failed_login(
+    fn reserve_login_attempt(
         &self,
         email: &str,
-        expected: u32,
-        failed: u32,
+        throttle: &LoginThrottle,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Reservation>> + Send {
+        self.store.reserve_login_attempt(email, throttle, now_ms)
+    }
+    fn settle_attempt(
+        &self,
+        email: &str,
+        reserved: &AttemptCounter,
         locked_until_ms: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send {
-        self.store
-            .record_failed_login(email, expected, failed, locked_until_ms)
+        self.store.settle_attempt(email, reserved, locked_until_ms)
     }
     fn complete_login(
         &self,
-        success: &LoginSuccess,
-        first_token: &RefreshRecord,
-    ) -> impl Future<Output = StoreResult<()>> + Send {
-        self.store.complete_login(success, first_token)
+        completion: &LoginCompletion,
+    ) -> impl Future<Output = StoreResult<bool>> + Send {
+        self.store.complete_login(completion)
     }
     fn change_password(
         &self,
-        email: &str,
-        expected: &str,
-        new: &str,
-        revoked_before_ms: i64,
+        change: &PasswordChange,
     ) -> impl Future<Output = StoreResult<bool>> + Send {
-        self.store
-            .change_password(email, expected, new, revoked_before_ms)
+        self.store.change_password(change)
     }
     fn set_revoked_before(
         &self,
@@ -285,9 +286,6 @@ impl<S: RefreshTokenStore> RefreshTokenStore for Guarded<S> {
         family_id: &str,
     ) -> impl Future<Output = StoreResult<usize>> + Send {
         self.store.revoke_family(email, family_id)
-    }
-    fn revoke_all_families(&self, email: &str) -> impl Future<Output = StoreResult<usize>> + Send {
-        self.store.revoke_all_families(email)
     }
 }
 
@@ -343,61 +341,58 @@ impl UserStore for MemoryStore {
         Ok(self.with(|s| s.users.values().find(|u| u.user_id == user_id).cloned()))
     }
 
-    async fn record_failed_login(
+    async fn reserve_login_attempt(
         &self,
         email: &str,
-        expected_failed: u32,
-        failed_logins: u32,
-        locked_until_ms: i64,
-    ) -> StoreResult<bool> {
+        throttle: &LoginThrottle,
+        now_ms: i64,
+    ) -> StoreResult<Reservation> {
         Ok(self.with(|s| match s.users.get_mut(email) {
-            Some(user) if user.failed_logins == expected_failed => {
-                user.failed_logins = failed_logins;
-                user.locked_until_ms = locked_until_ms;
-                true
-            }
-            _ => false,
+            Some(user) => user.reserve_attempt(throttle, now_ms),
+            None => Reservation::NoUser,
         }))
     }
 
-    async fn complete_login(
-        &self,
-        success: &LoginSuccess,
-        first_token: &RefreshRecord,
-    ) -> StoreResult<()> {
-        self.with(|s| {
-            if let Some(user) = s.users.get_mut(&first_token.email) {
-                if success.reset_failures {
-                    user.failed_logins = 0;
-                    user.locked_until_ms = 0;
-                }
-                if let Some(hash) = &success.new_password_hash {
-                    user.password_hash = hash.clone();
-                }
-            }
-            let r = first_token;
-            s.tokens
-                .insert(token_key(&r.email, &r.family_id, &r.token_id), r.clone());
-        });
-        Ok(())
-    }
-
-    async fn change_password(
+    async fn settle_attempt(
         &self,
         email: &str,
-        expected_hash: &str,
-        new_hash: &str,
-        revoked_before_ms: i64,
+        reserved: &AttemptCounter,
+        locked_until_ms: i64,
     ) -> StoreResult<bool> {
-        Ok(self.with(|s| match s.users.get_mut(email) {
-            Some(user) if user.password_hash == expected_hash => {
-                user.password_hash = new_hash.to_owned();
-                user.revoked_before_ms = user.revoked_before_ms.max(revoked_before_ms);
-                user.failed_logins = 0;
-                user.locked_until_ms = 0;
-                true
+        Ok(self.with(|s| {
+            s.users
+                .get_mut(email)
+                .is_some_and(|user| user.settle_attempt(reserved, locked_until_ms))
+        }))
+    }
+
+    async fn complete_login(&self, completion: &LoginCompletion) -> StoreResult<bool> {
+        Ok(self.with(|s| {
+            let r = &completion.first_token;
+            let applied = s
+                .users
+                .get_mut(&r.email)
+                .is_some_and(|user| user.complete_login(completion));
+            if applied {
+                s.tokens
+                    .insert(token_key(&r.email, &r.family_id, &r.token_id), r.clone());
             }
-            _ => false,
+            applied
+        }))
+    }
+
+    async fn change_password(&self, change: &PasswordChange) -> StoreResult<bool> {
+        Ok(self.with(|s| {
+            let r = &change.first_token;
+            let applied = s
+                .users
+                .get_mut(&r.email)
+                .is_some_and(|user| user.change_password(change));
+            if applied {
+                s.tokens
+                    .insert(token_key(&r.email, &r.family_id, &r.token_id), r.clone());
+            }
+            applied
         }))
     }
 
@@ -475,14 +470,6 @@ impl RefreshTokenStore for MemoryStore {
             before - s.tokens.len()
         }))
     }
-
-    async fn revoke_all_families(&self, email: &str) -> StoreResult<usize> {
-        Ok(self.with(|s| {
-            let before = s.tokens.len();
-            s.tokens.retain(|(e, _, _), _| e != email);
-            before - s.tokens.len()
-        }))
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -551,8 +538,11 @@ pub async fn create_user_races_have_one_winner<S: AuthStore>(store: S) {
 pub async fn users_are_found_by_email_and_by_id<S: AuthStore>(store: S) {
     let mut user = sample_user(&unique_email("lookup"));
     user.revoked_before_ms = NOW_MS - 5_000;
-    user.failed_logins = 2;
-    user.locked_until_ms = NOW_MS + 7_000;
+    user.attempts = AttemptCounter {
+        attempts: 2,
+        locked_until_ms: NOW_MS + 7_000,
+        last_attempt_ms: NOW_MS - 1_000,
+    };
     assert!(store.create_user(&user).await.unwrap());
     assert_eq!(
         store.get_user(&user.email).await.unwrap(),
@@ -573,252 +563,424 @@ pub async fn users_are_found_by_email_and_by_id<S: AuthStore>(store: S) {
     );
 }
 
-/// The failure counter changes only when the expected value is still stored; unknown emails get
-/// `false` and nothing is created.
-pub async fn record_failed_login_is_conditional<S: AuthStore>(store: S) {
-    let user = new_user(&store, "failures").await;
-    assert!(
-        !store
-            .record_failed_login(&user.email, 1, 2, NOW_MS + 1_000)
+/// Audit events recorded by a process-wide tracing subscriber that the suite installs once: the
+/// service's judgements are counted from `login_failed` / `login_throttled`, as an operator would.
+pub struct AuditCapture {
+    events: Mutex<Vec<(String, String)>>,
+}
+
+impl AuditCapture {
+    /// The names of the events recorded for `user_id`, in order.
+    pub fn events_of(&self, user_id: &str) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .filter(|(_, user)| user == user_id)
+            .map(|(event, _)| event.clone())
+            .collect()
+    }
+}
+
+/// Installs the capturing subscriber as the global default (once per test binary) and returns it.
+/// Panics if the binary already installed another global subscriber.
+pub fn audit_capture() -> &'static AuditCapture {
+    static CAPTURE: std::sync::OnceLock<&'static AuditCapture> = std::sync::OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture: &'static AuditCapture = Box::leak(Box::new(AuditCapture {
+            events: Mutex::new(Vec::new()),
+        }));
+        tracing::subscriber::set_global_default(CaptureSubscriber(capture))
+            .expect("the behaviour suite installs the only global tracing subscriber");
+        capture
+    })
+}
+
+struct CaptureSubscriber(&'static AuditCapture);
+
+#[derive(Default)]
+struct AuditFields {
+    event: String,
+    user_id: String,
+}
+
+impl tracing::field::Visit for AuditFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "event" => self.event = value.to_owned(),
+            "user_id" => self.user_id = value.to_owned(),
+            _ => {}
+        }
+    }
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+}
+
+impl tracing::Subscriber for CaptureSubscriber {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target() == "keygate::audit"
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = AuditFields::default();
+        event.record(&mut fields);
+        self.0
+            .events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push((fields.event, fields.user_id));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The throttle the store-level behaviours reserve with (the defaults).
+pub fn test_throttle() -> LoginThrottle {
+    test_config().throttle
+}
+
+fn admitted(reservation: Reservation) -> User {
+    match reservation {
+        Reservation::Admitted(user) => user,
+        other => panic!("expected an admitted reservation, got {other:?}"),
+    }
+}
+
+/// Runs `n` copies of `f` released together by a barrier, so they reach the store at once.
+pub async fn released_together<T, F, Fut>(n: usize, f: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (barrier, task) = (barrier.clone(), f(i));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                task.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(n);
+    for task in tasks {
+        results.push(task.await.expect("task"));
+    }
+    results
+}
+
+/// Reservations follow [`LoginThrottle::reserve`] and return the user as it is after them; refused
+/// ones change nothing; unknown emails create nothing.
+pub async fn reservations_follow_the_throttle<S: AuthStore>(store: S) {
+    let throttle = test_throttle();
+    let user = new_user(&store, "reserve").await;
+    let mut expected = AttemptCounter::default();
+    for i in 0..throttle.free_attempts {
+        let at = NOW_MS + i64::from(i);
+        expected = throttle.reserve(&expected, at).expect("free attempt");
+        let after = admitted(
+            store
+                .reserve_login_attempt(&user.email, &throttle, at)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(after.attempts, expected);
+        assert_eq!(
+            User {
+                attempts: AttemptCounter::default(),
+                ..after
+            },
+            user,
+            "a reservation changes only the counter"
+        );
+    }
+    let stored = user_of(&store, &user.email).await;
+    assert_eq!(stored.attempts, expected);
+    match store
+        .reserve_login_attempt(&user.email, &throttle, NOW_MS + 100)
+        .await
+        .unwrap()
+    {
+        Reservation::Refused(seen) => assert_eq!(seen, stored),
+        other => panic!("past the free attempts, with the window open: refused, got {other:?}"),
+    }
+    assert_eq!(
+        user_of(&store, &user.email).await,
+        stored,
+        "a refusal writes nothing"
+    );
+
+    let unknown = unique_email("unknown");
+    assert_eq!(
+        store
+            .reserve_login_attempt(&unknown, &throttle, NOW_MS)
             .await
             .unwrap(),
-        "stale expectation must not apply"
+        Reservation::NoUser
     );
-    assert_eq!(user_of(&store, &user.email).await, user);
+    assert_eq!(store.get_user(&unknown).await.unwrap(), None);
+}
 
-    assert!(
-        store
-            .record_failed_login(&user.email, 0, 1, 0)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .record_failed_login(&user.email, 1, 6, NOW_MS + 1_000)
-            .await
-            .unwrap()
-    );
-    let stored = user_of(&store, &user.email).await;
+/// Reservations released together: exactly the free attempts are admitted, and the counter holds
+/// every one of them.
+pub async fn concurrent_reservations_admit_only_the_free_attempts<S: AuthStore>(store: S) {
+    let store = Arc::new(store);
+    let throttle = test_throttle();
+    let user = new_user(&*store, "reserve-race").await;
+    let results = released_together(CONCURRENCY, |_| {
+        let (store, email, throttle) = (store.clone(), user.email.clone(), throttle.clone());
+        async move {
+            store
+                .reserve_login_attempt(&email, &throttle, NOW_MS)
+                .await
+                .expect("a concurrent reservation must not fail")
+        }
+    })
+    .await;
+    let admitted = results
+        .iter()
+        .filter(|r| matches!(r, Reservation::Admitted(_)))
+        .count();
     assert_eq!(
-        (stored.failed_logins, stored.locked_until_ms),
-        (6, NOW_MS + 1_000)
+        admitted, throttle.free_attempts as usize,
+        "exactly the free attempts may be admitted, whatever the concurrency"
+    );
+    assert_eq!(
+        user_of(&*store, &user.email).await.attempts.attempts,
+        throttle.free_attempts
+    );
+}
+
+/// Settling replaces the window only on the reservation it was decided on.
+pub async fn settle_attempt_is_compare_and_set<S: AuthStore>(store: S) {
+    let throttle = test_throttle();
+    let user = new_user(&store, "settle").await;
+    let first = admitted(
+        store
+            .reserve_login_attempt(&user.email, &throttle, NOW_MS)
+            .await
+            .unwrap(),
+    );
+    let second = admitted(
+        store
+            .reserve_login_attempt(&user.email, &throttle, NOW_MS + 1)
+            .await
+            .unwrap(),
+    );
+    assert!(
+        !store
+            .settle_attempt(&user.email, &first.attempts, NOW_MS + 9_000)
+            .await
+            .unwrap(),
+        "a later reservation exists: the earlier one must not settle"
+    );
+    assert_eq!(user_of(&store, &user.email).await, second);
+    assert!(
+        store
+            .settle_attempt(&user.email, &second.attempts, NOW_MS + 9_000)
+            .await
+            .unwrap()
+    );
+    let settled = user_of(&store, &user.email).await;
+    assert_eq!(
+        settled.attempts,
+        AttemptCounter {
+            locked_until_ms: NOW_MS + 9_000,
+            ..second.attempts
+        }
     );
     assert_eq!(
         User {
-            failed_logins: 0,
-            locked_until_ms: 0,
-            ..stored.clone()
+            attempts: AttemptCounter::default(),
+            ..settled
         },
         user,
         "nothing else may change"
     );
-
+    let unknown = unique_email("unknown");
     assert!(
         !store
-            .record_failed_login(&user.email, 1, 7, NOW_MS + 2_000)
+            .settle_attempt(&unknown, &AttemptCounter::default(), 0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_user(&unknown).await.unwrap(), None);
+}
+
+fn completion(user: &User, verified_hash: &str, new_hash: Option<String>) -> LoginCompletion {
+    LoginCompletion {
+        verified_hash: verified_hash.to_owned(),
+        revoked_before_ms: user.revoked_before_ms,
+        new_password_hash: new_hash,
+        first_token: first_record(&user.email, NOW_MS, None),
+    }
+}
+
+/// A login's write applies only on the hash that was verified and the watermark that was read; then
+/// it writes the token, resets the counter and replaces the hash if asked, together.
+pub async fn complete_login_is_conditional<S: AuthStore>(store: S) {
+    let throttle = test_throttle();
+    let user = new_user(&store, "complete-login").await;
+    admitted(
+        store
+            .reserve_login_attempt(&user.email, &throttle, NOW_MS)
             .await
             .unwrap(),
-        "a lost race must not apply"
     );
-    assert_eq!(user_of(&store, &user.email).await, stored);
+    let reserved = user_of(&store, &user.email).await;
 
-    let unknown = unique_email("unknown");
-    assert!(!store.record_failed_login(&unknown, 0, 1, 0).await.unwrap());
+    let stale = completion(&user, &fake_hash("not-stored"), None);
+    assert!(!store.complete_login(&stale).await.unwrap());
+    assert_eq!(get_token(&store, &stale.first_token, NOW_MS).await, None);
+    let old_watermark = LoginCompletion {
+        revoked_before_ms: user.revoked_before_ms - 1,
+        ..completion(&user, &user.password_hash, None)
+    };
+    assert!(!store.complete_login(&old_watermark).await.unwrap());
     assert_eq!(
-        store.get_user(&unknown).await.unwrap(),
-        None,
-        "a failed login must not create a user"
+        get_token(&store, &old_watermark.first_token, NOW_MS).await,
+        None
     );
-}
-
-/// Concurrent increments from one read: exactly one applies.
-pub async fn record_failed_login_races_have_one_winner<S: AuthStore>(store: S) {
-    let store = Arc::new(store);
-    let user = new_user(&*store, "failure-race").await;
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|_| {
-            let (store, email) = (store.clone(), user.email.clone());
-            tokio::spawn(async move {
-                store
-                    .record_failed_login(&email, 0, 1, 0)
-                    .await
-                    .expect("record_failed_login must not fail")
-            })
-        })
-        .collect();
-    let mut applied = 0;
-    for task in tasks {
-        applied += usize::from(task.await.expect("task"));
-    }
     assert_eq!(
-        applied, 1,
-        "exactly one conditional update from the same expectation may apply"
-    );
-    assert_eq!(user_of(&*store, &user.email).await.failed_logins, 1);
-}
-
-/// A login writes its token, and exactly the requested user changes, together.
-pub async fn complete_login_writes_token_and_user_changes<S: AuthStore>(store: S) {
-    let user = new_user(&store, "complete-login").await;
-    assert!(
-        store
-            .record_failed_login(&user.email, 0, 4, NOW_MS + 5_000)
-            .await
-            .unwrap()
+        user_of(&store, &user.email).await,
+        reserved,
+        "a refused completion changes nothing"
     );
 
-    let plain = first_record(&user.email, NOW_MS, None);
-    store
-        .complete_login(&LoginSuccess::default(), &plain)
-        .await
-        .unwrap();
-    assert_eq!(get_token(&store, &plain, NOW_MS).await, Some(plain.clone()));
-    let stored = user_of(&store, &user.email).await;
+    let plain = completion(&user, &user.password_hash, None);
+    assert!(store.complete_login(&plain).await.unwrap());
     assert_eq!(
-        (
-            stored.failed_logins,
-            stored.locked_until_ms,
-            &stored.password_hash
-        ),
-        (4, NOW_MS + 5_000, &user.password_hash)
+        get_token(&store, &plain.first_token, NOW_MS).await,
+        Some(plain.first_token.clone())
     );
-
-    let reset = first_record(&user.email, NOW_MS, Some(sha256_hex(b"device")));
-    store
-        .complete_login(
-            &LoginSuccess {
-                reset_failures: true,
-                new_password_hash: None,
-            },
-            &reset,
-        )
-        .await
-        .unwrap();
-    assert_eq!(get_token(&store, &reset, NOW_MS).await, Some(reset.clone()));
-    let stored = user_of(&store, &user.email).await;
     assert_eq!(
-        (
-            stored.failed_logins,
-            stored.locked_until_ms,
-            &stored.password_hash
-        ),
-        (0, 0, &user.password_hash)
+        user_of(&store, &user.email).await,
+        user,
+        "the counter is reset, nothing else changes"
     );
 
-    assert!(
-        store
-            .record_failed_login(&user.email, 0, 3, 0)
-            .await
-            .unwrap()
-    );
     let rehashed = fake_hash("rehashed");
-    let both = first_record(&user.email, NOW_MS, None);
-    store
-        .complete_login(
-            &LoginSuccess {
-                reset_failures: true,
-                new_password_hash: Some(rehashed.clone()),
-            },
-            &both,
-        )
-        .await
-        .unwrap();
-    assert_eq!(get_token(&store, &both, NOW_MS).await, Some(both.clone()));
+    let rehash = completion(&user, &user.password_hash, Some(rehashed.clone()));
+    assert!(store.complete_login(&rehash).await.unwrap());
+    assert!(
+        get_token(&store, &rehash.first_token, NOW_MS)
+            .await
+            .is_some()
+    );
     assert_eq!(
         user_of(&store, &user.email).await,
         User {
             password_hash: rehashed,
             ..user.clone()
-        },
-        "only the hash changes"
+        }
     );
-
-    assert!(
-        store
-            .record_failed_login(&user.email, 0, 2, 0)
-            .await
-            .unwrap()
-    );
-    let again = fake_hash("again");
-    let only_hash = first_record(&user.email, NOW_MS, None);
-    store
-        .complete_login(
-            &LoginSuccess {
-                reset_failures: false,
-                new_password_hash: Some(again.clone()),
-            },
-            &only_hash,
-        )
-        .await
-        .unwrap();
-    let stored = user_of(&store, &user.email).await;
+    let unknown = completion(&sample_user(&unique_email("unknown")), "x", None);
+    assert!(!store.complete_login(&unknown).await.unwrap());
     assert_eq!(
-        (stored.failed_logins, &stored.password_hash),
-        (2, &again),
-        "the counter stays unless a reset is asked"
+        store.get_user(&unknown.first_token.email).await.unwrap(),
+        None
     );
-    assert!(get_token(&store, &only_hash, NOW_MS).await.is_some());
 }
 
-/// The password changes only from the expected hash; it raises the watermark and clears failures.
+fn password_change(user: &User, expected_hash: &str, new_hash: &str, at: i64) -> PasswordChange {
+    PasswordChange {
+        expected_hash: expected_hash.to_owned(),
+        new_hash: new_hash.to_owned(),
+        revoked_before_ms: at,
+        first_token: first_record(&user.email, at, None),
+    }
+}
+
+/// The password changes only from the expected hash; with it the watermark rises (never falls), the
+/// counter resets and the new session's token is written.
 pub async fn change_password_is_conditional<S: AuthStore>(store: S) {
+    let throttle = test_throttle();
     let user = new_user(&store, "change-password").await;
-    assert!(
-        store
-            .record_failed_login(&user.email, 0, 3, NOW_MS + 9_000)
-            .await
-            .unwrap()
-    );
+    store
+        .reserve_login_attempt(&user.email, &throttle, NOW_MS)
+        .await
+        .unwrap();
     let before = user_of(&store, &user.email).await;
     let (second, third) = (fake_hash("second"), fake_hash("third"));
 
-    assert!(
-        !store
-            .change_password(&user.email, &fake_hash("not-stored"), &second, NOW_MS)
-            .await
-            .unwrap()
-    );
+    let wrong = password_change(&user, &fake_hash("not-stored"), &second, NOW_MS);
+    assert!(!store.change_password(&wrong).await.unwrap());
     assert_eq!(
         user_of(&store, &user.email).await,
         before,
         "a wrong expected hash must change nothing"
     );
+    assert_eq!(get_token(&store, &wrong.first_token, NOW_MS).await, None);
 
-    assert!(
-        store
-            .change_password(&user.email, &user.password_hash, &second, NOW_MS)
-            .await
-            .unwrap()
-    );
+    let change = password_change(&user, &user.password_hash, &second, NOW_MS);
+    assert!(store.change_password(&change).await.unwrap());
     let changed = user_of(&store, &user.email).await;
     assert_eq!(
         changed,
         User {
             password_hash: second.clone(),
             revoked_before_ms: NOW_MS,
-            failed_logins: 0,
-            locked_until_ms: 0,
             ..user.clone()
         }
     );
-
-    assert!(
-        !store
-            .change_password(&user.email, &user.password_hash, &third, NOW_MS + 1)
-            .await
-            .unwrap(),
-        "stale hash"
+    assert_eq!(
+        get_token(&store, &change.first_token, NOW_MS).await,
+        Some(change.first_token.clone())
     );
+
+    let stale = password_change(&user, &user.password_hash, &third, NOW_MS + 1);
+    assert!(!store.change_password(&stale).await.unwrap(), "stale hash");
     assert_eq!(user_of(&store, &user.email).await, changed);
 
-    let unknown = unique_email("unknown");
-    assert!(
-        !store
-            .change_password(&unknown, &user.password_hash, &third, NOW_MS)
-            .await
-            .unwrap()
+    let earlier = password_change(&user, &second, &third, NOW_MS - 5);
+    assert!(store.change_password(&earlier).await.unwrap());
+    assert_eq!(
+        user_of(&store, &user.email).await.revoked_before_ms,
+        NOW_MS,
+        "the watermark must never be lowered"
     );
-    assert_eq!(store.get_user(&unknown).await.unwrap(), None);
+
+    let unknown = password_change(&sample_user(&unique_email("unknown")), "x", &third, NOW_MS);
+    assert!(!store.change_password(&unknown).await.unwrap());
+    assert_eq!(
+        store.get_user(&unknown.first_token.email).await.unwrap(),
+        None
+    );
+}
+
+/// A rehashing login and a password change decided on the same hash, released together: exactly
+/// one applies, so a rehash can never put the old password back.
+pub async fn rehash_and_password_change_have_one_winner<S: AuthStore>(store: S) {
+    let store = Arc::new(store);
+    for round in 0..8 {
+        let user = new_user(&*store, "rehash-race").await;
+        let (rehashed, changed) = (fake_hash("rehashed"), fake_hash("changed"));
+        let login = completion(&user, &user.password_hash, Some(rehashed.clone()));
+        let change = password_change(&user, &user.password_hash, &changed, NOW_MS + 1);
+        let results = released_together(2, |i| {
+            let (store, login, change) = (store.clone(), login.clone(), change.clone());
+            async move {
+                if i == 0 {
+                    store.complete_login(&login).await.unwrap()
+                } else {
+                    store.change_password(&change).await.unwrap()
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            results.iter().filter(|applied| **applied).count(),
+            1,
+            "round {round}: exactly one of the two writes may apply, got {results:?}"
+        );
+        let stored = user_of(&*store, &user.email).await;
+        let expected = if results[0] { &rehashed } else { &changed };
+        assert_eq!(&stored.password_hash, expected, "round {round}");
+    }
 }
 
 /// The watermark only moves forward; unknown emails are left alone.
@@ -1225,46 +1387,13 @@ pub async fn revoke_family_deletes_only_that_family<S: AuthStore>(store: S) {
     assert_eq!(user_of(&store, &ada.email).await, ada, "the user stays");
 }
 
-/// Revoking all families deletes every token of the user and nothing else, never the user.
-pub async fn revoke_all_families_deletes_only_that_user<S: AuthStore>(store: S) {
-    let (ada, bob) = (
-        new_user(&store, "all-ada").await,
-        new_user(&store, "all-bob").await,
-    );
-    let mut ada_tokens = put_family(&store, &ada.email, &random_hex(16), 3).await;
-    ada_tokens.extend(put_family(&store, &ada.email, &random_hex(16), 2).await);
-    let bob_tokens = put_family(&store, &bob.email, &random_hex(16), 2).await;
-
-    assert_eq!(store.revoke_all_families(&ada.email).await.unwrap(), 5);
-    assert_eq!(live_count(&store, &ada_tokens).await, 0);
-    assert_eq!(live_count(&store, &bob_tokens).await, 2);
-    assert_eq!(
-        user_of(&store, &ada.email).await,
-        ada,
-        "the user record is not a token"
-    );
-    assert_eq!(store.revoke_all_families(&ada.email).await.unwrap(), 0);
-    assert_eq!(
-        store
-            .revoke_all_families(&unique_email("nobody"))
-            .await
-            .unwrap(),
-        0
-    );
-}
-
-/// Families larger than one DynamoDB batch (25) are deleted whole.
+/// A family larger than one DynamoDB batch (25) is deleted whole.
 pub async fn revoke_large_families<S: AuthStore>(store: S) {
     let user = new_user(&store, "large").await;
     let family = random_hex(16);
     let big = put_family(&store, &user.email, &family, 60).await;
     assert_eq!(store.revoke_family(&user.email, &family).await.unwrap(), 60);
     assert_eq!(live_count(&store, &big).await, 0);
-
-    let mut all = put_family(&store, &user.email, &random_hex(16), 30).await;
-    all.extend(put_family(&store, &user.email, &random_hex(16), 27).await);
-    assert_eq!(store.revoke_all_families(&user.email).await.unwrap(), 57);
-    assert_eq!(live_count(&store, &all).await, 0);
 }
 
 /// Many concurrent rotations of one token: exactly one wins; every other one sees it used by the
@@ -1788,63 +1917,237 @@ pub async fn service_free_attempts_do_not_throttle<S: AuthStore>(store: S) {
     let h = ServiceHarness::new(store);
     let (email, _) = h.registered("free-attempts").await;
     let free = h.service.config().throttle.free_attempts;
-    fail_logins(&h, &email, free).await;
+    fail_logins(&h, &email, free - 1).await;
     let user = h.store().get_user(&email).await.unwrap().unwrap();
     assert_eq!(
-        (user.failed_logins, user.locked_until_ms),
-        (free, 0),
-        "every failure is counted"
+        (user.attempts.attempts, user.attempts.locked_until_ms),
+        (free - 1, 0),
+        "every failure is counted, none opens a window"
     );
     h.login(&email, PASSWORD, None)
         .await
         .expect("the right password within the free attempts");
     let user = h.store().get_user(&email).await.unwrap().unwrap();
     assert_eq!(
-        (user.failed_logins, user.locked_until_ms),
-        (0, 0),
+        user.attempts,
+        AttemptCounter::default(),
         "a success resets the counter"
     );
 }
 
-/// After the free attempts, even the right password is refused inside the window, attempts inside
-/// it do not extend it, and it is accepted once the window has passed.
+/// The last free failure opens a window in which even the right password is refused, unjudged and
+/// without extending it (a password change too); once it has passed, one attempt is judged, and its
+/// failure opens a window twice as long.
 pub async fn service_throttle_window<S: AuthStore>(store: S) {
     let h = ServiceHarness::new(store);
     let (email, _) = h.registered("throttle").await;
     let throttle = h.service.config().throttle.clone();
-    fail_logins(&h, &email, throttle.free_attempts + 1).await;
-    let window = throttle.delay_ms(throttle.free_attempts + 1);
-    assert!(window >= 1_000, "the first window after the free attempts");
+    let session = h.login(&email, PASSWORD, None).await.unwrap();
+    fail_logins(&h, &email, throttle.free_attempts).await;
     let opened = h.now_ms();
     let user = h.store().get_user(&email).await.unwrap().unwrap();
     assert_eq!(
-        (user.failed_logins, user.locked_until_ms),
-        (throttle.free_attempts + 1, opened + window)
+        (user.attempts.attempts, user.attempts.locked_until_ms),
+        (throttle.free_attempts, opened + 1_000),
+        "the last free failure opens a 1 s window"
     );
 
     refused_login(
         h.login(&email, PASSWORD, None).await,
         "the right password inside the window",
     );
-    h.advance_ms(window / 2);
-    fail_logins(&h, &email, 2).await;
     refused_login(
-        h.login(&email, PASSWORD, None).await,
-        "the right password still inside the window",
+        h.service
+            .change_password(&h.ctx, &session.access_token, PASSWORD, NEW_PASSWORD)
+            .await,
+        "a password change inside the window",
     );
-    let user = h.store().get_user(&email).await.unwrap().unwrap();
+    h.advance_ms(500);
+    fail_logins(&h, &email, 2).await;
     assert_eq!(
-        (user.failed_logins, user.locked_until_ms),
-        (throttle.free_attempts + 1, opened + window),
+        h.store().get_user(&email).await.unwrap().unwrap(),
+        user,
         "attempts inside the window neither count nor extend it"
     );
 
-    h.advance_ms(window - window / 2);
+    h.advance_ms(500);
+    fail_logins(&h, &email, 1).await;
+    let user = h.store().get_user(&email).await.unwrap().unwrap();
+    assert_eq!(
+        (user.attempts.attempts, user.attempts.locked_until_ms),
+        (throttle.free_attempts + 1, h.now_ms() + 2_000),
+        "the next failure opens a window twice as long"
+    );
+    h.advance_ms(2_000);
     h.login(&email, PASSWORD, None)
         .await
         .expect("the right password once the window has passed");
     let user = h.store().get_user(&email).await.unwrap().unwrap();
-    assert_eq!((user.failed_logins, user.locked_until_ms), (0, 0));
+    assert_eq!(user.attempts, AttemptCounter::default());
+    h.login(&email, NEW_PASSWORD, None)
+        .await
+        .expect_err("the refused change changed nothing");
+}
+
+/// After a quiet period with no window open, old failures no longer count: a stranger's trickle of
+/// guesses cannot keep an account locked for good.
+pub async fn service_failures_decay<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("decay").await;
+    let throttle = h.service.config().throttle.clone();
+    for _ in 0..3 {
+        fail_logins(&h, &email, throttle.free_attempts).await;
+        h.advance_ms(throttle.decay_secs as i64 * 1000);
+    }
+    fail_logins(&h, &email, throttle.free_attempts - 1).await;
+    h.login(&email, PASSWORD, None)
+        .await
+        .expect("decayed failures no longer count");
+}
+
+/// Wrong passwords released together: at most the free attempts are judged (counted from the
+/// `login_failed` / `login_throttled` audit events), the rest are refused unjudged, and the window
+/// they open holds against the right password.
+pub async fn service_concurrent_failures_judge_only_the_free_attempts<S: AuthStore>(store: S) {
+    let capture = audit_capture();
+    let h = Arc::new(ServiceHarness::new(store));
+    let (email, registered) = h.registered("burst").await;
+    let free = h.service.config().throttle.free_attempts as usize;
+    let burst = 30;
+    let results = released_together(burst, |_| {
+        let (h, email) = (h.clone(), email.clone());
+        async move { h.login(&email, WRONG_PASSWORD, None).await }
+    })
+    .await;
+    for result in results {
+        refused_login(result, "a wrong password in a burst");
+    }
+    let events = capture.events_of(&registered.user_id);
+    let count = |name: &str| events.iter().filter(|e| *e == name).count();
+    assert_eq!(
+        (count("login_failed"), count("login_throttled")),
+        (free, burst - free),
+        "exactly the free attempts may be judged, whatever the concurrency"
+    );
+    refused_login(
+        h.login(&email, PASSWORD, None).await,
+        "the right password after the burst",
+    );
+}
+
+/// A password change raced by logins with the old password: every session that any of them got is
+/// revoked by the change (no access token or refresh family survives it).
+pub async fn service_password_change_races_old_password_logins<S: AuthStore>(store: S) {
+    let h = Arc::new(ServiceHarness::new(store));
+    let mut raced_sessions = 0;
+    for round in 0..8 {
+        let (email, _) = h.registered("change-race").await;
+        let owner = h.login(&email, PASSWORD, None).await.unwrap();
+        // Three logins and the change: within the free attempts, so none is refused by the throttle.
+        let results = released_together(4, |i| {
+            let (h, email, bearer) = (h.clone(), email.clone(), owner.access_token.clone());
+            async move {
+                if i == 0 {
+                    h.service
+                        .change_password(&h.ctx, &bearer, PASSWORD, NEW_PASSWORD)
+                        .await
+                } else {
+                    h.login(&email, PASSWORD, None).await
+                }
+            }
+        })
+        .await;
+        let mut results = results.into_iter();
+        let fresh = results
+            .next()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("round {round}: the change must succeed, got {e:?}"));
+        for session in results.flatten() {
+            raced_sessions += 1;
+            refused_bearer(
+                h.service.me(&session.access_token).await,
+                "an old-password session after the change",
+            );
+            refused_refresh(
+                h.refresh(&session.refresh_token, None).await,
+                "an old-password family after the change",
+            );
+        }
+        h.service
+            .me(&fresh.access_token)
+            .await
+            .expect("the change's own session works");
+        refused_login(
+            h.login(&email, PASSWORD, None).await,
+            "the old password after the change",
+        );
+    }
+    assert!(
+        raced_sessions > 0,
+        "no login won its race in 8 rounds: the test did not exercise the race"
+    );
+}
+
+/// A password change raced by a login that rehashes the old password (the stored hash was made at
+/// a lower cost): the change always wins in the end, so afterwards the new password works and the
+/// old one does not.
+pub async fn service_rehash_cannot_undo_a_password_change<S: AuthStore>(store: S) {
+    let h = Arc::new(ServiceHarness::new(store));
+    let weaker = PasswordHasher::new(HashingParams {
+        memory_kib: 8 * 1024,
+        iterations: 1,
+        parallelism: 1,
+    })
+    .unwrap();
+    for round in 0..8 {
+        let email = unique_email("rehash-race");
+        let user = User {
+            password_hash: weaker.hash(PASSWORD).unwrap(),
+            roles: vec![],
+            ..sample_user(&email)
+        };
+        assert!(h.store().create_user(&user).await.unwrap());
+        let owner = h.login(&email, PASSWORD, None).await.unwrap();
+        // The owner's login rehashed; put the weaker hash back so the racing login rehashes too.
+        let rehashed = h.store().get_user(&email).await.unwrap().unwrap();
+        let legacy = weaker.hash(PASSWORD).unwrap();
+        assert!(
+            h.store()
+                .change_password(&PasswordChange {
+                    expected_hash: rehashed.password_hash.clone(),
+                    new_hash: legacy,
+                    revoked_before_ms: 0,
+                    first_token: first_record(&email, NOW_MS, None),
+                })
+                .await
+                .unwrap()
+        );
+        let results = released_together(2, |i| {
+            let (h, email, bearer) = (h.clone(), email.clone(), owner.access_token.clone());
+            async move {
+                if i == 0 {
+                    h.service
+                        .change_password(&h.ctx, &bearer, PASSWORD, NEW_PASSWORD)
+                        .await
+                } else {
+                    h.login(&email, PASSWORD, None).await
+                }
+            }
+        })
+        .await;
+        assert!(
+            results[0].is_ok(),
+            "round {round}: the change must succeed, got {:?}",
+            results[0].as_ref().err()
+        );
+        h.login(&email, NEW_PASSWORD, None)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the new password must work: {e:?}"));
+        refused_login(
+            h.login(&email, PASSWORD, None).await,
+            "the old password after the change",
+        );
+    }
 }
 
 /// Failed logins for an unknown email create nothing, and the email registers normally later.
@@ -1861,7 +2164,7 @@ pub async fn service_unknown_email_creates_nothing<S: AuthStore>(store: S) {
     );
     h.register(&email, PASSWORD).await;
     let user = h.store().get_user(&email).await.unwrap().unwrap();
-    assert_eq!((user.failed_logins, user.locked_until_ms), (0, 0));
+    assert_eq!(user.attempts, AttemptCounter::default());
     h.login(&email, PASSWORD, None)
         .await
         .expect("login after registering");
@@ -1970,10 +2273,12 @@ macro_rules! store_behaviour_tests {
             create_user_is_put_if_absent,
             create_user_races_have_one_winner,
             users_are_found_by_email_and_by_id,
-            record_failed_login_is_conditional,
-            record_failed_login_races_have_one_winner,
-            complete_login_writes_token_and_user_changes,
+            reservations_follow_the_throttle,
+            concurrent_reservations_admit_only_the_free_attempts,
+            settle_attempt_is_compare_and_set,
+            complete_login_is_conditional,
             change_password_is_conditional,
+            rehash_and_password_change_have_one_winner,
             set_revoked_before_never_lowers,
             rotation_happy_path,
             rotation_not_found,
@@ -1982,7 +2287,6 @@ macro_rules! store_behaviour_tests {
             rotation_revoked,
             expired_tokens_are_absent,
             revoke_family_deletes_only_that_family,
-            revoke_all_families_deletes_only_that_user,
             revoke_large_families,
             concurrent_rotations_have_one_winner,
             service_register_login_refresh_logout,
@@ -1996,6 +2300,10 @@ macro_rules! store_behaviour_tests {
             service_device_binding,
             service_free_attempts_do_not_throttle,
             service_throttle_window,
+            service_failures_decay,
+            service_concurrent_failures_judge_only_the_free_attempts,
+            service_password_change_races_old_password_logins,
+            service_rehash_cannot_undo_a_password_change,
             service_unknown_email_creates_nothing,
             service_login_rehashes_weaker_hash,
             service_concurrent_refreshes_have_one_winner,

@@ -8,8 +8,10 @@
 //! - users are put-if-absent;
 //! - a rotation is one `BEGIN IMMEDIATE` transaction that checks, in the port's order, and then marks
 //!   the presented token used and writes its child, or changes nothing;
-//! - a login's token and user changes are one transaction; failure counters, password changes and
-//!   the watermark are conditional single-statement updates;
+//! - every decided change of a user (a reserved login attempt, a login's token with its counter reset
+//!   and rehash, a password change with its new session) is one IMMEDIATE transaction that reads the
+//!   user, applies the core's rule (`keygate_core::store::User`'s methods) and writes, or changes
+//!   nothing; settling a window and raising the watermark are conditional single-statement updates;
 //! - expired refresh tokens (`expires_at_s * 1000 <= now_ms`) are absent on every read, and deleted
 //!   by [`SqliteStore::sweep_expired`] (which the local server calls periodically, or through
 //!   [`SqliteStore::spawn_sweeper`]) and opportunistically after every [`SWEEP_EVERY_ROTATIONS`]th
@@ -38,9 +40,10 @@ use std::time::Duration;
 use keygate_core::Clock;
 use keygate_core::refresh::hashes_match;
 use keygate_core::store::{
-    LoginSuccess, RefreshRecord, RefreshTokenStore, RotateOutcome, Rotation, StoreError,
-    StoreResult, User, UserStore,
+    AttemptCounter, LoginCompletion, PasswordChange, RefreshRecord, RefreshTokenStore, Reservation,
+    RotateOutcome, Rotation, StoreError, StoreResult, User, UserStore,
 };
+use keygate_core::throttle::LoginThrottle;
 use rusqlite::types::Type;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -79,12 +82,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (email, family_id, token_id)
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_at_s);",
+    // 2: the throttle reserves attempts (failed_logins now counts reservations) and decays.
+    "ALTER TABLE users ADD COLUMN last_attempt_ms INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
-const USER_COLUMNS: &str = "user_id, email, password_hash, created_at_ms, revoked_before_ms, failed_logins, locked_until_ms, roles";
+const USER_COLUMNS: &str = "user_id, email, password_hash, created_at_ms, revoked_before_ms, failed_logins, locked_until_ms, roles, last_attempt_ms";
 const TOKEN_COLUMNS: &str = "email, family_id, token_id, token_hash, issued_at_ms, expires_at_s, used_at_ms, replaced_by, fingerprint_hash";
 
 /// The embedded store. Cheap to clone: clones share one connection.
@@ -311,8 +316,11 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         password_hash: row.get(2)?,
         created_at_ms: row.get(3)?,
         revoked_before_ms: row.get(4)?,
-        failed_logins: row.get(5)?,
-        locked_until_ms: row.get(6)?,
+        attempts: AttemptCounter {
+            attempts: row.get(5)?,
+            locked_until_ms: row.get(6)?,
+            last_attempt_ms: row.get(8)?,
+        },
         roles,
     })
 }
@@ -337,6 +345,42 @@ fn get_user_where(conn: &Connection, column: &str, value: &str) -> rusqlite::Res
     ))?
     .query_row([value], user_from_row)
     .optional()
+}
+
+/// Applies `change` to the user inside an IMMEDIATE transaction (so the read and the write see one
+/// state) and writes the fields the port's rules change; `token` is written in the same transaction.
+/// Returns `None` (nothing written) for an unknown email or when `change` refuses.
+fn update_user<T>(
+    conn: &mut Connection,
+    email: &str,
+    token: Option<&RefreshRecord>,
+    change: impl FnOnce(&mut User) -> Option<T>,
+) -> rusqlite::Result<Option<T>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some(mut user) = get_user_where(&tx, "email", email)? else {
+        return Ok(None);
+    };
+    let Some(outcome) = change(&mut user) else {
+        return Ok(None);
+    };
+    tx.prepare_cached(
+        "UPDATE users SET password_hash = ?2, revoked_before_ms = ?3, failed_logins = ?4,
+             locked_until_ms = ?5, last_attempt_ms = ?6
+         WHERE email = ?1",
+    )?
+    .execute(params![
+        email,
+        user.password_hash,
+        user.revoked_before_ms,
+        user.attempts.attempts,
+        user.attempts.locked_until_ms,
+        user.attempts.last_attempt_ms
+    ])?;
+    if let Some(token) = token {
+        insert_token(&tx, token)?;
+    }
+    tx.commit()?;
+    Ok(Some(outcome))
 }
 
 /// The token record, expired or not.
@@ -430,7 +474,7 @@ impl UserStore for SqliteStore {
             // Only the email decides "taken"; a user_id collision is an error, not a silent no-op.
             let inserted = conn
                 .prepare_cached(&format!(
-                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (email) DO NOTHING"
+                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (email) DO NOTHING"
                 ))?
                 .execute(params![
                     user.user_id,
@@ -438,9 +482,10 @@ impl UserStore for SqliteStore {
                     user.password_hash,
                     user.created_at_ms,
                     user.revoked_before_ms,
-                    user.failed_logins,
-                    user.locked_until_ms,
-                    roles
+                    user.attempts.attempts,
+                    user.attempts.locked_until_ms,
+                    roles,
+                    user.attempts.last_attempt_ms
                 ])?;
             Ok(inserted == 1)
         })
@@ -463,68 +508,76 @@ impl UserStore for SqliteStore {
         .await
     }
 
-    async fn record_failed_login(
+    async fn reserve_login_attempt(
         &self,
         email: &str,
-        expected_failed: u32,
-        failed_logins: u32,
+        throttle: &LoginThrottle,
+        now_ms: i64,
+    ) -> StoreResult<Reservation> {
+        let (email, throttle) = (email.to_owned(), throttle.clone());
+        self.run("reserve_login_attempt", move |conn| {
+            let mut refused = None;
+            let admitted = update_user(conn, &email, None, |user| {
+                match user.reserve_attempt(&throttle, now_ms) {
+                    Reservation::Admitted(after) => Some(after),
+                    other => {
+                        refused = Some(other);
+                        None
+                    }
+                }
+            })?;
+            Ok(admitted
+                .map(Reservation::Admitted)
+                .or(refused)
+                .unwrap_or(Reservation::NoUser))
+        })
+        .await
+    }
+
+    async fn settle_attempt(
+        &self,
+        email: &str,
+        reserved: &AttemptCounter,
         locked_until_ms: i64,
     ) -> StoreResult<bool> {
-        let email = email.to_owned();
-        self.run("record_failed_login", move |conn| {
-            let updated = conn
-                .prepare_cached("UPDATE users SET failed_logins = ?3, locked_until_ms = ?4 WHERE email = ?1 AND failed_logins = ?2")?
-                .execute(params![email, expected_failed, failed_logins, locked_until_ms])?;
-            Ok(updated == 1)
-        })
-        .await
-    }
-
-    async fn complete_login(
-        &self,
-        success: &LoginSuccess,
-        first_token: &RefreshRecord,
-    ) -> StoreResult<()> {
-        let (success, token) = (success.clone(), first_token.clone());
-        self.run("complete_login", move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if success.reset_failures {
-                tx.prepare_cached(
-                    "UPDATE users SET failed_logins = 0, locked_until_ms = 0 WHERE email = ?1",
-                )?
-                .execute([&token.email])?;
-            }
-            if let Some(hash) = &success.new_password_hash {
-                tx.prepare_cached("UPDATE users SET password_hash = ?2 WHERE email = ?1")?
-                    .execute([&token.email, hash])?;
-            }
-            insert_token(&tx, &token)?;
-            tx.commit()
-        })
-        .await
-    }
-
-    async fn change_password(
-        &self,
-        email: &str,
-        expected_hash: &str,
-        new_hash: &str,
-        revoked_before_ms: i64,
-    ) -> StoreResult<bool> {
-        let (email, expected, new) = (
-            email.to_owned(),
-            expected_hash.to_owned(),
-            new_hash.to_owned(),
-        );
-        self.run("change_password", move |conn| {
+        let (email, reserved) = (email.to_owned(), *reserved);
+        self.run("settle_attempt", move |conn| {
             let updated = conn
                 .prepare_cached(
-                    "UPDATE users SET password_hash = ?3, revoked_before_ms = max(revoked_before_ms, ?4),
-                         failed_logins = 0, locked_until_ms = 0
-                     WHERE email = ?1 AND password_hash = ?2",
+                    "UPDATE users SET locked_until_ms = ?4
+                     WHERE email = ?1 AND failed_logins = ?2 AND last_attempt_ms = ?3",
                 )?
-                .execute(params![email, expected, new, revoked_before_ms])?;
+                .execute(params![
+                    email,
+                    reserved.attempts,
+                    reserved.last_attempt_ms,
+                    locked_until_ms
+                ])?;
             Ok(updated == 1)
+        })
+        .await
+    }
+
+    async fn complete_login(&self, completion: &LoginCompletion) -> StoreResult<bool> {
+        let completion = completion.clone();
+        self.run("complete_login", move |conn| {
+            let token = &completion.first_token;
+            Ok(update_user(conn, &token.email, Some(token), |user| {
+                user.complete_login(&completion).then_some(())
+            })?
+            .is_some())
+        })
+        .await
+    }
+
+    async fn change_password(&self, change: &PasswordChange) -> StoreResult<bool> {
+        let change = change.clone();
+        self.run("change_password", move |conn| {
+            let token = &change.first_token;
+            Ok(update_user(conn, &token.email, Some(token), |user| {
+                user.change_password(&change).then_some(())
+            })?
+            .is_some())
         })
         .await
     }
@@ -588,15 +641,6 @@ impl RefreshTokenStore for SqliteStore {
         self.run("revoke_family", move |conn| {
             conn.prepare_cached("DELETE FROM refresh_tokens WHERE email = ?1 AND family_id = ?2")?
                 .execute([&email, &family_id])
-        })
-        .await
-    }
-
-    async fn revoke_all_families(&self, email: &str) -> StoreResult<usize> {
-        let email = email.to_owned();
-        self.run("revoke_all_families", move |conn| {
-            conn.prepare_cached("DELETE FROM refresh_tokens WHERE email = ?1")?
-                .execute([&email])
         })
         .await
     }
