@@ -19,6 +19,18 @@ pub use problem::{Problem, problem};
 
 /// Request bodies above this size are refused with 413 before parsing.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Requests whose header names and values add up to more than this are refused with 431: API
+/// Gateway's REST limit (10,240 bytes for the request line and headers), so the local server
+/// refuses what a deployed stage would.
+pub const MAX_HEADER_BYTES: usize = 10 * 1024;
+
+/// The bytes a request's headers occupy: names, values and the `: ` and CRLF around each.
+pub fn header_bytes(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
+}
 pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -169,12 +181,16 @@ where
     };
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let mut response = match route(endpoints, &method, &path) {
-        Ok(endpoint) => match dispatch(service, endpoint, &ctx, request).await {
-            Ok(response) => response,
-            Err(error) => problem(&error, &ctx),
-        },
-        Err(rejection) => problem(&rejection, &ctx),
+    let mut response = if header_bytes(request.headers()) > MAX_HEADER_BYTES {
+        problem(&Problem::HeadersTooLarge, &ctx)
+    } else {
+        match route(endpoints, &method, &path) {
+            Ok(endpoint) => match dispatch(service, endpoint, &ctx, request).await {
+                Ok(response) => response,
+                Err(error) => problem(&error, &ctx),
+            },
+            Err(rejection) => problem(&rejection, &ctx),
+        }
     };
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&ctx.correlation_id) {

@@ -15,6 +15,7 @@ pub enum Problem {
     NotFound,
     MethodNotAllowed(Method),
     PayloadTooLarge,
+    HeadersTooLarge,
     UnsupportedMediaType,
     BadRequest(String),
     MissingBearer,
@@ -59,6 +60,12 @@ fn shape(problem: &Problem) -> Shape {
             "payload-too-large",
             "Request body too large",
             "request bodies are limited to 16 KiB",
+        ),
+        Problem::HeadersTooLarge => s(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request-header-fields-too-large",
+            "Request headers too large",
+            "request headers are limited to 10 KiB in all",
         ),
         Problem::UnsupportedMediaType => s(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -10,7 +10,7 @@ use keygate_core::keys::{
     KeyError, KeySet, KeySetDocument, KeySource, SigningAlgorithm, StaticKeySource, generate_key,
 };
 use keygate_core::{AuthConfig, AuthService};
-use keygate_http::{Endpoint, MAX_BODY_BYTES, handle};
+use keygate_http::{Endpoint, MAX_BODY_BYTES, MAX_HEADER_BYTES, handle};
 use keygate_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
 
@@ -198,6 +198,31 @@ async fn body_size_and_content_type_rules() {
             "{content_type}"
         );
     }
+    // Headers: up to the limit they are read, past it 431 before anything else.
+    let with_header = |bytes: usize| {
+        Request::builder()
+            .method(Method::GET)
+            .uri("/.well-known/jwks.json")
+            .header("x-filler", "a".repeat(bytes - "x-filler".len() - 4))
+            .body(Bytes::new())
+            .unwrap()
+    };
+    assert_eq!(
+        send(&service, &Endpoint::ALL, with_header(MAX_HEADER_BYTES))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, _, body) = send(&service, &Endpoint::ALL, with_header(MAX_HEADER_BYTES + 1)).await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("request-header-fields-too-large")
+    );
+    let (status, _, _) = send(&service, &Endpoint::ALL, with_header(200 * 1024)).await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     // GET endpoints refuse a body that is not empty JSON.
     let req = Request::builder()
         .method(Method::GET)
