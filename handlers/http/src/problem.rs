@@ -17,6 +17,8 @@ pub enum Problem {
     PayloadTooLarge,
     HeadersTooLarge,
     UnsupportedMediaType,
+    /// The shell is already running as many password hashes as it has cores, and its queue is full.
+    Busy,
     BadRequest(String),
     MissingBearer,
     Auth(AuthError),
@@ -66,6 +68,12 @@ fn shape(problem: &Problem) -> Shape {
             "request-header-fields-too-large",
             "Request headers too large",
             "request headers are limited to 10 KiB in all",
+        ),
+        Problem::Busy => s(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "Too many password checks in progress",
+            "the server is hashing as many passwords as it can; retry shortly",
         ),
         Problem::UnsupportedMediaType => s(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -178,6 +186,9 @@ pub fn problem(problem: &Problem, ctx: &RequestContext) -> Response<Bytes> {
         }
         Problem::Auth(e) if is_unavailable(e) => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        Problem::Busy => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         _ => {}
     }

@@ -13,8 +13,9 @@ use keygate_core::keys::KeySource;
 use keygate_core::rotation::VersionedKeySource;
 use keygate_core::store::AuthStore;
 use keygate_core::{AuthConfig, AuthService, Clock, SystemClock};
-use keygate_http::{Endpoint, MAX_BODY_BYTES};
+use keygate_http::{Endpoint, MAX_BODY_BYTES, Problem};
 use keygate_store_sqlite::SqliteStore;
+use tokio::sync::Semaphore;
 
 use crate::cli::{Options, StoreKind};
 use crate::keys;
@@ -101,7 +102,10 @@ async fn serve<S: AuthStore>(
     let service = AuthService::new(config, store, keys, SystemClock).map_err(|e| e.to_string())?;
     let app = Router::new()
         .fallback(answer::<S, LocalKeys>)
-        .with_state(Arc::new(service));
+        .with_state(Arc::new(Local {
+            service,
+            hashing: HashingGate::for_this_machine(),
+        }));
     println!("listening on http://{addr}");
     println!(
         "try: curl -s -X POST http://{addr}/auth/register -H 'content-type: application/json' -d '{{\"email\":\"ada@example.com\",\"password\":\"correct horse battery staple\"}}'"
@@ -114,17 +118,94 @@ async fn serve<S: AuthStore>(
     Ok(())
 }
 
+struct Local<S, K> {
+    service: AuthService<S, K, SystemClock>,
+    hashing: HashingGate,
+}
+
+/// Password hashing (argon2id: about 20 ms of a core and 19 MiB per request at the default cost) runs
+/// on tokio's blocking threads, at most one per core, so the async workers keep answering JWKS,
+/// refresh and `/auth/me` during a login burst. Requests beyond that wait in a bounded queue; past
+/// it they get 503 with `Retry-After` at once instead of piling up memory and latency.
+pub struct HashingGate {
+    /// Requests admitted: running plus waiting.
+    admitted: Semaphore,
+    /// Requests hashing now.
+    running: Semaphore,
+}
+
+/// Waiting requests allowed per core: a few hashes' worth (tens of milliseconds) of queue.
+pub const QUEUED_PER_CORE: usize = 4;
+
+impl HashingGate {
+    pub fn new(cores: usize) -> Self {
+        let cores = cores.max(1);
+        Self {
+            admitted: Semaphore::new(cores * (1 + QUEUED_PER_CORE)),
+            running: Semaphore::new(cores),
+        }
+    }
+
+    fn for_this_machine() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
 async fn answer<S: AuthStore, K: KeySource>(
-    State(service): State<Arc<AuthService<S, K, SystemClock>>>,
+    State(local): State<Arc<Local<S, K>>>,
     request: Request,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = read_capped(body).await;
     let request_id = keygate_core::refresh::random_id();
-    let request = http::Request::from_parts(parts, body);
-    keygate_http::handle(&service, &Endpoint::ALL, request, &request_id)
-        .await
-        .map(axum::body::Body::from)
+    let hashes = Endpoint::ALL.iter().any(|e| {
+        e.hashes_password() && e.method() == request.method() && e.path() == request.uri().path()
+    });
+    let response = if hashes {
+        answer_hashing(local, request, request_id).await
+    } else {
+        let request = read_request(request).await;
+        keygate_http::handle(&local.service, &Endpoint::ALL, request, &request_id).await
+    };
+    response.map(axum::body::Body::from)
+}
+
+async fn answer_hashing<S: AuthStore, K: KeySource>(
+    local: Arc<Local<S, K>>,
+    request: Request,
+    request_id: String,
+) -> http::Response<Bytes> {
+    let Ok(_admitted) = local.hashing.admitted.try_acquire() else {
+        return keygate_http::refuse(&request, &Problem::Busy, &request_id);
+    };
+    let Ok(_running) = local.hashing.running.acquire().await else {
+        return keygate_http::refuse(&request, &Problem::Busy, &request_id);
+    };
+    // The body is read here, on the connection's task, which is what reads the socket.
+    let request = read_request(request).await;
+    let runtime = tokio::runtime::Handle::current();
+    let (worker, id) = (local.clone(), request_id.clone());
+    let handled = tokio::task::spawn_blocking(move || {
+        runtime.block_on(keygate_http::handle(
+            &worker.service,
+            &Endpoint::ALL,
+            request,
+            &request_id,
+        ))
+    })
+    .await;
+    handled.unwrap_or_else(|_| {
+        // Only a bug (nothing panics on input) gets here: answer 500 problem+json, logged once.
+        let ctx = keygate_core::audit::RequestContext {
+            request_id: id.clone(),
+            correlation_id: id,
+        };
+        let error = keygate_core::AuthError::Internal("the request handler panicked".into());
+        keygate_http::problem(&Problem::Auth(error), &ctx)
+    })
+}
+
+async fn read_request(request: Request) -> http::Request<Bytes> {
+    let (parts, body) = request.into_parts();
+    http::Request::from_parts(parts, read_capped(body).await)
 }
 
 /// Reads at most one byte more than the limit, so keygate-http can tell an oversized body (413)

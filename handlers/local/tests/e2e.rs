@@ -748,3 +748,51 @@ fn base64_url_decode(input: &str) -> Vec<u8> {
     }
     out
 }
+
+#[tokio::test]
+async fn a_login_burst_past_the_hashing_queue_gets_503_and_jwks_keeps_answering() {
+    let dir = temp_dir("hashing-queue");
+    // A costlier hash (64 MiB) keeps every admitted login busy while the whole burst arrives.
+    let server = Arc::new(Server::start(&dir, &["--argon2-memory-kib", "65536"]).await);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The server admits one hash per core and 4 waiting per core (QUEUED_PER_CORE in src/server.rs).
+    let burst = cores * 5 + 20;
+    let barrier = Arc::new(tokio::sync::Barrier::new(burst));
+    let mut tasks = Vec::new();
+    for i in 0..burst {
+        let (server, barrier) = (server.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let email = format!("nobody-{i}@example.com");
+            server
+                .post("/auth/login", json!({"email": email, "password": PASSWORD}))
+                .await
+        }));
+    }
+    let jwks = server.get("/.well-known/jwks.json", None).await;
+    assert_eq!(jwks.status(), StatusCode::OK, "JWKS during the burst");
+    let (mut busy, mut refused) = (0, 0);
+    for task in tasks {
+        let response = task.await.unwrap();
+        match response.status() {
+            StatusCode::UNAUTHORIZED => refused += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(response.headers()["retry-after"], "1");
+                let body = problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+                assert_eq!(body["type"], "urn:keygate:problem:busy");
+                busy += 1;
+            }
+            other => panic!("a login in the burst answered {other}"),
+        }
+    }
+    assert_eq!(busy + refused, burst);
+    assert!(
+        busy > 0,
+        "{burst} logins sent together to {cores} cores: none was shed ({refused} judged)"
+    );
+    assert!(refused > 0, "admitted logins are judged");
+    let Ok(server) = Arc::try_unwrap(server) else {
+        panic!("every task has finished")
+    };
+    server.stop().await;
+}
