@@ -2,7 +2,7 @@ import { dev } from './dev';
 import { PIPELINE_DEFAULTS, PipelineSettings, SourceSettings } from './pipeline';
 import { prod } from './prod';
 import { staging } from './staging';
-import { STAGE_NAMES, StageName, StageSettings } from './types';
+import { ROUTE_EXPOSURES, STAGE_NAMES, StageName, StageSettings, ThrottleLimits, WAF_RATE_LIMITED_EXPOSURES } from './types';
 
 export * from './types';
 export * from './pipeline';
@@ -103,8 +103,12 @@ export function validateStageSettings(s: StageSettings): void {
   check(s.functions.timeoutSeconds >= 1 && s.functions.timeoutSeconds <= 29, n, 'API function timeout must be 1..29 s');
   check(s.functions.rotationTimeoutSeconds >= 1 && s.functions.rotationTimeoutSeconds <= 900, n, 'rotation timeout must be 1..900 s');
   check(/^[A-Za-z0-9_-]+$/.test(s.api.stageName), n, 'API stage name may hold letters, digits, - and _');
-  check(s.api.throttleRateLimit > 0 && s.api.throttleBurstLimit >= 1, n, 'throttling needs a positive rate and burst');
-  check(s.waf.authRateLimit >= 10 && s.waf.authRateLimit <= 2_000_000_000, n, 'WAF rate limit must be 10..2e9');
+  validateThrottles(s);
+  for (const exposure of WAF_RATE_LIMITED_EXPOSURES) {
+    const limit = s.waf.authRateLimits[exposure];
+    check(Number.isInteger(limit) && limit >= 10 && limit <= 2_000_000_000, n, `WAF rate limit of ${exposure} routes must be an integer 10..2e9`);
+  }
+  check([60, 120, 300, 600].includes(s.waf.authRateWindowSeconds), n, 'WAF evaluation window must be 60, 120, 300 or 600 s');
   if (s.table.billing.mode === 'PROVISIONED') {
     for (const c of [s.table.billing.read, s.table.billing.write]) {
       check(c.min >= 1 && c.max >= c.min, n, 'provisioned capacity needs 1 <= min <= max');
@@ -124,5 +128,31 @@ export function validateStageSettings(s: StageSettings): void {
   }
   if (s.auth.issuer !== undefined) {
     check(/^https:\/\/[^\s]+$/.test(s.auth.issuer) && !s.auth.issuer.endsWith('/'), n, 'custom issuer must be an https URL without a trailing slash');
+  }
+}
+
+/**
+ * Throttles API Gateway would take and that keep their purpose: a positive rate, a whole burst no
+ * smaller than the rate (else the bucket never holds a second's worth), every route within the
+ * stage default, and the expensive routes no higher than any cheaper one.
+ */
+function validateThrottles(s: StageSettings): void {
+  const n = s.stageName;
+  const api = s.api;
+  const sound = (what: string, t: ThrottleLimits): void => {
+    check(Number.isFinite(t.rateLimit) && t.rateLimit > 0, n, `${what} throttle rate must be positive`);
+    check(Number.isInteger(t.burstLimit) && t.burstLimit >= 1, n, `${what} throttle burst must be a positive integer`);
+    check(t.burstLimit >= t.rateLimit, n, `${what} throttle burst must be at least its rate`);
+  };
+  sound('stage', { rateLimit: api.throttleRateLimit, burstLimit: api.throttleBurstLimit });
+  for (const exposure of ROUTE_EXPOSURES) {
+    const t = api.routeThrottles[exposure];
+    sound(`${exposure} route`, t);
+    check(t.rateLimit <= api.throttleRateLimit && t.burstLimit <= api.throttleBurstLimit, n, `${exposure} route throttle must not exceed the stage default`);
+  }
+  const expensive = api.routeThrottles.expensive;
+  for (const exposure of ROUTE_EXPOSURES.filter((e) => e !== 'expensive')) {
+    const cheaper = api.routeThrottles[exposure];
+    check(expensive.rateLimit <= cheaper.rateLimit && expensive.burstLimit <= cheaper.burstLimit, n, `expensive route throttle must not exceed the ${exposure} route throttle`);
   }
 }

@@ -25,9 +25,14 @@ export const prod: StageSettings = {
     stageName: 'prod',
     throttleRateLimit: 500,
     throttleBurstLimit: 1000,
+    routeThrottles: {
+      expensive: { rateLimit: 100, burstLimit: 200 },
+      token: { rateLimit: 250, burstLimit: 500 },
+      light: { rateLimit: 250, burstLimit: 500 },
+    },
     cors: { allowOrigins: [], maxAgeSeconds: 600 },
   },
-  waf: { authRateLimit: 300, authRateWindowSeconds: 300 },
+  waf: { authRateLimits: { expensive: 300, token: 1000 }, authRateWindowSeconds: 300 },
   concurrency: {
     enabled: true,
     timeZone: 'America/New_York',

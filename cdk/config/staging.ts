@@ -25,9 +25,14 @@ export const staging: StageSettings = {
     stageName: 'staging',
     throttleRateLimit: 50,
     throttleBurstLimit: 100,
+    routeThrottles: {
+      expensive: { rateLimit: 10, burstLimit: 20 },
+      token: { rateLimit: 25, burstLimit: 50 },
+      light: { rateLimit: 25, burstLimit: 50 },
+    },
     cors: { allowOrigins: [], maxAgeSeconds: 600 },
   },
-  waf: { authRateLimit: 100, authRateWindowSeconds: 300 },
+  waf: { authRateLimits: { expensive: 100, token: 300 }, authRateWindowSeconds: 300 },
   concurrency: {
     enabled: true,
     timeZone: 'America/New_York',

@@ -110,22 +110,53 @@ export interface CorsSettings {
   readonly maxAgeSeconds: number;
 }
 
+/**
+ * What one call of a route can cost the service or yield an attacker. The route catalog
+ * (cdk/lib/catalog.ts) gives every route one; its method throttle and per-IP WAF rate rule follow.
+ * - expensive: runs argon2id on every call (a route that sends mail belongs here too)
+ * - token: cheap, but redeems a refresh token, so a lucky guess yields a session
+ * - light: neither (a bearer-token check, a logout, public key material)
+ */
+export const ROUTE_EXPOSURES = ['expensive', 'token', 'light'] as const;
+export type RouteExposure = (typeof ROUTE_EXPOSURES)[number];
+
+/** The exposures a per-IP WAF rate-based rule watches (one rule each). */
+export const WAF_RATE_LIMITED_EXPOSURES = ['expensive', 'token'] as const;
+export type WafRateLimitedExposure = (typeof WAF_RATE_LIMITED_EXPOSURES)[number];
+
+/** API Gateway throttle of one method (token bucket). */
+export interface ThrottleLimits {
+  /** Steady-state requests per second. */
+  readonly rateLimit: number;
+  /** Bucket size: requests admitted at once (at least the rate). */
+  readonly burstLimit: number;
+}
+
 export interface ApiSettings {
   /** API Gateway stage name; the last segment of the base URL and of the default issuer. */
   readonly stageName: string;
-  /** Stage-wide steady-state request rate (requests per second). */
+  /**
+   * Stage default (the method setting for every resource and method). API Gateway applies it to
+   * each method on its own, not to the stage as a sum; here it bounds the methods without limits
+   * of their own (CORS preflights) and is the ceiling of every route's limits.
+   */
   readonly throttleRateLimit: number;
-  /** Stage-wide burst. */
   readonly throttleBurstLimit: number;
+  /**
+   * Limits of each API route by its exposure, so a burst on one route cannot take the capacity
+   * (Lambda concurrency, the account's API Gateway quota) the others need; expensive routes lowest.
+   */
+  readonly routeThrottles: Readonly<Record<RouteExposure, ThrottleLimits>>;
   readonly cors: CorsSettings;
 }
 
 export interface WafSettings {
   /**
-   * Requests per source IP to /auth/login and /auth/register per evaluation window before the
-   * rate-based rule blocks that IP (WAF minimum 10).
+   * Requests per source IP, per evaluation window, to the routes of each exposure before that
+   * exposure's rate-based rule blocks the IP (WAF minimum 10). Counted apart, so refreshes from
+   * many users behind one NAT do not spend the budget of their logins.
    */
-  readonly authRateLimit: number;
+  readonly authRateLimits: Readonly<Record<WafRateLimitedExposure, number>>;
   /** Rate-based rule evaluation window in seconds (60, 120, 300 or 600). */
   readonly authRateWindowSeconds: 60 | 120 | 300 | 600;
 }

@@ -1,8 +1,9 @@
-import { ApiFunctionName, FunctionName } from '../config';
+import { ApiFunctionName, FunctionName, RouteExposure } from '../config';
 
 /**
  * What each function is, as fixed by the integration contract: its routes and the DynamoDB calls
- * its adapter makes. IAM grants and API routes are derived from this table only.
+ * its adapter makes. IAM grants, API routes, method throttles and the WAF rate rules' paths are
+ * derived from this table only.
  */
 
 export type DynamoCall = 'GetItem' | 'PutItem' | 'UpdateItem' | 'Query' | 'BatchWriteItem' | 'TransactWriteItems';
@@ -10,6 +11,8 @@ export type DynamoCall = 'GetItem' | 'PutItem' | 'UpdateItem' | 'Query' | 'Batch
 export interface Route {
   readonly method: 'GET' | 'POST';
   readonly path: string;
+  /** Picks the route's method throttle and WAF rate rule (see RouteExposure). */
+  readonly exposure: RouteExposure;
 }
 
 export interface TableAccess {
@@ -31,37 +34,37 @@ export const FUNCTION_SPECS: Readonly<Record<FunctionName, FunctionSpec>> = {
   register: {
     name: 'register',
     description: 'POST /auth/register: create a user',
-    routes: [{ method: 'POST', path: '/auth/register' }],
+    routes: [{ method: 'POST', path: '/auth/register', exposure: 'expensive' }],
     tableAccess: { table: ['PutItem'], byUserIdIndex: [] },
   },
   login: {
     name: 'login',
     description: 'POST /auth/login: verify a password, issue tokens',
-    routes: [{ method: 'POST', path: '/auth/login' }],
+    routes: [{ method: 'POST', path: '/auth/login', exposure: 'expensive' }],
     tableAccess: { table: ['GetItem', 'UpdateItem', 'PutItem', 'TransactWriteItems'], byUserIdIndex: [] },
   },
   refresh: {
     name: 'refresh',
     description: 'POST /auth/refresh: rotate a refresh token',
-    routes: [{ method: 'POST', path: '/auth/refresh' }],
+    routes: [{ method: 'POST', path: '/auth/refresh', exposure: 'token' }],
     tableAccess: { table: ['TransactWriteItems', 'GetItem', 'Query', 'BatchWriteItem'], byUserIdIndex: [] },
   },
   logout: {
     name: 'logout',
     description: 'POST /auth/logout: revoke one refresh-token family',
-    routes: [{ method: 'POST', path: '/auth/logout' }],
+    routes: [{ method: 'POST', path: '/auth/logout', exposure: 'light' }],
     tableAccess: { table: ['GetItem', 'Query', 'BatchWriteItem'], byUserIdIndex: [] },
   },
   'logout-all': {
     name: 'logout-all',
     description: 'POST /auth/logout-all: revoke every session of the caller',
-    routes: [{ method: 'POST', path: '/auth/logout-all' }],
+    routes: [{ method: 'POST', path: '/auth/logout-all', exposure: 'light' }],
     tableAccess: { table: ['Query', 'GetItem', 'UpdateItem', 'BatchWriteItem'], byUserIdIndex: ['Query'] },
   },
   'change-password': {
     name: 'change-password',
     description: 'POST /auth/password: change the password, revoke sessions, issue tokens',
-    routes: [{ method: 'POST', path: '/auth/password' }],
+    routes: [{ method: 'POST', path: '/auth/password', exposure: 'expensive' }],
     tableAccess: {
       table: ['GetItem', 'UpdateItem', 'PutItem', 'TransactWriteItems', 'Query', 'BatchWriteItem'],
       byUserIdIndex: ['Query'],
@@ -70,15 +73,15 @@ export const FUNCTION_SPECS: Readonly<Record<FunctionName, FunctionSpec>> = {
   me: {
     name: 'me',
     description: 'GET /auth/me: the caller profile',
-    routes: [{ method: 'GET', path: '/auth/me' }],
+    routes: [{ method: 'GET', path: '/auth/me', exposure: 'light' }],
     tableAccess: { table: ['GetItem'], byUserIdIndex: ['Query'] },
   },
   'well-known': {
     name: 'well-known',
     description: 'GET /.well-known/jwks.json and /.well-known/openid-configuration',
     routes: [
-      { method: 'GET', path: '/.well-known/jwks.json' },
-      { method: 'GET', path: '/.well-known/openid-configuration' },
+      { method: 'GET', path: '/.well-known/jwks.json', exposure: 'light' },
+      { method: 'GET', path: '/.well-known/openid-configuration', exposure: 'light' },
     ],
   },
   'rotate-keys': {
@@ -113,4 +116,9 @@ export function iamActionsFor(calls: readonly DynamoCall[]): string[] {
     }
   }
   return [...actions].sort();
+}
+
+/** Every API route with the function behind it, in catalog order. */
+export function apiRoutes(): { readonly name: ApiFunctionName; readonly route: Route }[] {
+  return API_FUNCTIONS.flatMap((name) => FUNCTION_SPECS[name].routes.map((route) => ({ name, route })));
 }

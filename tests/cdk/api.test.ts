@@ -1,5 +1,33 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { logicalId, resourcesOfType, stageTemplate } from './helpers';
+import { RouteExposure, StageName, stageSettings } from '../../cdk/config';
+import { customTemplate, logicalId, resourcesOfType, stageTemplate } from './helpers';
+
+/**
+ * The exposure each route must have, written out here rather than read from the catalog, so a
+ * route that loses its mark there fails these tests.
+ */
+const EXPOSURE: Readonly<Record<string, RouteExposure>> = {
+  'POST /auth/register': 'expensive',
+  'POST /auth/login': 'expensive',
+  'POST /auth/password': 'expensive',
+  'POST /auth/refresh': 'token',
+  'POST /auth/logout': 'light',
+  'POST /auth/logout-all': 'light',
+  'GET /auth/me': 'light',
+  'GET /.well-known/jwks.json': 'light',
+  'GET /.well-known/openid-configuration': 'light',
+};
+
+/** "METHOD /path" -> the method setting the stage holds for it (ResourcePath "/~1auth~1login"). */
+function methodSettings(template: Template): Record<string, any> {
+  const stage = Object.values(resourcesOfType(template, 'AWS::ApiGateway::Stage'))[0].Properties!;
+  const out: Record<string, any> = {};
+  for (const m of stage.MethodSettings as any[]) {
+    const path = m.ResourcePath === '/*' ? '/*' : m.ResourcePath.slice(1).replace(/~1/g, '/');
+    out[`${m.HttpMethod} ${path}`] = m;
+  }
+  return out;
+}
 
 /** path -> method -> alias function name of the integration. */
 function routes(template: Template): Record<string, string> {
@@ -79,6 +107,41 @@ describe('REST API', () => {
     });
   });
 
+  test.each<StageName>(['dev', 'prod'])('%s: every route has its own throttle, the one of its exposure', (stage) => {
+    const t = stage === 'dev' ? template : stageTemplate('prod').template;
+    const api = stageSettings(stage).api;
+    const settings = methodSettings(t);
+    const methods = Object.keys(routes(t)).sort();
+    expect(methods).toEqual(Object.keys(EXPOSURE).sort());
+    for (const method of methods) {
+      const limits = api.routeThrottles[EXPOSURE[method]];
+      expect([method, settings[method]]).toEqual([
+        method,
+        expect.objectContaining({ ThrottlingRateLimit: limits.rateLimit, ThrottlingBurstLimit: limits.burstLimit, LoggingLevel: 'ERROR', DataTraceEnabled: false, MetricsEnabled: false }),
+      ]);
+    }
+    // The stage default and one entry per route, nothing else.
+    expect(Object.keys(settings).sort()).toEqual(['* /*', ...methods].sort());
+  });
+
+  test('the expensive routes are throttled below the others', () => {
+    const settings = methodSettings(template);
+    const rates = (exposure: RouteExposure): number[] =>
+      Object.keys(EXPOSURE).filter((m) => EXPOSURE[m] === exposure).map((m) => settings[m].ThrottlingRateLimit);
+    expect(Math.max(...rates('expensive'))).toBeLessThan(Math.min(...rates('token'), ...rates('light')));
+  });
+
+  test('route throttles follow the settings', () => {
+    const custom = customTemplate('dev', (s) => ({
+      ...s,
+      api: { ...s.api, routeThrottles: { expensive: { rateLimit: 2, burstLimit: 3 }, token: { rateLimit: 7, burstLimit: 11 }, light: { rateLimit: 13, burstLimit: 17 } } },
+    }));
+    const settings = methodSettings(custom);
+    expect(settings['POST /auth/password']).toMatchObject({ ThrottlingRateLimit: 2, ThrottlingBurstLimit: 3 });
+    expect(settings['POST /auth/refresh']).toMatchObject({ ThrottlingRateLimit: 7, ThrottlingBurstLimit: 11 });
+    expect(settings['GET /auth/me']).toMatchObject({ ThrottlingRateLimit: 13, ThrottlingBurstLimit: 17 });
+  });
+
   test('request validation of JSON bodies with models on the POST routes that take one', () => {
     template.hasResourceProperties('AWS::ApiGateway::RequestValidator', { ValidateRequestBody: true, ValidateRequestParameters: true });
     template.resourceCountIs('AWS::ApiGateway::Model', 5);
@@ -120,10 +183,55 @@ describe('REST API', () => {
   });
 });
 
+function rateRules(template: Template): any[] {
+  const acl = Object.values(resourcesOfType(template, 'AWS::WAFv2::WebACL'))[0].Properties!;
+  return (acl.Rules as any[]).filter((r) => r.Statement.RateBasedStatement);
+}
+
+/**
+ * Whether a WAF scope-down statement matches a URI path: the byte-match and OR statements and the
+ * text transformations the rules use. Anything else throws, so a new kind of statement cannot
+ * pass unexamined.
+ */
+function matches(statement: any, uriPath: string): boolean {
+  if (statement.OrStatement) {
+    return (statement.OrStatement.Statements as any[]).some((s) => matches(s, uriPath));
+  }
+  const byte = statement.ByteMatchStatement;
+  if (!byte || Object.keys(statement).length !== 1) throw new Error(`unsupported statement ${JSON.stringify(statement)}`);
+  if (JSON.stringify(byte.FieldToMatch) !== '{"UriPath":{}}') throw new Error(`unsupported field ${JSON.stringify(byte.FieldToMatch)}`);
+  const transforms = [...(byte.TextTransformations as any[])].sort((a, b) => a.Priority - b.Priority);
+  const value = transforms.reduce((v: string, t: any): string => {
+    switch (t.Type) {
+      case 'URL_DECODE':
+        return decodeURIComponent(v);
+      case 'NORMALIZE_PATH':
+        return v.replace(/\/{2,}/g, '/').replace(/\/\.(?=\/|$)/g, '');
+      case 'LOWERCASE':
+        return v.toLowerCase();
+      default:
+        throw new Error(`unsupported text transformation ${t.Type}`);
+    }
+  }, uriPath);
+  const needle: string = byte.SearchString;
+  switch (byte.PositionalConstraint) {
+    case 'EXACTLY':
+      return value === needle;
+    case 'STARTS_WITH':
+      return value.startsWith(needle);
+    case 'ENDS_WITH':
+      return value.endsWith(needle);
+    case 'CONTAINS':
+      return value.includes(needle);
+    default:
+      throw new Error(`unsupported positional constraint ${byte.PositionalConstraint}`);
+  }
+}
+
 describe('WAF', () => {
   const { template } = stageTemplate('dev');
 
-  test('regional web ACL with the three managed rule groups and the credential rate rule', () => {
+  test('regional web ACL with the three managed rule groups', () => {
     template.hasResourceProperties('AWS::WAFv2::WebACL', {
       Scope: 'REGIONAL',
       DefaultAction: { Allow: {} },
@@ -135,17 +243,46 @@ describe('WAF', () => {
     });
   });
 
-  test('rate-based rule: per IP, scoped down to login and register, limit from config', () => {
-    const acl = Object.values(resourcesOfType(template, 'AWS::WAFv2::WebACL'))[0].Properties!;
-    const rule = (acl.Rules as any[]).find((r) => r.Statement.RateBasedStatement);
-    expect(rule.Action).toEqual({ Block: {} });
-    const rate = rule.Statement.RateBasedStatement;
-    expect(rate.Limit).toBe(100);
-    expect(rate.AggregateKeyType).toBe('IP');
-    const paths = rate.ScopeDownStatement.OrStatement.Statements.map((s: any) => s.ByteMatchStatement.SearchString).sort();
-    expect(paths).toEqual(['/auth/login', '/auth/register']);
-    const prodAcl = Object.values(resourcesOfType(stageTemplate('prod').template, 'AWS::WAFv2::WebACL'))[0].Properties!;
-    expect((prodAcl.Rules as any[]).find((r) => r.Statement.RateBasedStatement).Statement.RateBasedStatement.Limit).toBe(300);
+  test.each<StageName>(['dev', 'prod'])('%s: one per-IP rate rule per exposure, limits and window from config, blocking', (stage) => {
+    const waf = stageSettings(stage).waf;
+    const rules = rateRules(stage === 'dev' ? template : stageTemplate('prod').template);
+    expect(rules.map((r) => r.Name).sort()).toEqual(['ExpensiveEndpointsRateLimit', 'TokenEndpointsRateLimit']);
+    for (const rule of rules) {
+      const exposure = rule.Name === 'ExpensiveEndpointsRateLimit' ? 'expensive' : 'token';
+      expect(rule.Action).toEqual({ Block: {} });
+      expect(rule.Statement.RateBasedStatement).toMatchObject({
+        AggregateKeyType: 'IP',
+        Limit: waf.authRateLimits[exposure],
+        EvaluationWindowSec: waf.authRateWindowSeconds,
+      });
+    }
+    expect(waf.authRateLimits.expensive).not.toBe(waf.authRateLimits.token);
+  });
+
+  test.each(Object.keys(EXPOSURE))('%s is counted by the rate rule of its exposure only', (route) => {
+    const path = route.split(' ')[1];
+    const expected = { expensive: ['ExpensiveEndpointsRateLimit'], token: ['TokenEndpointsRateLimit'], light: [] }[EXPOSURE[route]];
+    const rules = rateRules(template);
+    // The stage segment precedes the route path; a trailing slash, an encoded or upper-case letter
+    // and a doubled slash must not step around the rule.
+    const variants = [`/dev${path}`, `/dev${path}/`, `/dev${path.toUpperCase()}`, `/dev${path.replace(/o/, '%6F')}`, `/dev${path.replace('/', '//')}`];
+    for (const uri of variants) {
+      expect([uri, rules.filter((r) => matches(r.Statement.RateBasedStatement.ScopeDownStatement, uri)).map((r) => r.Name)]).toEqual([uri, expected]);
+    }
+  });
+
+  test('every OR in the rate rules has the two statements WAF requires', () => {
+    const ors: any[] = [];
+    const walk = (node: any): void => {
+      if (node && typeof node === 'object') {
+        if (node.OrStatement) ors.push(node.OrStatement);
+        Object.values(node).forEach(walk);
+      }
+    };
+    rateRules(template).forEach(walk);
+    for (const or of ors) {
+      expect(or.Statements.length).toBeGreaterThanOrEqual(2);
+    }
   });
 
   test('associated with the API stage', () => {

@@ -1,4 +1,4 @@
-import { STAGE_NAMES, allStageSettings, metricsNamespace, pipelineSettings, pipelineStageSettings, stageSettings, validateStageSettings } from '../../cdk/config';
+import { ROUTE_EXPOSURES, STAGE_NAMES, StageSettings, ThrottleLimits, allStageSettings, metricsNamespace, pipelineSettings, pipelineStageSettings, stageSettings, validateStageSettings } from '../../cdk/config';
 import { validationOverrides } from './helpers';
 
 describe('stage settings', () => {
@@ -48,11 +48,56 @@ describe('stage settings', () => {
   test.each([
     ['an access token TTL above 900 s', { auth: { ...stageSettings('dev').auth, accessTokenTtlSeconds: 901 } }],
     ['a password max length below 64', { auth: { ...stageSettings('dev').auth, passwordMaxLength: 63 } }],
-    ['a WAF limit below 10', { waf: { authRateLimit: 5, authRateWindowSeconds: 300 as const } }],
+    ['a WAF limit below 10', { waf: { ...stageSettings('dev').waf, authRateLimits: { expensive: 5, token: 300 } } }],
+    ['a fractional WAF limit', { waf: { ...stageSettings('dev').waf, authRateLimits: { expensive: 100, token: 300.5 } } }],
+    ['a WAF window AWS does not offer', { waf: { ...stageSettings('dev').waf, authRateWindowSeconds: 30 as 60 } }],
     ['a malformed account', { target: { account: '12', region: 'us-east-1' } }],
     ['an API function timeout above 29 s', { functions: { ...stageSettings('dev').functions, timeoutSeconds: 30 } }],
   ])('refuses %s', (_what, change) => {
     expect(() => validateStageSettings({ ...stageSettings('dev'), ...change })).toThrow(/invalid settings/);
+  });
+});
+
+describe('throttle settings', () => {
+  const dev = stageSettings('dev');
+  const withApi = (change: Partial<StageSettings['api']>): StageSettings => ({ ...dev, api: { ...dev.api, ...change } });
+  const withRoute = (exposure: (typeof ROUTE_EXPOSURES)[number], limits: ThrottleLimits): StageSettings =>
+    withApi({ routeThrottles: { ...dev.api.routeThrottles, [exposure]: limits } });
+
+  test('every stage throttles its expensive routes below its cheap ones, all within the stage default', () => {
+    for (const s of allStageSettings()) {
+      const t = s.api.routeThrottles;
+      for (const cheap of [t.token, t.light]) {
+        expect(t.expensive.rateLimit).toBeLessThan(cheap.rateLimit);
+        expect(t.expensive.burstLimit).toBeLessThan(cheap.burstLimit);
+      }
+      for (const exposure of ROUTE_EXPOSURES) {
+        expect(t[exposure].rateLimit).toBeLessThanOrEqual(s.api.throttleRateLimit);
+        expect(t[exposure].burstLimit).toBeLessThanOrEqual(s.api.throttleBurstLimit);
+      }
+    }
+  });
+
+  test('accepts expensive routes throttled lower still', () => {
+    expect(() => validateStageSettings(withRoute('expensive', { rateLimit: 1, burstLimit: 1 }))).not.toThrow();
+  });
+
+  test.each([
+    ['a zero stage rate', withApi({ throttleRateLimit: 0 }), 'stage throttle rate must be positive'],
+    ['a stage burst below the stage rate', withApi({ throttleRateLimit: 20, throttleBurstLimit: 19 }), 'stage throttle burst must be at least its rate'],
+    ['a fractional stage burst', withApi({ throttleBurstLimit: 40.5 }), 'stage throttle burst must be a positive integer'],
+    ['a zero route rate', withRoute('light', { rateLimit: 0, burstLimit: 10 }), 'light route throttle rate must be positive'],
+    ['a negative route rate', withRoute('token', { rateLimit: -1, burstLimit: 10 }), 'token route throttle rate must be positive'],
+    ['a route rate that is not a number', withRoute('token', { rateLimit: NaN, burstLimit: 10 }), 'token route throttle rate must be positive'],
+    ['a zero route burst', withRoute('expensive', { rateLimit: 1, burstLimit: 0 }), 'expensive route throttle burst must be a positive integer'],
+    ['a fractional route burst', withRoute('expensive', { rateLimit: 1, burstLimit: 2.5 }), 'expensive route throttle burst must be a positive integer'],
+    ['a route burst below its rate', withRoute('light', { rateLimit: 10, burstLimit: 9 }), 'light route throttle burst must be at least its rate'],
+    ['a route rate above the stage default', withRoute('light', { rateLimit: 21, burstLimit: 40 }), 'light route throttle must not exceed the stage default'],
+    ['a route burst above the stage default', withRoute('light', { rateLimit: 10, burstLimit: 41 }), 'light route throttle must not exceed the stage default'],
+    ['expensive routes allowed a higher rate than cheap ones', withRoute('expensive', { rateLimit: 11, burstLimit: 11 }), 'expensive route throttle must not exceed the token route throttle'],
+    ['expensive routes allowed a higher burst than cheap ones', withRoute('expensive', { rateLimit: 5, burstLimit: 21 }), 'expensive route throttle must not exceed the token route throttle'],
+  ])('refuses %s', (_what, settings, message) => {
+    expect(() => validateStageSettings(settings)).toThrow(`invalid settings for stage dev: ${message}`);
   });
 });
 

@@ -3,10 +3,35 @@ import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { ApiFunctionName, StageSettings } from '../../config';
-import { API_FUNCTIONS, FUNCTION_SPECS } from '../catalog';
+import { ApiFunctionName, ApiSettings, StageSettings } from '../../config';
+import { API_FUNCTIONS, FUNCTION_SPECS, apiRoutes } from '../catalog';
 import { acknowledgeAuthMethod } from '../nag';
 import { REQUEST_MODELS } from './models';
+
+/**
+ * Execution logging of every method. A method's own setting does not inherit these from the
+ * stage default, so each route's entry repeats them.
+ */
+const METHOD_LOGGING = {
+  loggingLevel: apigateway.MethodLoggingLevel.ERROR,
+  dataTraceEnabled: false,
+  metricsEnabled: false,
+} as const;
+
+/** `/<path>/<METHOD>` of every API route -> the throttle of its exposure. */
+export function routeMethodOptions(api: ApiSettings): Record<string, apigateway.MethodDeploymentOptions> {
+  return Object.fromEntries(
+    apiRoutes().map(({ route }) => {
+      const limits = api.routeThrottles[route.exposure];
+      const options: apigateway.MethodDeploymentOptions = {
+        ...METHOD_LOGGING,
+        throttlingRateLimit: limits.rateLimit,
+        throttlingBurstLimit: limits.burstLimit,
+      };
+      return [`${route.path}/${route.method}`, options];
+    }),
+  );
+}
 
 export interface KeygateApiProps {
   readonly settings: StageSettings;
@@ -14,8 +39,9 @@ export interface KeygateApiProps {
 
 /**
  * The REST API: one resource/method per route of the contract, proxy integrations with the
- * functions' `live` aliases, stage-wide throttling, JSON access logs with retention, X-Ray,
- * request validation of JSON bodies and problem+json gateway errors.
+ * functions' `live` aliases, a throttle per route by its exposure (expensive routes lowest) under
+ * the stage default, JSON access logs with retention, X-Ray, request validation of JSON bodies and
+ * problem+json gateway errors.
  *
  * REST APIs cannot cap request bodies below their fixed 10 MB; the WAF's core rule set blocks
  * bodies over 8 KB before they reach the gateway and each function enforces its own 16 KiB cap.
@@ -58,10 +84,9 @@ export class KeygateApi extends Construct {
         stageName: api.stageName,
         throttlingRateLimit: api.throttleRateLimit,
         throttlingBurstLimit: api.throttleBurstLimit,
+        ...METHOD_LOGGING,
+        methodOptions: routeMethodOptions(api),
         tracingEnabled: true,
-        loggingLevel: apigateway.MethodLoggingLevel.ERROR,
-        dataTraceEnabled: false,
-        metricsEnabled: false,
         accessLogDestination: new apigateway.LogGroupLogDestination(this.accessLogs),
         accessLogFormat: apigateway.AccessLogFormat.custom(
           JSON.stringify({

@@ -3,15 +3,24 @@ import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
-import { StageSettings } from '../../config';
+import { StageSettings, WAF_RATE_LIMITED_EXPOSURES, WafRateLimitedExposure } from '../../config';
+import { apiRoutes } from '../catalog';
 
 export interface ApiFirewallProps {
   readonly settings: StageSettings;
   readonly stage: apigateway.Stage;
 }
 
-/** Paths the credential rate-based rule watches (suffix match: the stage segment may precede them). */
-export const RATE_LIMITED_PATHS = ['/auth/login', '/auth/register'] as const;
+/** Paths of the catalog's routes with this exposure: what its rate-based rule watches. */
+export function rateLimitedPaths(exposure: WafRateLimitedExposure): string[] {
+  return [...new Set(apiRoutes().filter(({ route }) => route.exposure === exposure).map(({ route }) => route.path))];
+}
+
+/** Name of each exposure's rate-based rule. */
+const RATE_RULE_NAMES: Readonly<Record<WafRateLimitedExposure, string>> = {
+  expensive: 'ExpensiveEndpointsRateLimit',
+  token: 'TokenEndpointsRateLimit',
+};
 
 const MANAGED_RULE_GROUPS = [
   'AWSManagedRulesAmazonIpReputationList',
@@ -21,8 +30,10 @@ const MANAGED_RULE_GROUPS = [
 
 /**
  * A regional WAFv2 web ACL on the API stage: AWS managed rule groups (IP reputation, common rule
- * set, known bad inputs) and a per-IP rate-based rule scoped to login and register against
- * credential stuffing. WAF logs go to their own log group with the stage's retention, with the
+ * set, known bad inputs) and per-IP rate-based rules, one per rate-limited route exposure (see
+ * RouteExposure): the expensive routes (credential stuffing, hashing cost) and the token route
+ * (refresh-token guessing), each with its own limit so busy refreshes behind one NAT do not spend
+ * the logins' budget. WAF logs go to their own log group with the stage's retention, with the
  * Authorization header redacted.
  */
 export class ApiFirewall extends Construct {
@@ -53,36 +64,51 @@ export class ApiFirewall extends Construct {
       visibilityConfig: metric(name),
     }));
 
-    const pathStatements: wafv2.CfnWebACL.StatementProperty[] = RATE_LIMITED_PATHS.map((path) => ({
+    // CONTAINS on the decoded, normalised, lowercased path: the stage segment precedes the route
+    // path, and a trailing slash, an encoded letter or a doubled slash must not step around the
+    // rule. Matching more than the route only counts more, never less.
+    const pathMatch = (path: string): wafv2.CfnWebACL.StatementProperty => ({
       byteMatchStatement: {
         fieldToMatch: { uriPath: {} },
-        positionalConstraint: 'ENDS_WITH',
-        searchString: path,
-        textTransformations: [{ priority: 0, type: 'LOWERCASE' }],
+        positionalConstraint: 'CONTAINS',
+        searchString: path.toLowerCase(),
+        textTransformations: [
+          { priority: 0, type: 'URL_DECODE' },
+          { priority: 1, type: 'NORMALIZE_PATH' },
+          { priority: 2, type: 'LOWERCASE' },
+        ],
       },
-    }));
+    });
 
-    const rateRule: wafv2.CfnWebACL.RuleProperty = {
-      name: 'CredentialEndpointsRateLimit',
-      priority: MANAGED_RULE_GROUPS.length,
-      action: { block: {} },
-      statement: {
-        rateBasedStatement: {
-          aggregateKeyType: 'IP',
-          limit: settings.waf.authRateLimit,
-          evaluationWindowSec: settings.waf.authRateWindowSeconds,
-          scopeDownStatement: { orStatement: { statements: pathStatements } },
+    const rateRules: wafv2.CfnWebACL.RuleProperty[] = WAF_RATE_LIMITED_EXPOSURES.map((exposure, i) => {
+      const paths = rateLimitedPaths(exposure);
+      if (paths.length === 0) {
+        throw new Error(`no route in the catalog has exposure ${exposure}: its WAF rate rule would watch nothing`);
+      }
+      // WAF wants two or more statements in an OR.
+      const scopeDownStatement = paths.length === 1 ? pathMatch(paths[0]) : { orStatement: { statements: paths.map(pathMatch) } };
+      return {
+        name: RATE_RULE_NAMES[exposure],
+        priority: MANAGED_RULE_GROUPS.length + i,
+        action: { block: {} },
+        statement: {
+          rateBasedStatement: {
+            aggregateKeyType: 'IP',
+            limit: settings.waf.authRateLimits[exposure],
+            evaluationWindowSec: settings.waf.authRateWindowSeconds,
+            scopeDownStatement,
+          },
         },
-      },
-      visibilityConfig: metric('credential-rate-limit'),
-    };
+        visibilityConfig: metric(`${exposure}-rate-limit`),
+      };
+    });
 
     this.webAcl = new wafv2.CfnWebACL(this, 'WebAcl', {
       name: `keygate-${settings.stageName}-api`,
       description: `keygate ${settings.stageName}: protects the REST API stage`,
       scope: 'REGIONAL',
       defaultAction: { allow: {} },
-      rules: [...managedRules, rateRule],
+      rules: [...managedRules, ...rateRules],
       visibilityConfig: metric('web-acl'),
     });
 
