@@ -41,7 +41,7 @@ export const FUNCTION_SPECS: Readonly<Record<FunctionName, FunctionSpec>> = {
     name: 'login',
     description: 'POST /auth/login: verify a password, issue tokens',
     routes: [{ method: 'POST', path: '/auth/login', exposure: 'expensive' }],
-    tableAccess: { table: ['GetItem', 'UpdateItem', 'PutItem', 'TransactWriteItems'], byUserIdIndex: [] },
+    tableAccess: { table: ['GetItem', 'UpdateItem', 'TransactWriteItems'], byUserIdIndex: [] },
   },
   refresh: {
     name: 'refresh',
@@ -59,14 +59,14 @@ export const FUNCTION_SPECS: Readonly<Record<FunctionName, FunctionSpec>> = {
     name: 'logout-all',
     description: 'POST /auth/logout-all: revoke every session of the caller',
     routes: [{ method: 'POST', path: '/auth/logout-all', exposure: 'light' }],
-    tableAccess: { table: ['Query', 'GetItem', 'UpdateItem', 'BatchWriteItem'], byUserIdIndex: ['Query'] },
+    tableAccess: { table: ['GetItem', 'UpdateItem'], byUserIdIndex: ['Query'] },
   },
   'change-password': {
     name: 'change-password',
     description: 'POST /auth/password: change the password, revoke sessions, issue tokens',
     routes: [{ method: 'POST', path: '/auth/password', exposure: 'expensive' }],
     tableAccess: {
-      table: ['GetItem', 'UpdateItem', 'PutItem', 'TransactWriteItems', 'Query', 'BatchWriteItem'],
+      table: ['GetItem', 'UpdateItem', 'TransactWriteItems'],
       byUserIdIndex: ['Query'],
     },
   },

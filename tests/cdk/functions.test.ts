@@ -120,9 +120,9 @@ describe('functions', () => {
         index: [],
       },
       logout: { table: ['dynamodb:BatchWriteItem', 'dynamodb:GetItem', 'dynamodb:Query'], index: [] },
-      'logout-all': { table: ['dynamodb:BatchWriteItem', 'dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem'], index: ['dynamodb:Query'] },
+      'logout-all': { table: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], index: ['dynamodb:Query'] },
       'change-password': {
-        table: ['dynamodb:BatchWriteItem', 'dynamodb:ConditionCheckItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
+        table: ['dynamodb:ConditionCheckItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
         index: ['dynamodb:Query'],
       },
       me: { table: ['dynamodb:GetItem'], index: ['dynamodb:Query'] },
