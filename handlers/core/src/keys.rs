@@ -1,9 +1,10 @@
 //! Signing keys: the stored key-set document, key generation, and the loaded set that signs and verifies.
 //!
-//! A key-set document (JSON) lists keys newest first. Of a current document's keys, the newest whose
-//! `not_before` has passed signs and all verify; a rotation stamps its new key with a `not_before` one
-//! [`KeyTimeline::lead_secs`] ahead, so every verifier's cached JWKS knows the key before a token names
-//! it. A pending document's first key is published and verifies, but does not sign. One algorithm per key.
+//! A key-set document (JSON) lists keys newest first. Of a current document's keys, the newest
+//! whose `not_before` has passed signs and all verify; a rotation stamps its new key with a
+//! `not_before` one [`KeyTimeline::lead_secs`] ahead, so every verifier's cached JWKS knows the key
+//! before a token names it. A pending document's first key is published and verifies, but does not
+//! sign. One algorithm per key.
 
 use std::fmt;
 use std::future::Future;

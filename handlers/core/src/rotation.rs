@@ -646,7 +646,10 @@ impl SecretVersionStore for MemoryVersionStore {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::keys::JWKS_MAX_AGE_SECS;
+    use std::collections::BTreeSet;
     use std::sync::atomic::Ordering;
+    use std::time::Duration;
 
     const NOW: i64 = 1_800_000_000_000;
     const TIMELINE: KeyTimeline = KeyTimeline {
@@ -932,5 +935,262 @@ mod tests {
         let set = source.key_set().await.unwrap();
         assert_eq!(set.signing_key(NOW).kid, current.keys[0].kid);
         assert!(set.find(&new_key.kid).is_none(), "AWSPENDING was read");
+    }
+
+    fn kid_of(doc: &KeySetDocument, position: usize) -> String {
+        doc.keys[position].kid.clone()
+    }
+
+    async fn current_document(store: &impl SecretVersionStore) -> KeySetDocument {
+        KeySetDocument::parse(&store.value_at_stage(AWSCURRENT).await.unwrap().unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_reloads_the_source_at_most_once_per_interval() {
+        let (_, store) = initial();
+        let clock = Arc::new(ManualClock::new(NOW));
+        let source = VersionedKeySource::new(store, clock.clone(), Duration::from_secs(300));
+        let alg = SigningAlgorithm::Es256;
+        let first = source.key_set().await.unwrap();
+        rotate(source.store(), "v2", alg, TIMELINE, NOW)
+            .await
+            .unwrap();
+        let second = kid_of(&current_document(source.store()).await, 0);
+        assert!(first.find(&second).is_none());
+        // A kid the cache knows costs no reload, so the next unknown one still gets it.
+        let known = first.signing_key(NOW).kid.clone();
+        assert!(
+            source
+                .key_set_knowing(&known)
+                .await
+                .unwrap()
+                .find(&second)
+                .is_none()
+        );
+        let reloaded = source.key_set_knowing(&second).await.unwrap();
+        assert!(
+            reloaded.find(&second).is_some(),
+            "the first unknown kid reloads"
+        );
+        assert!(
+            Arc::ptr_eq(&source.key_set().await.unwrap(), &reloaded),
+            "and is cached"
+        );
+
+        // Within the interval, further unknown kids are answered from the cache.
+        rotate(source.store(), "v3", alg, TIMELINE, NOW)
+            .await
+            .unwrap();
+        let third = kid_of(&current_document(source.store()).await, 0);
+        clock.advance_ms(UNKNOWN_KID_RELOAD_INTERVAL_MS - 1);
+        for kid in ["made-up", third.as_str()] {
+            assert!(
+                source
+                    .key_set_knowing(kid)
+                    .await
+                    .unwrap()
+                    .find(&third)
+                    .is_none(),
+                "{kid}"
+            );
+        }
+        clock.advance_ms(1);
+        assert!(
+            source
+                .key_set_knowing(&third)
+                .await
+                .unwrap()
+                .find(&third)
+                .is_some()
+        );
+
+        // A reload that fails serves the cached set.
+        source.store().fail.store(true, Ordering::SeqCst);
+        clock.advance_ms(UNKNOWN_KID_RELOAD_INTERVAL_MS);
+        assert!(
+            source
+                .key_set_knowing("made-up")
+                .await
+                .unwrap()
+                .find(&third)
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_verifier_whose_cache_predates_a_rotation_accepts_the_new_key_after_one_reload() {
+        let (_, store) = initial();
+        let store = Arc::new(store);
+        let clock = Arc::new(ManualClock::new(NOW));
+        // A TTL longer than the lead assumed: the cache alone would miss the new key.
+        let ttl = Duration::from_secs(3_600);
+        let verifier = VersionedKeySource::new(store.clone(), clock.clone(), ttl).without_pending();
+        let config = AuthConfig::with_issuer("https://auth.example.com");
+        let stale = verifier.key_set().await.unwrap();
+        rotate(&store, "v2", SigningAlgorithm::Es256, TIMELINE, NOW)
+            .await
+            .unwrap();
+        let after_lead = NOW + TIMELINE.lead_secs * 1000;
+        clock.advance_ms(after_lead - NOW);
+        let signer = KeySet::from_documents(&current_document(&store).await, None).unwrap();
+        let token = tokens::issue(&signer, &config, "user-1", after_lead / 1000, after_lead)
+            .unwrap()
+            .token;
+        assert!(tokens::verify(&stale, &config, &token, after_lead).is_err());
+        let claims = tokens::verify_from(&verifier, &config, &token, after_lead)
+            .await
+            .unwrap();
+        assert_eq!(claims.sub, "user-1");
+    }
+
+    /// What [`two_rotations`] saw.
+    struct Findings {
+        /// Tokens naming a kid that a JWKS fetched within the previous cache lifetime lacked, JWKS
+        /// lacking the kid of a token still alive, and tokens a verifying function refused.
+        violations: Vec<String>,
+        /// Every kid that signed a token.
+        signed: BTreeSet<String>,
+    }
+
+    /// Two rotations `gap_s` apart on a manual clock, every 5 s: three well-known instances serve the
+    /// JWKS from their cached sets, three signing instances issue a token each, and a verifying
+    /// instance checks it; all cache for 300 s and start at staggered times. A verifier may hold any
+    /// JWKS served in the last `JWKS_MAX_AGE_SECS`.
+    async fn two_rotations(timeline: KeyTimeline, gap_s: i64) -> Findings {
+        let ttl = Duration::from_secs(300);
+        let config = AuthConfig::with_issuer("https://auth.example.com");
+        let clock = Arc::new(ManualClock::new(NOW));
+        let store = Arc::new(MemoryVersionStore::with_current(
+            "v0",
+            "placeholder from CDK",
+        ));
+        let alg = SigningAlgorithm::Es256;
+        rotate(&store, "v1", alg, timeline, NOW).await.unwrap();
+        let source = |publishes: bool| {
+            let source = VersionedKeySource::new(store.clone(), clock.clone(), ttl);
+            if publishes {
+                source
+            } else {
+                source.without_pending()
+            }
+        };
+        // The instance started at 95 s reloads at 995 s, just before the first rotation: it serves a
+        // JWKS without the new key for almost one TTL, the worst case the lead must cover.
+        let well_known = [0, 95, 230].map(|start_s| (start_s, source(true)));
+        let signers = [0, 70, 190].map(|start_s| (start_s, source(false)));
+        let verifier = source(false);
+        let rotations = [(1_000, "v2"), (1_000 + gap_s, "v3")];
+        let end_s = 1_000 + gap_s + timeline.lead_secs + timeline.retain_secs + 600;
+        let max_age = JWKS_MAX_AGE_SECS as i64;
+        let alive_s = (config.access_token_ttl_secs + config.leeway_secs) as i64;
+
+        let mut served: Vec<(i64, BTreeSet<String>)> = Vec::new();
+        let mut last_signed: BTreeMap<String, i64> = BTreeMap::new();
+        let mut violations = Vec::new();
+        for t in (0..=end_s).step_by(5) {
+            let now_ms = NOW + t * 1000;
+            clock.advance_ms(now_ms - clock.now_ms());
+            for (at, token) in rotations {
+                if t == at {
+                    rotate(&store, token, alg, timeline, now_ms).await.unwrap();
+                }
+            }
+            for (start_s, instance) in &well_known {
+                if t < *start_s {
+                    continue;
+                }
+                let jwks = instance.key_set().await.unwrap().jwks();
+                let kids: BTreeSet<String> = jwks["keys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| k["kid"].as_str().unwrap().to_owned())
+                    .collect();
+                for (kid, signed_s) in &last_signed {
+                    if t < signed_s + alive_s && !kids.contains(kid) {
+                        violations.push(format!(
+                            "{t} s: a JWKS lacks {kid}, which signed a token at {signed_s} s"
+                        ));
+                    }
+                }
+                served.push((t, kids));
+            }
+            served.retain(|(fetched_s, _)| *fetched_s >= t - max_age);
+            for (start_s, instance) in &signers {
+                if t < *start_s {
+                    continue;
+                }
+                let keys = instance.key_set().await.unwrap();
+                let token = tokens::issue(&keys, &config, "user-1", t, now_ms)
+                    .unwrap()
+                    .token;
+                let kid = keys.signing_key(now_ms).kid.clone();
+                for (fetched_s, kids) in &served {
+                    if !kids.contains(&kid) {
+                        violations.push(format!(
+                            "{t} s: a token names {kid}, unknown to the JWKS of {fetched_s} s"
+                        ));
+                    }
+                }
+                if tokens::verify_from(&verifier, &config, &token, now_ms)
+                    .await
+                    .is_err()
+                {
+                    violations.push(format!(
+                        "{t} s: the verifying function refuses a token of {kid}"
+                    ));
+                }
+                last_signed.insert(kid, t);
+            }
+        }
+        Findings {
+            violations,
+            signed: last_signed.into_keys().collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn no_token_names_a_key_that_a_cached_jwks_could_not_know() {
+        let config = AuthConfig::with_issuer("https://auth.example.com");
+        let timeline = KeyTimeline::new(&config, Duration::from_secs(300));
+        // The second rotation before the first one's key signs, soon after it does, just when the first
+        // key may go, and long after.
+        for gap_s in [
+            timeline.lead_secs / 2,
+            timeline.lead_secs + 60,
+            timeline.lead_secs + timeline.retain_secs,
+            3 * timeline.lead_secs,
+        ] {
+            let findings = two_rotations(timeline, gap_s).await;
+            assert_eq!(findings.violations, Vec::<String>::new(), "gap {gap_s} s");
+            assert_eq!(
+                findings.signed.len(),
+                3,
+                "gap {gap_s} s: each key signed in turn"
+            );
+        }
+        // The checks can fail: with ten seconds less lead, or without the retention, they do.
+        let no_lead = KeyTimeline {
+            lead_secs: timeline.lead_secs - 10,
+            ..timeline
+        };
+        let too_soon = two_rotations(no_lead, 3 * timeline.lead_secs).await;
+        assert!(
+            too_soon
+                .violations
+                .iter()
+                .any(|v| v.contains("unknown to the JWKS"))
+        );
+        let no_retention = KeyTimeline {
+            retain_secs: 0,
+            ..timeline
+        };
+        let early_drop = two_rotations(no_retention, timeline.lead_secs + 60).await;
+        assert!(
+            early_drop
+                .violations
+                .iter()
+                .any(|v| v.contains("a JWKS lacks"))
+        );
     }
 }
