@@ -185,10 +185,11 @@ impl KeySetDocument {
         serde_json::to_string(self).expect("key-set documents serialise")
     }
 
-    /// Which key signs at `now_s` (seconds since the epoch).
-    pub fn signing_key(&self, now_s: i64) -> Option<&KeyMaterial> {
-        let position = signer_position(self.keys.iter().map(|k| k.not_before), now_s);
-        self.keys.get(position)
+    /// Which key signs at `now_ms`, as [`KeySet::signing_key`] picks it.
+    pub fn signing_key(&self, now_ms: i64) -> Option<&KeyMaterial> {
+        let candidates = self.keys.iter().map(|k| k.not_before);
+        self.keys
+            .get(signer_position(candidates, now_ms.div_euclid(1000)))
     }
 
     /// The document that follows `current` after a rotation at `now_s`. The new key comes first and
@@ -584,7 +585,7 @@ mod tests {
         assert_eq!(signer(1_000), kid(1));
         assert_eq!(signer(1_999), kid(1));
         assert_eq!(signer(2_000), kid(0));
-        assert_eq!(doc.signing_key(1_500).map(|k| &k.kid), Some(&kid(1)));
+        assert_eq!(doc.signing_key(1_500_000).map(|k| &k.kid), Some(&kid(1)));
         // Nothing may sign yet (a hand-made document): the oldest key, published longest, signs.
         let future = KeySetDocument {
             keys: vec![key_signing_from(Some(2_000)), key_signing_from(Some(1_000))],

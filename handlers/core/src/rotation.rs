@@ -35,7 +35,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::keys::{
-    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, SigningAlgorithm, generate_key,
+    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, LoadedKey, SigningAlgorithm,
+    generate_key,
 };
 use crate::tokens;
 
@@ -245,7 +246,7 @@ async fn test_secret<V: SecretVersionStore>(
     let pending = KeySet::from_documents(&pending_doc, None)?;
     let new_kid = &pending_doc.keys[0].kid;
     let config = AuthConfig::with_issuer("https://rotation-test.keygate.invalid");
-    let check = |signer: &crate::keys::LoadedKey, what: &str| -> Result<(), RotationError> {
+    let check = |signer: &LoadedKey, what: &str| -> Result<(), RotationError> {
         let issued = tokens::issue_with_key(
             signer,
             &config,
@@ -402,9 +403,8 @@ impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
             Err(e) => Err(e),
         }
     }
-}
 
-impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
+    /// Caches `set`, read at `now`, for one TTL.
     fn keep(&self, set: KeySet, now: i64) -> Arc<KeySet> {
         let set = Arc::new(set);
         let mut cache = self.lock();

@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(third.keys[0].not_before, Some(3 + TIMELINE.lead_secs));
         assert_eq!(third.keys[2], first.keys[0]);
         assert_eq!(
-            third.signing_key(3).map(|k| &k.kid),
+            third.signing_key(3_000).map(|k| &k.kid),
             Some(&first.keys[0].kid)
         );
     }

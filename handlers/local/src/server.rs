@@ -95,7 +95,7 @@ pub async fn rotate(options: Options) -> Result<(), String> {
     )
     .await?;
     let new = &current.keys[0];
-    match (new.not_before, current.signing_key(now_s)) {
+    match (new.not_before, current.signing_key(now_ms)) {
         (Some(not_before), Some(signer)) if not_before > now_s => println!(
             "rotated: key {} ({}) is published now and signs from Unix time {not_before} (in {} s); \
              until then key {} signs; the previous keys keep verifying",
