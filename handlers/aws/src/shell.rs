@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
-use keygate_core::config::{SIGNING_ALG, read_setting};
+use keygate_core::keys::KeyTimeline;
 use keygate_core::rotation::{RotationStep, run_step};
 use keygate_core::store::{
     AttemptCounter, LoginCompletion, PasswordChange, RefreshRecord, RefreshTokenStore, Reservation,
@@ -212,7 +212,7 @@ where
 async fn warm_keys(keys: &SecretsManagerKeySource) {
     match keys.key_set().await {
         Ok(set) => {
-            tracing::info!(target: "keygate::keys", kid = %set.signing_key().kid, "signing keys loaded")
+            tracing::info!(target: "keygate::keys", kid = %set.signing_key(SystemClock.now_ms()).kid, "signing keys loaded")
         }
         Err(e) => tracing::error!(
             target: "keygate::keys",
@@ -393,8 +393,14 @@ pub fn run_rotation() -> ExitCode {
     };
     runtime.block_on(async move {
         let lookup = settings::env_lookup;
-        let alg: SigningAlgorithm = match read_setting(&lookup, &SIGNING_ALG, |raw| raw.parse()) {
-            Ok(alg) => alg,
+        // The settings the API functions run with (the CDK app gives every function the same): the
+        // algorithm, and what the new key's lead and the old key's retention derive from.
+        let timing = AuthConfig::from_lookup(lookup).and_then(|config| {
+            let ttl = settings::read_key_cache_ttl(&lookup)?;
+            Ok((config.signing_alg, KeyTimeline::new(&config, ttl)))
+        });
+        let (alg, timeline) = match timing {
+            Ok(timing) => timing,
             Err(e) => return init_failed("Runtime.ConfigError", &e.to_string()).await,
         };
         // Optional here: when set, the function refuses to rotate any other secret.
@@ -404,7 +410,7 @@ pub fn run_rotation() -> ExitCode {
         let handler = move |event: lambda_runtime::LambdaEvent<RotationEvent>| {
             let client = client.clone();
             let expected_secret = expected_secret.clone();
-            async move { rotate_step(client, expected_secret.as_deref(), alg, event.payload).await }
+            async move { rotate_step(client, expected_secret.as_deref(), alg, timeline, event.payload).await }
         };
         match lambda_runtime::run(lambda_runtime::service_fn(handler)).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -421,6 +427,7 @@ pub async fn rotate_step(
     client: aws_sdk_secretsmanager::Client,
     expected_secret: Option<&str>,
     alg: SigningAlgorithm,
+    timeline: KeyTimeline,
     event: RotationEvent,
 ) -> Result<serde_json::Value, lambda_runtime::Error> {
     let step: RotationStep = event.step.parse()?;
@@ -430,7 +437,7 @@ pub async fn rotate_step(
         return Err(format!("this function rotates {expected}, not {}", event.secret_id).into());
     }
     let store = SecretsManagerVersions::new(client, &event.secret_id);
-    let outcome = run_step(&store, step, &event.client_request_token, alg, SystemClock.now_ms()).await.map_err(|e| {
+    let outcome = run_step(&store, step, &event.client_request_token, alg, timeline, SystemClock.now_ms()).await.map_err(|e| {
         tracing::error!(target: "keygate::rotation", step = %step, version = %event.client_request_token, error = %e, "rotation step failed");
         e
     })?;

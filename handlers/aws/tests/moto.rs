@@ -14,7 +14,8 @@ use keygate_aws::{DynamoStore, sdk};
 use keygate_core::audit::RequestContext;
 use keygate_core::clock::ManualClock;
 use keygate_core::keys::{
-    KeyError, KeySet, KeySetDocument, KeySource, SigningAlgorithm, StaticKeySource, generate_key,
+    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, SigningAlgorithm, StaticKeySource,
+    generate_key,
 };
 use keygate_core::rotation::{
     AWSCURRENT, AWSPENDING, RotationStep, SecretVersionStore, StepOutcome, VersionedKeySource,
@@ -22,11 +23,15 @@ use keygate_core::rotation::{
 };
 use keygate_core::store::{AttemptCounter, StoreError, UserStore};
 use keygate_core::testkit::{NEW_PASSWORD, PASSWORD, WRONG_PASSWORD, unique_email};
-use keygate_core::{AuthConfig, AuthService, SystemClock};
+use keygate_core::{AuthConfig, AuthService, Clock as _, SystemClock};
 use keygate_http::Endpoint;
 use serde_json::{Value, json};
 
 const NOW_MS: i64 = 1_800_000_000_000;
+const TIMELINE: KeyTimeline = KeyTimeline {
+    lead_secs: 600,
+    retain_secs: 930,
+};
 
 macro_rules! moto_test {
     ($name:ident, $body:expr) => {
@@ -74,6 +79,8 @@ moto_test!(key_source_signs_with_current_and_publishes_pending, async {
     let pending = KeySetDocument::rotated(
         Some(&current),
         generate_key(SigningAlgorithm::Es256, 2).unwrap(),
+        NOW_MS / 1000,
+        TIMELINE,
     );
     client
         .put_secret_value()
@@ -87,9 +94,9 @@ moto_test!(key_source_signs_with_current_and_publishes_pending, async {
     let source = keygate_aws::secrets::key_source(client, &secret, Duration::from_secs(300));
     let set = source.key_set().await.unwrap();
     assert_eq!(
-        set.signing_key().kid,
+        set.signing_key(i64::MAX).kid,
         current.keys[0].kid,
-        "AWSCURRENT signs"
+        "AWSCURRENT signs, never AWSPENDING"
     );
     assert!(
         set.find(&pending.keys[0].kid).is_some(),
@@ -112,7 +119,7 @@ moto_test!(
         )
         .without_pending();
         assert_eq!(
-            source.key_set().await.unwrap().signing_key().kid,
+            source.key_set().await.unwrap().signing_key(NOW_MS).kid,
             current.keys[0].kid
         );
         assert_eq!(
@@ -137,7 +144,7 @@ moto_test!(
             Duration::from_secs(300),
         );
         assert_eq!(
-            source.key_set().await.unwrap().signing_key().kid,
+            source.key_set().await.unwrap().signing_key(NOW_MS).kid,
             first.keys[0].kid
         );
         let calls_after_load = http.faults.requests.load(Ordering::SeqCst);
@@ -156,7 +163,7 @@ moto_test!(
             .unwrap();
         clock.advance_ms(299_000);
         assert_eq!(
-            source.key_set().await.unwrap().signing_key().kid,
+            source.key_set().await.unwrap().signing_key(NOW_MS).kid,
             first.keys[0].kid,
             "cached within the TTL"
         );
@@ -167,7 +174,7 @@ moto_test!(
         );
         clock.advance_ms(1_000);
         assert_eq!(
-            source.key_set().await.unwrap().signing_key().kid,
+            source.key_set().await.unwrap().signing_key(NOW_MS).kid,
             second.keys[0].kid,
             "re-read after the TTL"
         );
@@ -178,11 +185,11 @@ moto_test!(
             .key_set()
             .await
             .expect("the cached set keeps serving while Secrets Manager is down");
-        assert_eq!(during.signing_key().kid, second.keys[0].kid);
+        assert_eq!(during.signing_key(NOW_MS).kid, second.keys[0].kid);
         http.faults.outage.store(false, Ordering::SeqCst);
         clock.advance_ms(10_000);
         assert_eq!(
-            source.key_set().await.unwrap().signing_key().kid,
+            source.key_set().await.unwrap().signing_key(NOW_MS).kid,
             second.keys[0].kid,
             "recovers"
         );
@@ -247,6 +254,7 @@ moto_test!(
             &versions,
             "00000000-0000-4000-8000-000000000001",
             SigningAlgorithm::Es256,
+            TIMELINE,
             NOW_MS,
         )
         .await
@@ -308,9 +316,16 @@ moto_test!(
 
         // createSecret, twice: one pending version, the same key both times.
         assert_eq!(
-            run_step(&versions, RotationStep::CreateSecret, token, alg, NOW_MS)
-                .await
-                .unwrap(),
+            run_step(
+                &versions,
+                RotationStep::CreateSecret,
+                token,
+                alg,
+                TIMELINE,
+                NOW_MS
+            )
+            .await
+            .unwrap(),
             StepOutcome::Done
         );
         let pending = versions
@@ -319,9 +334,16 @@ moto_test!(
             .unwrap()
             .expect("pending value");
         assert_eq!(
-            run_step(&versions, RotationStep::CreateSecret, token, alg, NOW_MS)
-                .await
-                .unwrap(),
+            run_step(
+                &versions,
+                RotationStep::CreateSecret,
+                token,
+                alg,
+                TIMELINE,
+                NOW_MS
+            )
+            .await
+            .unwrap(),
             StepOutcome::AlreadyDone
         );
         assert_eq!(
@@ -338,24 +360,52 @@ moto_test!(
 
         // setSecret and testSecret, twice each.
         for _ in 0..2 {
-            run_step(&versions, RotationStep::SetSecret, token, alg, NOW_MS)
-                .await
-                .unwrap();
+            run_step(
+                &versions,
+                RotationStep::SetSecret,
+                token,
+                alg,
+                TIMELINE,
+                NOW_MS,
+            )
+            .await
+            .unwrap();
             assert_eq!(
-                run_step(&versions, RotationStep::TestSecret, token, alg, NOW_MS)
-                    .await
-                    .unwrap(),
+                run_step(
+                    &versions,
+                    RotationStep::TestSecret,
+                    token,
+                    alg,
+                    TIMELINE,
+                    NOW_MS
+                )
+                .await
+                .unwrap(),
                 StepOutcome::Done
             );
         }
         // finishSecret, twice: AWSCURRENT moves, AWSPENDING is removed.
-        run_step(&versions, RotationStep::FinishSecret, token, alg, NOW_MS)
-            .await
-            .unwrap();
+        run_step(
+            &versions,
+            RotationStep::FinishSecret,
+            token,
+            alg,
+            TIMELINE,
+            NOW_MS,
+        )
+        .await
+        .unwrap();
         assert_eq!(
-            run_step(&versions, RotationStep::FinishSecret, token, alg, NOW_MS)
-                .await
-                .unwrap(),
+            run_step(
+                &versions,
+                RotationStep::FinishSecret,
+                token,
+                alg,
+                TIMELINE,
+                NOW_MS
+            )
+            .await
+            .unwrap(),
             StepOutcome::AlreadyDone
         );
         assert_eq!(stages(&versions).await[token], vec![AWSCURRENT.to_owned()]);
@@ -370,7 +420,9 @@ moto_test!(
         );
         for step in RotationStep::ALL {
             assert_eq!(
-                run_step(&versions, step, token, alg, NOW_MS).await.unwrap(),
+                run_step(&versions, step, token, alg, TIMELINE, NOW_MS)
+                    .await
+                    .unwrap(),
                 StepOutcome::AlreadyDone,
                 "{step} after the end"
             );
@@ -378,9 +430,15 @@ moto_test!(
 
         // A second rotation (another algorithm) keeps the first key verifying.
         let second = "22222222-2222-4222-8222-222222222222";
-        keygate_core::rotation::rotate(&versions, second, SigningAlgorithm::EdDsa, NOW_MS)
-            .await
-            .unwrap();
+        keygate_core::rotation::rotate(
+            &versions,
+            second,
+            SigningAlgorithm::EdDsa,
+            TIMELINE,
+            NOW_MS,
+        )
+        .await
+        .unwrap();
         let current =
             KeySetDocument::parse(&versions.value_at_stage(AWSCURRENT).await.unwrap().unwrap())
                 .unwrap();
@@ -390,10 +448,12 @@ moto_test!(
         let all = stages(&versions).await;
         assert_eq!(all[second], vec![AWSCURRENT.to_owned()]);
         assert!(all[token].contains(&"AWSPREVIOUS".to_owned()), "{all:?}");
-        // What the JWKS publishes mid-rotation and after: checked through the key source.
+        // What the key source loads after it: the first key signs until the second's not_before.
         let source = keygate_aws::secrets::key_source(client, &secret, Duration::from_secs(300));
         let set = source.key_set().await.unwrap();
-        assert_eq!(set.signing_key().kid, current.keys[0].kid);
+        assert_eq!(set.signing_key(NOW_MS).kid, doc.keys[0].kid);
+        let signs_from_ms = (NOW_MS / 1000 + TIMELINE.lead_secs) * 1000;
+        assert_eq!(set.signing_key(signs_from_ms).kid, current.keys[0].kid);
         assert!(set.find(&doc.keys[0].kid).is_some());
     }
 );
@@ -416,18 +476,32 @@ moto_test!(
             client_request_token: "33333333-3333-4333-8333-333333333333".into(),
             step: step.into(),
         };
+        let before_s = SystemClock.now_ms() / 1000;
         for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
             let out = shell::rotate_step(
                 client.clone(),
                 Some(&arn),
                 SigningAlgorithm::Es256,
+                TIMELINE,
                 event(step),
             )
             .await
             .unwrap();
             assert_eq!(out["step"], step);
         }
+        let after_s = SystemClock.now_ms() / 1000;
         let versions = SecretsManagerVersions::new(client.clone(), &arn);
+        let rotated =
+            KeySetDocument::parse(&versions.value_at_stage(AWSCURRENT).await.unwrap().unwrap())
+                .unwrap();
+        let not_before = rotated.keys[0]
+            .not_before
+            .expect("the new key waits for its lead");
+        assert!(
+            (before_s + TIMELINE.lead_secs..=after_s + TIMELINE.lead_secs).contains(&not_before),
+            "{not_before}"
+        );
+        assert_eq!(rotated.keys.len(), 2, "the previous key signs until then");
         assert_eq!(
             stages(&versions).await["33333333-3333-4333-8333-333333333333"],
             vec![AWSCURRENT.to_owned()]
@@ -437,6 +511,7 @@ moto_test!(
                 client.clone(),
                 Some("arn:aws:secretsmanager:us-east-1:1:secret:other"),
                 SigningAlgorithm::Es256,
+                TIMELINE,
                 event("createSecret")
             )
             .await
@@ -447,6 +522,7 @@ moto_test!(
                 client,
                 Some(&arn),
                 SigningAlgorithm::Es256,
+                TIMELINE,
                 event("dropSecret")
             )
             .await
@@ -709,6 +785,7 @@ moto_test!(
             &SecretsManagerVersions::new(secrets.clone(), &secret),
             "44444444-4444-4444-8444-444444444444",
             SigningAlgorithm::Es256,
+            TIMELINE,
             NOW_MS,
         )
         .await

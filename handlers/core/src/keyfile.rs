@@ -244,12 +244,17 @@ impl SecretVersionStore for FileVersionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock as _;
     use crate::clock::ManualClock;
-    use crate::keys::{KeySource as _, SigningAlgorithm, generate_key};
+    use crate::keys::{KeySource as _, KeyTimeline, SigningAlgorithm, generate_key};
     use crate::rotation::{RotationStep, StepOutcome, rotate, run_step};
     use std::sync::Arc;
 
     const NOW: i64 = 1_800_000_000_000;
+    const TIMELINE: KeyTimeline = KeyTimeline {
+        lead_secs: 600,
+        retain_secs: 930,
+    };
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir =
@@ -275,7 +280,7 @@ mod tests {
             store.versions().await.unwrap()[INITIAL_VERSION],
             vec![AWSCURRENT.to_owned()]
         );
-        rotate(&store, "r1", SigningAlgorithm::Es256, NOW)
+        rotate(&store, "r1", SigningAlgorithm::Es256, TIMELINE, NOW)
             .await
             .unwrap();
         let current =
@@ -293,7 +298,7 @@ mod tests {
         );
         for step in RotationStep::ALL {
             assert_eq!(
-                run_step(&store, step, "r1", SigningAlgorithm::Es256, NOW)
+                run_step(&store, step, "r1", SigningAlgorithm::Es256, TIMELINE, NOW)
                     .await
                     .unwrap(),
                 StepOutcome::AlreadyDone
@@ -311,12 +316,15 @@ mod tests {
                 );
             }
         }
-        // A second rotation drops the oldest key.
-        rotate(&store, "r2", SigningAlgorithm::Es256, NOW)
+        // A second rotation, once the second key has signed for longer than the retention, drops the
+        // first key.
+        let later = NOW + (TIMELINE.lead_secs + TIMELINE.retain_secs) * 1000;
+        rotate(&store, "r2", SigningAlgorithm::Es256, TIMELINE, later)
             .await
             .unwrap();
         let after =
             KeySetDocument::parse(&std::fs::read_to_string(store.keys_path()).unwrap()).unwrap();
+        assert_eq!(after.keys.len(), 2);
         assert_eq!(after.keys[1], current.keys[0]);
     }
 
@@ -326,7 +334,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new(NOW));
         let source = FileKeySource::new(store, clock.clone(), std::time::Duration::from_secs(60));
         assert_eq!(
-            source.key_set().await.unwrap().signing_key().kid,
+            source.key_set().await.unwrap().signing_key(NOW).kid,
             old.keys[0].kid
         );
         run_step(
@@ -334,6 +342,7 @@ mod tests {
             RotationStep::CreateSecret,
             "r1",
             SigningAlgorithm::Es256,
+            TIMELINE,
             NOW,
         )
         .await
@@ -341,27 +350,40 @@ mod tests {
         clock.advance_ms(60_000);
         let during = source.key_set().await.unwrap();
         assert_eq!(during.jwks()["keys"].as_array().unwrap().len(), 2);
-        assert_eq!(during.signing_key().kid, old.keys[0].kid);
+        assert_eq!(during.signing_key(clock.now_ms()).kid, old.keys[0].kid);
         for step in [
             RotationStep::SetSecret,
             RotationStep::TestSecret,
             RotationStep::FinishSecret,
         ] {
-            run_step(source.store(), step, "r1", SigningAlgorithm::Es256, NOW)
-                .await
-                .unwrap();
+            run_step(
+                source.store(),
+                step,
+                "r1",
+                SigningAlgorithm::Es256,
+                TIMELINE,
+                NOW,
+            )
+            .await
+            .unwrap();
         }
         clock.advance_ms(60_000);
         let after = source.key_set().await.unwrap();
-        assert_ne!(after.signing_key().kid, old.keys[0].kid);
-        assert!(after.find(&old.keys[0].kid).is_some());
+        let new_kid = &after.signing_key(NOW + TIMELINE.lead_secs * 1000).kid;
+        assert_ne!(
+            new_kid, &old.keys[0].kid,
+            "the new key signs after the lead"
+        );
+        assert_eq!(
+            after.signing_key(clock.now_ms()).kid,
+            old.keys[0].kid,
+            "the old key signs until then"
+        );
         // The file disappears: the cached set keeps serving.
         std::fs::write(source.store().keys_path(), "garbage").unwrap();
         clock.advance_ms(60_000);
-        assert_eq!(
-            source.key_set().await.unwrap().signing_key().kid,
-            after.signing_key().kid
-        );
+        let served = source.key_set().await.unwrap();
+        assert!(served.find(new_kid).is_some() && served.find(&old.keys[0].kid).is_some());
     }
 
     #[tokio::test]

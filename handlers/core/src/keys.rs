@@ -1,13 +1,16 @@
 //! Signing keys: the stored key-set document, key generation, and the loaded set that signs and verifies.
 //!
-//! A key-set document (JSON) lists keys newest first. When a document is the current one, its first key
-//! signs and the rest (the previous key) still verify; a pending document's first key is published before
-//! it signs, so verifiers know it in advance. One algorithm per key.
+//! A key-set document (JSON) lists keys newest first. Of a current document's keys, the newest
+//! whose `not_before` has passed signs and all verify; a rotation stamps its new key with a
+//! `not_before` one [`KeyTimeline::lead_secs`] ahead, so every verifier's cached JWKS knows the key
+//! before a token names it. A pending document's first key is published and verifies, but does not
+//! sign. One algorithm per key.
 
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
@@ -16,6 +19,35 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use crate::config::AuthConfig;
+
+/// How long verifiers may cache the JWKS (its `Cache-Control: max-age`); a rotation's lead covers it.
+pub const JWKS_MAX_AGE_SECS: u64 = 300;
+
+/// When a rotation's new key signs and how long the key it replaces keeps verifying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyTimeline {
+    /// From a key's publication to its first signature: a verifier's JWKS is at most one key-cache TTL
+    /// (the JWKS is served from the cached key set) plus one JWKS max-age old.
+    pub lead_secs: i64,
+    /// From the moment a key stops signing until a rotation may drop it: the tokens it signed last
+    /// must expire first (access-token lifetime plus the verification leeway).
+    pub retain_secs: i64,
+}
+
+impl KeyTimeline {
+    /// The timeline of a deployment whose functions cache keys for `key_cache_ttl` and run `config`.
+    pub fn new(config: &AuthConfig, key_cache_ttl: Duration) -> Self {
+        let secs = |s: u128| i64::try_from(s).unwrap_or(i64::MAX);
+        let ttl_secs = secs(key_cache_ttl.as_millis().div_ceil(1000));
+        Self {
+            lead_secs: secs(JWKS_MAX_AGE_SECS.into()).saturating_add(ttl_secs),
+            retain_secs: secs(config.access_token_ttl_secs.into())
+                .saturating_add(secs(config.leeway_secs.into())),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SigningAlgorithm {
@@ -98,6 +130,27 @@ pub struct KeyMaterial {
     pub private_key: String,
     /// Creation time, seconds since the epoch.
     pub created_at: i64,
+    /// The key signs from this time on (seconds since the epoch). Absent: as soon as its document is
+    /// current (a deployment's first key, and documents written before the field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<i64>,
+}
+
+impl KeyMaterial {
+    /// When this key started (or starts) signing.
+    fn signs_from(&self) -> i64 {
+        self.not_before.unwrap_or(self.created_at)
+    }
+}
+
+/// The position of the key that signs at `now_s` among keys listed newest first, given their
+/// `not_before`: the newest whose time has come; the oldest when none has (it was published longest).
+fn signer_position(not_befores: impl ExactSizeIterator<Item = Option<i64>>, now_s: i64) -> usize {
+    let oldest = not_befores.len().saturating_sub(1);
+    not_befores
+        .enumerate()
+        .find(|(_, not_before)| not_before.is_none_or(|t| t <= now_s))
+        .map_or(oldest, |(position, _)| position)
 }
 
 impl fmt::Debug for KeyMaterial {
@@ -106,6 +159,7 @@ impl fmt::Debug for KeyMaterial {
         f.debug_struct("KeyMaterial")
             .field("kid", &self.kid)
             .field("alg", &self.alg)
+            .field("not_before", &self.not_before)
             .finish_non_exhaustive()
     }
 }
@@ -131,12 +185,41 @@ impl KeySetDocument {
         serde_json::to_string(self).expect("key-set documents serialise")
     }
 
-    /// The document that follows this one after a rotation: a new key first, then this document's
-    /// signing key, kept so tokens it signed still verify.
-    pub fn rotated(current: Option<&KeySetDocument>, new_key: KeyMaterial) -> KeySetDocument {
+    /// Which key signs at `now_ms`, as [`KeySet::signing_key`] picks it.
+    pub fn signing_key(&self, now_ms: i64) -> Option<&KeyMaterial> {
+        let candidates = self.keys.iter().map(|k| k.not_before);
+        self.keys
+            .get(signer_position(candidates, now_ms.div_euclid(1000)))
+    }
+
+    /// The document that follows `current` after a rotation at `now_s`. The new key comes first and
+    /// signs from `now_s + lead` on; without a current document (a deployment's first key) it signs at
+    /// once, since no verifier can hold an older JWKS. Of `current`, the keys that do not sign yet and
+    /// the signing key stay (tokens keep their keys until the new one takes over), and so does each
+    /// older key replaced less than `retain` ago (the tokens it signed may still be alive).
+    pub fn rotated(
+        current: Option<&KeySetDocument>,
+        mut new_key: KeyMaterial,
+        now_s: i64,
+        timeline: KeyTimeline,
+    ) -> KeySetDocument {
+        let Some(current) = current.filter(|doc| !doc.keys.is_empty()) else {
+            new_key.not_before = None;
+            return KeySetDocument {
+                keys: vec![new_key],
+            };
+        };
+        new_key.not_before = Some(now_s.saturating_add(timeline.lead_secs));
+        let signer = signer_position(current.keys.iter().map(|k| k.not_before), now_s);
         let mut keys = vec![new_key];
-        if let Some(previous) = current.and_then(|doc| doc.keys.first()) {
-            keys.push(previous.clone());
+        keys.extend(current.keys[..=signer].iter().cloned());
+        // Each key after the signer stopped signing when the key listed before it started.
+        for pair in current.keys[signer..].windows(2) {
+            let (successor, replaced) = (&pair[0], &pair[1]);
+            if now_s >= successor.signs_from().saturating_add(timeline.retain_secs) {
+                break;
+            }
+            keys.push(replaced.clone());
         }
         KeySetDocument { keys }
     }
@@ -178,6 +261,7 @@ pub fn generate_key(alg: SigningAlgorithm, now_secs: i64) -> Result<KeyMaterial,
         alg,
         private_key: URL_SAFE_NO_PAD.encode(der),
         created_at: now_secs,
+        not_before: None,
     })
 }
 
@@ -225,6 +309,8 @@ pub struct LoadedKey {
     pub decoding: DecodingKey,
     /// The public JWK, for asymmetric keys.
     pub jwk: Option<Value>,
+    /// See [`KeyMaterial::not_before`].
+    pub not_before: Option<i64>,
 }
 
 impl fmt::Debug for LoadedKey {
@@ -296,42 +382,52 @@ impl LoadedKey {
             encoding,
             decoding,
             jwk,
+            not_before: material.not_before,
         })
     }
 }
 
-/// The keys in force: one signs, all verify.
+/// The keys in force: one signs at a time, all verify.
 #[derive(Debug)]
 pub struct KeySet {
     keys: Vec<LoadedKey>,
+    /// The first `signers` keys come from the current document and may sign; the rest (the pending
+    /// key) are published and verify only.
+    signers: usize,
 }
 
 impl KeySet {
-    /// Loads the current document (its first key signs) and, when a rotation is under way, the pending
-    /// one (its first key is published and verifies, but does not sign yet).
+    /// Loads the current document (its keys sign in turn, see [`signing_key`](Self::signing_key)) and,
+    /// when a rotation is under way, the pending one (its first key is published and verifies, but
+    /// does not sign).
     pub fn from_documents(
         current: &KeySetDocument,
         pending: Option<&KeySetDocument>,
     ) -> Result<Self, KeyError> {
-        let mut keys: Vec<LoadedKey> = Vec::new();
-        let candidates = current
-            .keys
-            .iter()
-            .chain(pending.into_iter().flat_map(|doc| doc.keys.first()));
-        for material in candidates {
-            if keys.iter().any(|k| k.kid == material.kid) {
-                continue;
+        fn add(keys: &mut Vec<LoadedKey>, material: &KeyMaterial) -> Result<(), KeyError> {
+            if !keys.iter().any(|k| k.kid == material.kid) {
+                keys.push(LoadedKey::load(material)?);
             }
-            keys.push(LoadedKey::load(material)?);
+            Ok(())
         }
-        if keys.is_empty() {
+        let mut keys: Vec<LoadedKey> = Vec::new();
+        for material in &current.keys {
+            add(&mut keys, material)?;
+        }
+        let signers = keys.len();
+        if signers == 0 {
             return Err(KeyError::NoValidKeySet("the document lists no keys".into()));
         }
-        Ok(Self { keys })
+        if let Some(material) = pending.and_then(|doc| doc.keys.first()) {
+            add(&mut keys, material)?;
+        }
+        Ok(Self { keys, signers })
     }
 
-    pub fn signing_key(&self) -> &LoadedKey {
-        &self.keys[0]
+    /// The key that signs at `now_ms`: the newest current key whose `not_before` has passed.
+    pub fn signing_key(&self, now_ms: i64) -> &LoadedKey {
+        let candidates = self.keys[..self.signers].iter().map(|k| k.not_before);
+        &self.keys[signer_position(candidates, now_ms.div_euclid(1000))]
     }
 
     pub fn find(&self, kid: &str) -> Option<&LoadedKey> {
@@ -354,6 +450,17 @@ impl KeySet {
 /// Where the service gets its keys: a fixed set locally, Secrets Manager (cached) on Lambda.
 pub trait KeySource: Send + Sync + 'static {
     fn key_set(&self) -> impl Future<Output = Result<Arc<KeySet>, KeyError>> + Send;
+
+    /// The key set for verifying a token that names `kid`. A source whose keys can change reloads
+    /// when its cached set does not know `kid` (rate-limited: anyone can make up a `kid`); a fixed
+    /// source just answers [`key_set`](Self::key_set).
+    fn key_set_knowing(
+        &self,
+        kid: &str,
+    ) -> impl Future<Output = Result<Arc<KeySet>, KeyError>> + Send {
+        let _ = kid;
+        self.key_set()
+    }
 }
 
 /// A key set that never changes during the process.
@@ -369,6 +476,12 @@ impl KeySource for StaticKeySource {
 impl<K: KeySource> KeySource for Arc<K> {
     fn key_set(&self) -> impl Future<Output = Result<Arc<KeySet>, KeyError>> + Send {
         (**self).key_set()
+    }
+    fn key_set_knowing(
+        &self,
+        kid: &str,
+    ) -> impl Future<Output = Result<Arc<KeySet>, KeyError>> + Send {
+        (**self).key_set_knowing(kid)
     }
 }
 
@@ -392,7 +505,7 @@ mod tests {
                 None,
             )
             .unwrap();
-            assert_eq!(set.signing_key().kid, key.kid);
+            assert_eq!(set.signing_key(0).kid, key.kid);
             let published = set.jwks()["keys"].as_array().unwrap().len();
             assert_eq!(published, usize::from(alg.is_public()), "{alg}");
             if alg.is_public() {
@@ -400,6 +513,18 @@ mod tests {
                 assert_eq!(jwk["alg"], alg.name());
                 assert!(jwk.get("d").is_none(), "no private part in the JWKS");
             }
+        }
+    }
+
+    const TIMELINE: KeyTimeline = KeyTimeline {
+        lead_secs: 600,
+        retain_secs: 930,
+    };
+
+    fn key_signing_from(not_before: Option<i64>) -> KeyMaterial {
+        KeyMaterial {
+            not_before,
+            ..generate_key(SigningAlgorithm::Es256, 0).unwrap()
         }
     }
 
@@ -412,15 +537,151 @@ mod tests {
         let pending = KeySetDocument::rotated(
             Some(&current),
             generate_key(SigningAlgorithm::Es256, 1).unwrap(),
+            1,
+            TIMELINE,
         );
         let set = KeySet::from_documents(&current, Some(&pending)).unwrap();
-        assert_eq!(set.signing_key().kid, old.kid);
+        assert_eq!(set.signing_key(i64::MAX).kid, old.kid);
         assert!(set.find(&pending.keys[0].kid).is_some());
         assert_eq!(set.jwks()["keys"].as_array().unwrap().len(), 2);
-        // After the rotation finishes the new key signs and the old one still verifies.
+        // After the rotation finishes the old key signs until the new key's not_before, then the new
+        // key signs and the old one still verifies.
         let after = KeySet::from_documents(&pending, None).unwrap();
-        assert_eq!(after.signing_key().kid, pending.keys[0].kid);
+        assert_eq!(pending.keys[0].not_before, Some(1 + TIMELINE.lead_secs));
+        assert_eq!(after.signing_key(1_000).kid, old.kid);
+        assert_eq!(after.signing_key(600_999).kid, old.kid);
+        assert_eq!(after.signing_key(601_000).kid, pending.keys[0].kid);
         assert!(after.find(&old.kid).is_some());
+    }
+
+    #[test]
+    fn the_first_key_of_a_deployment_signs_at_once() {
+        let first = KeySetDocument::rotated(None, key_signing_from(Some(5)), 1_000, TIMELINE);
+        assert_eq!(first.keys.len(), 1);
+        assert_eq!(first.keys[0].not_before, None);
+        let set = KeySet::from_documents(&first, None).unwrap();
+        assert_eq!(set.signing_key(1_000_000).kid, first.keys[0].kid);
+        // A document without keys is no earlier set either.
+        let empty = KeySetDocument { keys: vec![] };
+        let from_empty =
+            KeySetDocument::rotated(Some(&empty), key_signing_from(None), 1_000, TIMELINE);
+        assert_eq!(from_empty.keys[0].not_before, None);
+    }
+
+    #[test]
+    fn the_newest_key_whose_not_before_has_passed_signs() {
+        let doc = KeySetDocument {
+            keys: vec![
+                key_signing_from(Some(2_000)),
+                key_signing_from(Some(1_000)),
+                key_signing_from(None),
+            ],
+        };
+        let set = KeySet::from_documents(&doc, None).unwrap();
+        let signer = |now_s: i64| set.signing_key(now_s * 1000).kid.clone();
+        let kid = |i: usize| doc.keys[i].kid.clone();
+        assert_eq!(signer(0), kid(2));
+        assert_eq!(signer(999), kid(2));
+        assert_eq!(signer(1_000), kid(1));
+        assert_eq!(signer(1_999), kid(1));
+        assert_eq!(signer(2_000), kid(0));
+        assert_eq!(doc.signing_key(1_500_000).map(|k| &k.kid), Some(&kid(1)));
+        // Nothing may sign yet (a hand-made document): the oldest key, published longest, signs.
+        let future = KeySetDocument {
+            keys: vec![key_signing_from(Some(2_000)), key_signing_from(Some(1_000))],
+        };
+        let set = KeySet::from_documents(&future, None).unwrap();
+        assert_eq!(set.signing_key(0).kid, future.keys[1].kid);
+    }
+
+    #[test]
+    fn a_rotation_keeps_keys_that_sign_or_will_and_those_replaced_within_the_retention() {
+        let first = KeyMaterial {
+            created_at: 0,
+            ..key_signing_from(None)
+        };
+        let second = key_signing_from(Some(1_000));
+        let current = KeySetDocument {
+            keys: vec![second.clone(), first.clone()],
+        };
+        let kids =
+            |doc: &KeySetDocument| doc.keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>();
+        // Before the second key signs, the first still does: both stay.
+        let early = KeySetDocument::rotated(Some(&current), key_signing_from(None), 500, TIMELINE);
+        assert_eq!(kids(&early)[1..], [second.kid.clone(), first.kid.clone()]);
+        assert_eq!(early.keys[0].not_before, Some(500 + TIMELINE.lead_secs));
+        // The first key was replaced at 1000: it stays for the retention, then goes.
+        let retained = 1_000 + TIMELINE.retain_secs;
+        let within = KeySetDocument::rotated(
+            Some(&current),
+            key_signing_from(None),
+            retained - 1,
+            TIMELINE,
+        );
+        assert_eq!(kids(&within)[1..], [second.kid.clone(), first.kid.clone()]);
+        let past =
+            KeySetDocument::rotated(Some(&current), key_signing_from(None), retained, TIMELINE);
+        assert_eq!(kids(&past), [past.keys[0].kid.clone(), second.kid.clone()]);
+        // A key without not_before started signing when it was created.
+        let old_format = KeySetDocument {
+            keys: vec![
+                KeyMaterial {
+                    created_at: 100,
+                    ..key_signing_from(None)
+                },
+                first.clone(),
+            ],
+        };
+        let rotated = KeySetDocument::rotated(
+            Some(&old_format),
+            key_signing_from(None),
+            100 + TIMELINE.retain_secs - 1,
+            TIMELINE,
+        );
+        assert_eq!(rotated.keys.len(), 3);
+        let rotated = KeySetDocument::rotated(
+            Some(&old_format),
+            key_signing_from(None),
+            100 + TIMELINE.retain_secs,
+            TIMELINE,
+        );
+        assert_eq!(rotated.keys.len(), 2);
+    }
+
+    #[test]
+    fn documents_without_not_before_stay_readable_and_the_first_key_writes_none() {
+        let json = r#"{"keys":[{"kid":"a","alg":"ES256","private_key":"AAAA","created_at":7}]}"#;
+        let doc = KeySetDocument::parse(json).unwrap();
+        assert_eq!(doc.keys[0].not_before, None);
+        assert_eq!(
+            doc.to_json(),
+            json,
+            "no not_before is written for a key without one"
+        );
+        let stamped = KeySetDocument {
+            keys: vec![KeyMaterial {
+                not_before: Some(42),
+                ..doc.keys[0].clone()
+            }],
+        };
+        let reread = KeySetDocument::parse(&stamped.to_json()).unwrap();
+        assert_eq!(reread, stamped);
+        assert!(stamped.to_json().contains(r#""not_before":42"#));
+    }
+
+    #[test]
+    fn the_timeline_adds_the_jwks_max_age_to_the_key_cache_ttl() {
+        let config = AuthConfig::with_issuer("https://auth.example.com");
+        let timeline = KeyTimeline::new(&config, Duration::from_millis(1_500));
+        assert_eq!(
+            timeline.lead_secs,
+            JWKS_MAX_AGE_SECS as i64 + 2,
+            "the TTL rounds up"
+        );
+        assert_eq!(
+            timeline.retain_secs,
+            (config.access_token_ttl_secs + config.leeway_secs) as i64
+        );
     }
 
     #[test]

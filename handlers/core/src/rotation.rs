@@ -9,18 +9,20 @@
 //! The four steps follow Secrets Manager's rotation-function contract; each is idempotent, because
 //! Secrets Manager retries a step whose invocation failed or timed out:
 //! - `createSecret`: unless the token's version already has a value, generate a key for the configured
-//!   algorithm and store `KeySetDocument::rotated(current, new)` as version `token`, staged `AWSPENDING`.
+//!   algorithm and store `KeySetDocument::rotated(current, new)` as version `token`, staged `AWSPENDING`:
+//!   the new key signs from one [`KeyTimeline`] lead later, when every verifier's cached JWKS knows it.
 //!   A current value that is not a valid key set (the random string CDK creates the secret with) is
-//!   ignored, so the first rotation writes the first real key set.
+//!   ignored, so the first rotation writes the first real key set, whose key signs at once.
 //! - `setSecret`: nothing. Secrets Manager uses this step to push a new credential into the system
 //!   that checks it (a database user's password, say). Here the system that checks signatures is every
 //!   verifier, and they learn the pending key through the JWKS, which publishes `AWSPENDING` as soon as
 //!   `createSecret` wrote it; there is no other copy of the key to update.
 //! - `testSecret`: load the pending document, sign an access token with its new key and verify it; when
-//!   a valid current set exists, also check that a token signed by the current key still verifies with
-//!   the pending set (so finishing cannot invalidate tokens already handed out).
+//!   a valid current set exists, also check that a token signed by the current signing key still
+//!   verifies with the pending set (so finishing cannot invalidate tokens already handed out).
 //! - `finishSecret`: move `AWSCURRENT` to the token's version (Secrets Manager moves `AWSPREVIOUS` to
-//!   the old one), then remove `AWSPENDING` from it.
+//!   the old one), then remove `AWSPENDING` from it. The previous signing key is in the new document and
+//!   keeps signing until the new key's `not_before`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,7 +34,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::AuthConfig;
-use crate::keys::{KeyError, KeySet, KeySetDocument, KeySource, SigningAlgorithm, generate_key};
+use crate::keys::{
+    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, LoadedKey, SigningAlgorithm,
+    generate_key,
+};
 use crate::tokens;
 
 pub const AWSCURRENT: &str = "AWSCURRENT";
@@ -162,12 +167,13 @@ fn valid_document(value: Option<&str>) -> Option<KeySetDocument> {
     Some(doc)
 }
 
-/// Runs one rotation step for version `token`, generating keys for `alg`.
+/// Runs one rotation step for version `token`, generating keys for `alg` that sign on `timeline`.
 pub async fn run_step<V: SecretVersionStore>(
     store: &V,
     step: RotationStep,
     token: &str,
     alg: SigningAlgorithm,
+    timeline: KeyTimeline,
     now_ms: i64,
 ) -> Result<StepOutcome, RotationError> {
     let versions = store.versions().await?;
@@ -179,7 +185,9 @@ pub async fn run_step<V: SecretVersionStore>(
         return Err(RotationError::UnknownVersion(token.to_owned()));
     }
     match step {
-        RotationStep::CreateSecret => create_secret(store, &versions, token, alg, now_ms).await,
+        RotationStep::CreateSecret => {
+            create_secret(store, &versions, token, alg, timeline, now_ms).await
+        }
         RotationStep::SetSecret => Ok(StepOutcome::AlreadyDone),
         RotationStep::TestSecret => test_secret(store, token, now_ms).await,
         RotationStep::FinishSecret => finish_secret(store, &versions, token).await,
@@ -191,10 +199,11 @@ pub async fn rotate<V: SecretVersionStore>(
     store: &V,
     token: &str,
     alg: SigningAlgorithm,
+    timeline: KeyTimeline,
     now_ms: i64,
 ) -> Result<(), RotationError> {
     for step in RotationStep::ALL {
-        run_step(store, step, token, alg, now_ms).await?;
+        run_step(store, step, token, alg, timeline, now_ms).await?;
     }
     Ok(())
 }
@@ -204,6 +213,7 @@ async fn create_secret<V: SecretVersionStore>(
     versions: &BTreeMap<String, Vec<String>>,
     token: &str,
     alg: SigningAlgorithm,
+    timeline: KeyTimeline,
     now_ms: i64,
 ) -> Result<StepOutcome, RotationError> {
     if versions.contains_key(token) && store.value_of_version(token).await?.is_some() {
@@ -213,11 +223,13 @@ async fn create_secret<V: SecretVersionStore>(
     if current.is_none() {
         tracing::info!(target: "keygate::rotation", "the current version holds no valid key set: the new key starts a fresh set");
     }
-    let key = generate_key(alg, now_ms.div_euclid(1000))?;
+    let now_s = now_ms.div_euclid(1000);
+    let key = generate_key(alg, now_s)?;
     let kid = key.kid.clone();
-    let document = KeySetDocument::rotated(current.as_ref(), key);
+    let document = KeySetDocument::rotated(current.as_ref(), key, now_s, timeline);
     store.put_pending(token, &document.to_json()).await?;
-    tracing::info!(target: "keygate::rotation", step = "createSecret", version = token, kid = %kid, alg = %alg, "pending key set stored");
+    let not_before = document.keys[0].not_before.unwrap_or(now_s);
+    tracing::info!(target: "keygate::rotation", step = "createSecret", version = token, kid = %kid, alg = %alg, not_before, keys = document.keys.len(), "pending key set stored");
     Ok(StepOutcome::Done)
 }
 
@@ -232,9 +244,10 @@ async fn test_secret<V: SecretVersionStore>(
         .ok_or_else(|| RotationError::NotPending(token.to_owned()))?;
     let pending_doc = KeySetDocument::parse(&value)?;
     let pending = KeySet::from_documents(&pending_doc, None)?;
+    let new_kid = &pending_doc.keys[0].kid;
     let config = AuthConfig::with_issuer("https://rotation-test.keygate.invalid");
-    let check = |signer: &KeySet, what: &str| -> Result<(), RotationError> {
-        let issued = tokens::issue(
+    let check = |signer: &LoadedKey, what: &str| -> Result<(), RotationError> {
+        let issued = tokens::issue_with_key(
             signer,
             &config,
             "00000000-0000-4000-8000-000000000000",
@@ -246,12 +259,18 @@ async fn test_secret<V: SecretVersionStore>(
             .map_err(|e| RotationError::TestFailed(format!("{what}: verifying: {e}")))?;
         Ok(())
     };
-    check(&pending, "a token signed by the new key")?;
+    let new_key = pending
+        .find(new_kid)
+        .ok_or_else(|| RotationError::TestFailed("the new key does not load".into()))?;
+    check(new_key, "a token signed by the new key")?;
     if let Some(current_doc) = valid_document(store.value_at_stage(AWSCURRENT).await?.as_deref()) {
         let current = KeySet::from_documents(&current_doc, None)?;
-        check(&current, "a token signed by the current key")?;
+        check(
+            current.signing_key(now_ms),
+            "a token signed by the current signing key",
+        )?;
     }
-    tracing::info!(target: "keygate::rotation", step = "testSecret", version = token, kid = %pending.signing_key().kid, "pending key set signs and verifies");
+    tracing::info!(target: "keygate::rotation", step = "testSecret", version = token, kid = %new_kid, "pending key set signs and verifies");
     Ok(StepOutcome::Done)
 }
 
@@ -280,16 +299,24 @@ async fn finish_secret<V: SecretVersionStore>(
 /// How often a key source retries its store after a failed refresh while it keeps serving a cached set.
 const RETRY_AFTER_FAILURE_MS: i64 = 10_000;
 
+/// The shortest pause between two reloads for tokens that name a key the cached set does not know.
+/// Anyone can send a made-up `kid`: this bounds what that costs (one store read per process and
+/// interval), while a real new key is found at the first token that names it.
+pub const UNKNOWN_KID_RELOAD_INTERVAL_MS: i64 = 30_000;
+
 struct Cached {
     keys: Option<Arc<KeySet>>,
     /// When the next read of the store is due (epoch milliseconds).
     refresh_at_ms: i64,
+    /// When an unknown `kid` may next cause a reload (epoch milliseconds).
+    unknown_kid_reload_at_ms: i64,
 }
 
 /// A [`KeySource`] over a [`SecretVersionStore`]: `AWSCURRENT` signs, the first key of `AWSPENDING` (if
 /// any) is published and verifies. The set is cached for `ttl`; when a refresh fails while a copy is
 /// cached, the copy keeps serving (and the store is tried again after a short pause); with nothing cached
-/// the error is returned (the HTTP layer answers 503), never a panic.
+/// the error is returned (the HTTP layer answers 503), never a panic. A token naming a key the cached
+/// set does not know reloads it early, at most once per [`UNKNOWN_KID_RELOAD_INTERVAL_MS`].
 ///
 /// [`without_pending`](Self::without_pending) makes a source that reads `AWSCURRENT` alone, for a
 /// process that signs and verifies but does not publish the JWKS.
@@ -311,11 +338,12 @@ impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
             cache: Mutex::new(Cached {
                 keys: None,
                 refresh_at_ms: i64::MIN,
+                unknown_kid_reload_at_ms: i64::MIN,
             }),
         }
     }
 
-    /// A source that never reads `AWSPENDING`. Tokens are only ever signed by `AWSCURRENT`'s first key
+    /// A source that never reads `AWSPENDING`. Tokens are only ever signed by a key of `AWSCURRENT`
     /// (after finishSecret the pending version is current), so the pending key matters to the JWKS,
     /// which must publish a key before it signs (DESIGN, token model), and to nothing else. The API
     /// functions use this: one GetSecretValue per cold start and per cache refresh instead of two. The
@@ -375,6 +403,15 @@ impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
             Err(e) => Err(e),
         }
     }
+
+    /// Caches `set`, read at `now`, for one TTL.
+    fn keep(&self, set: KeySet, now: i64) -> Arc<KeySet> {
+        let set = Arc::new(set);
+        let mut cache = self.lock();
+        cache.keys = Some(set.clone());
+        cache.refresh_at_ms = now.saturating_add(self.ttl_ms);
+        set
+    }
 }
 
 impl<V: SecretVersionStore, C: Clock> KeySource for VersionedKeySource<V, C> {
@@ -390,13 +427,7 @@ impl<V: SecretVersionStore, C: Clock> KeySource for VersionedKeySource<V, C> {
             cache.keys.clone()
         };
         match self.load().await {
-            Ok(set) => {
-                let set = Arc::new(set);
-                let mut cache = self.lock();
-                cache.keys = Some(set.clone());
-                cache.refresh_at_ms = now.saturating_add(self.ttl_ms);
-                Ok(set)
-            }
+            Ok(set) => Ok(self.keep(set, now)),
             Err(error) => match cached {
                 Some(keys) => {
                     tracing::warn!(target: "keygate::keys", error = %error, "refreshing the signing keys failed: serving the cached set");
@@ -407,6 +438,66 @@ impl<V: SecretVersionStore, C: Clock> KeySource for VersionedKeySource<V, C> {
                 None => Err(error),
             },
         }
+    }
+
+    async fn key_set_knowing(&self, kid: &str) -> Result<Arc<KeySet>, KeyError> {
+        let cached = self.key_set().await?;
+        if cached.find(kid).is_some() {
+            return Ok(cached);
+        }
+        let now = self.clock.now_ms();
+        {
+            let mut cache = self.lock();
+            if now < cache.unknown_kid_reload_at_ms {
+                return Ok(cached);
+            }
+            // Claimed before reading, so concurrent requests with unknown kids share one reload.
+            cache.unknown_kid_reload_at_ms = now.saturating_add(UNKNOWN_KID_RELOAD_INTERVAL_MS);
+        }
+        // The kid itself is not logged: it comes from an unverified token.
+        tracing::info!(target: "keygate::keys", "a token names a key the cached set does not know: reloading the signing keys");
+        match self.load().await {
+            Ok(set) => Ok(self.keep(set, now)),
+            Err(error) => {
+                tracing::warn!(target: "keygate::keys", error = %error, "reloading the signing keys failed: serving the cached set");
+                Ok(cached)
+            }
+        }
+    }
+}
+
+impl<V: SecretVersionStore> SecretVersionStore for Arc<V> {
+    fn versions(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<String, Vec<String>>, RotationError>> + Send {
+        (**self).versions()
+    }
+    fn value_at_stage(
+        &self,
+        stage: &str,
+    ) -> impl Future<Output = Result<Option<String>, RotationError>> + Send {
+        (**self).value_at_stage(stage)
+    }
+    fn value_of_version(
+        &self,
+        version_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, RotationError>> + Send {
+        (**self).value_of_version(version_id)
+    }
+    fn put_pending(
+        &self,
+        version_id: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<(), RotationError>> + Send {
+        (**self).put_pending(version_id, value)
+    }
+    fn update_stage(
+        &self,
+        stage: &str,
+        to: Option<&str>,
+        from: Option<&str>,
+    ) -> impl Future<Output = Result<(), RotationError>> + Send {
+        (**self).update_stage(stage, to, from)
     }
 }
 
@@ -555,9 +646,16 @@ impl SecretVersionStore for MemoryVersionStore {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::keys::JWKS_MAX_AGE_SECS;
+    use std::collections::BTreeSet;
     use std::sync::atomic::Ordering;
+    use std::time::Duration;
 
     const NOW: i64 = 1_800_000_000_000;
+    const TIMELINE: KeyTimeline = KeyTimeline {
+        lead_secs: 600,
+        retain_secs: 930,
+    };
 
     fn initial() -> (KeySetDocument, MemoryVersionStore) {
         let doc = KeySetDocument {
@@ -570,7 +668,7 @@ mod tests {
     #[tokio::test]
     async fn a_whole_rotation_keeps_the_old_key_verifying() {
         let (old, store) = initial();
-        rotate(&store, "v2", SigningAlgorithm::EdDsa, NOW)
+        rotate(&store, "v2", SigningAlgorithm::EdDsa, TIMELINE, NOW)
             .await
             .unwrap();
         let versions = store.versions().await.unwrap();
@@ -590,14 +688,14 @@ mod tests {
         let (_, store) = initial();
         let alg = SigningAlgorithm::Es256;
         assert_eq!(
-            run_step(&store, RotationStep::CreateSecret, "v2", alg, NOW)
+            run_step(&store, RotationStep::CreateSecret, "v2", alg, TIMELINE, NOW)
                 .await
                 .unwrap(),
             StepOutcome::Done
         );
         let pending = store.value_of_version("v2").await.unwrap();
         assert_eq!(
-            run_step(&store, RotationStep::CreateSecret, "v2", alg, NOW)
+            run_step(&store, RotationStep::CreateSecret, "v2", alg, TIMELINE, NOW)
                 .await
                 .unwrap(),
             StepOutcome::AlreadyDone
@@ -608,19 +706,21 @@ mod tests {
             "a retried createSecret keeps the first key"
         );
         for _ in 0..2 {
-            run_step(&store, RotationStep::SetSecret, "v2", alg, NOW)
+            run_step(&store, RotationStep::SetSecret, "v2", alg, TIMELINE, NOW)
                 .await
                 .unwrap();
-            run_step(&store, RotationStep::TestSecret, "v2", alg, NOW)
+            run_step(&store, RotationStep::TestSecret, "v2", alg, TIMELINE, NOW)
                 .await
                 .unwrap();
         }
-        run_step(&store, RotationStep::FinishSecret, "v2", alg, NOW)
+        run_step(&store, RotationStep::FinishSecret, "v2", alg, TIMELINE, NOW)
             .await
             .unwrap();
         for step in RotationStep::ALL {
             assert_eq!(
-                run_step(&store, step, "v2", alg, NOW).await.unwrap(),
+                run_step(&store, step, "v2", alg, TIMELINE, NOW)
+                    .await
+                    .unwrap(),
                 StepOutcome::AlreadyDone,
                 "{step}"
             );
@@ -631,7 +731,7 @@ mod tests {
     #[tokio::test]
     async fn the_first_rotation_replaces_a_random_placeholder() {
         let store = MemoryVersionStore::with_current("v1", "x7Rk!placeholder-from-cdk");
-        rotate(&store, "v2", SigningAlgorithm::Es256, NOW)
+        rotate(&store, "v2", SigningAlgorithm::Es256, TIMELINE, NOW)
             .await
             .unwrap();
         let current =
@@ -650,6 +750,7 @@ mod tests {
                 RotationStep::TestSecret,
                 "v2",
                 SigningAlgorithm::Es256,
+                TIMELINE,
                 NOW
             )
             .await
@@ -661,6 +762,7 @@ mod tests {
                 RotationStep::FinishSecret,
                 "nope",
                 SigningAlgorithm::Es256,
+                TIMELINE,
                 NOW
             )
             .await,
@@ -675,12 +777,13 @@ mod tests {
         let source =
             VersionedKeySource::new(store, clock.clone(), std::time::Duration::from_secs(300));
         let first = source.key_set().await.unwrap();
-        assert_eq!(first.signing_key().kid, old.keys[0].kid);
+        assert_eq!(first.signing_key(NOW).kid, old.keys[0].kid);
         run_step(
             source.store(),
             RotationStep::CreateSecret,
             "v2",
             SigningAlgorithm::Es256,
+            TIMELINE,
             NOW,
         )
         .await
@@ -697,9 +800,9 @@ mod tests {
         let with_pending = source.key_set().await.unwrap();
         assert_eq!(with_pending.jwks()["keys"].as_array().unwrap().len(), 2);
         assert_eq!(
-            with_pending.signing_key().kid,
+            with_pending.signing_key(i64::MAX).kid,
             old.keys[0].kid,
-            "pending does not sign"
+            "pending does not sign, whatever its not_before"
         );
         // Outage: the cached copy keeps serving.
         source.store().fail.store(true, Ordering::SeqCst);
@@ -813,14 +916,15 @@ mod tests {
         let set = loaded
             .expect("AWSCURRENT and AWSPENDING were read one after the other")
             .unwrap();
-        assert_eq!(set.signing_key().kid, doc.keys[0].kid);
+        assert_eq!(set.signing_key(NOW).kid, doc.keys[0].kid);
     }
 
     #[tokio::test]
     async fn a_source_without_pending_signs_and_verifies_with_awscurrent_alone() {
         let (current, store) = initial();
         let new_key = generate_key(SigningAlgorithm::Es256, NOW).unwrap();
-        let pending = KeySetDocument::rotated(Some(&current), new_key.clone());
+        let pending =
+            KeySetDocument::rotated(Some(&current), new_key.clone(), NOW / 1000, TIMELINE);
         store.put_pending("v2", &pending.to_json()).await.unwrap();
         let source = VersionedKeySource::new(
             store,
@@ -829,7 +933,264 @@ mod tests {
         )
         .without_pending();
         let set = source.key_set().await.unwrap();
-        assert_eq!(set.signing_key().kid, current.keys[0].kid);
+        assert_eq!(set.signing_key(NOW).kid, current.keys[0].kid);
         assert!(set.find(&new_key.kid).is_none(), "AWSPENDING was read");
+    }
+
+    fn kid_of(doc: &KeySetDocument, position: usize) -> String {
+        doc.keys[position].kid.clone()
+    }
+
+    async fn current_document(store: &impl SecretVersionStore) -> KeySetDocument {
+        KeySetDocument::parse(&store.value_at_stage(AWSCURRENT).await.unwrap().unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_reloads_the_source_at_most_once_per_interval() {
+        let (_, store) = initial();
+        let clock = Arc::new(ManualClock::new(NOW));
+        let source = VersionedKeySource::new(store, clock.clone(), Duration::from_secs(300));
+        let alg = SigningAlgorithm::Es256;
+        let first = source.key_set().await.unwrap();
+        rotate(source.store(), "v2", alg, TIMELINE, NOW)
+            .await
+            .unwrap();
+        let second = kid_of(&current_document(source.store()).await, 0);
+        assert!(first.find(&second).is_none());
+        // A kid the cache knows costs no reload, so the next unknown one still gets it.
+        let known = first.signing_key(NOW).kid.clone();
+        assert!(
+            source
+                .key_set_knowing(&known)
+                .await
+                .unwrap()
+                .find(&second)
+                .is_none()
+        );
+        let reloaded = source.key_set_knowing(&second).await.unwrap();
+        assert!(
+            reloaded.find(&second).is_some(),
+            "the first unknown kid reloads"
+        );
+        assert!(
+            Arc::ptr_eq(&source.key_set().await.unwrap(), &reloaded),
+            "and is cached"
+        );
+
+        // Within the interval, further unknown kids are answered from the cache.
+        rotate(source.store(), "v3", alg, TIMELINE, NOW)
+            .await
+            .unwrap();
+        let third = kid_of(&current_document(source.store()).await, 0);
+        clock.advance_ms(UNKNOWN_KID_RELOAD_INTERVAL_MS - 1);
+        for kid in ["made-up", third.as_str()] {
+            assert!(
+                source
+                    .key_set_knowing(kid)
+                    .await
+                    .unwrap()
+                    .find(&third)
+                    .is_none(),
+                "{kid}"
+            );
+        }
+        clock.advance_ms(1);
+        assert!(
+            source
+                .key_set_knowing(&third)
+                .await
+                .unwrap()
+                .find(&third)
+                .is_some()
+        );
+
+        // A reload that fails serves the cached set.
+        source.store().fail.store(true, Ordering::SeqCst);
+        clock.advance_ms(UNKNOWN_KID_RELOAD_INTERVAL_MS);
+        assert!(
+            source
+                .key_set_knowing("made-up")
+                .await
+                .unwrap()
+                .find(&third)
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_verifier_whose_cache_predates_a_rotation_accepts_the_new_key_after_one_reload() {
+        let (_, store) = initial();
+        let store = Arc::new(store);
+        let clock = Arc::new(ManualClock::new(NOW));
+        // A TTL longer than the lead assumed: the cache alone would miss the new key.
+        let ttl = Duration::from_secs(3_600);
+        let verifier = VersionedKeySource::new(store.clone(), clock.clone(), ttl).without_pending();
+        let config = AuthConfig::with_issuer("https://auth.example.com");
+        let stale = verifier.key_set().await.unwrap();
+        rotate(&store, "v2", SigningAlgorithm::Es256, TIMELINE, NOW)
+            .await
+            .unwrap();
+        let after_lead = NOW + TIMELINE.lead_secs * 1000;
+        clock.advance_ms(after_lead - NOW);
+        let signer = KeySet::from_documents(&current_document(&store).await, None).unwrap();
+        let token = tokens::issue(&signer, &config, "user-1", after_lead / 1000, after_lead)
+            .unwrap()
+            .token;
+        assert!(tokens::verify(&stale, &config, &token, after_lead).is_err());
+        let claims = tokens::verify_from(&verifier, &config, &token, after_lead)
+            .await
+            .unwrap();
+        assert_eq!(claims.sub, "user-1");
+    }
+
+    /// What [`two_rotations`] saw.
+    struct Findings {
+        /// Tokens naming a kid that a JWKS fetched within the previous cache lifetime lacked, JWKS
+        /// lacking the kid of a token still alive, and tokens a verifying function refused.
+        violations: Vec<String>,
+        /// Every kid that signed a token.
+        signed: BTreeSet<String>,
+    }
+
+    /// Two rotations `gap_s` apart on a manual clock, every 5 s: three well-known instances serve the
+    /// JWKS from their cached sets, three signing instances issue a token each, and a verifying
+    /// instance checks it; all cache for 300 s and start at staggered times. A verifier may hold any
+    /// JWKS served in the last `JWKS_MAX_AGE_SECS`.
+    async fn two_rotations(timeline: KeyTimeline, gap_s: i64) -> Findings {
+        let ttl = Duration::from_secs(300);
+        let config = AuthConfig::with_issuer("https://auth.example.com");
+        let clock = Arc::new(ManualClock::new(NOW));
+        let store = Arc::new(MemoryVersionStore::with_current(
+            "v0",
+            "placeholder from CDK",
+        ));
+        let alg = SigningAlgorithm::Es256;
+        rotate(&store, "v1", alg, timeline, NOW).await.unwrap();
+        let source = |publishes: bool| {
+            let source = VersionedKeySource::new(store.clone(), clock.clone(), ttl);
+            if publishes {
+                source
+            } else {
+                source.without_pending()
+            }
+        };
+        // The instance started at 95 s reloads at 995 s, just before the first rotation: it serves a
+        // JWKS without the new key for almost one TTL, the worst case the lead must cover.
+        let well_known = [0, 95, 230].map(|start_s| (start_s, source(true)));
+        let signers = [0, 70, 190].map(|start_s| (start_s, source(false)));
+        let verifier = source(false);
+        let rotations = [(1_000, "v2"), (1_000 + gap_s, "v3")];
+        let end_s = 1_000 + gap_s + timeline.lead_secs + timeline.retain_secs + 600;
+        let max_age = JWKS_MAX_AGE_SECS as i64;
+        let alive_s = (config.access_token_ttl_secs + config.leeway_secs) as i64;
+
+        let mut served: Vec<(i64, BTreeSet<String>)> = Vec::new();
+        let mut last_signed: BTreeMap<String, i64> = BTreeMap::new();
+        let mut violations = Vec::new();
+        for t in (0..=end_s).step_by(5) {
+            let now_ms = NOW + t * 1000;
+            clock.advance_ms(now_ms - clock.now_ms());
+            for (at, token) in rotations {
+                if t == at {
+                    rotate(&store, token, alg, timeline, now_ms).await.unwrap();
+                }
+            }
+            for (start_s, instance) in &well_known {
+                if t < *start_s {
+                    continue;
+                }
+                let jwks = instance.key_set().await.unwrap().jwks();
+                let kids: BTreeSet<String> = jwks["keys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| k["kid"].as_str().unwrap().to_owned())
+                    .collect();
+                for (kid, signed_s) in &last_signed {
+                    if t < signed_s + alive_s && !kids.contains(kid) {
+                        violations.push(format!(
+                            "{t} s: a JWKS lacks {kid}, which signed a token at {signed_s} s"
+                        ));
+                    }
+                }
+                served.push((t, kids));
+            }
+            served.retain(|(fetched_s, _)| *fetched_s >= t - max_age);
+            for (start_s, instance) in &signers {
+                if t < *start_s {
+                    continue;
+                }
+                let keys = instance.key_set().await.unwrap();
+                let token = tokens::issue(&keys, &config, "user-1", t, now_ms)
+                    .unwrap()
+                    .token;
+                let kid = keys.signing_key(now_ms).kid.clone();
+                for (fetched_s, kids) in &served {
+                    if !kids.contains(&kid) {
+                        violations.push(format!(
+                            "{t} s: a token names {kid}, unknown to the JWKS of {fetched_s} s"
+                        ));
+                    }
+                }
+                if tokens::verify_from(&verifier, &config, &token, now_ms)
+                    .await
+                    .is_err()
+                {
+                    violations.push(format!(
+                        "{t} s: the verifying function refuses a token of {kid}"
+                    ));
+                }
+                last_signed.insert(kid, t);
+            }
+        }
+        Findings {
+            violations,
+            signed: last_signed.into_keys().collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn no_token_names_a_key_that_a_cached_jwks_could_not_know() {
+        let config = AuthConfig::with_issuer("https://auth.example.com");
+        let timeline = KeyTimeline::new(&config, Duration::from_secs(300));
+        // The second rotation before the first one's key signs, soon after it does, just when the first
+        // key may go, and long after.
+        for gap_s in [
+            timeline.lead_secs / 2,
+            timeline.lead_secs + 60,
+            timeline.lead_secs + timeline.retain_secs,
+            3 * timeline.lead_secs,
+        ] {
+            let findings = two_rotations(timeline, gap_s).await;
+            assert_eq!(findings.violations, Vec::<String>::new(), "gap {gap_s} s");
+            assert_eq!(
+                findings.signed.len(),
+                3,
+                "gap {gap_s} s: each key signed in turn"
+            );
+        }
+        // The checks can fail: with ten seconds less lead, or without the retention, they do.
+        let no_lead = KeyTimeline {
+            lead_secs: timeline.lead_secs - 10,
+            ..timeline
+        };
+        let too_soon = two_rotations(no_lead, 3 * timeline.lead_secs).await;
+        assert!(
+            too_soon
+                .violations
+                .iter()
+                .any(|v| v.contains("unknown to the JWKS"))
+        );
+        let no_retention = KeyTimeline {
+            retain_secs: 0,
+            ..timeline
+        };
+        let early_drop = two_rotations(no_retention, timeline.lead_secs + 60).await;
+        assert!(
+            early_drop
+                .violations
+                .iter()
+                .any(|v| v.contains("a JWKS lacks"))
+        );
     }
 }

@@ -385,8 +385,8 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
 
     /// Verifies a bearer access token and loads its user, applying the revocation watermark.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
-        let keys = self.keys.key_set().await?;
-        let claims = tokens::verify(&keys, &self.config, bearer, self.clock.now_ms())?;
+        let claims =
+            tokens::verify_from(&self.keys, &self.config, bearer, self.clock.now_ms()).await?;
         let user = self
             .store
             .get_user_by_id(&claims.sub)

@@ -1,12 +1,13 @@
-//! Access tokens: JWTs per RFC 9068 (`typ: at+jwt`), signed by the current key and verified against a
-//! strict allow-list (the algorithms of the loaded keys, matched per `kid`; never `none`).
+//! Access tokens: JWTs per RFC 9068 (`typ: at+jwt`), signed by the key that signs at the issue time and
+//! verified against a strict allow-list (the algorithms of the loaded keys, matched per `kid`; never
+//! `none`).
 
 use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::AuthConfig;
 use crate::error::AuthError;
-use crate::keys::KeySet;
+use crate::keys::{KeySet, KeySource, LoadedKey};
 
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 /// Tokens longer than this are refused before any parsing.
@@ -49,7 +50,7 @@ pub struct IssuedAccessToken {
     pub expires_in: u64,
 }
 
-/// Signs an access token for `user_id` with the set's signing key.
+/// Signs an access token for `user_id` with the key that signs at `now_ms` (see [`KeySet::signing_key`]).
 pub fn issue(
     keys: &KeySet,
     config: &AuthConfig,
@@ -57,7 +58,24 @@ pub fn issue(
     auth_time_s: i64,
     now_ms: i64,
 ) -> Result<IssuedAccessToken, AuthError> {
-    let key = keys.signing_key();
+    issue_with_key(
+        keys.signing_key(now_ms),
+        config,
+        user_id,
+        auth_time_s,
+        now_ms,
+    )
+}
+
+/// Signs an access token for `user_id` with `key`, whatever its `not_before` (a rotation's test of its
+/// new key).
+pub fn issue_with_key(
+    key: &LoadedKey,
+    config: &AuthConfig,
+    user_id: &str,
+    auth_time_s: i64,
+    now_ms: i64,
+) -> Result<IssuedAccessToken, AuthError> {
     let mut random = [0u8; 10];
     aws_lc_rs::rand::fill(&mut random)
         .map_err(|_| AuthError::Internal("OS random generator failed".into()))?;
@@ -83,6 +101,25 @@ pub fn issue(
         token,
         expires_in: config.access_token_ttl_secs,
     })
+}
+
+/// [`verify`] against the keys of `source`. A token that names a key the cached set does not know makes
+/// the source reload first (rate-limited, see [`KeySource::key_set_knowing`]), so a process whose cache
+/// predates a rotation still accepts the new key's tokens.
+pub async fn verify_from<K: KeySource>(
+    source: &K,
+    config: &AuthConfig,
+    token: &str,
+    now_ms: i64,
+) -> Result<AccessClaims, AuthError> {
+    let kid = (token.len() <= MAX_ACCESS_TOKEN_LEN)
+        .then(|| jsonwebtoken::decode_header(token).ok()?.kid)
+        .flatten();
+    let keys = match kid {
+        Some(kid) => source.key_set_knowing(&kid).await?,
+        None => source.key_set().await?,
+    };
+    verify(&keys, config, token, now_ms)
 }
 
 /// Verifies signature, header, issuer, audience and lifetime (with the configured leeway) at `now_ms`.
@@ -171,7 +208,7 @@ mod tests {
             let (header, claims) = parts(&issued.token);
             assert_eq!(header["typ"], "at+jwt");
             assert_eq!(header["alg"], alg.name());
-            assert_eq!(header["kid"], keys.signing_key().kid.as_str());
+            assert_eq!(header["kid"], keys.signing_key(NOW).kid.as_str());
             for claim in ["iss", "aud", "sub", "exp", "iat", "nbf", "auth_time", "jti"] {
                 assert!(claims.get(claim).is_some(), "{claim}");
             }
@@ -213,7 +250,7 @@ mod tests {
         let (keys, config) = setup(SigningAlgorithm::Es256);
         let token = issue(&keys, &config, "u", 0, NOW).unwrap().token;
         let (_, claims) = parts(&token);
-        let kid = keys.signing_key().kid.clone();
+        let kid = keys.signing_key(NOW).kid.clone();
         let enc = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
         // alg: none with an empty signature.
         let none = format!(
@@ -238,7 +275,7 @@ mod tests {
         let mut jwt_header = Header::new(jsonwebtoken::Algorithm::ES256);
         jwt_header.kid = Some(kid);
         let plain =
-            jsonwebtoken::encode(&jwt_header, &claims, &keys.signing_key().encoding).unwrap();
+            jsonwebtoken::encode(&jwt_header, &claims, &keys.signing_key(NOW).encoding).unwrap();
         assert!(verify(&keys, &config, &plain, NOW).is_err());
     }
 

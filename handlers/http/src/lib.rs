@@ -2,13 +2,14 @@
 //! `lambda_http`) and on the local server (through axum). Every error leaves as an RFC 9457
 //! `application/problem+json` document, mapped in one place ([`problem`]).
 
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use keygate_core::audit::RequestContext;
-use keygate_core::keys::{KeyError, KeySource};
+use keygate_core::keys::{JWKS_MAX_AGE_SECS, KeyError, KeySource};
 use keygate_core::store::{AuthStore, StoreError};
 use keygate_core::{AuthError, AuthService, Clock};
 use serde::Serialize;
@@ -307,11 +308,10 @@ where
         }
         Endpoint::Jwks => {
             reject_body(&body)?;
-            // Short public caching: a pending key is published a rotation period before it signs.
             Ok(json(
                 StatusCode::OK,
                 &service.jwks().await?,
-                "public, max-age=300",
+                JWKS_CACHE_CONTROL.as_str(),
             ))
         }
         Endpoint::Discovery => {
@@ -326,6 +326,11 @@ where
 }
 
 const NO_STORE: &str = "no-store";
+
+/// Public caching for [`JWKS_MAX_AGE_SECS`], the figure a rotation's lead accounts for (a new key signs
+/// only once every JWKS cached before its publication has expired).
+static JWKS_CACHE_CONTROL: LazyLock<String> =
+    LazyLock::new(|| format!("public, max-age={JWKS_MAX_AGE_SECS}"));
 
 fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
     let content_type = headers

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use keygate_core::clock::ManualClock;
 use keygate_core::keys::{
-    KeyError, KeySet, KeySetDocument, KeySource, SigningAlgorithm, StaticKeySource, generate_key,
+    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, SigningAlgorithm, StaticKeySource,
+    generate_key,
 };
 use keygate_core::{AuthConfig, AuthService};
 use keygate_http::{Endpoint, MAX_BODY_BYTES, MAX_HEADER_BYTES, handle};
@@ -142,6 +143,31 @@ async fn routes_methods_and_the_endpoints_a_process_serves() {
     assert_eq!(
         body["jwks_uri"],
         "https://auth.example.com/.well-known/jwks.json"
+    );
+}
+
+#[tokio::test]
+async fn the_jwks_is_cached_for_no_longer_than_the_rotation_lead_allows() {
+    let (service, _) = service();
+    let (status, headers, body) = send(
+        &service,
+        &[Endpoint::Jwks],
+        get("/.well-known/jwks.json", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["keys"].as_array().unwrap().len(), 1);
+    let cache_control = headers["cache-control"].to_str().unwrap();
+    let max_age: i64 = cache_control
+        .strip_prefix("public, max-age=")
+        .and_then(|age| age.parse().ok())
+        .unwrap_or_else(|| panic!("{cache_control}"));
+    let ttl = std::time::Duration::from_secs(300);
+    let timeline = KeyTimeline::new(&AuthConfig::with_issuer("https://auth.example.com"), ttl);
+    assert_eq!(
+        timeline.lead_secs,
+        max_age + 300,
+        "a new key signs only after every JWKS cached before its publication expired"
     );
 }
 

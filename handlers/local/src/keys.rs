@@ -5,17 +5,18 @@ use std::path::Path;
 
 use keygate_core::SigningAlgorithm;
 use keygate_core::keyfile::FileVersionStore;
-use keygate_core::keys::KeySetDocument;
+use keygate_core::keys::{KeySetDocument, KeyTimeline};
 use keygate_core::refresh::random_id;
-use keygate_core::rotation::rotate;
+use keygate_core::rotation::{AWSCURRENT, SecretVersionStore as _, rotate};
 
 /// Makes sure the data folder holds a key set whose signing key uses `alg`. The first start runs a
 /// rotation, which writes the first key set (just as the first rotation does on AWS); a changed
-/// algorithm runs one too, so the old key keeps verifying. A key file that is not a valid key set is
-/// an error, never overwritten.
+/// algorithm runs one too, so the old key keeps verifying (and signing until the new key's lead has
+/// passed). A key file that is not a valid key set is an error, never overwritten.
 pub async fn ensure_key_set(
     data_dir: &Path,
     alg: SigningAlgorithm,
+    timeline: KeyTimeline,
     now_ms: i64,
 ) -> Result<(), String> {
     let store = FileVersionStore::new(data_dir);
@@ -36,25 +37,39 @@ pub async fn ensure_key_set(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("{}: {e}", path.display())),
     }
-    rotate_keys(data_dir, alg, now_ms).await
+    rotate_keys(data_dir, alg, timeline, now_ms).await?;
+    Ok(())
 }
 
-/// One whole rotation of the data folder's keys.
+/// One whole rotation of the data folder's keys; returns the key set it made current.
 pub async fn rotate_keys(
     data_dir: &Path,
     alg: SigningAlgorithm,
+    timeline: KeyTimeline,
     now_ms: i64,
-) -> Result<(), String> {
+) -> Result<KeySetDocument, String> {
     let store = FileVersionStore::new(data_dir);
-    rotate(&store, &random_id(), alg, now_ms)
+    let failed = |e: &dyn std::fmt::Display| format!("key rotation: {e}");
+    rotate(&store, &random_id(), alg, timeline, now_ms)
         .await
-        .map_err(|e| format!("key rotation: {e}"))
+        .map_err(|e| failed(&e))?;
+    let current = store
+        .value_at_stage(AWSCURRENT)
+        .await
+        .map_err(|e| failed(&e))?
+        .ok_or_else(|| failed(&"no current key set after the rotation"))?;
+    KeySetDocument::parse(&current).map_err(|e| failed(&e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use keygate_core::keyfile::FileVersionStore;
+
+    const TIMELINE: KeyTimeline = KeyTimeline {
+        lead_secs: 600,
+        retain_secs: 930,
+    };
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
         let dir =
@@ -74,11 +89,11 @@ mod tests {
     #[tokio::test]
     async fn creates_once_then_reuses_and_is_private() {
         let dir = temp_dir("reuse");
-        ensure_key_set(&dir, SigningAlgorithm::Es256, 1_000)
+        ensure_key_set(&dir, SigningAlgorithm::Es256, TIMELINE, 1_000)
             .await
             .unwrap();
         let first = document(&dir);
-        ensure_key_set(&dir, SigningAlgorithm::Es256, 2_000)
+        ensure_key_set(&dir, SigningAlgorithm::Es256, TIMELINE, 2_000)
             .await
             .unwrap();
         assert_eq!(first, document(&dir));
@@ -96,22 +111,32 @@ mod tests {
     #[tokio::test]
     async fn a_new_algorithm_or_a_rotation_puts_a_new_key_in_front() {
         let dir = temp_dir("alg");
-        ensure_key_set(&dir, SigningAlgorithm::Es256, 1_000)
+        ensure_key_set(&dir, SigningAlgorithm::Es256, TIMELINE, 1_000)
             .await
             .unwrap();
         let first = document(&dir);
-        ensure_key_set(&dir, SigningAlgorithm::EdDsa, 2_000)
+        ensure_key_set(&dir, SigningAlgorithm::EdDsa, TIMELINE, 2_000)
             .await
             .unwrap();
         let second = document(&dir);
         assert_eq!(second.keys[0].alg, SigningAlgorithm::EdDsa);
         assert_eq!(second.keys[1], first.keys[0]);
-        rotate_keys(&dir, SigningAlgorithm::EdDsa, 3_000)
+        rotate_keys(&dir, SigningAlgorithm::EdDsa, TIMELINE, 3_000)
             .await
             .unwrap();
         let third = document(&dir);
         assert_ne!(third.keys[0].kid, second.keys[0].kid);
         assert_eq!(third.keys[1], second.keys[0]);
+        // The first key signed at once; each later one waits for the lead, and until then the key
+        // before it keeps signing (so the first key is still there, and still signs at 3 s).
+        assert_eq!(first.keys[0].not_before, None);
+        assert_eq!(second.keys[0].not_before, Some(2 + TIMELINE.lead_secs));
+        assert_eq!(third.keys[0].not_before, Some(3 + TIMELINE.lead_secs));
+        assert_eq!(third.keys[2], first.keys[0]);
+        assert_eq!(
+            third.signing_key(3_000).map(|k| &k.kid),
+            Some(&first.keys[0].kid)
+        );
     }
 
     #[tokio::test]
@@ -120,7 +145,7 @@ mod tests {
         let path = FileVersionStore::new(&dir).keys_path();
         std::fs::write(&path, "not json").unwrap();
         assert!(
-            ensure_key_set(&dir, SigningAlgorithm::Es256, 1_000)
+            ensure_key_set(&dir, SigningAlgorithm::Es256, TIMELINE, 1_000)
                 .await
                 .is_err()
         );

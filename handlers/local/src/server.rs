@@ -9,7 +9,7 @@ use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt as _;
 use keygate_core::keyfile::FileVersionStore;
-use keygate_core::keys::KeySource;
+use keygate_core::keys::{KeySource, KeyTimeline};
 use keygate_core::rotation::VersionedKeySource;
 use keygate_core::store::AuthStore;
 use keygate_core::{AuthConfig, AuthService, Clock, SystemClock};
@@ -42,10 +42,17 @@ pub async fn run(options: Options) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", options.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let config = options.auth_config(addr).map_err(|e| e.to_string())?;
-    keys::ensure_key_set(&options.data_dir, config.signing_alg, SystemClock.now_ms()).await?;
-    // The same cached, versioned key source as on Lambda: rotations by `keygate-local rotate-keys`
-    // reach a running server within the cache TTL.
     let ttl = options.key_cache_ttl().map_err(|e| e.to_string())?;
+    let timeline = KeyTimeline::new(&config, ttl);
+    keys::ensure_key_set(
+        &options.data_dir,
+        config.signing_alg,
+        timeline,
+        SystemClock.now_ms(),
+    )
+    .await?;
+    // The same cached, versioned key source as on Lambda: rotations by `keygate-local rotate-keys`
+    // reach a running server within the cache TTL, well before their new key signs.
     let keys = VersionedKeySource::new(FileVersionStore::new(&options.data_dir), SystemClock, ttl);
     keys.key_set().await.map_err(|e| e.to_string())?;
     match options.store {
@@ -77,18 +84,29 @@ pub async fn rotate(options: Options) -> Result<(), String> {
     let config = options
         .auth_config(options.addr)
         .map_err(|e| e.to_string())?;
-    keys::rotate_keys(&options.data_dir, config.signing_alg, SystemClock.now_ms()).await?;
-    let keys = VersionedKeySource::new(
-        FileVersionStore::new(&options.data_dir),
-        SystemClock,
-        std::time::Duration::from_secs(1),
-    );
-    let set = keys.key_set().await.map_err(|e| e.to_string())?;
-    println!(
-        "rotated: key {} ({}) signs now; the previous key keeps verifying",
-        set.signing_key().kid,
-        set.signing_key().alg
-    );
+    // The server's settings, so the lead matches the cache of the server that serves these keys.
+    let ttl = options.key_cache_ttl().map_err(|e| e.to_string())?;
+    let now_ms = SystemClock.now_ms();
+    let now_s = now_ms.div_euclid(1000);
+    let current = keys::rotate_keys(
+        &options.data_dir,
+        config.signing_alg,
+        KeyTimeline::new(&config, ttl),
+        now_ms,
+    )
+    .await?;
+    let new = &current.keys[0];
+    match (new.not_before, current.signing_key(now_ms)) {
+        (Some(not_before), Some(signer)) if not_before > now_s => println!(
+            "rotated: key {} ({}) is published now and signs from Unix time {not_before} (in {} s); \
+             until then key {} signs; the previous keys keep verifying",
+            new.kid,
+            new.alg,
+            not_before - now_s,
+            signer.kid
+        ),
+        _ => println!("rotated: key {} ({}) signs now", new.kid, new.alg),
+    }
     Ok(())
 }
 

@@ -668,7 +668,7 @@ async fn bad_input_gets_problem_documents_and_never_a_5xx() {
 }
 
 #[tokio::test]
-async fn rotate_keys_reaches_a_running_server_and_old_tokens_keep_verifying() {
+async fn rotate_keys_publishes_the_new_key_before_it_signs_and_old_tokens_keep_verifying() {
     let dir = temp_dir("rotate");
     let server = Server::start(&dir, &["--key-cache-ttl-seconds", "1"]).await;
     server.register("rot@example.com").await;
@@ -685,6 +685,7 @@ async fn rotate_keys_reaches_a_running_server_and_old_tokens_keep_verifying() {
         .arg("rotate-keys")
         .arg("--data-dir")
         .arg(&dir)
+        .args(["--key-cache-ttl-seconds", "1"])
         .output()
         .await
         .unwrap();
@@ -693,7 +694,14 @@ async fn rotate_keys_reaches_a_running_server_and_old_tokens_keep_verifying() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).starts_with("rotated: key "));
+    let said = String::from_utf8_lossy(&output.stdout);
+    // The lead: one JWKS max-age (300 s) plus the server's key-cache TTL (1 s).
+    assert!(
+        said.starts_with("rotated: key ")
+            && said.contains("(in 301 s)")
+            && said.contains(&format!("until then key {old_kid} signs")),
+        "{said}"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let jwks: Value = server
@@ -726,8 +734,8 @@ async fn rotate_keys_reaches_a_running_server_and_old_tokens_keep_verifying() {
         .to_owned();
     let header = String::from_utf8(base64_url_decode(&header)).unwrap();
     assert!(
-        header.contains(kids[0]),
-        "new tokens are signed by the new key: {header}"
+        header.contains(&format!("\"kid\":\"{old_kid}\"")),
+        "until the lead has passed, tokens name the key published before the rotation: {header}"
     );
     server.stop().await;
 }
