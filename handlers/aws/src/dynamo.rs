@@ -4,6 +4,7 @@
 //! | --- | --- | --- | --- |
 //! | user | `USER#<email>` | `PROFILE` | userId, email, passwordHash, createdAt, revokedBefore, failedLogins (attempts reserved), lockedUntil, lastAttemptAt, roles |
 //! | refresh token | `USER#<email>` | `REFRESH#<familyId>#<tokenId>` | tokenHash, issuedAt, expiresAt (TTL, s), familyExpiresAt, usedAt, replacedBy, fingerprintHash |
+//! | device token | `USER#<email>` | `DEVICE#<tokenHash>` | createdAt, expiresAt (TTL, s), failedLogins, lockedUntil, lastAttemptAt |
 //!
 //! Times are epoch milliseconds except `expiresAt`/`familyExpiresAt` (epoch seconds, DynamoDB's TTL
 //! unit). The GSI `byUserId` (KEYS_ONLY) finds a user by id; only user items carry `userId`.
@@ -19,9 +20,13 @@
 //!   the user (ALL_NEW, or ALL_OLD when the condition fails). The first try assumes a quiet counter
 //!   (no attempts since the last success), so a normal login reserves in one round trip; otherwise
 //!   the returned counter is the next try's expectation (a compare-and-set loop, never a blind read).
+//!   With a device token: the same loop on the device item and a consistent GetItem of the user,
+//!   concurrently (still one round trip); if the device is not trusted for the user (absent, expired,
+//!   older than the watermark), then the loop on the user.
 //! - `settle_attempt`: UpdateItem on the reserved counter (compare-and-set).
 //! - `complete_login`, `change_password`: one TransactWriteItems (Put token + Update user conditional
-//!   on the password hash, and for a login on the watermark too).
+//!   on the password hash, and for a login on the watermark too + Put of a new device, or for a
+//!   login on a known device the Update resetting its counter).
 //! - `set_revoked_before`: UpdateItem that only raises the watermark.
 //! - `rotate_refresh_token`: one TransactWriteItems (Update presented, Put next, ConditionCheck user).
 //! - `revoke_family`: Query on the sk prefix, BatchWriteItem deletes (25 a batch).
@@ -41,8 +46,9 @@ use aws_sdk_dynamodb::types::{
 };
 use keygate_core::refresh::hashes_match;
 use keygate_core::store::{
-    AttemptCounter, LoginCompletion, PasswordChange, RefreshRecord, RefreshTokenStore, Reservation,
-    RotateOutcome, Rotation, StoreError, StoreResult, User, UserStore,
+    Attempt, AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion,
+    PasswordChange, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation,
+    StoreError, StoreResult, User, UserStore,
 };
 use keygate_core::throttle::LoginThrottle;
 
@@ -53,6 +59,7 @@ const SK: &str = "sk";
 const PROFILE: &str = "PROFILE";
 const USER_PREFIX: &str = "USER#";
 const REFRESH_PREFIX: &str = "REFRESH#";
+const DEVICE_PREFIX: &str = "DEVICE#";
 
 const USER_ID: &str = "userId";
 const EMAIL: &str = "email";
@@ -114,6 +121,10 @@ pub struct DynamoStore {
 
 fn user_pk(email: &str) -> String {
     format!("{USER_PREFIX}{email}")
+}
+
+fn device_sk(token_hash: &str) -> String {
+    format!("{DEVICE_PREFIX}{token_hash}")
 }
 
 fn refresh_sk(family_id: &str, token_id: &str) -> String {
@@ -227,12 +238,46 @@ fn user_from_item(item: &Item) -> StoreResult<User> {
         password_hash: get_s(item, PASSWORD_HASH)?,
         created_at_ms: get_n(item, CREATED_AT)?,
         revoked_before_ms: opt_n(item, REVOKED_BEFORE)?.unwrap_or(0),
-        attempts: AttemptCounter {
-            attempts: opt_n(item, FAILED_LOGINS)?.unwrap_or(0),
-            locked_until_ms: opt_n(item, LOCKED_UNTIL)?.unwrap_or(0),
-            last_attempt_ms: opt_n(item, LAST_ATTEMPT_AT)?.unwrap_or(0),
-        },
+        attempts: counter_from_item(item)?,
         roles,
+    })
+}
+
+/// An attempt counter (a user's or a device's); absent attributes are a quiet counter.
+fn counter_from_item(item: &Item) -> StoreResult<AttemptCounter> {
+    Ok(AttemptCounter {
+        attempts: opt_n(item, FAILED_LOGINS)?.unwrap_or(0),
+        locked_until_ms: opt_n(item, LOCKED_UNTIL)?.unwrap_or(0),
+        last_attempt_ms: opt_n(item, LAST_ATTEMPT_AT)?.unwrap_or(0),
+    })
+}
+
+fn device_item(device: &DeviceRecord) -> Item {
+    HashMap::from([
+        (PK.to_owned(), s(user_pk(&device.email))),
+        (SK.to_owned(), s(device_sk(&device.token_hash))),
+        (CREATED_AT.to_owned(), n(device.created_at_ms)),
+        (EXPIRES_AT.to_owned(), n(device.expires_at_s)),
+        (FAILED_LOGINS.to_owned(), n(device.attempts.attempts)),
+        (LOCKED_UNTIL.to_owned(), n(device.attempts.locked_until_ms)),
+        (
+            LAST_ATTEMPT_AT.to_owned(),
+            n(device.attempts.last_attempt_ms),
+        ),
+    ])
+}
+
+fn device_from_item(email: &str, item: &Item) -> StoreResult<DeviceRecord> {
+    let sk = get_s(item, SK)?;
+    let token_hash = sk
+        .strip_prefix(DEVICE_PREFIX)
+        .ok_or_else(|| corrupt(SK, "not a device key"))?;
+    Ok(DeviceRecord {
+        email: email.to_owned(),
+        token_hash: token_hash.to_owned(),
+        created_at_ms: get_n(item, CREATED_AT)?,
+        expires_at_s: get_n(item, EXPIRES_AT)?,
+        attempts: counter_from_item(item)?,
     })
 }
 
@@ -542,16 +587,22 @@ fn counter_condition(
     format!("{attempts} AND {locked} AND {last}")
 }
 
-/// The user item a failed condition returned (ALL_OLD), if there was one.
-fn old_user<R>(
-    error: &aws_sdk_dynamodb::error::SdkError<UpdateItemError, R>,
-) -> StoreResult<Option<User>> {
+/// The item a failed condition returned (ALL_OLD), if there was one.
+fn old_item<R>(error: &aws_sdk_dynamodb::error::SdkError<UpdateItemError, R>) -> Option<Item> {
     match error.as_service_error() {
-        Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-            failed.item().map(user_from_item).transpose()
-        }
-        _ => Ok(None),
+        Some(UpdateItemError::ConditionalCheckFailedException(failed)) => failed.item().cloned(),
+        _ => None,
     }
+}
+
+/// How a compare-and-set reservation on one counter item ended.
+enum CounterReservation {
+    /// The item after the reservation.
+    Admitted(Item),
+    /// Refused by the throttle (or outrun by concurrent reservations); the item as last read.
+    Refused(Item),
+    /// No such item; nothing written.
+    Absent,
 }
 
 /// How a conditional user update inside a transaction ended.
@@ -568,6 +619,7 @@ impl DynamoStore {
         &self,
         update: Update,
         token: &RefreshRecord,
+        device: TransactWriteItem,
     ) -> StoreResult<Transacted> {
         for attempt in 0..CONFLICT_TRIES {
             if attempt > 0 {
@@ -582,6 +634,7 @@ impl DynamoStore {
                         .build(),
                 )
                 .transact_items(TransactWriteItem::builder().update(update.clone()).build())
+                .transact_items(device.clone())
                 .send()
                 .await;
             let error = match result {
@@ -594,6 +647,10 @@ impl DynamoStore {
                     if code(reasons, 1) == CONDITIONAL_CHECK_FAILED {
                         let user = reasons[1].item().map(user_from_item).transpose()?;
                         return Ok(Transacted::Refused(user));
+                    }
+                    if code(reasons, 2) == CONDITIONAL_CHECK_FAILED {
+                        // A known device that is gone (expired), or a new device's key taken.
+                        return Ok(Transacted::Refused(None));
                     }
                     if code(reasons, 0) == CONDITIONAL_CHECK_FAILED {
                         return Err(StoreError::Corrupt(
@@ -618,6 +675,105 @@ impl DynamoStore {
         Err(StoreError::Unavailable(
             "DynamoDB TransactWriteItems: the user kept changing concurrently".into(),
         ))
+    }
+
+    /// The device half of a login's or password change's transaction.
+    fn device_write(&self, email: &str, grant: &DeviceGrant) -> TransactWriteItem {
+        let builder = TransactWriteItem::builder();
+        match grant {
+            DeviceGrant::Issue(device) => builder
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(device_item(device)))
+                        .condition_expression("attribute_not_exists(#pk)")
+                        .expression_attribute_names("#pk", PK)
+                        .build()
+                        .expect("table, item and condition are set"),
+                )
+                .build(),
+            DeviceGrant::Reset(hash) => builder
+                .update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .key(PK, s(user_pk(email)))
+                        .key(SK, s(device_sk(hash)))
+                        .update_expression(format!(
+                            "SET #{FAILED_LOGINS} = :zero, #{LOCKED_UNTIL} = :zero, #{LAST_ATTEMPT_AT} = :zero"
+                        ))
+                        .condition_expression("attribute_exists(#pk)")
+                        .set_expression_attribute_names(Some(names(&[
+                            PK,
+                            FAILED_LOGINS,
+                            LOCKED_UNTIL,
+                            LAST_ATTEMPT_AT,
+                        ])))
+                        .expression_attribute_values(":zero", n(0))
+                        .build()
+                        .expect("table, key and expressions are set"),
+                )
+                .build(),
+        }
+    }
+
+    /// Reserves one attempt on the counter of the item `sk` under `email` (see the module
+    /// documentation): a compare-and-set loop whose first try assumes a quiet counter.
+    async fn reserve_counter(
+        &self,
+        email: &str,
+        sk: String,
+        throttle: &LoginThrottle,
+        now_ms: i64,
+    ) -> StoreResult<CounterReservation> {
+        let mut expected = AttemptCounter::default();
+        let mut seen = None;
+        for _ in 0..RESERVE_TRIES {
+            let Some(next) = throttle.reserve(&expected, now_ms) else {
+                break;
+            };
+            let (mut attribute_names, mut values) = (vec![PK], HashMap::new());
+            let condition = counter_condition(&expected, &mut attribute_names, &mut values);
+            attribute_names.extend([FAILED_LOGINS, LOCKED_UNTIL, LAST_ATTEMPT_AT]);
+            values.insert(":nextAttempts".into(), n(next.attempts));
+            values.insert(":nextLocked".into(), n(next.locked_until_ms));
+            values.insert(":nextLast".into(), n(next.last_attempt_ms));
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(PK, s(user_pk(email)))
+                .key(SK, s(sk.clone()))
+                .update_expression(format!(
+                    "SET #{FAILED_LOGINS} = :nextAttempts, #{LOCKED_UNTIL} = :nextLocked, #{LAST_ATTEMPT_AT} = :nextLast"
+                ))
+                .condition_expression(format!("attribute_exists(#pk) AND {condition}"))
+                .set_expression_attribute_names(Some(names_with_pk(&attribute_names)))
+                .set_expression_attribute_values(Some(values))
+                .return_values(ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            match result {
+                Ok(output) => {
+                    let item = output
+                        .attributes
+                        .ok_or_else(|| corrupt(PK, "UpdateItem returned no attributes"))?;
+                    return Ok(CounterReservation::Admitted(item));
+                }
+                Err(e) if is_conditional_check_failed(&e) => match old_item(&e) {
+                    None => return Ok(CounterReservation::Absent),
+                    Some(item) => {
+                        expected = counter_from_item(&item)?;
+                        seen = Some(item);
+                    }
+                },
+                Err(e) => return Err(sdk_error("UpdateItem", e)),
+            }
+        }
+        seen.map(CounterReservation::Refused)
+            .ok_or_else(|| StoreError::Unavailable("reservation: no item was read".into()))
     }
 
     fn user_update(
@@ -709,67 +865,73 @@ impl UserStore for DynamoStore {
     async fn reserve_login_attempt(
         &self,
         email: &str,
+        device_token_hash: Option<&str>,
         throttle: &LoginThrottle,
         now_ms: i64,
     ) -> StoreResult<Reservation> {
-        let mut expected = AttemptCounter::default();
-        let mut seen = None;
-        for _ in 0..RESERVE_TRIES {
-            let Some(next) = throttle.reserve(&expected, now_ms) else {
-                break;
+        if let Some(hash) = device_token_hash {
+            let (user, device) = tokio::join!(
+                self.get_profile(email),
+                self.reserve_counter(email, device_sk(hash), throttle, now_ms)
+            );
+            let Some(user) = user? else {
+                return Ok(Reservation::NoUser);
             };
-            let (mut attribute_names, mut values) = (vec![PK], HashMap::new());
-            let condition = counter_condition(&expected, &mut attribute_names, &mut values);
-            attribute_names.extend([FAILED_LOGINS, LOCKED_UNTIL, LAST_ATTEMPT_AT]);
-            values.insert(":nextAttempts".into(), n(next.attempts));
-            values.insert(":nextLocked".into(), n(next.locked_until_ms));
-            values.insert(":nextLast".into(), n(next.last_attempt_ms));
-            let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key(PK, s(user_pk(email)))
-                .key(SK, s(PROFILE))
-                .update_expression(format!(
-                    "SET #{FAILED_LOGINS} = :nextAttempts, #{LOCKED_UNTIL} = :nextLocked, #{LAST_ATTEMPT_AT} = :nextLast"
-                ))
-                .condition_expression(format!("attribute_exists(#pk) AND {condition}"))
-                .set_expression_attribute_names(Some(names_with_pk(&attribute_names)))
-                .set_expression_attribute_values(Some(values))
-                .return_values(ReturnValue::AllNew)
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .send()
-                .await;
-            match result {
-                Ok(output) => {
-                    let item = output
-                        .attributes()
-                        .ok_or_else(|| corrupt(PK, "UpdateItem returned no attributes"))?;
-                    return Ok(Reservation::Admitted(user_from_item(item)?));
+            let (admitted, item) = match device? {
+                CounterReservation::Admitted(item) => (true, Some(item)),
+                CounterReservation::Refused(item) => (false, Some(item)),
+                CounterReservation::Absent => (false, None),
+            };
+            if let Some(item) = item {
+                let device = device_from_item(email, &item)?;
+                // Trust is decided on the device as it was before this reservation; the rule only
+                // reads its identity, expiry and age, which a reservation does not change.
+                if device.trusted_for(&user, now_ms) {
+                    let attempt = Attempt {
+                        user,
+                        scope: AttemptScope::Device(device.token_hash),
+                        counter: device.attempts,
+                    };
+                    return Ok(if admitted {
+                        Reservation::Admitted(attempt)
+                    } else {
+                        Reservation::Refused(attempt)
+                    });
                 }
-                Err(e) if is_conditional_check_failed(&e) => match old_user(&e)? {
-                    None => return Ok(Reservation::NoUser),
-                    Some(user) => {
-                        expected = user.attempts;
-                        seen = Some(user);
-                    }
-                },
-                Err(e) => return Err(sdk_error("UpdateItem", e)),
             }
         }
-        // Refused by the throttle, or outrun by concurrent reservations on this account.
-        seen.map(Reservation::Refused)
-            .ok_or_else(|| StoreError::Unavailable("reservation: no user item was read".into()))
+        let reservation = self
+            .reserve_counter(email, PROFILE.to_owned(), throttle, now_ms)
+            .await?;
+        let (admitted, item) = match reservation {
+            CounterReservation::Admitted(item) => (true, item),
+            CounterReservation::Refused(item) => (false, item),
+            CounterReservation::Absent => return Ok(Reservation::NoUser),
+        };
+        let user = user_from_item(&item)?;
+        let attempt = Attempt {
+            counter: user.attempts,
+            scope: AttemptScope::Untrusted,
+            user,
+        };
+        Ok(if admitted {
+            Reservation::Admitted(attempt)
+        } else {
+            Reservation::Refused(attempt)
+        })
     }
 
     async fn settle_attempt(
         &self,
         email: &str,
+        scope: &AttemptScope,
         reserved: &AttemptCounter,
         locked_until_ms: i64,
     ) -> StoreResult<bool> {
+        let sk = match scope {
+            AttemptScope::Untrusted => PROFILE.to_owned(),
+            AttemptScope::Device(hash) => device_sk(hash),
+        };
         let (mut attribute_names, mut values) = (vec![PK], HashMap::new());
         let attempts = equals_or_absent_zero(
             FAILED_LOGINS,
@@ -790,7 +952,7 @@ impl UserStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .key(PK, s(user_pk(email)))
-            .key(SK, s(PROFILE))
+            .key(SK, s(sk))
             .update_expression(format!("SET #{LOCKED_UNTIL} = :window"))
             .condition_expression(format!("attribute_exists(#pk) AND {attempts} AND {last}"))
             .set_expression_attribute_names(Some(names_with_pk(&attribute_names)))
@@ -814,14 +976,23 @@ impl UserStore for DynamoStore {
             &mut attribute_names,
             &mut values,
         );
-        attribute_names.extend([FAILED_LOGINS, LOCKED_UNTIL, LAST_ATTEMPT_AT]);
-        values.insert(":zero".into(), n(0));
-        let mut set = format!(
-            "SET #{FAILED_LOGINS} = :zero, #{LOCKED_UNTIL} = :zero, #{LAST_ATTEMPT_AT} = :zero"
+        // The counter the login counted on is reset: the untrusted one here, a device's in the
+        // device's own update. The hash is always set (to itself unless rehashed), so the update
+        // has something to write whichever counter it is.
+        let mut set = format!("SET #{PASSWORD_HASH} = :stored");
+        values.insert(
+            ":stored".into(),
+            s(completion
+                .new_password_hash
+                .as_ref()
+                .unwrap_or(&completion.verified_hash)),
         );
-        if let Some(hash) = &completion.new_password_hash {
-            set.push_str(&format!(", #{PASSWORD_HASH} = :rehashed"));
-            values.insert(":rehashed".into(), s(hash));
+        if let DeviceGrant::Issue(_) = completion.device {
+            attribute_names.extend([FAILED_LOGINS, LOCKED_UNTIL, LAST_ATTEMPT_AT]);
+            values.insert(":zero".into(), n(0));
+            set.push_str(&format!(
+                ", #{FAILED_LOGINS} = :zero, #{LOCKED_UNTIL} = :zero, #{LAST_ATTEMPT_AT} = :zero"
+            ));
         }
         let update = self.user_update(
             &token.email,
@@ -830,8 +1001,9 @@ impl UserStore for DynamoStore {
             attribute_names,
             values,
         );
+        let device = self.device_write(&token.email, &completion.device);
         Ok(matches!(
-            self.user_and_token(update, token).await?,
+            self.user_and_token(update, token, device).await?,
             Transacted::Applied
         ))
     }
@@ -874,7 +1046,9 @@ impl UserStore for DynamoStore {
                 )
             };
             let update = self.user_update(&token.email, &set, condition, attribute_names, values);
-            match self.user_and_token(update, token).await? {
+            let device = DeviceGrant::Issue(change.new_device.clone());
+            let device = self.device_write(&token.email, &device);
+            match self.user_and_token(update, token, device).await? {
                 Transacted::Applied => return Ok(true),
                 Transacted::Refused(Some(user)) if user.password_hash == change.expected_hash => {
                     raise = user.revoked_before_ms < change.revoked_before_ms;

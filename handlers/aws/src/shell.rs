@@ -18,8 +18,9 @@ use bytes::Bytes;
 use keygate_core::keys::KeyTimeline;
 use keygate_core::rotation::{RotationStep, run_step};
 use keygate_core::store::{
-    AttemptCounter, LoginCompletion, PasswordChange, RefreshRecord, RefreshTokenStore, Reservation,
-    RotateOutcome, Rotation, StoreError, StoreResult, User, UserStore,
+    AttemptCounter, AttemptScope, LoginCompletion, PasswordChange, RefreshRecord,
+    RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError, StoreResult, User,
+    UserStore,
 };
 use keygate_core::{
     AuthConfig, AuthService, Clock as _, ConfigError, KeySource as _, SigningAlgorithm, SystemClock,
@@ -93,12 +94,19 @@ impl UserStore for NoTable {
     async fn reserve_login_attempt(
         &self,
         _: &str,
+        _: Option<&str>,
         _: &keygate_core::throttle::LoginThrottle,
         _: i64,
     ) -> StoreResult<Reservation> {
         no_table()
     }
-    async fn settle_attempt(&self, _: &str, _: &AttemptCounter, _: i64) -> StoreResult<bool> {
+    async fn settle_attempt(
+        &self,
+        _: &str,
+        _: &AttemptScope,
+        _: &AttemptCounter,
+        _: i64,
+    ) -> StoreResult<bool> {
         no_table()
     }
     async fn complete_login(&self, _: &LoginCompletion) -> StoreResult<bool> {

@@ -21,7 +21,7 @@ use keygate_core::rotation::{
     AWSCURRENT, AWSPENDING, RotationStep, SecretVersionStore, StepOutcome, VersionedKeySource,
     run_step,
 };
-use keygate_core::store::{AttemptCounter, StoreError, UserStore};
+use keygate_core::store::{AttemptCounter, AttemptScope, StoreError, UserStore};
 use keygate_core::testkit::{NEW_PASSWORD, PASSWORD, WRONG_PASSWORD, unique_email};
 use keygate_core::{AuthConfig, AuthService, Clock as _, SystemClock};
 use keygate_http::Endpoint;
@@ -573,7 +573,12 @@ moto_test!(throttling_is_retried_as_configured, async {
         .inject(1, "ProvisionedThroughputExceededException");
     assert!(
         store
-            .settle_attempt(&user.email, &AttemptCounter::default(), 5)
+            .settle_attempt(
+                &user.email,
+                &AttemptScope::Untrusted,
+                &AttemptCounter::default(),
+                5
+            )
             .await
             .unwrap()
     );
@@ -616,16 +621,33 @@ moto_test!(store_round_trips_per_endpoint, async {
     service.register(&ctx(), &email, PASSWORD).await.unwrap();
     assert_eq!(log.take(), ["PutItem"], "register: one conditional PutItem");
 
-    let tokens = service.login(&ctx(), &email, PASSWORD, None).await.unwrap();
+    let tokens = service
+        .login(&ctx(), &email, PASSWORD, None, None)
+        .await
+        .unwrap();
     assert_eq!(
         log.take(),
         ["UpdateItem", "TransactWriteItems"],
         "login: the reservation (returning the user) + one transaction"
     );
 
+    let device_token = tokens.device_token.clone().expect("a device token");
+    service
+        .login(&ctx(), &email, PASSWORD, None, Some(&device_token))
+        .await
+        .unwrap();
+    let mut calls = log.take();
+    // The device's reservation and the user's GetItem are sent together: their order varies.
+    calls[..2].sort();
+    assert_eq!(
+        calls,
+        ["GetItem", "UpdateItem", "TransactWriteItems"],
+        "login on a known device: its reservation and the user's read, concurrently, + one transaction"
+    );
+
     assert!(
         service
-            .login(&ctx(), &email, WRONG_PASSWORD, None)
+            .login(&ctx(), &email, WRONG_PASSWORD, None, None)
             .await
             .is_err()
     );
@@ -635,7 +657,10 @@ moto_test!(store_round_trips_per_endpoint, async {
         "failed login: the reservation + settling its window"
     );
 
-    let after_failure = service.login(&ctx(), &email, PASSWORD, None).await.unwrap();
+    let after_failure = service
+        .login(&ctx(), &email, PASSWORD, None, None)
+        .await
+        .unwrap();
     assert_eq!(
         log.take(),
         ["UpdateItem", "UpdateItem", "TransactWriteItems"],
@@ -645,7 +670,7 @@ moto_test!(store_round_trips_per_endpoint, async {
 
     assert!(
         service
-            .login(&ctx(), &unique_email("nobody"), PASSWORD, None)
+            .login(&ctx(), &unique_email("nobody"), PASSWORD, None, None)
             .await
             .is_err()
     );
@@ -690,7 +715,10 @@ moto_test!(store_round_trips_per_endpoint, async {
         .unwrap();
     assert_eq!(log.take(), ["GetItem", "Query", "BatchWriteItem"], "logout");
 
-    let fresh = service.login(&ctx(), &email, PASSWORD, None).await.unwrap();
+    let fresh = service
+        .login(&ctx(), &email, PASSWORD, None, None)
+        .await
+        .unwrap();
     log.take();
     service
         .logout_all(&ctx(), &fresh.access_token)
@@ -702,7 +730,10 @@ moto_test!(store_round_trips_per_endpoint, async {
         "logout-all: the bearer check + one watermark write, whatever the number of families"
     );
 
-    let fresh = service.login(&ctx(), &email, PASSWORD, None).await.unwrap();
+    let fresh = service
+        .login(&ctx(), &email, PASSWORD, None, None)
+        .await
+        .unwrap();
     log.take();
     service
         .change_password(&ctx(), &fresh.access_token, PASSWORD, NEW_PASSWORD)

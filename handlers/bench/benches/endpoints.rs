@@ -131,7 +131,7 @@ fn service(runtime: &tokio::runtime::Runtime, store: SqliteStore) -> (Service, S
             .await
             .expect("register");
         service
-            .login(&ctx, "bench@example.com", PASSWORD, None)
+            .login(&ctx, "bench@example.com", PASSWORD, None, None)
             .await
             .expect("login")
     });
@@ -193,7 +193,7 @@ fn endpoints(c: &mut Criterion) {
     group.bench_function("login (argon2id verify + writes)", |b| {
         b.iter(|| {
             runtime
-                .block_on(service.login(&ctx, "bench@example.com", PASSWORD, None))
+                .block_on(service.login(&ctx, "bench@example.com", PASSWORD, None, None))
                 .expect("login")
         })
     });
@@ -210,7 +210,7 @@ fn endpoints(c: &mut Criterion) {
     // Password changes alternate between two passwords, carrying the fresh access token forward.
     let bearer = RefCell::new((
         runtime
-            .block_on(service.login(&ctx, "bench@example.com", PASSWORD, None))
+            .block_on(service.login(&ctx, "bench@example.com", PASSWORD, None, None))
             .expect("login")
             .access_token,
         true,

@@ -93,7 +93,7 @@ pub const LOGIN_FREE_ATTEMPTS: Setting = Setting {
     env: "KEYGATE_LOGIN_FREE_ATTEMPTS",
     flag: "login-free-attempts",
     default: Some("5"),
-    help: "Login attempts judged at once per account (and per device token); each further attempt waits for a window of 1, 2, 4, ... seconds opened by the failure before it (1-100)",
+    help: "Login attempts judged at once per account without a device token, and per device token; each further attempt waits for a window of 1, 2, 4, ... seconds opened by the failure before it (1-100)",
 };
 pub const LOGIN_MAX_DELAY: Setting = Setting {
     env: "KEYGATE_LOGIN_MAX_DELAY_SECONDS",
@@ -106,6 +106,12 @@ pub const LOGIN_FAILURE_DECAY: Setting = Setting {
     flag: "login-failure-decay-seconds",
     default: Some("3600"),
     help: "Quiet period after which an account's failed logins no longer count, once no window is open (60-604800)",
+};
+pub const DEVICE_TOKEN_TTL: Setting = Setting {
+    env: "KEYGATE_DEVICE_TOKEN_TTL_SECONDS",
+    flag: "device-token-ttl-seconds",
+    default: Some("15552000"),
+    help: "Lifetime of a device token (returned by a login; its logins count on its own attempt counter) in seconds (86400-63072000)",
 };
 pub const CLOCK_LEEWAY: Setting = Setting {
     env: "KEYGATE_CLOCK_LEEWAY_SECONDS",
@@ -131,6 +137,7 @@ pub const AUTH_SETTINGS: &[Setting] = &[
     LOGIN_FREE_ATTEMPTS,
     LOGIN_MAX_DELAY,
     LOGIN_FAILURE_DECAY,
+    DEVICE_TOKEN_TTL,
     CLOCK_LEEWAY,
 ];
 
@@ -162,6 +169,7 @@ pub struct AuthConfig {
     pub password_policy: PasswordPolicy,
     pub hashing: HashingParams,
     pub throttle: LoginThrottle,
+    pub device_token_ttl_secs: u64,
     pub leeway_secs: u64,
 }
 
@@ -262,6 +270,11 @@ impl AuthConfig {
                 max_delay_secs: read_setting(&lookup, &LOGIN_MAX_DELAY, bounded(1u64, 86_400))?,
                 decay_secs: read_setting(&lookup, &LOGIN_FAILURE_DECAY, bounded(60u64, 604_800))?,
             },
+            device_token_ttl_secs: read_setting(
+                &lookup,
+                &DEVICE_TOKEN_TTL,
+                bounded(86_400u64, 63_072_000),
+            )?,
             leeway_secs: read_setting(&lookup, &CLOCK_LEEWAY, bounded(0u64, 120))?,
         })
     }

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod clock;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod keyfile;
 pub mod keys;

@@ -8,13 +8,14 @@ use serde_json::{Value, json};
 use crate::audit::{self, AuditEvent, RequestContext, Subject};
 use crate::clock::Clock;
 use crate::config::AuthConfig;
+use crate::device;
 use crate::error::AuthError;
 use crate::keys::KeySource;
 use crate::password::{MAX_PASSWORD_BYTES, PasswordHasher, Verification};
 use crate::refresh::{RefreshToken, hashes_match, sha256_hex};
 use crate::store::{
-    AttemptCounter, AuthStore, LoginCompletion, PasswordChange, Reservation, RotateOutcome,
-    Rotation, User,
+    Attempt, AttemptCounter, AttemptScope, AuthStore, DeviceGrant, LoginCompletion, PasswordChange,
+    Reservation, RotateOutcome, Rotation, User,
 };
 use crate::tokens::{self, AccessClaims};
 
@@ -25,6 +26,10 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     pub expires_in: u64,
     pub refresh_token: String,
+    /// Logins and password changes only: the client's device token, to send with its next logins
+    /// (see [`crate::device`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -170,44 +175,51 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
     }
 
     /// POST /auth/login. The attempt is reserved before the password is judged (see
-    /// [`crate::throttle`]); unknown email, wrong password, refused attempt and a lost race give one
-    /// error after the same work: one reservation write, one argon2id verification, one conditional
-    /// write.
+    /// [`crate::throttle`]), on the counter of `device_token` when it is a valid device token of
+    /// this user and on the user's untrusted counter otherwise; unknown email, wrong password,
+    /// refused attempt and a lost race give one error after the same work: one reservation write,
+    /// one argon2id verification, one conditional write.
     pub async fn login(
         &self,
         ctx: &RequestContext,
         email: &str,
         password: &str,
         device_id: Option<&str>,
+        device_token: Option<&str>,
     ) -> Result<TokenResponse, AuthError> {
         let email = normalize_email(email).map_err(|_| AuthError::InvalidCredentials)?;
         let fingerprint_hash = fingerprint(device_id).map_err(|_| AuthError::InvalidCredentials)?;
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(AuthError::InvalidCredentials);
         }
+        let device_hash = device_token.and_then(device::presented_hash);
         // The session's issue time is taken before judging, so a password change that commits after
         // this login's write always has a later watermark (see change_password).
         let now = self.clock.now_ms();
         let reservation = self
             .store
-            .reserve_login_attempt(&email, &self.config.throttle, now)
+            .reserve_login_attempt(&email, device_hash.as_deref(), &self.config.throttle, now)
             .await?;
-        let user = match reservation {
-            Reservation::Admitted(user) => user,
-            Reservation::Refused(user) => {
+        let attempt = match reservation {
+            Reservation::Admitted(attempt) => attempt,
+            Reservation::Refused(attempt) => {
                 self.hasher.verify_dummy(password);
                 // Rewrites the window it read: the same write a failure makes, changing nothing.
-                self.store
-                    .settle_attempt(&email, &user.attempts, user.attempts.locked_until_ms)
-                    .await?;
-                audit::emit(ctx, AuditEvent::LoginThrottled, user_subject(&user));
+                let window = attempt.counter.locked_until_ms;
+                self.settle(&email, &attempt, window).await?;
+                audit::emit(ctx, AuditEvent::LoginThrottled, user_subject(&attempt.user));
                 return Err(AuthError::InvalidCredentials);
             }
             Reservation::NoUser => {
                 self.hasher.verify_dummy(password);
                 // Applies nothing (no such user) but costs the same round trip as a real failure.
                 self.store
-                    .settle_attempt(&email, &AttemptCounter::default(), 0)
+                    .settle_attempt(
+                        &email,
+                        &AttemptScope::Untrusted,
+                        &AttemptCounter::default(),
+                        0,
+                    )
                     .await?;
                 audit::emit(
                     ctx,
@@ -220,19 +232,30 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        let subject = user_subject(&user);
+        let user = &attempt.user;
+        let subject = user_subject(user);
         let Verification::Match { needs_rehash } =
             self.hasher.verify(password, &user.password_hash)
         else {
-            let window = self.config.throttle.window_after_failure(&user.attempts);
-            self.store
-                .settle_attempt(&email, &user.attempts, window)
-                .await?;
+            let window = self.config.throttle.window_after_failure(&attempt.counter);
+            self.settle(&email, &attempt, window).await?;
             audit::emit(ctx, AuditEvent::LoginFailed, subject);
             return Err(AuthError::InvalidCredentials);
         };
-        let token = self.new_family(&user, now)?;
-        let response = self.token_response(&token, &user.user_id, now).await?;
+        let token = self.new_family(user, now)?;
+        let mut response = self.token_response(&token, &user.user_id, now).await?;
+        let device = match &attempt.scope {
+            AttemptScope::Device(hash) => {
+                // The device keeps its token: `device_token` is the one just found valid.
+                response.device_token = device_token.map(str::to_owned);
+                DeviceGrant::Reset(hash.clone())
+            }
+            AttemptScope::Untrusted => {
+                let issued = device::issue(&email, now, self.config.device_token_ttl_secs)?;
+                response.device_token = Some(issued.token);
+                DeviceGrant::Issue(issued.record)
+            }
+        };
         let completion = LoginCompletion {
             verified_hash: user.password_hash.clone(),
             revoked_before_ms: user.revoked_before_ms,
@@ -242,6 +265,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
                 None
             },
             first_token: token.record(fingerprint_hash),
+            device,
         };
         if !self.store.complete_login(&completion).await? {
             // The password or the watermark changed while this attempt was judged: had it arrived
@@ -258,6 +282,19 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             },
         );
         Ok(response)
+    }
+
+    /// Settles a judged (or refused) attempt on the counter it was reserved on.
+    async fn settle(
+        &self,
+        email: &str,
+        attempt: &Attempt,
+        locked_until_ms: i64,
+    ) -> Result<bool, AuthError> {
+        Ok(self
+            .store
+            .settle_attempt(email, &attempt.scope, &attempt.counter, locked_until_ms)
+            .await?)
     }
 
     /// The first token of a new family for `user`, issued at `now`.
@@ -315,6 +352,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
                     token_type: "Bearer",
                     expires_in: access.expires_in,
                     refresh_token: next.encode(),
+                    device_token: None,
                 })
             }
             RotateOutcome::AlreadyUsed(used) => {
@@ -424,9 +462,10 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         Ok(())
     }
 
-    /// POST /auth/password: checks the current password (throttled like a login, and refused
-    /// before any hashing when the window is open), then one conditional write replaces the hash,
-    /// revokes every session and starts a new one.
+    /// POST /auth/password: checks the current password (throttled like a login without a device
+    /// token, on the untrusted counter, and refused before any hashing when the window is open),
+    /// then one conditional write replaces the hash, revokes every session and device token, and
+    /// starts a new session with a new device token.
     pub async fn change_password(
         &self,
         ctx: &RequestContext,
@@ -441,23 +480,27 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         self.config.password_policy.check(new)?;
         let reservation = self
             .store
-            .reserve_login_attempt(&user.email, &self.config.throttle, self.clock.now_ms())
+            .reserve_login_attempt(
+                &user.email,
+                None,
+                &self.config.throttle,
+                self.clock.now_ms(),
+            )
             .await?;
-        let user = match reservation {
-            Reservation::Admitted(user) => user,
-            Reservation::Refused(user) => {
-                audit::emit(ctx, AuditEvent::LoginThrottled, user_subject(&user));
+        let attempt = match reservation {
+            Reservation::Admitted(attempt) => attempt,
+            Reservation::Refused(attempt) => {
+                audit::emit(ctx, AuditEvent::LoginThrottled, user_subject(&attempt.user));
                 return Err(AuthError::InvalidCredentials);
             }
             // Deleted since the bearer check.
             Reservation::NoUser => return Err(AuthError::InvalidAccessToken),
         };
-        let subject = user_subject(&user);
+        let user = &attempt.user;
+        let subject = user_subject(user);
         if self.hasher.verify(current, &user.password_hash) == Verification::Mismatch {
-            let window = self.config.throttle.window_after_failure(&user.attempts);
-            self.store
-                .settle_attempt(&user.email, &user.attempts, window)
-                .await?;
+            let window = self.config.throttle.window_after_failure(&attempt.counter);
+            self.settle(&user.email, &attempt, window).await?;
             audit::emit(ctx, AuditEvent::PasswordChangeFailed, subject);
             return Err(AuthError::InvalidCredentials);
         }
@@ -469,15 +512,19 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             // The watermark is taken after hashing, just before the write: any login that completed
             // before this write took its issue time earlier, so its session is revoked (+1 as above).
             let watermark = self.clock.now_ms() + 1;
-            let token = self.new_family(&user, watermark)?;
-            let response = self
+            let token = self.new_family(user, watermark)?;
+            let mut response = self
                 .token_response(&token, &user.user_id, watermark)
                 .await?;
+            // Created at the watermark, so the watermark that revokes the old devices spares it.
+            let device = device::issue(&user.email, watermark, self.config.device_token_ttl_secs)?;
+            response.device_token = Some(device.token);
             let change = PasswordChange {
                 expected_hash: expected_hash.clone(),
                 new_hash: new_hash.clone(),
                 revoked_before_ms: watermark,
                 first_token: token.record(None),
+                new_device: device.record,
             };
             if self.store.change_password(&change).await? {
                 audit::emit(ctx, AuditEvent::PasswordChanged, subject);
@@ -516,6 +563,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             token_type: "Bearer",
             expires_in: access.expires_in,
             refresh_token: token.encode(),
+            device_token: None,
         })
     }
 

@@ -20,51 +20,70 @@ pub struct User {
     pub created_at_ms: i64,
     /// Tokens issued before this instant are revoked (0: none).
     pub revoked_before_ms: i64,
-    /// The login throttle's counter (see [`crate::throttle`]).
+    /// The login throttle's untrusted counter: attempts made without a valid device token (see
+    /// [`crate::throttle`]).
     pub attempts: AttemptCounter,
     pub roles: Vec<String>,
 }
 
 /// The port's state changes on a user, as pure rules: the memory and SQLite stores apply them to the
-/// user they read inside one atomic step; DynamoDB writes them as conditions and updates.
+/// records they read inside one atomic step; DynamoDB writes them as conditions and updates.
 impl User {
-    /// [`UserStore::reserve_login_attempt`]: the reservation, with `self` updated when admitted.
-    pub fn reserve_attempt(&mut self, throttle: &LoginThrottle, now_ms: i64) -> Reservation {
-        match throttle.reserve(&self.attempts, now_ms) {
+    /// [`UserStore::reserve_login_attempt`], given the presented device's record if one was found:
+    /// the reservation, with `self` or `device` updated when admitted.
+    pub fn reserve_attempt(
+        &mut self,
+        device: Option<&mut DeviceRecord>,
+        throttle: &LoginThrottle,
+        now_ms: i64,
+    ) -> Reservation {
+        let (scope, counter) = match device.filter(|d| d.trusted_for(self, now_ms)) {
+            Some(device) => (
+                AttemptScope::Device(device.token_hash.clone()),
+                &mut device.attempts,
+            ),
+            None => (AttemptScope::Untrusted, &mut self.attempts),
+        };
+        let admitted = match throttle.reserve(counter, now_ms) {
             Some(next) => {
-                self.attempts = next;
-                Reservation::Admitted(self.clone())
-            }
-            None => Reservation::Refused(self.clone()),
-        }
-    }
-
-    /// [`UserStore::settle_attempt`].
-    pub fn settle_attempt(&mut self, reserved: &AttemptCounter, locked_until_ms: i64) -> bool {
-        match crate::throttle::settle(&self.attempts, reserved, locked_until_ms) {
-            Some(next) => {
-                self.attempts = next;
+                *counter = next;
                 true
             }
             None => false,
+        };
+        let attempt = Attempt {
+            counter: *counter,
+            scope,
+            user: self.clone(),
+        };
+        if admitted {
+            Reservation::Admitted(attempt)
+        } else {
+            Reservation::Refused(attempt)
         }
     }
 
-    /// [`UserStore::complete_login`] on the user (the caller writes the token in the same step).
+    /// [`UserStore::complete_login`] on the user (the caller writes the token and the device in the
+    /// same step).
     pub fn complete_login(&mut self, completion: &LoginCompletion) -> bool {
         if self.password_hash != completion.verified_hash
             || self.revoked_before_ms != completion.revoked_before_ms
         {
             return false;
         }
-        self.attempts = AttemptCounter::default();
+        // A device's success resets that device's counter only: the owner's logins must not reopen
+        // guessing on the untrusted counter for a stranger.
+        if let DeviceGrant::Issue(_) = completion.device {
+            self.attempts = AttemptCounter::default();
+        }
         if let Some(hash) = &completion.new_password_hash {
             self.password_hash = hash.clone();
         }
         true
     }
 
-    /// [`UserStore::change_password`] on the user (the caller writes the token in the same step).
+    /// [`UserStore::change_password`] on the user (the caller writes the token and the device in the
+    /// same step).
     pub fn change_password(&mut self, change: &PasswordChange) -> bool {
         if self.password_hash != change.expected_hash {
             return false;
@@ -74,6 +93,51 @@ impl User {
         self.attempts = AttemptCounter::default();
         true
     }
+}
+
+/// A device token as stored under `USER#<email>` / `DEVICE#<token_hash>`: it lets one known client
+/// log in on its own attempt counter (OWASP's "device cookies"), so a stranger's failures elsewhere
+/// cannot lock it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub email: String,
+    /// Lowercase hex SHA-256 of the token; the token itself is never stored.
+    pub token_hash: String,
+    pub created_at_ms: i64,
+    /// Seconds (the TTL attribute).
+    pub expires_at_s: i64,
+    /// Attempts made with this device token.
+    pub attempts: AttemptCounter,
+}
+
+impl DeviceRecord {
+    /// Whether the token still stands for a known device of `user` at `now_ms`: unexpired and not
+    /// revoked by the user's watermark (logout-all, a password change).
+    pub fn trusted_for(&self, user: &User, now_ms: i64) -> bool {
+        self.email == user.email
+            && self.expires_at_s.saturating_mul(1000) > now_ms
+            && self.created_at_ms >= user.revoked_before_ms
+    }
+}
+
+/// Which counter a login attempt counts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptScope {
+    /// The user's shared counter: no device token, or one that is unknown, expired or revoked.
+    Untrusted,
+    /// The counter of the device token with this hash.
+    Device(String),
+}
+
+/// One reserved (or refused) login attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The user as read in the reservation's atomic step (with the reservation applied when it
+    /// counted on the untrusted counter).
+    pub user: User,
+    pub scope: AttemptScope,
+    /// The counter the attempt counted on, after the reservation (as read, when refused).
+    pub counter: AttemptCounter,
 }
 
 /// A refresh token as stored under `USER#<email>` / `REFRESH#<family_id>#<token_id>`.
@@ -133,17 +197,28 @@ pub enum RotateOutcome {
 /// The outcome of reserving a login attempt (see [`crate::throttle`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
-    /// The attempt may be judged; the user as it is after the reservation.
-    Admitted(User),
-    /// The window is open: the attempt is refused unjudged; the user as read, unchanged.
-    Refused(User),
+    /// The attempt may be judged.
+    Admitted(Attempt),
+    /// The counter's window is open: the attempt is refused unjudged; nothing changed.
+    Refused(Attempt),
     /// No user has this email; nothing was written.
     NoUser,
 }
 
-/// A successful login's one conditional write: the first token of a new family, the counter reset
-/// and (when parameters were raised) the new hash, applied only if the stored hash is still the one
-/// that was verified and the watermark is still the one read. Otherwise nothing is written.
+/// What a successful login does with device tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceGrant {
+    /// The login counted on this known device (by token hash): reset its counter, which must still
+    /// exist.
+    Reset(String),
+    /// The login counted on the untrusted counter: reset that, and create this new device.
+    Issue(DeviceRecord),
+}
+
+/// A successful login's one conditional write: the first token of a new family, the reset of the
+/// counter it counted on, the device grant and (when parameters were raised) the new hash, applied
+/// only if the stored hash is still the one that was verified and the watermark is still the one
+/// read. Otherwise nothing is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginCompletion {
     pub verified_hash: String,
@@ -151,17 +226,19 @@ pub struct LoginCompletion {
     /// Replace the stored hash (parameters were raised since it was made).
     pub new_password_hash: Option<String>,
     pub first_token: RefreshRecord,
+    pub device: DeviceGrant,
 }
 
-/// A password change's one conditional write: the new hash, the watermark (raised, never lowered),
-/// the counter reset and the first token of the new session, applied only if the stored hash is still
-/// `expected_hash`. Otherwise nothing is written.
+/// A password change's one conditional write: the new hash, the watermark (raised, never lowered;
+/// it revokes every session and device token), the counter reset, and the new session's first token
+/// and device, applied only if the stored hash is still `expected_hash`. Otherwise nothing is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswordChange {
     pub expected_hash: String,
     pub new_hash: String,
     pub revoked_before_ms: i64,
     pub first_token: RefreshRecord,
+    pub new_device: DeviceRecord,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,20 +264,25 @@ pub trait UserStore: Send + Sync + 'static {
         user_id: &str,
     ) -> impl Future<Output = StoreResult<Option<User>>> + Send;
 
-    /// Reserves one login attempt on the user's counter with [`LoginThrottle::reserve`], atomically:
-    /// under any concurrency, each reservation sees the previous one.
+    /// Reserves one login attempt with [`LoginThrottle::reserve`], atomically (under any
+    /// concurrency, each reservation sees the previous one), on the counter of the device token whose
+    /// hash is `device_token_hash` if it is [trusted](DeviceRecord::trusted_for) for the user, else
+    /// on the user's untrusted counter.
     fn reserve_login_attempt(
         &self,
         email: &str,
+        device_token_hash: Option<&str>,
         throttle: &LoginThrottle,
         now_ms: i64,
     ) -> impl Future<Output = StoreResult<Reservation>> + Send;
 
-    /// Sets the counter's window to `locked_until_ms` if the counter is still `reserved`
-    /// ([`crate::throttle::settle`]). Returns whether it applied; a missing user applies nothing.
+    /// Sets the window of the counter `scope` names to `locked_until_ms` if that counter is still
+    /// `reserved` ([`crate::throttle::settle`]). Returns whether it applied; a missing user or device
+    /// applies nothing.
     fn settle_attempt(
         &self,
         email: &str,
+        scope: &AttemptScope,
         reserved: &AttemptCounter,
         locked_until_ms: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send;

@@ -38,8 +38,9 @@ use crate::password::{HashingParams, PasswordHasher};
 use crate::refresh::{RefreshToken, hex, sha256_hex};
 use crate::service::{AuthService, Registered, TokenResponse};
 use crate::store::{
-    AttemptCounter, AuthStore, LoginCompletion, PasswordChange, RefreshRecord, RefreshTokenStore,
-    Reservation, RotateOutcome, Rotation, StoreResult, User, UserStore,
+    Attempt, AttemptCounter, AttemptScope, AuthStore, DeviceGrant, DeviceRecord, LoginCompletion,
+    PasswordChange, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation,
+    StoreResult, User, UserStore,
 };
 use crate::throttle::LoginThrottle;
 
@@ -119,6 +120,18 @@ pub fn first_record(email: &str, now_ms: i64, fingerprint_hash: Option<String>) 
         used_at_ms: None,
         replaced_by: None,
         fingerprint_hash,
+    }
+}
+
+/// A new device of `email` created at `now_ms` (its token is never needed at the port), living as
+/// long as a family.
+pub fn device_record(email: &str, now_ms: i64) -> DeviceRecord {
+    DeviceRecord {
+        email: email.to_owned(),
+        token_hash: sha256_hex(random_hex(32).as_bytes()),
+        created_at_ms: now_ms,
+        expires_at_s: now_ms.div_euclid(1000) + FAMILY_TTL_S,
+        attempts: AttemptCounter::default(),
     }
 }
 
@@ -223,18 +236,22 @@ impl<S: UserStore> UserStore for Guarded<S> {
     fn reserve_login_attempt(
         &self,
         email: &str,
+        device_token_hash: Option<&str>,
         throttle: &LoginThrottle,
         now_ms: i64,
     ) -> impl Future<Output = StoreResult<Reservation>> + Send {
-        self.store.reserve_login_attempt(email, throttle, now_ms)
+        self.store
+            .reserve_login_attempt(email, device_token_hash, throttle, now_ms)
     }
     fn settle_attempt(
         &self,
         email: &str,
+        scope: &AttemptScope,
         reserved: &AttemptCounter,
         locked_until_ms: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send {
-        self.store.settle_attempt(email, reserved, locked_until_ms)
+        self.store
+            .settle_attempt(email, scope, reserved, locked_until_ms)
     }
     fn complete_login(
         &self,
@@ -305,6 +322,8 @@ struct MemoryState {
     users: BTreeMap<String, User>,
     /// Keyed by (email, family_id, token_id), like the table's pk/sk.
     tokens: BTreeMap<(String, String, String), RefreshRecord>,
+    /// Keyed by (email, token_hash).
+    devices: BTreeMap<(String, String), DeviceRecord>,
 }
 
 type TokenKey = (String, String, String);
@@ -344,40 +363,77 @@ impl UserStore for MemoryStore {
     async fn reserve_login_attempt(
         &self,
         email: &str,
+        device_token_hash: Option<&str>,
         throttle: &LoginThrottle,
         now_ms: i64,
     ) -> StoreResult<Reservation> {
-        Ok(self.with(|s| match s.users.get_mut(email) {
-            Some(user) => user.reserve_attempt(throttle, now_ms),
-            None => Reservation::NoUser,
+        Ok(self.with(|s| {
+            let device = device_token_hash
+                .and_then(|hash| s.devices.get_mut(&(email.to_owned(), hash.to_owned())));
+            match s.users.get_mut(email) {
+                Some(user) => user.reserve_attempt(device, throttle, now_ms),
+                None => Reservation::NoUser,
+            }
         }))
     }
 
     async fn settle_attempt(
         &self,
         email: &str,
+        scope: &AttemptScope,
         reserved: &AttemptCounter,
         locked_until_ms: i64,
     ) -> StoreResult<bool> {
         Ok(self.with(|s| {
-            s.users
-                .get_mut(email)
-                .is_some_and(|user| user.settle_attempt(reserved, locked_until_ms))
+            let counter = match scope {
+                AttemptScope::Untrusted => s.users.get_mut(email).map(|u| &mut u.attempts),
+                AttemptScope::Device(hash) => s
+                    .devices
+                    .get_mut(&(email.to_owned(), hash.clone()))
+                    .map(|d| &mut d.attempts),
+            };
+            let Some(counter) = counter else {
+                return false;
+            };
+            match crate::throttle::settle(counter, reserved, locked_until_ms) {
+                Some(next) => {
+                    *counter = next;
+                    true
+                }
+                None => false,
+            }
         }))
     }
 
     async fn complete_login(&self, completion: &LoginCompletion) -> StoreResult<bool> {
         Ok(self.with(|s| {
             let r = &completion.first_token;
-            let applied = s
-                .users
-                .get_mut(&r.email)
-                .is_some_and(|user| user.complete_login(completion));
-            if applied {
-                s.tokens
-                    .insert(token_key(&r.email, &r.family_id, &r.token_id), r.clone());
+            if let DeviceGrant::Reset(hash) = &completion.device
+                && !s.devices.contains_key(&(r.email.clone(), hash.clone()))
+            {
+                return false;
             }
-            applied
+            let Some(user) = s.users.get_mut(&r.email) else {
+                return false;
+            };
+            if !user.complete_login(completion) {
+                return false;
+            }
+            match &completion.device {
+                DeviceGrant::Reset(hash) => {
+                    let device = s.devices.get_mut(&(r.email.clone(), hash.clone()));
+                    device.expect("checked above").attempts = AttemptCounter::default();
+                }
+                DeviceGrant::Issue(device) => {
+                    s.devices.insert(
+                        (device.email.clone(), device.token_hash.clone()),
+                        device.clone(),
+                    );
+                }
+            }
+            s.tokens
+                .insert(token_key(&r.email, &r.family_id, &r.token_id), r.clone());
+            true
         }))
     }
 
@@ -391,6 +447,9 @@ impl UserStore for MemoryStore {
             if applied {
                 s.tokens
                     .insert(token_key(&r.email, &r.family_id, &r.token_id), r.clone());
+                let d = &change.new_device;
+                s.devices
+                    .insert((d.email.clone(), d.token_hash.clone()), d.clone());
             }
             applied
         }))
@@ -642,9 +701,20 @@ pub fn test_throttle() -> LoginThrottle {
     test_config().throttle
 }
 
+/// The user of an admitted reservation on the untrusted counter.
 fn admitted(reservation: Reservation) -> User {
     match reservation {
-        Reservation::Admitted(user) => user,
+        Reservation::Admitted(Attempt {
+            user,
+            scope: AttemptScope::Untrusted,
+            counter,
+        }) => {
+            assert_eq!(
+                counter, user.attempts,
+                "the untrusted counter is the user's"
+            );
+            user
+        }
         other => panic!("expected an admitted reservation, got {other:?}"),
     }
 }
@@ -684,7 +754,7 @@ pub async fn reservations_follow_the_throttle<S: AuthStore>(store: S) {
         expected = throttle.reserve(&expected, at).expect("free attempt");
         let after = admitted(
             store
-                .reserve_login_attempt(&user.email, &throttle, at)
+                .reserve_login_attempt(&user.email, None, &throttle, at)
                 .await
                 .unwrap(),
         );
@@ -701,11 +771,14 @@ pub async fn reservations_follow_the_throttle<S: AuthStore>(store: S) {
     let stored = user_of(&store, &user.email).await;
     assert_eq!(stored.attempts, expected);
     match store
-        .reserve_login_attempt(&user.email, &throttle, NOW_MS + 100)
+        .reserve_login_attempt(&user.email, None, &throttle, NOW_MS + 100)
         .await
         .unwrap()
     {
-        Reservation::Refused(seen) => assert_eq!(seen, stored),
+        Reservation::Refused(seen) => {
+            assert_eq!(seen.user, stored);
+            assert_eq!(seen.scope, AttemptScope::Untrusted);
+        }
         other => panic!("past the free attempts, with the window open: refused, got {other:?}"),
     }
     assert_eq!(
@@ -717,7 +790,7 @@ pub async fn reservations_follow_the_throttle<S: AuthStore>(store: S) {
     let unknown = unique_email("unknown");
     assert_eq!(
         store
-            .reserve_login_attempt(&unknown, &throttle, NOW_MS)
+            .reserve_login_attempt(&unknown, None, &throttle, NOW_MS)
             .await
             .unwrap(),
         Reservation::NoUser
@@ -735,7 +808,7 @@ pub async fn concurrent_reservations_admit_only_the_free_attempts<S: AuthStore>(
         let (store, email, throttle) = (store.clone(), user.email.clone(), throttle.clone());
         async move {
             store
-                .reserve_login_attempt(&email, &throttle, NOW_MS)
+                .reserve_login_attempt(&email, None, &throttle, NOW_MS)
                 .await
                 .expect("a concurrent reservation must not fail")
         }
@@ -761,19 +834,24 @@ pub async fn settle_attempt_is_compare_and_set<S: AuthStore>(store: S) {
     let user = new_user(&store, "settle").await;
     let first = admitted(
         store
-            .reserve_login_attempt(&user.email, &throttle, NOW_MS)
+            .reserve_login_attempt(&user.email, None, &throttle, NOW_MS)
             .await
             .unwrap(),
     );
     let second = admitted(
         store
-            .reserve_login_attempt(&user.email, &throttle, NOW_MS + 1)
+            .reserve_login_attempt(&user.email, None, &throttle, NOW_MS + 1)
             .await
             .unwrap(),
     );
     assert!(
         !store
-            .settle_attempt(&user.email, &first.attempts, NOW_MS + 9_000)
+            .settle_attempt(
+                &user.email,
+                &AttemptScope::Untrusted,
+                &first.attempts,
+                NOW_MS + 9_000
+            )
             .await
             .unwrap(),
         "a later reservation exists: the earlier one must not settle"
@@ -781,7 +859,12 @@ pub async fn settle_attempt_is_compare_and_set<S: AuthStore>(store: S) {
     assert_eq!(user_of(&store, &user.email).await, second);
     assert!(
         store
-            .settle_attempt(&user.email, &second.attempts, NOW_MS + 9_000)
+            .settle_attempt(
+                &user.email,
+                &AttemptScope::Untrusted,
+                &second.attempts,
+                NOW_MS + 9_000
+            )
             .await
             .unwrap()
     );
@@ -804,7 +887,12 @@ pub async fn settle_attempt_is_compare_and_set<S: AuthStore>(store: S) {
     let unknown = unique_email("unknown");
     assert!(
         !store
-            .settle_attempt(&unknown, &AttemptCounter::default(), 0)
+            .settle_attempt(
+                &unknown,
+                &AttemptScope::Untrusted,
+                &AttemptCounter::default(),
+                0
+            )
             .await
             .unwrap()
     );
@@ -817,6 +905,7 @@ fn completion(user: &User, verified_hash: &str, new_hash: Option<String>) -> Log
         revoked_before_ms: user.revoked_before_ms,
         new_password_hash: new_hash,
         first_token: first_record(&user.email, NOW_MS, None),
+        device: DeviceGrant::Issue(device_record(&user.email, NOW_MS)),
     }
 }
 
@@ -827,7 +916,7 @@ pub async fn complete_login_is_conditional<S: AuthStore>(store: S) {
     let user = new_user(&store, "complete-login").await;
     admitted(
         store
-            .reserve_login_attempt(&user.email, &throttle, NOW_MS)
+            .reserve_login_attempt(&user.email, None, &throttle, NOW_MS)
             .await
             .unwrap(),
     );
@@ -892,6 +981,7 @@ fn password_change(user: &User, expected_hash: &str, new_hash: &str, at: i64) ->
         new_hash: new_hash.to_owned(),
         revoked_before_ms: at,
         first_token: first_record(&user.email, at, None),
+        new_device: device_record(&user.email, at),
     }
 }
 
@@ -901,7 +991,7 @@ pub async fn change_password_is_conditional<S: AuthStore>(store: S) {
     let throttle = test_throttle();
     let user = new_user(&store, "change-password").await;
     store
-        .reserve_login_attempt(&user.email, &throttle, NOW_MS)
+        .reserve_login_attempt(&user.email, None, &throttle, NOW_MS)
         .await
         .unwrap();
     let before = user_of(&store, &user.email).await;
@@ -949,6 +1039,247 @@ pub async fn change_password_is_conditional<S: AuthStore>(store: S) {
     assert_eq!(
         store.get_user(&unknown.first_token.email).await.unwrap(),
         None
+    );
+}
+
+/// Completes a login for `user` that issues `device`, so the device exists at the port.
+async fn with_device<S: AuthStore>(store: &S, user: &User, device: &DeviceRecord) {
+    let login = LoginCompletion {
+        device: DeviceGrant::Issue(device.clone()),
+        ..completion(user, &user.password_hash, None)
+    };
+    assert!(store.complete_login(&login).await.unwrap());
+}
+
+/// The attempt of an admitted reservation, whatever its scope.
+fn admitted_attempt(reservation: Reservation) -> Attempt {
+    match reservation {
+        Reservation::Admitted(attempt) => attempt,
+        other => panic!("expected an admitted reservation, got {other:?}"),
+    }
+}
+
+/// A trusted device's reservations, settlements and resets touch its own counter only; an unknown,
+/// expired or revoked device token counts on the untrusted counter, and a reset of a device that is
+/// gone applies nothing.
+pub async fn device_counters_are_separate<S: AuthStore>(store: S) {
+    let throttle = test_throttle();
+    let user = new_user(&store, "device-counter").await;
+    let device = device_record(&user.email, NOW_MS);
+    with_device(&store, &user, &device).await;
+    let device_scope = AttemptScope::Device(device.token_hash.clone());
+
+    let first = admitted_attempt(
+        store
+            .reserve_login_attempt(&user.email, Some(&device.token_hash), &throttle, NOW_MS)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(first.scope, device_scope);
+    assert_eq!(
+        first.counter,
+        throttle
+            .reserve(&AttemptCounter::default(), NOW_MS)
+            .unwrap()
+    );
+    assert_eq!(
+        first.user, user,
+        "a device reservation leaves the user as it was"
+    );
+    assert_eq!(user_of(&store, &user.email).await, user);
+    assert!(
+        !store
+            .settle_attempt(
+                &user.email,
+                &AttemptScope::Untrusted,
+                &first.counter,
+                NOW_MS + 9
+            )
+            .await
+            .unwrap(),
+        "the untrusted counter is not the one reserved"
+    );
+    assert!(
+        store
+            .settle_attempt(&user.email, &device_scope, &first.counter, NOW_MS + 9)
+            .await
+            .unwrap()
+    );
+    let second = admitted_attempt(
+        store
+            .reserve_login_attempt(&user.email, Some(&device.token_hash), &throttle, NOW_MS + 1)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        second.counter.attempts, 2,
+        "the device's counter holds its attempts"
+    );
+    assert_eq!(
+        second.counter.locked_until_ms, 0,
+        "the free attempts leave no window"
+    );
+
+    let unknown = sha256_hex(b"no such device");
+    let untrusted = admitted_attempt(
+        store
+            .reserve_login_attempt(&user.email, Some(&unknown), &throttle, NOW_MS + 2)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(untrusted.scope, AttemptScope::Untrusted);
+    assert_eq!(untrusted.counter.attempts, 1);
+    assert_eq!(
+        user_of(&store, &user.email).await.attempts,
+        untrusted.counter
+    );
+
+    let other = new_user(&store, "device-other").await;
+    let foreign = admitted_attempt(
+        store
+            .reserve_login_attempt(&other.email, Some(&device.token_hash), &throttle, NOW_MS)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        foreign.scope,
+        AttemptScope::Untrusted,
+        "a device is bound to its user"
+    );
+
+    let expired_at = device.expires_at_s * 1000;
+    let expired = admitted_attempt(
+        store
+            .reserve_login_attempt(&user.email, Some(&device.token_hash), &throttle, expired_at)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(expired.scope, AttemptScope::Untrusted, "an expired device");
+
+    // A success on the device resets its counter and leaves the untrusted one alone.
+    let reset = LoginCompletion {
+        device: DeviceGrant::Reset(device.token_hash.clone()),
+        ..completion(&user, &user.password_hash, None)
+    };
+    let counted = user_of(&store, &user.email).await;
+    assert!(store.complete_login(&reset).await.unwrap());
+    assert_eq!(
+        user_of(&store, &user.email).await,
+        counted,
+        "the untrusted counter stays"
+    );
+    let after_reset = admitted_attempt(
+        store
+            .reserve_login_attempt(&user.email, Some(&device.token_hash), &throttle, NOW_MS + 3)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        after_reset.counter.attempts, 1,
+        "the device's counter was reset"
+    );
+
+    let gone = LoginCompletion {
+        device: DeviceGrant::Reset(unknown),
+        ..completion(&user, &user.password_hash, None)
+    };
+    assert!(
+        !store.complete_login(&gone).await.unwrap(),
+        "a reset of a missing device"
+    );
+    assert_eq!(get_token(&store, &gone.first_token, NOW_MS).await, None);
+
+    // The watermark revokes devices created before it.
+    store
+        .set_revoked_before(&user.email, device.created_at_ms + 1)
+        .await
+        .unwrap();
+    let revoked = admitted_attempt(
+        store
+            .reserve_login_attempt(&user.email, Some(&device.token_hash), &throttle, NOW_MS + 4)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        revoked.scope,
+        AttemptScope::Untrusted,
+        "a device older than the watermark"
+    );
+}
+
+/// A password change writes its new device with its session; devices from before it are revoked.
+pub async fn password_change_replaces_devices<S: AuthStore>(store: S) {
+    let throttle = test_throttle();
+    let user = new_user(&store, "device-change").await;
+    let old = device_record(&user.email, NOW_MS);
+    with_device(&store, &user, &old).await;
+    let change = password_change(
+        &user,
+        &user.password_hash,
+        &fake_hash("changed"),
+        NOW_MS + 10,
+    );
+    assert!(store.change_password(&change).await.unwrap());
+    let scope_of = |hash: String| {
+        let store = &store;
+        let (email, throttle) = (user.email.clone(), throttle.clone());
+        async move {
+            admitted_attempt(
+                store
+                    .reserve_login_attempt(&email, Some(&hash), &throttle, NOW_MS + 20)
+                    .await
+                    .unwrap(),
+            )
+            .scope
+        }
+    };
+    assert_eq!(
+        scope_of(old.token_hash.clone()).await,
+        AttemptScope::Untrusted
+    );
+    let new_hash = change.new_device.token_hash.clone();
+    assert_eq!(
+        scope_of(new_hash.clone()).await,
+        AttemptScope::Device(new_hash)
+    );
+}
+
+/// Reservations on one device released together: exactly the free attempts are admitted on its
+/// counter, and none reaches the untrusted counter.
+pub async fn concurrent_device_reservations_admit_only_the_free_attempts<S: AuthStore>(store: S) {
+    let store = Arc::new(store);
+    let throttle = test_throttle();
+    let user = new_user(&*store, "device-race").await;
+    let device = device_record(&user.email, NOW_MS);
+    with_device(&*store, &user, &device).await;
+    let results = released_together(CONCURRENCY, |_| {
+        let (store, email, throttle) = (store.clone(), user.email.clone(), throttle.clone());
+        let hash = device.token_hash.clone();
+        async move {
+            store
+                .reserve_login_attempt(&email, Some(&hash), &throttle, NOW_MS)
+                .await
+                .expect("a concurrent reservation must not fail")
+        }
+    })
+    .await;
+    let admitted: Vec<_> = results
+        .into_iter()
+        .filter_map(|r| match r {
+            Reservation::Admitted(attempt) => Some(attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(admitted.len(), throttle.free_attempts as usize);
+    assert!(
+        admitted
+            .iter()
+            .all(|a| a.scope == AttemptScope::Device(device.token_hash.clone()))
+    );
+    assert_eq!(
+        user_of(&*store, &user.email).await.attempts,
+        AttemptCounter::default(),
+        "device attempts never reach the untrusted counter"
     );
 }
 
@@ -1520,7 +1851,21 @@ impl<S: AuthStore> ServiceHarness<S> {
         password: &str,
         device: Option<&str>,
     ) -> Result<TokenResponse, AuthError> {
-        self.service.login(&self.ctx, email, password, device).await
+        self.service
+            .login(&self.ctx, email, password, device, None)
+            .await
+    }
+
+    /// A login presenting a device token (and no device id).
+    pub async fn login_with_device_token(
+        &self,
+        email: &str,
+        password: &str,
+        device_token: &str,
+    ) -> Result<TokenResponse, AuthError> {
+        self.service
+            .login(&self.ctx, email, password, None, Some(device_token))
+            .await
     }
 
     pub async fn refresh(
@@ -2005,6 +2350,163 @@ pub async fn service_failures_decay<S: AuthStore>(store: S) {
         .expect("decayed failures no longer count");
 }
 
+/// A stranger's burst on the untrusted counter locks out untrusted clients only: the owner's known
+/// device logs in during it, a forged device token counts as untrusted, and the device's success
+/// does not reopen guessing for the stranger.
+pub async fn service_known_device_logs_in_during_a_burst<S: AuthStore>(store: S) {
+    let h = Arc::new(ServiceHarness::new(store));
+    let (email, _) = h.registered("device-burst").await;
+    let device_token = h
+        .login(&email, PASSWORD, None)
+        .await
+        .unwrap()
+        .device_token
+        .expect("a login returns a device token");
+    let results = released_together(CONCURRENCY, |_| {
+        let (h, email) = (h.clone(), email.clone());
+        async move { h.login(&email, WRONG_PASSWORD, None).await }
+    })
+    .await;
+    assert!(results.iter().all(Result::is_err));
+    let locked = h.store().get_user(&email).await.unwrap().unwrap().attempts;
+    assert!(
+        locked.locked_until_ms > h.now_ms(),
+        "the burst opened a window"
+    );
+
+    refused_login(
+        h.login(&email, PASSWORD, None).await,
+        "untrusted, inside the window",
+    );
+    let forged = crate::device::issue(&email, h.now_ms(), 3600)
+        .unwrap()
+        .token;
+    refused_login(
+        h.login_with_device_token(&email, PASSWORD, &forged).await,
+        "a forged device token is untrusted",
+    );
+    refused_login(
+        h.login_with_device_token(&email, PASSWORD, "kgdt_not-a-token")
+            .await,
+        "a malformed device token is untrusted",
+    );
+    let known = h
+        .login_with_device_token(&email, PASSWORD, &device_token)
+        .await
+        .expect("the owner's known device logs in during the burst");
+    assert_eq!(
+        known.device_token.as_deref(),
+        Some(device_token.as_str()),
+        "it keeps its token"
+    );
+    h.refresh(&known.refresh_token, None)
+        .await
+        .expect("a real session");
+    assert_eq!(
+        h.store()
+            .get_user(&email)
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts
+            .locked_until_ms,
+        locked.locked_until_ms,
+        "the device's success leaves the stranger's window open"
+    );
+    refused_login(
+        h.login(&email, PASSWORD, None).await,
+        "still untrusted, inside the window",
+    );
+}
+
+/// Failures with a device token count on that device: a stolen device token is capped by its own
+/// counter, and the untrusted counter is not touched.
+pub async fn service_device_failures_count_on_the_device<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("device-fail").await;
+    let free = h.service.config().throttle.free_attempts;
+    let device_token = h
+        .login(&email, PASSWORD, None)
+        .await
+        .unwrap()
+        .device_token
+        .unwrap();
+    for _ in 0..free {
+        refused_login(
+            h.login_with_device_token(&email, WRONG_PASSWORD, &device_token)
+                .await,
+            "a wrong password on the device",
+        );
+    }
+    refused_login(
+        h.login_with_device_token(&email, PASSWORD, &device_token)
+            .await,
+        "the device's own window is open",
+    );
+    assert_eq!(
+        h.store().get_user(&email).await.unwrap().unwrap().attempts,
+        AttemptCounter::default(),
+        "device failures never reach the untrusted counter"
+    );
+    let other = h
+        .login(&email, PASSWORD, None)
+        .await
+        .expect("an untrusted login is not held by the device's window");
+    assert_ne!(
+        other.device_token,
+        Some(device_token.clone()),
+        "a new device"
+    );
+    h.advance_ms(1_000);
+    h.login_with_device_token(&email, PASSWORD, &device_token)
+        .await
+        .expect("once its window has passed");
+}
+
+/// Logout-all and a password change revoke every device token; the change hands out a new one.
+pub async fn service_session_ends_revoke_device_tokens<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("device-revoke").await;
+    let free = h.service.config().throttle.free_attempts;
+    let first = h.login(&email, PASSWORD, None).await.unwrap();
+    let old_device = first.device_token.clone().unwrap();
+    h.advance_ms(1);
+    h.service
+        .logout_all(&h.ctx, &first.access_token)
+        .await
+        .unwrap();
+    h.advance_ms(1);
+    fail_logins(&h, &email, free).await;
+    refused_login(
+        h.login_with_device_token(&email, PASSWORD, &old_device)
+            .await,
+        "a device token from before logout-all counts as untrusted",
+    );
+
+    h.advance_ms(1_000);
+    let second = h.login(&email, PASSWORD, None).await.unwrap();
+    let device = second.device_token.clone().unwrap();
+    h.advance_ms(1);
+    let changed = h
+        .service
+        .change_password(&h.ctx, &second.access_token, PASSWORD, NEW_PASSWORD)
+        .await
+        .unwrap();
+    let new_device = changed
+        .device_token
+        .expect("a password change returns a device token");
+    h.advance_ms(1);
+    fail_logins(&h, &email, free).await;
+    refused_login(
+        h.login_with_device_token(&email, NEW_PASSWORD, &device)
+            .await,
+        "a device token from before the change counts as untrusted",
+    );
+    h.login_with_device_token(&email, NEW_PASSWORD, &new_device)
+        .await
+        .expect("the change's own device token is trusted");
+}
+
 /// Wrong passwords released together: at most the free attempts are judged (counted from the
 /// `login_failed` / `login_throttled` audit events), the rest are refused unjudged, and the window
 /// they open holds against the right password.
@@ -2118,6 +2620,7 @@ pub async fn service_rehash_cannot_undo_a_password_change<S: AuthStore>(store: S
                     new_hash: legacy,
                     revoked_before_ms: 0,
                     first_token: first_record(&email, NOW_MS, None),
+                    new_device: device_record(&email, NOW_MS),
                 })
                 .await
                 .unwrap()
@@ -2278,6 +2781,9 @@ macro_rules! store_behaviour_tests {
             settle_attempt_is_compare_and_set,
             complete_login_is_conditional,
             change_password_is_conditional,
+            device_counters_are_separate,
+            password_change_replaces_devices,
+            concurrent_device_reservations_admit_only_the_free_attempts,
             rehash_and_password_change_have_one_winner,
             set_revoked_before_never_lowers,
             rotation_happy_path,
@@ -2301,6 +2807,9 @@ macro_rules! store_behaviour_tests {
             service_free_attempts_do_not_throttle,
             service_throttle_window,
             service_failures_decay,
+            service_known_device_logs_in_during_a_burst,
+            service_device_failures_count_on_the_device,
+            service_session_ends_revoke_device_tokens,
             service_concurrent_failures_judge_only_the_free_attempts,
             service_password_change_races_old_password_logins,
             service_rehash_cannot_undo_a_password_change,

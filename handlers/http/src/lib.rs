@@ -119,6 +119,9 @@ struct LoginBody {
     password: String,
     #[serde(default)]
     device_id: Option<String>,
+    /// The `device_token` of an earlier login's response.
+    #[serde(default)]
+    device_token: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -272,7 +275,13 @@ where
         Endpoint::Login => {
             let b: LoginBody = parse(&body)?;
             let tokens = service
-                .login(ctx, &b.email, &b.password, b.device_id.as_deref())
+                .login(
+                    ctx,
+                    &b.email,
+                    &b.password,
+                    b.device_id.as_deref(),
+                    b.device_token.as_deref(),
+                )
                 .await?;
             Ok(json(StatusCode::OK, &tokens, NO_STORE))
         }

@@ -12,6 +12,8 @@
 //!   and rehash, a password change with its new session) is one IMMEDIATE transaction that reads the
 //!   user, applies the core's rule (`keygate_core::store::User`'s methods) and writes, or changes
 //!   nothing; settling a window and raising the watermark are conditional single-statement updates;
+//! - device tokens live in `devices`, keyed by `(email, token_hash)`, each with its own attempt
+//!   counter; a reservation reads the user and the device in its transaction;
 //! - expired refresh tokens (`expires_at_s * 1000 <= now_ms`) are absent on every read, and deleted
 //!   by [`SqliteStore::sweep_expired`] (which the local server calls periodically, or through
 //!   [`SqliteStore::spawn_sweeper`]) and opportunistically after every [`SWEEP_EVERY_ROTATIONS`]th
@@ -40,8 +42,9 @@ use std::time::Duration;
 use keygate_core::Clock;
 use keygate_core::refresh::hashes_match;
 use keygate_core::store::{
-    AttemptCounter, LoginCompletion, PasswordChange, RefreshRecord, RefreshTokenStore, Reservation,
-    RotateOutcome, Rotation, StoreError, StoreResult, User, UserStore,
+    AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion, PasswordChange,
+    RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError,
+    StoreResult, User, UserStore,
 };
 use keygate_core::throttle::LoginThrottle;
 use rusqlite::types::Type;
@@ -84,12 +87,25 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_at_s);",
     // 2: the throttle reserves attempts (failed_logins now counts reservations) and decays.
     "ALTER TABLE users ADD COLUMN last_attempt_ms INTEGER NOT NULL DEFAULT 0;",
+    // 3: device tokens, each with its own attempt counter (the `DEVICE#<token_hash>` sort key).
+    "CREATE TABLE devices (
+        email           TEXT    NOT NULL,
+        token_hash      TEXT    NOT NULL,
+        created_at_ms   INTEGER NOT NULL,
+        expires_at_s    INTEGER NOT NULL,
+        failed_logins   INTEGER NOT NULL DEFAULT 0 CHECK (failed_logins >= 0),
+        locked_until_ms INTEGER NOT NULL DEFAULT 0,
+        last_attempt_ms INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (email, token_hash)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX devices_by_expiry ON devices (expires_at_s);",
 ];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 const USER_COLUMNS: &str = "user_id, email, password_hash, created_at_ms, revoked_before_ms, failed_logins, locked_until_ms, roles, last_attempt_ms";
+const DEVICE_COLUMNS: &str = "email, token_hash, created_at_ms, expires_at_s, failed_logins, locked_until_ms, last_attempt_ms";
 const TOKEN_COLUMNS: &str = "email, family_id, token_id, token_hash, issued_at_ms, expires_at_s, used_at_ms, replaced_by, fingerprint_hash";
 
 /// The embedded store. Cheap to clone: clones share one connection.
@@ -175,8 +191,8 @@ impl SqliteStore {
         self.inner.path.as_deref()
     }
 
-    /// Deletes every refresh token that is expired at `now_ms`; returns how many. Reads already treat
-    /// them as absent; this only reclaims space.
+    /// Deletes every refresh token and device token that is expired at `now_ms`; returns how many.
+    /// Reads already treat them as absent; this only reclaims space.
     pub async fn sweep_expired(&self, now_ms: i64) -> StoreResult<usize> {
         self.run("sweep_expired", move |conn| sweep(conn, now_ms))
             .await
@@ -339,6 +355,108 @@ fn token_from_row(row: &Row<'_>) -> rusqlite::Result<RefreshRecord> {
     })
 }
 
+fn device_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
+    Ok(DeviceRecord {
+        email: row.get(0)?,
+        token_hash: row.get(1)?,
+        created_at_ms: row.get(2)?,
+        expires_at_s: row.get(3)?,
+        attempts: AttemptCounter {
+            attempts: row.get(4)?,
+            locked_until_ms: row.get(5)?,
+            last_attempt_ms: row.get(6)?,
+        },
+    })
+}
+
+fn get_device(
+    conn: &Connection,
+    email: &str,
+    token_hash: &str,
+) -> rusqlite::Result<Option<DeviceRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {DEVICE_COLUMNS} FROM devices WHERE email = ?1 AND token_hash = ?2"
+    ))?
+    .query_row([email, token_hash], device_from_row)
+    .optional()
+}
+
+fn insert_device(conn: &Connection, d: &DeviceRecord) -> rusqlite::Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    ))?
+    .execute(params![
+        d.email,
+        d.token_hash,
+        d.created_at_ms,
+        d.expires_at_s,
+        d.attempts.attempts,
+        d.attempts.locked_until_ms,
+        d.attempts.last_attempt_ms
+    ])
+    .map(drop)
+}
+
+/// Writes one counter: the user's untrusted one, or a device's.
+fn write_counter(
+    conn: &Connection,
+    email: &str,
+    scope: &AttemptScope,
+    counter: &AttemptCounter,
+) -> rusqlite::Result<usize> {
+    let params = params![
+        email,
+        counter.attempts,
+        counter.locked_until_ms,
+        counter.last_attempt_ms
+    ];
+    match scope {
+        AttemptScope::Untrusted => conn
+            .prepare_cached(
+                "UPDATE users SET failed_logins = ?2, locked_until_ms = ?3, last_attempt_ms = ?4
+                 WHERE email = ?1",
+            )?
+            .execute(params),
+        AttemptScope::Device(hash) => conn
+            .prepare_cached(
+                "UPDATE devices SET failed_logins = ?2, locked_until_ms = ?3, last_attempt_ms = ?4
+                 WHERE email = ?1 AND token_hash = ?5",
+            )?
+            .execute(params![
+                email,
+                counter.attempts,
+                counter.locked_until_ms,
+                counter.last_attempt_ms,
+                hash
+            ]),
+    }
+}
+
+/// The reservation transaction: reads the user and the presented device, applies the core's rule
+/// (`User::reserve_attempt`) and writes the counter it reserved on.
+fn reserve(
+    conn: &mut Connection,
+    email: &str,
+    device_token_hash: Option<&str>,
+    throttle: &LoginThrottle,
+    now_ms: i64,
+) -> rusqlite::Result<Reservation> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some(mut user) = get_user_where(&tx, "email", email)? else {
+        return Ok(Reservation::NoUser);
+    };
+    let mut device = match device_token_hash {
+        Some(hash) => get_device(&tx, email, hash)?,
+        None => None,
+    };
+    let reservation = user.reserve_attempt(device.as_mut(), throttle, now_ms);
+    if let Reservation::Admitted(attempt) = &reservation {
+        write_counter(&tx, email, &attempt.scope, &attempt.counter)?;
+        tx.commit()?;
+    }
+    Ok(reservation)
+}
+
 fn get_user_where(conn: &Connection, column: &str, value: &str) -> rusqlite::Result<Option<User>> {
     conn.prepare_cached(&format!(
         "SELECT {USER_COLUMNS} FROM users WHERE {column} = ?1"
@@ -348,21 +466,32 @@ fn get_user_where(conn: &Connection, column: &str, value: &str) -> rusqlite::Res
 }
 
 /// Applies `change` to the user inside an IMMEDIATE transaction (so the read and the write see one
-/// state) and writes the fields the port's rules change; `token` is written in the same transaction.
-/// Returns `None` (nothing written) for an unknown email or when `change` refuses.
-fn update_user<T>(
+/// state) and writes the fields the port's rules change; `token` is written and `device` applied in
+/// the same transaction. Returns `false` (nothing written) for an unknown email, when `change`
+/// refuses, or when `device` resets a device that is gone.
+fn update_user(
     conn: &mut Connection,
     email: &str,
-    token: Option<&RefreshRecord>,
-    change: impl FnOnce(&mut User) -> Option<T>,
-) -> rusqlite::Result<Option<T>> {
+    token: &RefreshRecord,
+    device: &DeviceGrant,
+    change: impl FnOnce(&mut User) -> bool,
+) -> rusqlite::Result<bool> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let Some(mut user) = get_user_where(&tx, "email", email)? else {
-        return Ok(None);
+        return Ok(false);
     };
-    let Some(outcome) = change(&mut user) else {
-        return Ok(None);
-    };
+    if !change(&mut user) {
+        return Ok(false);
+    }
+    match device {
+        DeviceGrant::Issue(device) => insert_device(&tx, device)?,
+        DeviceGrant::Reset(hash) => {
+            let scope = AttemptScope::Device(hash.clone());
+            if write_counter(&tx, email, &scope, &AttemptCounter::default())? == 0 {
+                return Ok(false);
+            }
+        }
+    }
     tx.prepare_cached(
         "UPDATE users SET password_hash = ?2, revoked_before_ms = ?3, failed_logins = ?4,
              locked_until_ms = ?5, last_attempt_ms = ?6
@@ -376,11 +505,9 @@ fn update_user<T>(
         user.attempts.locked_until_ms,
         user.attempts.last_attempt_ms
     ])?;
-    if let Some(token) = token {
-        insert_token(&tx, token)?;
-    }
+    insert_token(&tx, token)?;
     tx.commit()?;
-    Ok(Some(outcome))
+    Ok(true)
 }
 
 /// The token record, expired or not.
@@ -417,8 +544,14 @@ fn insert_token(conn: &Connection, r: &RefreshRecord) -> rusqlite::Result<()> {
 
 /// Deletes tokens with `expires_at_s * 1000 <= now_ms`, i.e. `expires_at_s <= floor(now_ms / 1000)`.
 fn sweep(conn: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
-    conn.prepare_cached("DELETE FROM refresh_tokens WHERE expires_at_s <= ?1")?
-        .execute([now_ms.div_euclid(1000)])
+    let now_s = now_ms.div_euclid(1000);
+    let tokens = conn
+        .prepare_cached("DELETE FROM refresh_tokens WHERE expires_at_s <= ?1")?
+        .execute([now_s])?;
+    let devices = conn
+        .prepare_cached("DELETE FROM devices WHERE expires_at_s <= ?1")?
+        .execute([now_s])?;
+    Ok(tokens + devices)
 }
 
 /// The rotation transaction: checks in the port's order, then writes, or changes nothing.
@@ -511,25 +644,20 @@ impl UserStore for SqliteStore {
     async fn reserve_login_attempt(
         &self,
         email: &str,
+        device_token_hash: Option<&str>,
         throttle: &LoginThrottle,
         now_ms: i64,
     ) -> StoreResult<Reservation> {
         let (email, throttle) = (email.to_owned(), throttle.clone());
+        let device_token_hash = device_token_hash.map(str::to_owned);
         self.run("reserve_login_attempt", move |conn| {
-            let mut refused = None;
-            let admitted = update_user(conn, &email, None, |user| {
-                match user.reserve_attempt(&throttle, now_ms) {
-                    Reservation::Admitted(after) => Some(after),
-                    other => {
-                        refused = Some(other);
-                        None
-                    }
-                }
-            })?;
-            Ok(admitted
-                .map(Reservation::Admitted)
-                .or(refused)
-                .unwrap_or(Reservation::NoUser))
+            reserve(
+                conn,
+                &email,
+                device_token_hash.as_deref(),
+                &throttle,
+                now_ms,
+            )
         })
         .await
     }
@@ -537,22 +665,28 @@ impl UserStore for SqliteStore {
     async fn settle_attempt(
         &self,
         email: &str,
+        scope: &AttemptScope,
         reserved: &AttemptCounter,
         locked_until_ms: i64,
     ) -> StoreResult<bool> {
-        let (email, reserved) = (email.to_owned(), *reserved);
+        let (email, scope, reserved) = (email.to_owned(), scope.clone(), *reserved);
         self.run("settle_attempt", move |conn| {
-            let updated = conn
-                .prepare_cached(
-                    "UPDATE users SET locked_until_ms = ?4
-                     WHERE email = ?1 AND failed_logins = ?2 AND last_attempt_ms = ?3",
-                )?
-                .execute(params![
-                    email,
-                    reserved.attempts,
-                    reserved.last_attempt_ms,
-                    locked_until_ms
-                ])?;
+            let (email, attempts, last) = (email, reserved.attempts, reserved.last_attempt_ms);
+            let updated = match &scope {
+                AttemptScope::Untrusted => conn
+                    .prepare_cached(
+                        "UPDATE users SET locked_until_ms = ?4
+                         WHERE email = ?1 AND failed_logins = ?2 AND last_attempt_ms = ?3",
+                    )?
+                    .execute(params![email, attempts, last, locked_until_ms])?,
+                AttemptScope::Device(hash) => conn
+                    .prepare_cached(
+                        "UPDATE devices SET locked_until_ms = ?4
+                         WHERE email = ?1 AND token_hash = ?5 AND failed_logins = ?2
+                           AND last_attempt_ms = ?3",
+                    )?
+                    .execute(params![email, attempts, last, locked_until_ms, hash])?,
+            };
             Ok(updated == 1)
         })
         .await
@@ -562,10 +696,9 @@ impl UserStore for SqliteStore {
         let completion = completion.clone();
         self.run("complete_login", move |conn| {
             let token = &completion.first_token;
-            Ok(update_user(conn, &token.email, Some(token), |user| {
-                user.complete_login(&completion).then_some(())
-            })?
-            .is_some())
+            update_user(conn, &token.email, token, &completion.device, |user| {
+                user.complete_login(&completion)
+            })
         })
         .await
     }
@@ -574,10 +707,10 @@ impl UserStore for SqliteStore {
         let change = change.clone();
         self.run("change_password", move |conn| {
             let token = &change.first_token;
-            Ok(update_user(conn, &token.email, Some(token), |user| {
-                user.change_password(&change).then_some(())
-            })?
-            .is_some())
+            let device = DeviceGrant::Issue(change.new_device.clone());
+            update_user(conn, &token.email, token, &device, |user| {
+                user.change_password(&change)
+            })
         })
         .await
     }
