@@ -23,6 +23,9 @@ pub type SecretsManagerKeySource = VersionedKeySource<SecretsManagerVersions, Sy
 pub struct SecretsManagerVersions {
     client: Client,
     secret_id: String,
+    /// The public key-set secret rotate-keys keeps in sync (`KEYGATE_PUBLIC_KEYS_SECRET_ID`); `None`
+    /// for a reader, which never publishes.
+    public_secret_id: Option<String>,
 }
 
 fn store_error<E: std::error::Error + Send + Sync + 'static>(
@@ -52,7 +55,15 @@ impl SecretsManagerVersions {
         Self {
             client,
             secret_id: secret_id.into(),
+            public_secret_id: None,
         }
+    }
+
+    /// The signing secret as rotate-keys sees it: each step that changes what the key set publishes
+    /// also writes the public set to `public_secret_id` (PutSecretValue, staged `AWSCURRENT`).
+    pub fn publishing_to(mut self, public_secret_id: impl Into<String>) -> Self {
+        self.public_secret_id = Some(public_secret_id.into());
+        self
     }
 
     pub fn secret_id(&self) -> &str {
@@ -146,6 +157,44 @@ impl SecretVersionStore for SecretsManagerVersions {
             .map(|_| ())
             .map_err(|e| store_error("UpdateSecretVersionStage", e))
     }
+
+    async fn publish_public(&self, value: &str) -> Result<(), RotationError> {
+        let Some(public_secret_id) = &self.public_secret_id else {
+            return Err(RotationError::Store(
+                "no public key secret is configured to publish to".into(),
+            ));
+        };
+        // Skipped when unchanged, so a retried step does not pile up versions.
+        let unchanged = Self::new(self.client.clone(), public_secret_id.clone())
+            .get(None, Some(keygate_core::rotation::AWSCURRENT))
+            .await?
+            .is_some_and(|current| current == value);
+        if unchanged {
+            return Ok(());
+        }
+        self.client
+            .put_secret_value()
+            .secret_id(public_secret_id)
+            .secret_string(value)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error("PutSecretValue (public key set)", e))
+    }
+}
+
+/// The verify-only key source over the public key-set secret `public_secret_id`, caching for `ttl`.
+pub fn public_key_source(
+    client: Client,
+    public_secret_id: impl Into<String>,
+    ttl: std::time::Duration,
+) -> SecretsManagerKeySource {
+    VersionedKeySource::new(
+        SecretsManagerVersions::new(client, public_secret_id),
+        SystemClock,
+        ttl,
+    )
+    .public_keys()
 }
 
 /// The key source over `secret_id`, caching for `ttl`.

@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::keys::{
-    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, LoadedKey, SigningAlgorithm,
-    generate_key,
+    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, LoadedKey, PublicKeySetDocument,
+    SigningAlgorithm, generate_key,
 };
 use crate::tokens;
 
@@ -143,6 +143,11 @@ pub trait SecretVersionStore: Send + Sync + 'static {
         to: Option<&str>,
         from: Option<&str>,
     ) -> impl Future<Output = Result<(), RotationError>> + Send;
+
+    /// Stores `value`, a [`PublicKeySetDocument`], as the current public key set (on AWS a second
+    /// secret, read by the functions that only verify). Writing the same value again is harmless.
+    fn publish_public(&self, value: &str)
+    -> impl Future<Output = Result<(), RotationError>> + Send;
 }
 
 /// What a step did.
@@ -216,10 +221,19 @@ async fn create_secret<V: SecretVersionStore>(
     timeline: KeyTimeline,
     now_ms: i64,
 ) -> Result<StepOutcome, RotationError> {
-    if versions.contains_key(token) && store.value_of_version(token).await?.is_some() {
+    let current = valid_document(store.value_at_stage(AWSCURRENT).await?.as_deref());
+    if versions.contains_key(token)
+        && let Some(value) = store.value_of_version(token).await?
+    {
+        // A retry after the public write failed: publish what the stored pending set publishes.
+        publish(
+            store,
+            current.as_ref(),
+            valid_document(Some(&value)).as_ref(),
+        )
+        .await?;
         return Ok(StepOutcome::AlreadyDone);
     }
-    let current = valid_document(store.value_at_stage(AWSCURRENT).await?.as_deref());
     if current.is_none() {
         tracing::info!(target: "keygate::rotation", "the current version holds no valid key set: the new key starts a fresh set");
     }
@@ -228,6 +242,9 @@ async fn create_secret<V: SecretVersionStore>(
     let kid = key.kid.clone();
     let document = KeySetDocument::rotated(current.as_ref(), key, now_s, timeline);
     store.put_pending(token, &document.to_json()).await?;
+    // The public set publishes the pending key from now on, as the JWKS does: it is the one place
+    // verifiers learn it, and the key signs only one lead later.
+    publish(store, current.as_ref(), Some(&document)).await?;
     let not_before = document.keys[0].not_before.unwrap_or(now_s);
     tracing::info!(target: "keygate::rotation", step = "createSecret", version = token, kid = %kid, alg = %alg, not_before, keys = document.keys.len(), "pending key set stored");
     Ok(StepOutcome::Done)
@@ -290,10 +307,27 @@ async fn finish_secret<V: SecretVersionStore>(
         store.update_stage(AWSCURRENT, Some(token), current).await?;
         tracing::info!(target: "keygate::rotation", step = "finishSecret", version = token, previous = current.unwrap_or(""), "AWSCURRENT moved");
     }
+    // Before AWSPENDING leaves the version: a retry after a failed public write still reaches here
+    // (run_step skips versions that are current and no longer pending).
+    let finished = valid_document(store.value_of_version(token).await?.as_deref());
+    publish(store, finished.as_ref(), None).await?;
     if has_stage(versions, token, AWSPENDING) {
         store.update_stage(AWSPENDING, None, Some(token)).await?;
     }
     Ok(StepOutcome::Done)
+}
+
+/// Writes the public view of `current` (+ `pending`). Keys dropped from the new current set leave the
+/// public set at finishSecret, never earlier: until then a token they signed may still be presented.
+async fn publish<V: SecretVersionStore>(
+    store: &V,
+    current: Option<&KeySetDocument>,
+    pending: Option<&KeySetDocument>,
+) -> Result<(), RotationError> {
+    let public = PublicKeySetDocument::of(current, pending)?;
+    store.publish_public(&public.to_json()).await?;
+    tracing::info!(target: "keygate::rotation", keys = public.keys.len(), "public key set written");
+    Ok(())
 }
 
 /// How often a key source retries its store after a failed refresh while it keeps serving a cached set.
@@ -325,6 +359,8 @@ pub struct VersionedKeySource<V, C> {
     clock: C,
     ttl_ms: i64,
     read_pending: bool,
+    /// The store holds [`PublicKeySetDocument`]s (a verify-only source).
+    public: bool,
     cache: Mutex<Cached>,
 }
 
@@ -335,6 +371,7 @@ impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
             clock,
             ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
             read_pending: true,
+            public: false,
             cache: Mutex::new(Cached {
                 keys: None,
                 refresh_at_ms: i64::MIN,
@@ -350,6 +387,15 @@ impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
     /// JWKS is served by the well-known function and the local server, whose sources read both.
     pub fn without_pending(mut self) -> Self {
         self.read_pending = false;
+        self
+    }
+
+    /// A verify-only source over a store of public key sets (`AWSCURRENT` alone: rotate-keys writes the
+    /// pending key into the current public set). Same cache, TTL and unknown-kid reloads as the
+    /// private source; its keys cannot sign.
+    pub fn public_keys(mut self) -> Self {
+        self.read_pending = false;
+        self.public = true;
         self
     }
 
@@ -383,6 +429,9 @@ impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
         let current = current
             .map_err(unavailable)?
             .ok_or_else(|| KeyError::NoValidKeySet("no version is labelled AWSCURRENT".into()))?;
+        if self.public {
+            return KeySet::from_public(&PublicKeySetDocument::parse(&current)?);
+        }
         let current = KeySetDocument::parse(&current)?;
         let pending = match pending.map_err(unavailable)? {
             None => None,
@@ -499,6 +548,12 @@ impl<V: SecretVersionStore> SecretVersionStore for Arc<V> {
     ) -> impl Future<Output = Result<(), RotationError>> + Send {
         (**self).update_stage(stage, to, from)
     }
+    fn publish_public(
+        &self,
+        value: &str,
+    ) -> impl Future<Output = Result<(), RotationError>> + Send {
+        (**self).publish_public(value)
+    }
 }
 
 /// Versions by id: value (if any) and staging labels.
@@ -508,6 +563,8 @@ type MemoryVersions = BTreeMap<String, (Option<String>, Vec<String>)>;
 #[derive(Debug, Default)]
 pub struct MemoryVersionStore {
     inner: Mutex<MemoryVersions>,
+    /// The last public key set written.
+    public: Mutex<Option<String>>,
     /// When set, every call fails (to test outages).
     pub fail: std::sync::atomic::AtomicBool,
 }
@@ -521,6 +578,14 @@ impl MemoryVersionStore {
             (Some(value.to_owned()), vec![AWSCURRENT.to_owned()]),
         );
         store
+    }
+
+    /// The public key set the last rotation step wrote.
+    pub fn published(&self) -> Option<String> {
+        self.public
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryVersions> {
@@ -638,6 +703,15 @@ impl SecretVersionStore for MemoryVersionStore {
                 entry.1 = stages;
             }
         }
+        Ok(())
+    }
+
+    async fn publish_public(&self, value: &str) -> Result<(), RotationError> {
+        self.check()?;
+        *self
+            .public
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(value.to_owned());
         Ok(())
     }
 }
@@ -891,6 +965,9 @@ mod tests {
             from: Option<&str>,
         ) -> Result<(), RotationError> {
             self.inner.update_stage(stage, to, from).await
+        }
+        async fn publish_public(&self, value: &str) -> Result<(), RotationError> {
+            self.inner.publish_public(value).await
         }
     }
 
