@@ -867,6 +867,63 @@ mod tests {
     }
 
     #[test]
+    fn a_public_set_verifies_cannot_sign_and_refuses_private_members() {
+        use crate::config::AuthConfig;
+        let config = AuthConfig::with_issuer("https://auth.example.com");
+        for alg in [
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::Rs256,
+            SigningAlgorithm::EdDsa,
+        ] {
+            let doc = KeySetDocument {
+                keys: vec![generate_key(alg, 0).unwrap()],
+            };
+            let private = KeySet::from_documents(&doc, None).unwrap();
+            let public_doc = PublicKeySetDocument::parse(
+                &PublicKeySetDocument::of(Some(&doc), None)
+                    .unwrap()
+                    .to_json(),
+            )
+            .unwrap();
+            let public = KeySet::from_public(&public_doc).unwrap();
+            assert_eq!(public.jwks(), private.jwks(), "{alg}");
+            let token = crate::tokens::issue(&private, &config, "u", 1, 1_000).unwrap();
+            crate::tokens::verify(&public, &config, &token.token, 1_000).unwrap();
+            assert!(
+                matches!(
+                    crate::tokens::issue(&public, &config, "u", 1, 1_000),
+                    Err(crate::error::AuthError::Keys(KeyError::Unavailable(_)))
+                ),
+                "{alg}: a public set cannot sign"
+            );
+            // A private member smuggled into the public set is refused, so is a key of another kind.
+            let mut smuggled = public_doc.clone();
+            smuggled.keys[0].jwk["d"] = json!("AAAA");
+            assert!(KeySet::from_public(&smuggled).is_err(), "{alg}");
+            let mut renamed = public_doc.clone();
+            renamed.keys[0].kid = "other".into();
+            assert!(KeySet::from_public(&renamed).is_err(), "{alg}");
+        }
+        // HS256 has no public form: nothing is published, and a hand-written entry is refused.
+        let hs = KeySetDocument {
+            keys: vec![generate_key(SigningAlgorithm::Hs256, 0).unwrap()],
+        };
+        assert!(
+            PublicKeySetDocument::of(Some(&hs), None)
+                .unwrap()
+                .keys
+                .is_empty()
+        );
+        let entry = PublicKeyEntry {
+            kid: "h".into(),
+            alg: SigningAlgorithm::Hs256,
+            jwk: json!({"kty": "oct", "k": "AAAA", "kid": "h", "alg": "HS256"}),
+            not_before: None,
+        };
+        assert!(KeySet::from_public(&PublicKeySetDocument { keys: vec![entry] }).is_err());
+    }
+
+    #[test]
     fn debug_output_hides_private_keys() {
         let key = generate_key(SigningAlgorithm::Es256, 0).unwrap();
         let printed = format!(

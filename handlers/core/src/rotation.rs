@@ -1120,6 +1120,222 @@ mod tests {
         assert_eq!(claims.sub, "user-1");
     }
 
+    /// The public key set a [`MemoryVersionStore`]'s rotations wrote, as its own secret: one version,
+    /// `AWSCURRENT`. Read-only, as the verifying functions' grant is.
+    struct PublicView(Arc<MemoryVersionStore>);
+
+    impl SecretVersionStore for PublicView {
+        async fn versions(&self) -> Result<BTreeMap<String, Vec<String>>, RotationError> {
+            Ok(BTreeMap::from([("public".into(), vec![AWSCURRENT.into()])]))
+        }
+        async fn value_at_stage(&self, stage: &str) -> Result<Option<String>, RotationError> {
+            self.0.check()?;
+            Ok((stage == AWSCURRENT).then(|| self.0.published()).flatten())
+        }
+        async fn value_of_version(&self, _: &str) -> Result<Option<String>, RotationError> {
+            self.value_at_stage(AWSCURRENT).await
+        }
+        async fn put_pending(&self, _: &str, _: &str) -> Result<(), RotationError> {
+            Err(RotationError::Store("read-only".into()))
+        }
+        async fn update_stage(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: Option<&str>,
+        ) -> Result<(), RotationError> {
+            Err(RotationError::Store("read-only".into()))
+        }
+        async fn publish_public(&self, _: &str) -> Result<(), RotationError> {
+            Err(RotationError::Store("read-only".into()))
+        }
+    }
+
+    /// Asserts that `json` is a public key set without any private member, and returns its kids.
+    fn public_kids(json: &str) -> BTreeSet<String> {
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        for key in value["keys"].as_array().unwrap() {
+            let jwk = key["jwk"].as_object().unwrap();
+            for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+                assert!(
+                    !jwk.contains_key(private),
+                    "private member {private} in {json}"
+                );
+            }
+            assert!(key.get("private_key").is_none(), "{json}");
+        }
+        assert!(!json.contains("private"), "{json}");
+        PublicKeySetDocument::parse(json)
+            .unwrap()
+            .keys
+            .into_iter()
+            .map(|k| k.kid)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_publishing_step_writes_the_public_set_without_private_material() {
+        for alg in [
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::Rs256,
+            SigningAlgorithm::EdDsa,
+        ] {
+            // The first rotation over CDK's placeholder publishes the first key before it is current.
+            let store = Arc::new(MemoryVersionStore::with_current(
+                "v0",
+                "placeholder from CDK",
+            ));
+            assert_eq!(store.published(), None);
+            run_step(&store, RotationStep::CreateSecret, "v1", alg, TIMELINE, NOW)
+                .await
+                .unwrap();
+            let first =
+                KeySetDocument::parse(&store.value_of_version("v1").await.unwrap().unwrap())
+                    .unwrap();
+            assert_eq!(
+                public_kids(&store.published().unwrap()),
+                BTreeSet::from([first.keys[0].kid.clone()]),
+                "{alg}: published at createSecret, before it can sign"
+            );
+            for step in [
+                RotationStep::SetSecret,
+                RotationStep::TestSecret,
+                RotationStep::FinishSecret,
+            ] {
+                run_step(&store, step, "v1", alg, TIMELINE, NOW)
+                    .await
+                    .unwrap();
+            }
+            // A second rotation: createSecret adds the pending key, finishSecret publishes the new
+            // current set; each time exactly what the private source publishes.
+            for (step, token) in RotationStep::ALL.iter().map(|s| (*s, "v2")) {
+                run_step(&store, step, token, alg, TIMELINE, NOW + 1_000)
+                    .await
+                    .unwrap();
+                let private = VersionedKeySource::new(
+                    store.clone(),
+                    ManualClock::new(NOW),
+                    Duration::from_secs(1),
+                );
+                let jwks = private.load().await.unwrap().jwks();
+                let expected: BTreeSet<String> = jwks["keys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| k["kid"].as_str().unwrap().to_owned())
+                    .collect();
+                assert_eq!(
+                    public_kids(&store.published().unwrap()),
+                    expected,
+                    "{alg} {step}"
+                );
+                assert_eq!(expected.len(), 2, "{alg} {step}");
+            }
+            // The stored not_before reaches the public set: verifiers know when each key signs.
+            let public = PublicKeySetDocument::parse(&store.published().unwrap()).unwrap();
+            assert_eq!(
+                public.keys[0].not_before,
+                Some((NOW + 1_000) / 1000 + TIMELINE.lead_secs)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retried_step_republishes_after_a_failed_public_write() {
+        struct PublicWriteFails(MemoryVersionStore, std::sync::atomic::AtomicBool);
+        impl SecretVersionStore for PublicWriteFails {
+            async fn versions(&self) -> Result<BTreeMap<String, Vec<String>>, RotationError> {
+                self.0.versions().await
+            }
+            async fn value_at_stage(&self, s: &str) -> Result<Option<String>, RotationError> {
+                self.0.value_at_stage(s).await
+            }
+            async fn value_of_version(&self, v: &str) -> Result<Option<String>, RotationError> {
+                self.0.value_of_version(v).await
+            }
+            async fn put_pending(&self, v: &str, value: &str) -> Result<(), RotationError> {
+                self.0.put_pending(v, value).await
+            }
+            async fn update_stage(
+                &self,
+                stage: &str,
+                to: Option<&str>,
+                from: Option<&str>,
+            ) -> Result<(), RotationError> {
+                self.0.update_stage(stage, to, from).await
+            }
+            async fn publish_public(&self, value: &str) -> Result<(), RotationError> {
+                if self.1.swap(false, Ordering::SeqCst) {
+                    return Err(RotationError::Store("injected public write failure".into()));
+                }
+                self.0.publish_public(value).await
+            }
+        }
+        let (_, inner) = initial();
+        let store = PublicWriteFails(inner, true.into());
+        let alg = SigningAlgorithm::Es256;
+        assert!(
+            run_step(&store, RotationStep::CreateSecret, "v2", alg, TIMELINE, NOW)
+                .await
+                .is_err()
+        );
+        assert_eq!(store.0.published(), None);
+        run_step(&store, RotationStep::CreateSecret, "v2", alg, TIMELINE, NOW)
+            .await
+            .unwrap();
+        assert_eq!(public_kids(&store.0.published().unwrap()).len(), 2);
+        run_step(&store, RotationStep::TestSecret, "v2", alg, TIMELINE, NOW)
+            .await
+            .unwrap();
+        store.1.store(true, Ordering::SeqCst);
+        assert!(
+            run_step(&store, RotationStep::FinishSecret, "v2", alg, TIMELINE, NOW)
+                .await
+                .is_err()
+        );
+        // AWSCURRENT moved, but AWSPENDING stays until the public set is written: the retry runs.
+        assert_eq!(
+            run_step(&store, RotationStep::FinishSecret, "v2", alg, TIMELINE, NOW)
+                .await
+                .unwrap(),
+            StepOutcome::Done
+        );
+        assert!(store.0.value_at_stage(AWSPENDING).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_verifier_meeting_no_public_set_reports_instead_of_panicking() {
+        let store = Arc::new(MemoryVersionStore::with_current(
+            "v0",
+            "placeholder from CDK",
+        ));
+        let clock = Arc::new(ManualClock::new(NOW));
+        let verifier =
+            VersionedKeySource::new(PublicView(store.clone()), clock, Duration::from_secs(300))
+                .public_keys();
+        assert!(matches!(
+            verifier.key_set().await,
+            Err(KeyError::NoValidKeySet(_))
+        ));
+        store.publish_public("placeholder from CDK").await.unwrap();
+        assert!(matches!(
+            verifier.key_set().await,
+            Err(KeyError::NoValidKeySet(_))
+        ));
+        store.publish_public(r#"{"keys":[]}"#).await.unwrap();
+        assert!(matches!(
+            verifier.key_set().await,
+            Err(KeyError::NoValidKeySet(_))
+        ));
+        // A private document in the public secret is refused, not used.
+        let (doc, _) = initial();
+        store.publish_public(&doc.to_json()).await.unwrap();
+        assert!(matches!(
+            verifier.key_set().await,
+            Err(KeyError::NoValidKeySet(_))
+        ));
+    }
+
     /// What [`two_rotations`] saw.
     struct Findings {
         /// Tokens naming a kid that a JWKS fetched within the previous cache lifetime lacked, JWKS
@@ -1143,19 +1359,17 @@ mod tests {
         ));
         let alg = SigningAlgorithm::Es256;
         rotate(&store, "v1", alg, timeline, NOW).await.unwrap();
-        let source = |publishes: bool| {
-            let source = VersionedKeySource::new(store.clone(), clock.clone(), ttl);
-            if publishes {
-                source
-            } else {
-                source.without_pending()
-            }
-        };
+        // As deployed: the signers read the private set (AWSCURRENT), the well-known and verifying
+        // functions only the public set the rotation steps write.
+        let signer =
+            || VersionedKeySource::new(store.clone(), clock.clone(), ttl).without_pending();
+        let public =
+            || VersionedKeySource::new(PublicView(store.clone()), clock.clone(), ttl).public_keys();
         // The instance started at 95 s reloads at 995 s, just before the first rotation: it serves a
         // JWKS without the new key for almost one TTL, the worst case the lead must cover.
-        let well_known = [0, 95, 230].map(|start_s| (start_s, source(true)));
-        let signers = [0, 70, 190].map(|start_s| (start_s, source(false)));
-        let verifier = source(false);
+        let well_known = [0, 95, 230].map(|start_s| (start_s, public()));
+        let signers = [0, 70, 190].map(|start_s| (start_s, signer()));
+        let verifier = public();
         let rotations = [(1_000, "v2"), (1_000 + gap_s, "v3")];
         let end_s = 1_000 + gap_s + timeline.lead_secs + timeline.retain_secs + 600;
         let max_age = JWKS_MAX_AGE_SECS as i64;
