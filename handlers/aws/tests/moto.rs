@@ -228,6 +228,41 @@ async fn jwks_status<K: KeySource>(keys: K) -> (u16, String, Value) {
 }
 
 moto_test!(
+    a_verifier_on_a_public_set_not_yet_written_answers_503_and_recovers_after_the_first_rotation,
+    async {
+        let client = secrets_client().await;
+        let signing = create_secret(&client, "Zr8#q1!vT9xWm2@pL5sK7$dN4&hB6^jF").await;
+        // What CDK puts in the public secret before the first rotation: a random string.
+        let public = create_secret(&client, "Qw3#e4!rT5yUi6@oP7aS8$dF9&gH0^jK").await;
+        let verifier = Arc::new(keygate_aws::secrets::public_key_source(
+            client.clone(),
+            &public,
+            Duration::from_secs(1),
+        ));
+        let (status, content_type, body) = jwks_status(verifier.clone()).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (503, "application/problem+json"),
+            "{body}"
+        );
+        keygate_core::rotation::rotate(
+            &SecretsManagerVersions::new(client.clone(), &signing).publishing_to(public.clone()),
+            "00000000-0000-4000-8000-0000000000b1",
+            SigningAlgorithm::Es256,
+            TIMELINE,
+            NOW_MS,
+        )
+        .await
+        .unwrap();
+        // Nothing was cached, so the next request reads the secret again.
+        let (status, _, body) = jwks_status(verifier).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["keys"].as_array().unwrap().len(), 1);
+        assert!(body["keys"][0].get("d").is_none());
+    }
+);
+
+moto_test!(
     cold_start_without_a_key_set_answers_503_and_recovers_after_the_first_rotation,
     async {
         let client = secrets_client().await;

@@ -482,3 +482,28 @@ fn is_unavailable(error: &AuthError) -> bool {
             | AuthError::Store(StoreError::Unavailable(_))
     )
 }
+
+#[cfg(test)]
+mod key_access_tests {
+    use super::*;
+
+    #[test]
+    fn a_function_needs_the_most_any_of_its_endpoints_needs() {
+        let of = |endpoints: &[Endpoint]| KeyAccess::of(endpoints);
+        for signer in [Endpoint::Login, Endpoint::Refresh, Endpoint::ChangePassword] {
+            assert_eq!(of(&[signer]), KeyAccess::Private, "{signer:?}");
+        }
+        for verifier in [Endpoint::Me, Endpoint::LogoutAll] {
+            assert_eq!(of(&[verifier]), KeyAccess::Public, "{verifier:?}");
+        }
+        assert_eq!(
+            of(&[Endpoint::Jwks, Endpoint::Discovery]),
+            KeyAccess::Public
+        );
+        assert_eq!(of(&[Endpoint::Register]), KeyAccess::None);
+        assert_eq!(of(&[Endpoint::Logout]), KeyAccess::None);
+        assert_eq!(of(&[Endpoint::Discovery]), KeyAccess::None);
+        assert_eq!(of(&[Endpoint::Me, Endpoint::Login]), KeyAccess::Private);
+        assert_eq!(of(&[]), KeyAccess::None);
+    }
+}
