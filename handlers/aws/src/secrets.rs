@@ -1,9 +1,10 @@
 //! The signing-key secret in AWS Secrets Manager as a [`SecretVersionStore`].
 //!
-//! The API functions read it through [`SecretsManagerKeySource`] (GetSecretValue of `AWSCURRENT` and,
-//! when present, `AWSPENDING`; cached with a TTL, see `keygate_core::rotation::VersionedKeySource`); the
-//! rotate-keys function runs `keygate_core::rotation::run_step` on it (DescribeSecret, GetSecretValue,
-//! PutSecretValue, UpdateSecretVersionStage).
+//! The functions that sign read it through [`SecretsManagerKeySource`] (GetSecretValue of `AWSCURRENT`;
+//! cached with a TTL, see `keygate_core::rotation::VersionedKeySource`); those that only verify read the
+//! public key-set secret instead ([`public_key_source`]), never this one. The rotate-keys function runs
+//! `keygate_core::rotation::run_step` on it (DescribeSecret, GetSecretValue, PutSecretValue,
+//! UpdateSecretVersionStage) and writes the public set ([`SecretsManagerVersions::publishing_to`]).
 
 use std::collections::BTreeMap;
 

@@ -21,8 +21,14 @@
 //!   a valid current set exists, also check that a token signed by the current signing key still
 //!   verifies with the pending set (so finishing cannot invalidate tokens already handed out).
 //! - `finishSecret`: move `AWSCURRENT` to the token's version (Secrets Manager moves `AWSPREVIOUS` to
-//!   the old one), then remove `AWSPENDING` from it. The previous signing key is in the new document and
-//!   keeps signing until the new key's `not_before`.
+//!   the old one), write the public key set of the new current document, then remove `AWSPENDING`.
+//!   The previous signing key is in the new document and keeps signing until the new key's `not_before`.
+//!
+//! Public key set: createSecret and finishSecret, the steps that change what the key set publishes, also
+//! write [`PublicKeySetDocument`] (public JWKs and `not_before`, never a private member) through
+//! [`SecretVersionStore::publish_public`]: on AWS a second secret, the only key material the functions
+//! that verify can read. The first rotation writes it at createSecret, before its key is current and
+//! signs.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -383,8 +389,9 @@ impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
     /// A source that never reads `AWSPENDING`. Tokens are only ever signed by a key of `AWSCURRENT`
     /// (after finishSecret the pending version is current), so the pending key matters to the JWKS,
     /// which must publish a key before it signs (DESIGN, token model), and to nothing else. The API
-    /// functions use this: one GetSecretValue per cold start and per cache refresh instead of two. The
-    /// JWKS is served by the well-known function and the local server, whose sources read both.
+    /// functions that sign use this: one GetSecretValue per cold start and per cache refresh instead of
+    /// two. The JWKS is served by the local server, whose source reads both, and on AWS from the public
+    /// key set, into which createSecret writes the pending key ([`public_keys`](Self::public_keys)).
     pub fn without_pending(mut self) -> Self {
         self.read_pending = false;
         self
