@@ -22,10 +22,20 @@ export interface TableAccess {
   readonly byUserIdIndex: readonly 'Query'[];
 }
 
+/**
+ * Which key secret a function may read, the one field its grant and environment follow:
+ * 'private' for functions that sign (the signing secret), 'public' for those that only verify or
+ * publish the JWKS (the public key set rotate-keys writes), 'none' for those whose endpoints use no
+ * key, 'rotate' for rotate-keys (rotation of the signing secret, write of the public set). It is the
+ * most any of the function's endpoints needs in keygate-http (`Endpoint::key_access`).
+ */
+export type KeyAccess = 'private' | 'public' | 'none' | 'rotate';
+
 export interface FunctionSpec {
   readonly name: FunctionName;
   readonly description: string;
   readonly routes: readonly Route[];
+  readonly keys: KeyAccess;
   /** Undefined: no table access at all (no KEYGATE_TABLE_NAME either). */
   readonly tableAccess?: TableAccess;
 }
@@ -34,36 +44,42 @@ export const FUNCTION_SPECS: Readonly<Record<FunctionName, FunctionSpec>> = {
   register: {
     name: 'register',
     description: 'POST /auth/register: create a user',
+    keys: 'none',
     routes: [{ method: 'POST', path: '/auth/register', exposure: 'expensive' }],
     tableAccess: { table: ['PutItem'], byUserIdIndex: [] },
   },
   login: {
     name: 'login',
     description: 'POST /auth/login: verify a password, issue tokens',
+    keys: 'private',
     routes: [{ method: 'POST', path: '/auth/login', exposure: 'expensive' }],
     tableAccess: { table: ['GetItem', 'UpdateItem', 'TransactWriteItems'], byUserIdIndex: [] },
   },
   refresh: {
     name: 'refresh',
     description: 'POST /auth/refresh: rotate a refresh token',
+    keys: 'private',
     routes: [{ method: 'POST', path: '/auth/refresh', exposure: 'token' }],
     tableAccess: { table: ['TransactWriteItems', 'GetItem', 'Query', 'BatchWriteItem'], byUserIdIndex: [] },
   },
   logout: {
     name: 'logout',
     description: 'POST /auth/logout: revoke one refresh-token family',
+    keys: 'none',
     routes: [{ method: 'POST', path: '/auth/logout', exposure: 'light' }],
     tableAccess: { table: ['GetItem', 'Query', 'BatchWriteItem'], byUserIdIndex: [] },
   },
   'logout-all': {
     name: 'logout-all',
     description: 'POST /auth/logout-all: revoke every session of the caller',
+    keys: 'public',
     routes: [{ method: 'POST', path: '/auth/logout-all', exposure: 'light' }],
     tableAccess: { table: ['GetItem', 'UpdateItem'], byUserIdIndex: ['Query'] },
   },
   'change-password': {
     name: 'change-password',
     description: 'POST /auth/password: change the password, revoke sessions, issue tokens',
+    keys: 'private',
     routes: [{ method: 'POST', path: '/auth/password', exposure: 'expensive' }],
     tableAccess: {
       table: ['GetItem', 'UpdateItem', 'TransactWriteItems'],
@@ -73,12 +89,14 @@ export const FUNCTION_SPECS: Readonly<Record<FunctionName, FunctionSpec>> = {
   me: {
     name: 'me',
     description: 'GET /auth/me: the caller profile',
+    keys: 'public',
     routes: [{ method: 'GET', path: '/auth/me', exposure: 'light' }],
     tableAccess: { table: ['GetItem'], byUserIdIndex: ['Query'] },
   },
   'well-known': {
     name: 'well-known',
     description: 'GET /.well-known/jwks.json and /.well-known/openid-configuration',
+    keys: 'public',
     routes: [
       { method: 'GET', path: '/.well-known/jwks.json', exposure: 'light' },
       { method: 'GET', path: '/.well-known/openid-configuration', exposure: 'light' },
@@ -87,6 +105,7 @@ export const FUNCTION_SPECS: Readonly<Record<FunctionName, FunctionSpec>> = {
   'rotate-keys': {
     name: 'rotate-keys',
     description: 'Secrets Manager rotation of the signing-key set',
+    keys: 'rotate',
     routes: [],
   },
 };

@@ -24,6 +24,15 @@ export function acknowledgeFunctionRole(policy: iam.Policy | IConstruct): void {
   );
 }
 
+/** The public key-set secret, written by the signing secret's rotation function. */
+export function acknowledgePublicKeySecret(secret: IConstruct): void {
+  ack(
+    secret,
+    'AwsSolutions-SMG4',
+    'Holds only public keys (no credential to rotate): rotate-keys rewrites it in each step of the signing secret\'s own rotation that changes what the key set publishes (createSecret, finishSecret), so it follows that schedule.',
+  );
+}
+
 /** A public method of the authentication API. */
 export function acknowledgeAuthMethod(method: apigateway.Method): void {
   const reason =

@@ -1,7 +1,8 @@
 """Creates the benchmark's table and key secret on a running moto server (boto3 comes with moto).
 
-Usage: python moto_fixture.py ENDPOINT TABLE SECRET_NAME KEYSET_JSON_FILE [ITEMS_JSON_FILE]
-Prints one JSON line: {"secret_arn": ...}. The table follows the contract: pk/sk strings, TTL attribute
+Usage: python moto_fixture.py ENDPOINT TABLE SECRET_NAME KEYSET_JSON_FILE [ITEMS_JSON_FILE [PUBLIC_KEYSET_JSON_FILE]]
+Prints one JSON line: {"secret_arn": ..., "public_secret_arn": ...} (the second with a public key set,
+stored as SECRET_NAME-public, what rotate-keys writes for the functions that only verify). The table follows the contract: pk/sk strings, TTL attribute
 expiresAt, one KEYS_ONLY GSI byUserId on userId; on demand. ITEMS_JSON_FILE holds DynamoDB-typed items
 to put (the Node.js baseline's own user and first refresh token).
 """
@@ -15,6 +16,7 @@ import boto3
 def main() -> None:
     endpoint, table, secret_name, keyset_file = sys.argv[1:5]
     items_file = sys.argv[5] if len(sys.argv) > 5 else None
+    public_file = sys.argv[6] if len(sys.argv) > 6 else None
     session = boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"
     )
@@ -47,7 +49,12 @@ def main() -> None:
         with open(items_file, encoding="utf-8") as f:
             for item in json.load(f):
                 ddb.put_item(TableName=table, Item=item)
-    print(json.dumps({"secret_arn": secret["ARN"]}))
+    out = {"secret_arn": secret["ARN"]}
+    if public_file:
+        with open(public_file, encoding="utf-8") as f:
+            public = sm.create_secret(Name=secret_name + "-public", SecretString=f.read())
+        out["public_secret_arn"] = public["ARN"]
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

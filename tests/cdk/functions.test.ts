@@ -80,10 +80,15 @@ describe('functions', () => {
 
   test('environment follows the contract', () => {
     const secretId = logicalId(template, 'AWS::SecretsManager::Secret', 'KeysSecret');
+    const publicId = logicalId(template, 'AWS::SecretsManager::Secret', 'KeysPublicKeySet');
     const tableId = logicalId(template, 'AWS::DynamoDB::Table', 'DataTable');
+    const signs = ['login', 'refresh', 'change-password', 'rotate-keys'];
+    const readsPublic = ['me', 'logout-all', 'well-known', 'rotate-keys'];
     for (const name of FUNCTION_NAMES) {
       const env = fn(template, name).Environment.Variables;
-      expect(env.KEYGATE_KEYS_SECRET_ID).toEqual({ Ref: secretId });
+      // A function is told the name of the key secrets it may read, and only those.
+      expect(env.KEYGATE_KEYS_SECRET_ID).toEqual(signs.includes(name) ? { Ref: secretId } : undefined);
+      expect(env.KEYGATE_PUBLIC_KEYS_SECRET_ID).toEqual(readsPublic.includes(name) ? { Ref: publicId } : undefined);
       expect(env.KEYGATE_AUDIENCE).toBe('keygate');
       expect(env.KEYGATE_ACCESS_TOKEN_TTL_SECONDS).toBe('900');
       expect(env.KEYGATE_REFRESH_FAMILY_TTL_SECONDS).toBe('2592000');
@@ -143,32 +148,92 @@ describe('functions', () => {
     expect(stmts.flatMap((s) => ([] as string[]).concat(s.Action)).filter((a) => a.startsWith('dynamodb:'))).toEqual([]);
   });
 
-  test.each(FUNCTION_NAMES.filter((n) => n !== 'rotate-keys'))('%s: GetSecretValue on the one secret, Decrypt only via Secrets Manager', (name) => {
+  describe('key secrets: private keys only where tokens are signed', () => {
     const secretId = logicalId(template, 'AWS::SecretsManager::Secret', 'KeysSecret');
+    const publicId = logicalId(template, 'AWS::SecretsManager::Secret', 'KeysPublicKeySet');
     const keyId = logicalId(template, 'AWS::KMS::Key', 'KeysKey');
-    const stmts = statements(template, name);
-    const secretStmts = stmts.filter((s) => ([] as string[]).concat(s.Action).some((a) => a.startsWith('secretsmanager:')));
-    expect(secretStmts).toEqual([{ Sid: 'ReadSigningKeys', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: secretId } }]);
-    const keyStmt = stmts.find((s) => JSON.stringify(s.Resource) === JSON.stringify({ 'Fn::GetAtt': [keyId, 'Arn'] }));
-    expect(keyStmt.Action).toBe('kms:Decrypt');
-    expect(keyStmt.Condition.StringEquals['kms:ViaService']).toEqual({ 'Fn::Join': ['', ['secretsmanager.', { Ref: 'AWS::Region' }, '.amazonaws.com']] });
+    const viaSecretsManager = { 'Fn::Join': ['', ['secretsmanager.', { Ref: 'AWS::Region' }, '.amazonaws.com']] };
+    const secretStatements = (name: FunctionName) =>
+      statements(template, name).filter((s) => ([] as string[]).concat(s.Action).some((a) => a.startsWith('secretsmanager:')));
+    const keyStatements = (name: FunctionName) =>
+      statements(template, name).filter((s) => JSON.stringify(s.Resource) === JSON.stringify({ 'Fn::GetAtt': [keyId, 'Arn'] }));
+    /** The secrets `name` may call GetSecretValue on. */
+    const readable = (name: FunctionName) =>
+      secretStatements(name)
+        .filter((s) => ([] as string[]).concat(s.Action).includes('secretsmanager:GetSecretValue'))
+        .flatMap((s) => ([] as any[]).concat(s.Resource).map((r) => r.Ref));
+
+    test('only login, refresh, change-password and rotate-keys can read the signing secret', () => {
+      const readers = FUNCTION_NAMES.filter((n) => readable(n).includes(secretId));
+      expect([...readers].sort()).toEqual(['change-password', 'login', 'refresh', 'rotate-keys']);
+    });
+
+    test.each(['login', 'refresh', 'change-password'] as FunctionName[])('%s: GetSecretValue on the signing secret only, Decrypt only for it via Secrets Manager', (name) => {
+      expect(secretStatements(name)).toEqual([{ Sid: 'ReadSigningKeys', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: secretId } }]);
+      expect(keyStatements(name)).toEqual([
+        {
+          Sid: 'DecryptSigningKeysViaSecretsManager',
+          Effect: 'Allow',
+          Action: 'kms:Decrypt',
+          Resource: { 'Fn::GetAtt': [keyId, 'Arn'] },
+          Condition: { StringEquals: { 'kms:ViaService': viaSecretsManager, 'kms:EncryptionContext:SecretARN': { Ref: secretId } } },
+        },
+      ]);
+    });
+
+    test.each(['me', 'logout-all', 'well-known'] as FunctionName[])('%s: reads only the public key set, Decrypt only for it', (name) => {
+      expect(secretStatements(name)).toEqual([{ Sid: 'ReadPublicKeys', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: publicId } }]);
+      expect(keyStatements(name)).toEqual([
+        {
+          Sid: 'DecryptPublicKeysViaSecretsManager',
+          Effect: 'Allow',
+          Action: 'kms:Decrypt',
+          Resource: { 'Fn::GetAtt': [keyId, 'Arn'] },
+          Condition: { StringEquals: { 'kms:ViaService': viaSecretsManager, 'kms:EncryptionContext:SecretARN': { Ref: publicId } } },
+        },
+      ]);
+    });
+
+    test.each(['register', 'logout'] as FunctionName[])('%s: no key secret and no use of the signing CMK at all', (name) => {
+      expect(secretStatements(name)).toEqual([]);
+      expect(keyStatements(name)).toEqual([]);
+    });
+
+    test('the grants follow the catalog field (one fact): every function with keys "public" reads the public set alone', () => {
+      for (const name of FUNCTION_NAMES) {
+        const expected = { private: [secretId], public: [publicId], none: [], rotate: [secretId, publicId] }[FUNCTION_SPECS[name].keys];
+        expect([...readable(name)].sort()).toEqual([...expected].sort());
+      }
+    });
+
+    test('the public key set is its own secret under the same CMK, starting as a placeholder', () => {
+      const secret = resourcesOfType(template, 'AWS::SecretsManager::Secret')[publicId].Properties!;
+      expect(secret.KmsKeyId).toEqual({ 'Fn::GetAtt': [keyId, 'Arn'] });
+      expect(secret.SecretString).toBeUndefined();
+      expect(secret.GenerateSecretString.PasswordLength).toBe(32);
+    });
   });
 
   test('rotate-keys: the four rotation actions on the one secret, the CMK only via Secrets Manager', () => {
     const secretId = logicalId(template, 'AWS::SecretsManager::Secret', 'KeysSecret');
     const keyId = logicalId(template, 'AWS::KMS::Key', 'KeysKey');
     const stmts = statements(template, 'rotate-keys');
+    const publicId = logicalId(template, 'AWS::SecretsManager::Secret', 'KeysPublicKeySet');
     const sm = stmts.filter((s) => ([] as string[]).concat(s.Action).some((a) => a.startsWith('secretsmanager:')));
-    expect(sm).toHaveLength(1);
-    expect([...sm[0].Action].sort()).toEqual([
+    expect(sm).toHaveLength(2);
+    const onSigning = sm.find((s) => JSON.stringify(s.Resource) === JSON.stringify({ Ref: secretId }));
+    expect([...onSigning.Action].sort()).toEqual([
       'secretsmanager:DescribeSecret',
       'secretsmanager:GetSecretValue',
       'secretsmanager:PutSecretValue',
       'secretsmanager:UpdateSecretVersionStage',
     ]);
-    expect(sm[0].Resource).toEqual({ Ref: secretId });
+    // The public key set: written (and read, to skip unchanged writes), never rotated or relabelled.
+    const onPublic = sm.find((s) => JSON.stringify(s.Resource) === JSON.stringify({ Ref: publicId }));
+    expect([...onPublic.Action].sort()).toEqual(['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue']);
     const kms = stmts.find((s) => JSON.stringify(s.Resource) === JSON.stringify({ 'Fn::GetAtt': [keyId, 'Arn'] }));
     expect(kms.Condition.StringEquals['kms:ViaService']).toBeDefined();
+    expect(kms.Condition.StringEquals['kms:EncryptionContext:SecretARN']).toEqual([{ Ref: secretId }, { Ref: publicId }]);
   });
 
   test('every role: only its own log group, X-Ray, and nothing else with a wildcard resource', () => {

@@ -140,10 +140,12 @@ def main():
     )
     # What CDK creates before the first rotation: a random string, not a key set.
     secret_arn = sm.create_secret(Name="keygate-e2e-keys-" + uuid.uuid4().hex[:8], SecretString=uuid.uuid4().hex + "!#A")["ARN"]
+    public_arn = sm.create_secret(Name="keygate-e2e-public-keys-" + uuid.uuid4().hex[:8], SecretString=uuid.uuid4().hex + "!#A")["ARN"]
 
     env = {
         "KEYGATE_TABLE_NAME": table,
         "KEYGATE_KEYS_SECRET_ID": secret_arn,
+        "KEYGATE_PUBLIC_KEYS_SECRET_ID": public_arn,
         "KEYGATE_ISSUER": f"https://{HOST}/{STAGE}",
         "KEYGATE_AUDIENCE": "keygate",
         "KEYGATE_METRICS_NAMESPACE": f"Keygate/{STAGE}",
@@ -181,6 +183,11 @@ def main():
     stages = sm.describe_secret(SecretId=secret_arn)["VersionIdsToStages"]
     c.check("rotate-keys: the token's version is AWSCURRENT, no AWSPENDING left",
             stages.get(token) == ["AWSCURRENT"] and not any("AWSPENDING" in v for v in stages.values()), str(stages))
+    public_set = json.loads(sm.get_secret_value(SecretId=public_arn)["SecretString"])
+    c.check("rotate-keys: the public key set holds the new key and no private member",
+            len(public_set.get("keys", [])) == 1
+            and not any(m in k.get("jwk", {}) or m in k for k in public_set["keys"] for m in ("d", "p", "q", "k", "private_key")),
+            json.dumps(public_set)[:300])
 
     email = f"e2e-{uuid.uuid4().hex[:10]}@example.com"
     status, body, _, out = fns.http("register", "POST", "/auth/register", {"email": email, "password": PASSWORD})

@@ -2,7 +2,7 @@ import { Aws, Duration } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { FUNCTION_NAMES, FunctionName, StageSettings, metricsNamespace } from '../../config';
-import { FUNCTION_SPECS, iamActionsFor } from '../catalog';
+import { FUNCTION_SPECS, KeyAccess, iamActionsFor } from '../catalog';
 import { KeygateTable } from '../data/table';
 import { SigningKeys } from '../keys/signing-keys';
 import { KeygateFunction } from './rust-function';
@@ -16,11 +16,25 @@ export interface KeygateFunctionsProps {
   readonly issuer: string;
 }
 
+/**
+ * The name of each key secret a function may read (rotate-keys: both, it rotates one and writes
+ * the other); a function is not told the name of a secret it has no grant on.
+ */
+export function keyEnvironment(access: KeyAccess, keys: SigningKeys): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (access === 'private' || access === 'rotate') {
+    env.KEYGATE_KEYS_SECRET_ID = keys.secret.secretArn;
+  }
+  if (access === 'public' || access === 'rotate') {
+    env.KEYGATE_PUBLIC_KEYS_SECRET_ID = keys.publicSecret.secretArn;
+  }
+  return env;
+}
+
 /** The environment every function gets (contract: Lambda environment variables). */
-export function baseEnvironment(settings: StageSettings, secretArn: string, issuer: string): Record<string, string> {
+export function baseEnvironment(settings: StageSettings, issuer: string): Record<string, string> {
   const a = settings.auth;
   return {
-    KEYGATE_KEYS_SECRET_ID: secretArn,
     KEYGATE_ISSUER: issuer,
     KEYGATE_AUDIENCE: a.audience,
     KEYGATE_ACCESS_TOKEN_TTL_SECONDS: String(a.accessTokenTtlSeconds),
@@ -38,7 +52,8 @@ export function baseEnvironment(settings: StageSettings, secretArn: string, issu
 
 /**
  * Every keygate function, each with exactly the table calls the contract lists for it and read
- * access to the signing-key secret; rotate-keys gets the rotation permissions instead.
+ * access to the key secret its catalog `keys` names (none for register and logout); rotate-keys
+ * gets the rotation permissions instead.
  */
 export class KeygateFunctions extends Construct {
   readonly byName: Readonly<Record<FunctionName, KeygateFunction>>;
@@ -46,12 +61,12 @@ export class KeygateFunctions extends Construct {
   constructor(scope: Construct, id: string, props: KeygateFunctionsProps) {
     super(scope, id);
     const { settings, table, keys } = props;
-    const env = baseEnvironment(settings, keys.secret.secretArn, props.issuer);
+    const env = baseEnvironment(settings, props.issuer);
     const byName = {} as Record<FunctionName, KeygateFunction>;
 
     for (const name of FUNCTION_NAMES) {
       const spec = FUNCTION_SPECS[name];
-      const environment: Record<string, string> = { ...env };
+      const environment: Record<string, string> = { ...env, ...keyEnvironment(spec.keys, keys) };
       if (spec.tableAccess) {
         environment.KEYGATE_TABLE_NAME = table.table.tableName;
       }
@@ -67,9 +82,7 @@ export class KeygateFunctions extends Construct {
       if (spec.tableAccess) {
         grantTableAccess(f, table, spec.tableAccess.table, spec.tableAccess.byUserIdIndex);
       }
-      if (name !== 'rotate-keys') {
-        keys.grantRead(f.fn);
-      }
+      keys.grantRead(f.fn, spec.keys);
     }
     keys.addRotation(byName['rotate-keys'].fn, settings.keys.rotationDays);
     this.byName = byName;

@@ -5,6 +5,8 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { StageSettings } from '../../config';
+import { KeyAccess } from '../catalog';
+import { acknowledgePublicKeySecret } from '../nag';
 
 export interface SigningKeysProps {
   readonly settings: StageSettings;
@@ -22,10 +24,16 @@ export function secretsManagerViaService(): string {
  * The template holds no key material: the secret starts as a random placeholder string that no
  * function accepts as a key set (they answer 503), and the rotation schedule added by
  * `addRotation` runs rotate-keys once as soon as it is created, which writes the first real set.
+ *
+ * Beside it, the public key set (same CMK): rotate-keys writes the public JWKs and each key's
+ * `not_before` there in createSecret (the pending key, before it can sign; for a deployment's first
+ * key, before finishSecret makes it current) and finishSecret. Functions that only verify read that
+ * secret and have no grant on the signing secret.
  */
 export class SigningKeys extends Construct {
   readonly key: kms.Key;
   readonly secret: secretsmanager.Secret;
+  readonly publicSecret: secretsmanager.Secret;
 
   constructor(scope: Construct, id: string, props: SigningKeysProps) {
     super(scope, id);
@@ -86,26 +94,59 @@ export class SigningKeys extends Construct {
       generateSecretString: { passwordLength: 32, excludePunctuation: true },
       removalPolicy,
     });
+
+    this.publicSecret = new secretsmanager.Secret(this, 'PublicKeySet', {
+      description: `keygate ${settings.stageName}: public keys of the JWT signing-key set (written by the rotate-keys function)`,
+      encryptionKey: this.key,
+      // Until the first rotation writes the public set: not a key set, so verifiers answer 503.
+      generateSecretString: { passwordLength: 32, excludePunctuation: true },
+      removalPolicy,
+    });
+    acknowledgePublicKeySecret(this.publicSecret);
+  }
+
+  /** The secret a function with `access` reads (none for 'none' and 'rotate', see addRotation). */
+  secretFor(access: KeyAccess): secretsmanager.Secret | undefined {
+    switch (access) {
+      case 'private':
+        return this.secret;
+      case 'public':
+        return this.publicSecret;
+      default:
+        return undefined;
+    }
   }
 
   /**
-   * Grants an API function what it needs to read the key set: GetSecretValue on this one secret,
-   * and Decrypt on the key only when Secrets Manager calls KMS for it.
+   * Grants an API function what its key access needs: GetSecretValue on that one secret, and Decrypt
+   * on the key only when Secrets Manager calls KMS for that secret (its ARN is the encryption
+   * context Secrets Manager sends), so a verifier's Decrypt cannot open the signing secret either.
+   * 'none' grants nothing.
    */
-  grantRead(fn: lambda.IFunction): void {
+  grantRead(fn: lambda.IFunction, access: KeyAccess): void {
+    const secret = this.secretFor(access);
+    if (!secret) {
+      return;
+    }
+    const which = access === 'private' ? 'SigningKeys' : 'PublicKeys';
     fn.addToRolePolicy(
       new iam.PolicyStatement({
-        sid: 'ReadSigningKeys',
+        sid: `Read${which}`,
         actions: ['secretsmanager:GetSecretValue'],
-        resources: [this.secret.secretArn],
+        resources: [secret.secretArn],
       }),
     );
     fn.addToRolePolicy(
       new iam.PolicyStatement({
-        sid: 'DecryptSigningKeysViaSecretsManager',
+        sid: `Decrypt${which}ViaSecretsManager`,
         actions: ['kms:Decrypt'],
         resources: [this.key.keyArn],
-        conditions: { StringEquals: { 'kms:ViaService': secretsManagerViaService() } },
+        conditions: {
+          StringEquals: {
+            'kms:ViaService': secretsManagerViaService(),
+            'kms:EncryptionContext:SecretARN': secret.secretArn,
+          },
+        },
       }),
     );
   }
@@ -129,10 +170,22 @@ export class SigningKeys extends Construct {
           resources: [this.secret.secretArn],
         }),
         new iam.PolicyStatement({
+          // GetSecretValue to skip a write that would change nothing (a retried step).
+          sid: 'WritePublicKeySet',
+          actions: ['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue'],
+          resources: [this.publicSecret.secretArn],
+        }),
+        new iam.PolicyStatement({
           sid: 'UseSigningKeyCmkViaSecretsManager',
           actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'],
           resources: [this.key.keyArn],
-          conditions: { StringEquals: { 'kms:ViaService': secretsManagerViaService() } },
+          // A list under StringEquals matches either value (the context key is single-valued).
+          conditions: {
+            StringEquals: {
+              'kms:ViaService': secretsManagerViaService(),
+              'kms:EncryptionContext:SecretARN': [this.secret.secretArn, this.publicSecret.secretArn],
+            },
+          },
         }),
       ],
     });

@@ -1,9 +1,10 @@
 //! The signing-key secret in AWS Secrets Manager as a [`SecretVersionStore`].
 //!
-//! The API functions read it through [`SecretsManagerKeySource`] (GetSecretValue of `AWSCURRENT` and,
-//! when present, `AWSPENDING`; cached with a TTL, see `keygate_core::rotation::VersionedKeySource`); the
-//! rotate-keys function runs `keygate_core::rotation::run_step` on it (DescribeSecret, GetSecretValue,
-//! PutSecretValue, UpdateSecretVersionStage).
+//! The functions that sign read it through [`SecretsManagerKeySource`] (GetSecretValue of `AWSCURRENT`;
+//! cached with a TTL, see `keygate_core::rotation::VersionedKeySource`); those that only verify read the
+//! public key-set secret instead ([`public_key_source`]), never this one. The rotate-keys function runs
+//! `keygate_core::rotation::run_step` on it (DescribeSecret, GetSecretValue, PutSecretValue,
+//! UpdateSecretVersionStage) and writes the public set ([`SecretsManagerVersions::publishing_to`]).
 
 use std::collections::BTreeMap;
 
@@ -23,6 +24,9 @@ pub type SecretsManagerKeySource = VersionedKeySource<SecretsManagerVersions, Sy
 pub struct SecretsManagerVersions {
     client: Client,
     secret_id: String,
+    /// The public key-set secret rotate-keys keeps in sync (`KEYGATE_PUBLIC_KEYS_SECRET_ID`); `None`
+    /// for a reader, which never publishes.
+    public_secret_id: Option<String>,
 }
 
 fn store_error<E: std::error::Error + Send + Sync + 'static>(
@@ -52,7 +56,15 @@ impl SecretsManagerVersions {
         Self {
             client,
             secret_id: secret_id.into(),
+            public_secret_id: None,
         }
+    }
+
+    /// The signing secret as rotate-keys sees it: each step that changes what the key set publishes
+    /// also writes the public set to `public_secret_id` (PutSecretValue, staged `AWSCURRENT`).
+    pub fn publishing_to(mut self, public_secret_id: impl Into<String>) -> Self {
+        self.public_secret_id = Some(public_secret_id.into());
+        self
     }
 
     pub fn secret_id(&self) -> &str {
@@ -146,6 +158,44 @@ impl SecretVersionStore for SecretsManagerVersions {
             .map(|_| ())
             .map_err(|e| store_error("UpdateSecretVersionStage", e))
     }
+
+    async fn publish_public(&self, value: &str) -> Result<(), RotationError> {
+        let Some(public_secret_id) = &self.public_secret_id else {
+            return Err(RotationError::Store(
+                "no public key secret is configured to publish to".into(),
+            ));
+        };
+        // Skipped when unchanged, so a retried step does not pile up versions.
+        let unchanged = Self::new(self.client.clone(), public_secret_id.clone())
+            .get(None, Some(keygate_core::rotation::AWSCURRENT))
+            .await?
+            .is_some_and(|current| current == value);
+        if unchanged {
+            return Ok(());
+        }
+        self.client
+            .put_secret_value()
+            .secret_id(public_secret_id)
+            .secret_string(value)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error("PutSecretValue (public key set)", e))
+    }
+}
+
+/// The verify-only key source over the public key-set secret `public_secret_id`, caching for `ttl`.
+pub fn public_key_source(
+    client: Client,
+    public_secret_id: impl Into<String>,
+    ttl: std::time::Duration,
+) -> SecretsManagerKeySource {
+    VersionedKeySource::new(
+        SecretsManagerVersions::new(client, public_secret_id),
+        SystemClock,
+        ttl,
+    )
+    .public_keys()
 }
 
 /// The key source over `secret_id`, caching for `ttl`.

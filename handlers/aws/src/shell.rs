@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use keygate_core::keys::KeyTimeline;
+use keygate_core::keys::{KeyError, KeySet};
 use keygate_core::rotation::{RotationStep, run_step};
 use keygate_core::store::{
     AttemptCounter, AttemptScope, LoginCompletion, PasswordChange, RefreshRecord,
@@ -25,7 +26,7 @@ use keygate_core::store::{
 use keygate_core::{
     AuthConfig, AuthService, Clock as _, ConfigError, KeySource as _, SigningAlgorithm, SystemClock,
 };
-use keygate_http::Endpoint;
+use keygate_http::{Endpoint, KeyAccess};
 use lambda_http::RequestExt as _;
 use lambda_http::request::RequestContext;
 use metrics_cloudwatch_embedded::Collector;
@@ -47,7 +48,12 @@ pub enum Table {
 pub struct HttpSettings {
     pub auth: AuthConfig,
     pub table_name: Option<String>,
-    pub keys_secret_id: String,
+    /// Which keys the function's endpoints need ([`KeyAccess::of`]).
+    pub key_access: KeyAccess,
+    /// The signing secret (`KEYGATE_KEYS_SECRET_ID`) for [`KeyAccess::Private`], the public key-set
+    /// secret (`KEYGATE_PUBLIC_KEYS_SECRET_ID`) for [`KeyAccess::Public`], none for [`KeyAccess::None`]:
+    /// a function is never told the name of a secret it has no grant to read.
+    pub keys_secret_id: Option<String>,
     pub key_cache_ttl: Duration,
     pub metrics_namespace: String,
 }
@@ -56,13 +62,19 @@ impl HttpSettings {
     pub fn from_lookup<F: Fn(&str) -> Option<String>>(
         lookup: F,
         table: Table,
+        key_access: KeyAccess,
     ) -> Result<Self, ConfigError> {
         Ok(Self {
             table_name: match table {
                 Table::Used => Some(settings::read_table_name(&lookup)?),
                 Table::NotUsed => None,
             },
-            keys_secret_id: settings::read_keys_secret_id(&lookup)?,
+            key_access,
+            keys_secret_id: match key_access {
+                KeyAccess::Private => Some(settings::read_keys_secret_id(&lookup)?),
+                KeyAccess::Public => Some(settings::read_public_keys_secret_id(&lookup)?),
+                KeyAccess::None => None,
+            },
             key_cache_ttl: settings::read_key_cache_ttl(&lookup)?,
             metrics_namespace: settings::read_metrics_namespace(&lookup)?,
             auth: AuthConfig::from_lookup(&lookup)?,
@@ -141,6 +153,54 @@ impl RefreshTokenStore for NoTable {
     }
 }
 
+/// A function's keys, as its endpoints need them ([`KeyAccess`]).
+pub enum FunctionKeys {
+    /// The signing secret (`AWSCURRENT` only: tokens are only signed by current keys) or the public
+    /// key-set secret.
+    Secret(SecretsManagerKeySource),
+    /// A function whose endpoints use no key (register, logout): it reads no secret.
+    NoKeys,
+}
+
+impl FunctionKeys {
+    fn new(
+        access: KeyAccess,
+        client: aws_sdk_secretsmanager::Client,
+        secret_id: Option<&str>,
+        ttl: Duration,
+    ) -> Self {
+        match (access, secret_id) {
+            (KeyAccess::Private, Some(id)) => {
+                Self::Secret(secrets::key_source(client, id, ttl).without_pending())
+            }
+            (KeyAccess::Public, Some(id)) => {
+                Self::Secret(secrets::public_key_source(client, id, ttl))
+            }
+            _ => Self::NoKeys,
+        }
+    }
+
+    fn no_keys() -> KeyError {
+        KeyError::Unavailable("this function's endpoints use no keys".into())
+    }
+}
+
+impl keygate_core::KeySource for FunctionKeys {
+    async fn key_set(&self) -> Result<std::sync::Arc<KeySet>, KeyError> {
+        match self {
+            Self::Secret(source) => source.key_set().await,
+            Self::NoKeys => Err(Self::no_keys()),
+        }
+    }
+
+    async fn key_set_knowing(&self, kid: &str) -> Result<std::sync::Arc<KeySet>, KeyError> {
+        match self {
+            Self::Secret(source) => source.key_set_knowing(kid).await,
+            Self::NoKeys => Err(Self::no_keys()),
+        }
+    }
+}
+
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     // One request at a time per execution environment: a single-threaded runtime is all it needs.
     tokio::runtime::Builder::new_current_thread()
@@ -152,13 +212,12 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 pub fn run_http(endpoints: &'static [Endpoint]) -> ExitCode {
     start_http(
         Table::Used,
+        endpoints,
         async move |settings, metrics, sdk_config, keys| {
             let Some(table_name) = settings.table_name else {
                 return Err("KEYGATE_TABLE_NAME: is required".into());
             };
             let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), table_name);
-            // API functions sign and verify with AWSCURRENT; only well-known publishes AWSPENDING.
-            let keys = keys.without_pending();
             tokio::join!(warm_keys(&keys), store.warm_up());
             serve(metrics, settings.auth, store, keys, endpoints).await
         },
@@ -166,11 +225,12 @@ pub fn run_http(endpoints: &'static [Endpoint]) -> ExitCode {
 }
 
 /// `main` of an API function without table access (well-known). A separate entry point rather than a
-/// flag, so such a binary links no DynamoDB client at all. Its key source reads `AWSPENDING` too: the
-/// JWKS publishes a pending key before it signs.
+/// flag, so such a binary links no DynamoDB client at all. It publishes the JWKS from the public key
+/// set, which holds the pending key during a rotation (rotate-keys writes it there at createSecret).
 pub fn run_http_without_table(endpoints: &'static [Endpoint]) -> ExitCode {
     start_http(
         Table::NotUsed,
+        endpoints,
         async move |settings, metrics, _sdk_config, keys| {
             warm_keys(&keys).await;
             serve(metrics, settings.auth, NoTable, keys, endpoints).await
@@ -179,13 +239,13 @@ pub fn run_http_without_table(endpoints: &'static [Endpoint]) -> ExitCode {
 }
 
 /// Init common to the API functions, then `serve_with` (store setup and the runtime loop).
-fn start_http<F>(table: Table, serve_with: F) -> ExitCode
+fn start_http<F>(table: Table, endpoints: &[Endpoint], serve_with: F) -> ExitCode
 where
     F: AsyncFnOnce(
         HttpSettings,
         &'static Collector,
         aws_config::SdkConfig,
-        SecretsManagerKeySource,
+        FunctionKeys,
     ) -> Result<(), lambda_runtime::Error>,
 {
     telemetry::init_logging();
@@ -197,7 +257,7 @@ where
         }
     };
     runtime.block_on(async move {
-        let settings = match HttpSettings::from_lookup(settings::env_lookup, table) {
+        let settings = match HttpSettings::from_lookup(settings::env_lookup, table, KeyAccess::of(endpoints)) {
             Ok(settings) => settings,
             Err(e) => return init_failed("Runtime.ConfigError", &e.to_string()).await,
         };
@@ -206,7 +266,7 @@ where
             Err(e) => return init_failed("Runtime.InitError", &e).await,
         };
         let sdk_config = sdk::load().await;
-        let keys = secrets::key_source(aws_sdk_secretsmanager::Client::new(&sdk_config), &settings.keys_secret_id, settings.key_cache_ttl);
+        let keys = FunctionKeys::new(settings.key_access, aws_sdk_secretsmanager::Client::new(&sdk_config), settings.keys_secret_id.as_deref(), settings.key_cache_ttl);
         match serve_with(settings, metrics, sdk_config, keys).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -217,10 +277,13 @@ where
     })
 }
 
-async fn warm_keys(keys: &SecretsManagerKeySource) {
+async fn warm_keys(keys: &FunctionKeys) {
+    let FunctionKeys::Secret(keys) = keys else {
+        return;
+    };
     match keys.key_set().await {
         Ok(set) => {
-            tracing::info!(target: "keygate::keys", kid = %set.signing_key(SystemClock.now_ms()).kid, "signing keys loaded")
+            tracing::info!(target: "keygate::keys", kid = %set.signing_key(SystemClock.now_ms()).kid, "keys loaded")
         }
         Err(e) => tracing::error!(
             target: "keygate::keys",
@@ -234,7 +297,7 @@ async fn serve<S: keygate_core::store::AuthStore>(
     metrics: &'static Collector,
     auth: AuthConfig,
     store: S,
-    keys: SecretsManagerKeySource,
+    keys: FunctionKeys,
     endpoints: &'static [Endpoint],
 ) -> Result<(), lambda_runtime::Error> {
     let service = match AuthService::new(auth, store, keys, SystemClock) {
@@ -245,8 +308,7 @@ async fn serve<S: keygate_core::store::AuthStore>(
         }
     };
     // Lives as long as the execution environment.
-    let service: &'static AuthService<S, SecretsManagerKeySource, SystemClock> =
-        Box::leak(Box::new(service));
+    let service: &'static AuthService<S, FunctionKeys, SystemClock> = Box::leak(Box::new(service));
     metrics_cloudwatch_embedded::lambda::handler::run_http(
         metrics,
         move |event: lambda_http::Request| async move {
@@ -411,6 +473,11 @@ pub fn run_rotation() -> ExitCode {
             Ok(timing) => timing,
             Err(e) => return init_failed("Runtime.ConfigError", &e.to_string()).await,
         };
+        // Required: every step that changes what the key set publishes writes the public set there.
+        let public_secret = match settings::read_public_keys_secret_id(&lookup) {
+            Ok(id) => id,
+            Err(e) => return init_failed("Runtime.ConfigError", &e.to_string()).await,
+        };
         // Optional here: when set, the function refuses to rotate any other secret.
         let expected_secret = lookup(settings::KEYS_SECRET_ID.env);
         let sdk_config = sdk::load().await;
@@ -418,7 +485,8 @@ pub fn run_rotation() -> ExitCode {
         let handler = move |event: lambda_runtime::LambdaEvent<RotationEvent>| {
             let client = client.clone();
             let expected_secret = expected_secret.clone();
-            async move { rotate_step(client, expected_secret.as_deref(), alg, timeline, event.payload).await }
+            let public_secret = public_secret.clone();
+            async move { rotate_step(client, expected_secret.as_deref(), &public_secret, alg, timeline, event.payload).await }
         };
         match lambda_runtime::run(lambda_runtime::service_fn(handler)).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -434,6 +502,7 @@ pub fn run_rotation() -> ExitCode {
 pub async fn rotate_step(
     client: aws_sdk_secretsmanager::Client,
     expected_secret: Option<&str>,
+    public_secret: &str,
     alg: SigningAlgorithm,
     timeline: KeyTimeline,
     event: RotationEvent,
@@ -444,7 +513,10 @@ pub async fn rotate_step(
     {
         return Err(format!("this function rotates {expected}, not {}", event.secret_id).into());
     }
-    let store = SecretsManagerVersions::new(client, &event.secret_id);
+    if public_secret == event.secret_id {
+        return Err("the public key set cannot be the signing secret".into());
+    }
+    let store = SecretsManagerVersions::new(client, &event.secret_id).publishing_to(public_secret);
     let outcome = run_step(&store, step, &event.client_request_token, alg, timeline, SystemClock.now_ms()).await.map_err(|e| {
         tracing::error!(target: "keygate::rotation", step = %step, version = %event.client_request_token, error = %e, "rotation step failed");
         e
@@ -509,14 +581,25 @@ mod tests {
 
     #[test]
     fn settings_errors_name_the_variable() {
-        let err = HttpSettings::from_lookup(|_| None, Table::Used).unwrap_err();
+        let err = HttpSettings::from_lookup(|_| None, Table::Used, KeyAccess::Private).unwrap_err();
         assert_eq!(err.variable, "KEYGATE_TABLE_NAME");
-        let err = HttpSettings::from_lookup(
-            |name| (name == "KEYGATE_TABLE_NAME").then(|| "t-1".to_owned()),
-            Table::Used,
-        )
-        .unwrap_err();
+        let table = |name: &str| (name == "KEYGATE_TABLE_NAME").then(|| "t-1".to_owned());
+        let err = HttpSettings::from_lookup(table, Table::Used, KeyAccess::Private).unwrap_err();
         assert_eq!(err.variable, "KEYGATE_KEYS_SECRET_ID");
+        let err = HttpSettings::from_lookup(table, Table::Used, KeyAccess::Public).unwrap_err();
+        assert_eq!(err.variable, "KEYGATE_PUBLIC_KEYS_SECRET_ID");
+        // A function whose endpoints use no key needs (and is told) no secret.
+        let no_keys = HttpSettings::from_lookup(
+            |name| match name {
+                "KEYGATE_TABLE_NAME" => Some("t-1".into()),
+                "KEYGATE_ISSUER" => Some("https://x.example".into()),
+                _ => None,
+            },
+            Table::Used,
+            KeyAccess::None,
+        )
+        .unwrap();
+        assert_eq!(no_keys.keys_secret_id, None);
         let settings = HttpSettings::from_lookup(
             |name| match name {
                 "KEYGATE_KEYS_SECRET_ID" => {
@@ -526,6 +609,7 @@ mod tests {
                 _ => None,
             },
             Table::NotUsed,
+            KeyAccess::Private,
         )
         .unwrap();
         assert_eq!(settings.table_name, None);

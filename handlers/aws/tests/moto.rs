@@ -14,8 +14,8 @@ use keygate_aws::{DynamoStore, sdk};
 use keygate_core::audit::RequestContext;
 use keygate_core::clock::ManualClock;
 use keygate_core::keys::{
-    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, SigningAlgorithm, StaticKeySource,
-    generate_key,
+    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, PublicKeySetDocument,
+    SigningAlgorithm, StaticKeySource, generate_key,
 };
 use keygate_core::rotation::{
     AWSCURRENT, AWSPENDING, RotationStep, SecretVersionStore, StepOutcome, VersionedKeySource,
@@ -228,6 +228,41 @@ async fn jwks_status<K: KeySource>(keys: K) -> (u16, String, Value) {
 }
 
 moto_test!(
+    a_verifier_on_a_public_set_not_yet_written_answers_503_and_recovers_after_the_first_rotation,
+    async {
+        let client = secrets_client().await;
+        let signing = create_secret(&client, "Zr8#q1!vT9xWm2@pL5sK7$dN4&hB6^jF").await;
+        // What CDK puts in the public secret before the first rotation: a random string.
+        let public = create_secret(&client, "Qw3#e4!rT5yUi6@oP7aS8$dF9&gH0^jK").await;
+        let verifier = Arc::new(keygate_aws::secrets::public_key_source(
+            client.clone(),
+            &public,
+            Duration::from_secs(1),
+        ));
+        let (status, content_type, body) = jwks_status(verifier.clone()).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (503, "application/problem+json"),
+            "{body}"
+        );
+        keygate_core::rotation::rotate(
+            &SecretsManagerVersions::new(client.clone(), &signing).publishing_to(public.clone()),
+            "00000000-0000-4000-8000-0000000000b1",
+            SigningAlgorithm::Es256,
+            TIMELINE,
+            NOW_MS,
+        )
+        .await
+        .unwrap();
+        // Nothing was cached, so the next request reads the secret again.
+        let (status, _, body) = jwks_status(verifier).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["keys"].as_array().unwrap().len(), 1);
+        assert!(body["keys"][0].get("d").is_none());
+    }
+);
+
+moto_test!(
     cold_start_without_a_key_set_answers_503_and_recovers_after_the_first_rotation,
     async {
         let client = secrets_client().await;
@@ -249,7 +284,8 @@ moto_test!(
             "{body}"
         );
 
-        let versions = SecretsManagerVersions::new(client, &secret);
+        let public = create_secret(&client, "public-placeholder").await;
+        let versions = SecretsManagerVersions::new(client, &secret).publishing_to(public);
         keygate_core::rotation::rotate(
             &versions,
             "00000000-0000-4000-8000-000000000001",
@@ -310,7 +346,8 @@ moto_test!(
     async {
         let client = secrets_client().await;
         let secret = create_secret(&client, "a-random-placeholder-from-cdk-0123456789").await;
-        let versions = SecretsManagerVersions::new(client.clone(), &secret);
+        let public = create_secret(&client, "public-placeholder").await;
+        let versions = SecretsManagerVersions::new(client.clone(), &secret).publishing_to(public);
         let alg = SigningAlgorithm::Es256;
         let token = "11111111-1111-4111-8111-111111111111";
 
@@ -476,11 +513,30 @@ moto_test!(
             client_request_token: "33333333-3333-4333-8333-333333333333".into(),
             step: step.into(),
         };
+        // The public key set starts as CDK creates it: a random placeholder.
+        let public = create_secret(&client, "placeholder-not-a-key-set").await;
+        let public_doc = async || {
+            let text = SecretsManagerVersions::new(client.clone(), &public)
+                .value_at_stage(AWSCURRENT)
+                .await
+                .unwrap()
+                .unwrap();
+            let value: Value = serde_json::from_str(&text).unwrap();
+            for key in value["keys"].as_array().unwrap() {
+                for private in ["d", "p", "q", "dp", "dq", "qi", "k", "private_key"] {
+                    assert!(key["jwk"].get(private).is_none() && key.get(private).is_none());
+                }
+            }
+            PublicKeySetDocument::parse(&text).unwrap()
+        };
+        let kids = |keys: Vec<String>| keys.into_iter().collect::<std::collections::BTreeSet<_>>();
+        let versions = SecretsManagerVersions::new(client.clone(), &arn);
         let before_s = SystemClock.now_ms() / 1000;
         for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
             let out = shell::rotate_step(
                 client.clone(),
                 Some(&arn),
+                &public,
                 SigningAlgorithm::Es256,
                 TIMELINE,
                 event(step),
@@ -488,9 +544,56 @@ moto_test!(
             .await
             .unwrap();
             assert_eq!(out["step"], step);
+            // In sync after every step: the public set publishes what the private source publishes
+            // (current keys and, during the rotation, the pending key).
+            let published = kids(public_doc().await.keys.into_iter().map(|k| k.kid).collect());
+            let private =
+                keygate_aws::secrets::key_source(client.clone(), &arn, Duration::from_secs(300));
+            let jwks = private.key_set().await.unwrap().jwks();
+            let expected = kids(
+                jwks["keys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| k["kid"].as_str().unwrap().to_owned())
+                    .collect(),
+            );
+            assert_eq!(published, expected, "after {step}");
         }
+        // A verifier on the public secret alone accepts a token of the signing set.
+        let signer =
+            keygate_aws::secrets::key_source(client.clone(), &arn, Duration::from_secs(300))
+                .without_pending();
+        let verifier = keygate_aws::secrets::public_key_source(
+            client.clone(),
+            &public,
+            Duration::from_secs(300),
+        );
+        let config = AuthConfig::with_issuer("https://moto.keygate.invalid");
+        let now_ms = SystemClock.now_ms();
+        let issued = keygate_core::tokens::issue(
+            &signer.key_set().await.unwrap(),
+            &config,
+            "00000000-0000-4000-8000-000000000001",
+            now_ms / 1000,
+            now_ms,
+        )
+        .unwrap();
+        keygate_core::tokens::verify_from(&verifier, &config, &issued.token, now_ms)
+            .await
+            .unwrap();
+        assert!(
+            keygate_core::tokens::issue(
+                &verifier.key_set().await.unwrap(),
+                &config,
+                "00000000-0000-4000-8000-000000000001",
+                now_ms / 1000,
+                now_ms,
+            )
+            .is_err(),
+            "the public set cannot sign"
+        );
         let after_s = SystemClock.now_ms() / 1000;
-        let versions = SecretsManagerVersions::new(client.clone(), &arn);
         let rotated =
             KeySetDocument::parse(&versions.value_at_stage(AWSCURRENT).await.unwrap().unwrap())
                 .unwrap();
@@ -510,6 +613,7 @@ moto_test!(
             shell::rotate_step(
                 client.clone(),
                 Some("arn:aws:secretsmanager:us-east-1:1:secret:other"),
+                &public,
                 SigningAlgorithm::Es256,
                 TIMELINE,
                 event("createSecret")
@@ -519,8 +623,9 @@ moto_test!(
         );
         assert!(
             shell::rotate_step(
-                client,
+                client.clone(),
                 Some(&arn),
+                &public,
                 SigningAlgorithm::Es256,
                 TIMELINE,
                 event("dropSecret")
@@ -812,8 +917,9 @@ moto_test!(
         let table = common::create_table(&dynamodb).await;
         let secrets = aws_sdk_secretsmanager::Client::new(&config);
         let secret = create_secret(&secrets, "placeholder-before-the-first-rotation").await;
+        let public = create_secret(&secrets, "public-placeholder").await;
         keygate_core::rotation::rotate(
-            &SecretsManagerVersions::new(secrets.clone(), &secret),
+            &SecretsManagerVersions::new(secrets.clone(), &secret).publishing_to(public),
             "44444444-4444-4444-8444-444444444444",
             SigningAlgorithm::Es256,
             TIMELINE,

@@ -18,7 +18,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keygate_core::keys::{KeySet, KeySetDocument, SigningAlgorithm, generate_key};
+use keygate_core::keys::{
+    KeySet, KeySetDocument, PublicKeySetDocument, SigningAlgorithm, generate_key,
+};
 use keygate_core::refresh::RefreshToken;
 use keygate_core::{AuthConfig, Clock, SystemClock};
 use serde_json::{Value, json};
@@ -701,6 +703,10 @@ async fn run(options: Options) -> Result<(), String> {
     let keys = Arc::new(KeySet::from_documents(&document, None).map_err(|e| e.to_string())?);
     let keys_file = logs.join("keyset.json");
     std::fs::write(&keys_file, document.to_json()).map_err(|e| e.to_string())?;
+    // What rotate-keys writes beside it, for the functions that only verify.
+    let public_file = logs.join("public-keyset.json");
+    let public = PublicKeySetDocument::of(Some(&document), None).map_err(|e| e.to_string())?;
+    std::fs::write(&public_file, public.to_json()).map_err(|e| e.to_string())?;
     let (node_token, node_items) = node_seed(now_ms)?;
     let items_file = logs.join("node-items.json");
     std::fs::write(
@@ -715,6 +721,7 @@ async fn run(options: Options) -> Result<(), String> {
         .args([moto.endpoint.as_str(), TABLE, secret_name])
         .arg(&keys_file)
         .arg(&items_file)
+        .arg(&public_file)
         .output()
         .map_err(|e| format!("{}: {e}", script.display()))?;
     if !output.status.success() {
@@ -729,12 +736,17 @@ async fn run(options: Options) -> Result<(), String> {
         .as_str()
         .ok_or("moto_fixture.py printed no secret_arn")?
         .to_owned();
+    let public_arn = setup["public_secret_arn"]
+        .as_str()
+        .ok_or("moto_fixture.py printed no public_secret_arn")?
+        .to_owned();
 
     let base_env: Vec<(String, String)> = [
         ("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint.clone()),
         ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.endpoint.clone()),
         ("KEYGATE_TABLE_NAME", TABLE.to_owned()),
         ("KEYGATE_KEYS_SECRET_ID", secret_arn),
+        ("KEYGATE_PUBLIC_KEYS_SECRET_ID", public_arn),
         (
             "KEYGATE_ISSUER",
             format!(

@@ -239,6 +239,13 @@ impl SecretVersionStore for FileVersionStore {
             ))),
         }
     }
+
+    /// Nothing to write: the local server is one process that signs and verifies from the key files,
+    /// so no reader exists that must be kept away from the private keys (on AWS the verify-only
+    /// functions read the public set from a secret of its own).
+    async fn publish_public(&self, _value: &str) -> Result<(), RotationError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -305,7 +305,8 @@ fn pkcs1_from_pkcs8(der: &[u8]) -> Option<&[u8]> {
 pub struct LoadedKey {
     pub kid: String,
     pub alg: SigningAlgorithm,
-    pub encoding: EncodingKey,
+    /// `None` for a key loaded from a [`PublicKeySetDocument`]: it verifies and cannot sign.
+    pub encoding: Option<EncodingKey>,
     pub decoding: DecodingKey,
     /// The public JWK, for asymmetric keys.
     pub jwk: Option<Value>,
@@ -343,7 +344,7 @@ impl LoadedKey {
                 let decoding = DecodingKey::from_ec_components(&x, &y)
                     .map_err(|_| invalid("bad public point"))?;
                 let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": "ES256", "use": "sig"});
-                (EncodingKey::from_ec_der(&der), decoding, Some(jwk))
+                (Some(EncodingKey::from_ec_der(&der)), decoding, Some(jwk))
             }
             SigningAlgorithm::EdDsa => {
                 let pair = Ed25519KeyPair::from_pkcs8(&der)
@@ -352,7 +353,7 @@ impl LoadedKey {
                 let decoding =
                     DecodingKey::from_ed_components(&x).map_err(|_| invalid("bad public key"))?;
                 let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"});
-                (EncodingKey::from_ed_der(&der), decoding, Some(jwk))
+                (Some(EncodingKey::from_ed_der(&der)), decoding, Some(jwk))
             }
             SigningAlgorithm::Rs256 => {
                 let pair =
@@ -365,7 +366,7 @@ impl LoadedKey {
                 let e = public.exponent().big_endian_without_leading_zero().to_vec();
                 let decoding = DecodingKey::from_rsa_raw_components(&n, &e);
                 let jwk = json!({"kty": "RSA", "n": b64(&n), "e": b64(&e), "kid": kid, "alg": "RS256", "use": "sig"});
-                (EncodingKey::from_rsa_der(&der), decoding, Some(jwk))
+                (Some(EncodingKey::from_rsa_der(&der)), decoding, Some(jwk))
             }
             SigningAlgorithm::Hs256 => {
                 if der.len() < 32 {
@@ -373,7 +374,7 @@ impl LoadedKey {
                 }
                 let encoding = EncodingKey::from_secret(&der).map_err(|_| invalid("bad secret"))?;
                 let decoding = DecodingKey::from_secret(&der).map_err(|_| invalid("bad secret"))?;
-                (encoding, decoding, None)
+                (Some(encoding), decoding, None)
             }
         };
         Ok(LoadedKey {
@@ -384,6 +385,130 @@ impl LoadedKey {
             jwk,
             not_before: material.not_before,
         })
+    }
+}
+
+impl LoadedKey {
+    /// Loads a verify-only key from its public entry. The JWK must be exactly the public key of its
+    /// algorithm: a private member (`d`, `p`, ...) or a symmetric key is refused, so a public key set
+    /// can never become a way to ship private material to a verifier.
+    pub fn load_public(entry: &PublicKeyEntry) -> Result<Self, KeyError> {
+        let invalid =
+            |what: &str| KeyError::NoValidKeySet(format!("public key {}: {what}", entry.kid));
+        if entry.kid.is_empty() || entry.kid.len() > 128 {
+            return Err(invalid("kid must be 1-128 characters"));
+        }
+        let Some(members) = entry.jwk.as_object() else {
+            return Err(invalid("jwk is not an object"));
+        };
+        let text = |name: &str| -> Result<&str, KeyError> {
+            members
+                .get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid(&format!("jwk lacks `{name}`")))
+        };
+        let allowed: &[&str] = match entry.alg {
+            SigningAlgorithm::Es256 => &["kty", "crv", "x", "y", "kid", "alg", "use"],
+            SigningAlgorithm::EdDsa => &["kty", "crv", "x", "kid", "alg", "use"],
+            SigningAlgorithm::Rs256 => &["kty", "n", "e", "kid", "alg", "use"],
+            SigningAlgorithm::Hs256 => {
+                return Err(invalid("HS256 keys are secret and have no public form"));
+            }
+        };
+        if let Some(extra) = members.keys().find(|m| !allowed.contains(&m.as_str())) {
+            return Err(invalid(&format!(
+                "jwk member `{extra}` is not part of a public key"
+            )));
+        }
+        if text("kid")? != entry.kid || text("alg")? != entry.alg.name() {
+            return Err(invalid("jwk kid or alg differs from the entry's"));
+        }
+        let decoding = match entry.alg {
+            SigningAlgorithm::Es256 => {
+                if text("kty")? != "EC" || text("crv")? != "P-256" {
+                    return Err(invalid("not a P-256 key"));
+                }
+                DecodingKey::from_ec_components(text("x")?, text("y")?)
+            }
+            SigningAlgorithm::EdDsa => {
+                if text("kty")? != "OKP" || text("crv")? != "Ed25519" {
+                    return Err(invalid("not an Ed25519 key"));
+                }
+                DecodingKey::from_ed_components(text("x")?)
+            }
+            SigningAlgorithm::Rs256 => {
+                if text("kty")? != "RSA" {
+                    return Err(invalid("not an RSA key"));
+                }
+                DecodingKey::from_rsa_components(text("n")?, text("e")?)
+            }
+            SigningAlgorithm::Hs256 => unreachable!("refused above"),
+        }
+        .map_err(|_| invalid("bad public key components"))?;
+        Ok(LoadedKey {
+            kid: entry.kid.clone(),
+            alg: entry.alg,
+            encoding: None,
+            decoding,
+            jwk: Some(entry.jwk.clone()),
+            not_before: entry.not_before,
+        })
+    }
+}
+
+/// One key of a [`PublicKeySetDocument`]: what a verifier needs, never a private component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicKeyEntry {
+    pub kid: String,
+    pub alg: SigningAlgorithm,
+    /// The public JWK, exactly as the JWKS publishes it.
+    pub jwk: Value,
+    /// See [`KeyMaterial::not_before`]; kept so the public set tells when each key signs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<i64>,
+}
+
+/// The public view of the key set, which rotate-keys writes to a second secret beside the signing
+/// secret: functions that only verify read this one and never get a grant on private keys. It lists
+/// every key the JWKS publishes (current keys and, during a rotation, the pending key), newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicKeySetDocument {
+    pub keys: Vec<PublicKeyEntry>,
+}
+
+impl PublicKeySetDocument {
+    pub fn parse(json: &str) -> Result<Self, KeyError> {
+        let doc: PublicKeySetDocument = serde_json::from_str(json)
+            .map_err(|e| KeyError::NoValidKeySet(format!("not a public key-set document: {e}")))?;
+        if doc.keys.is_empty() {
+            return Err(KeyError::NoValidKeySet(
+                "the public document lists no keys".into(),
+            ));
+        }
+        Ok(doc)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("public key-set documents serialise")
+    }
+
+    /// The public view of the keys `current` and `pending` publish (see [`KeySet::from_documents`]);
+    /// without a current document (a deployment's first rotation) the pending document's keys.
+    /// HS256 keys have no public form and are left out.
+    pub fn of(
+        current: Option<&KeySetDocument>,
+        pending: Option<&KeySetDocument>,
+    ) -> Result<Self, KeyError> {
+        let set = match (current, pending) {
+            (Some(current), pending) => KeySet::from_documents(current, pending)?,
+            (None, Some(pending)) => KeySet::from_documents(pending, None)?,
+            (None, None) => {
+                return Err(KeyError::NoValidKeySet("no key set to publish".into()));
+            }
+        };
+        Ok(set.public_document())
     }
 }
 
@@ -439,6 +564,42 @@ impl KeySet {
         let mut algs: Vec<SigningAlgorithm> = self.keys.iter().map(|k| k.alg).collect();
         algs.dedup();
         algs
+    }
+
+    /// Loads a verify-only set from the public document: every key verifies, none signs
+    /// ([`tokens::issue`](crate::tokens::issue) refuses with [`KeyError::Unavailable`]).
+    pub fn from_public(document: &PublicKeySetDocument) -> Result<Self, KeyError> {
+        let mut keys: Vec<LoadedKey> = Vec::new();
+        for entry in &document.keys {
+            if !keys.iter().any(|k| k.kid == entry.kid) {
+                keys.push(LoadedKey::load_public(entry)?);
+            }
+        }
+        if keys.is_empty() {
+            return Err(KeyError::NoValidKeySet(
+                "the public document lists no keys".into(),
+            ));
+        }
+        let signers = keys.len();
+        Ok(Self { keys, signers })
+    }
+
+    /// The public view of this set (asymmetric keys only), as rotate-keys stores it.
+    pub fn public_document(&self) -> PublicKeySetDocument {
+        PublicKeySetDocument {
+            keys: self
+                .keys
+                .iter()
+                .filter_map(|k| {
+                    Some(PublicKeyEntry {
+                        kid: k.kid.clone(),
+                        alg: k.alg,
+                        jwk: k.jwk.clone()?,
+                        not_before: k.not_before,
+                    })
+                })
+                .collect(),
+        }
     }
 
     /// The public JSON Web Key Set (RFC 7517): asymmetric keys only.
@@ -703,6 +864,63 @@ mod tests {
             KeySet::from_documents(&doc, None),
             Err(KeyError::NoValidKeySet(_))
         ));
+    }
+
+    #[test]
+    fn a_public_set_verifies_cannot_sign_and_refuses_private_members() {
+        use crate::config::AuthConfig;
+        let config = AuthConfig::with_issuer("https://auth.example.com");
+        for alg in [
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::Rs256,
+            SigningAlgorithm::EdDsa,
+        ] {
+            let doc = KeySetDocument {
+                keys: vec![generate_key(alg, 0).unwrap()],
+            };
+            let private = KeySet::from_documents(&doc, None).unwrap();
+            let public_doc = PublicKeySetDocument::parse(
+                &PublicKeySetDocument::of(Some(&doc), None)
+                    .unwrap()
+                    .to_json(),
+            )
+            .unwrap();
+            let public = KeySet::from_public(&public_doc).unwrap();
+            assert_eq!(public.jwks(), private.jwks(), "{alg}");
+            let token = crate::tokens::issue(&private, &config, "u", 1, 1_000).unwrap();
+            crate::tokens::verify(&public, &config, &token.token, 1_000).unwrap();
+            assert!(
+                matches!(
+                    crate::tokens::issue(&public, &config, "u", 1, 1_000),
+                    Err(crate::error::AuthError::Keys(KeyError::Unavailable(_)))
+                ),
+                "{alg}: a public set cannot sign"
+            );
+            // A private member smuggled into the public set is refused, so is a key of another kind.
+            let mut smuggled = public_doc.clone();
+            smuggled.keys[0].jwk["d"] = json!("AAAA");
+            assert!(KeySet::from_public(&smuggled).is_err(), "{alg}");
+            let mut renamed = public_doc.clone();
+            renamed.keys[0].kid = "other".into();
+            assert!(KeySet::from_public(&renamed).is_err(), "{alg}");
+        }
+        // HS256 has no public form: nothing is published, and a hand-written entry is refused.
+        let hs = KeySetDocument {
+            keys: vec![generate_key(SigningAlgorithm::Hs256, 0).unwrap()],
+        };
+        assert!(
+            PublicKeySetDocument::of(Some(&hs), None)
+                .unwrap()
+                .keys
+                .is_empty()
+        );
+        let entry = PublicKeyEntry {
+            kid: "h".into(),
+            alg: SigningAlgorithm::Hs256,
+            jwk: json!({"kty": "oct", "k": "AAAA", "kid": "h", "alg": "HS256"}),
+            not_before: None,
+        };
+        assert!(KeySet::from_public(&PublicKeySetDocument { keys: vec![entry] }).is_err());
     }
 
     #[test]

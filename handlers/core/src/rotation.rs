@@ -21,8 +21,14 @@
 //!   a valid current set exists, also check that a token signed by the current signing key still
 //!   verifies with the pending set (so finishing cannot invalidate tokens already handed out).
 //! - `finishSecret`: move `AWSCURRENT` to the token's version (Secrets Manager moves `AWSPREVIOUS` to
-//!   the old one), then remove `AWSPENDING` from it. The previous signing key is in the new document and
-//!   keeps signing until the new key's `not_before`.
+//!   the old one), write the public key set of the new current document, then remove `AWSPENDING`.
+//!   The previous signing key is in the new document and keeps signing until the new key's `not_before`.
+//!
+//! Public key set: createSecret and finishSecret, the steps that change what the key set publishes, also
+//! write [`PublicKeySetDocument`] (public JWKs and `not_before`, never a private member) through
+//! [`SecretVersionStore::publish_public`]: on AWS a second secret, the only key material the functions
+//! that verify can read. The first rotation writes it at createSecret, before its key is current and
+//! signs.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -35,8 +41,8 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::keys::{
-    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, LoadedKey, SigningAlgorithm,
-    generate_key,
+    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, LoadedKey, PublicKeySetDocument,
+    SigningAlgorithm, generate_key,
 };
 use crate::tokens;
 
@@ -143,6 +149,11 @@ pub trait SecretVersionStore: Send + Sync + 'static {
         to: Option<&str>,
         from: Option<&str>,
     ) -> impl Future<Output = Result<(), RotationError>> + Send;
+
+    /// Stores `value`, a [`PublicKeySetDocument`], as the current public key set (on AWS a second
+    /// secret, read by the functions that only verify). Writing the same value again is harmless.
+    fn publish_public(&self, value: &str)
+    -> impl Future<Output = Result<(), RotationError>> + Send;
 }
 
 /// What a step did.
@@ -216,10 +227,19 @@ async fn create_secret<V: SecretVersionStore>(
     timeline: KeyTimeline,
     now_ms: i64,
 ) -> Result<StepOutcome, RotationError> {
-    if versions.contains_key(token) && store.value_of_version(token).await?.is_some() {
+    let current = valid_document(store.value_at_stage(AWSCURRENT).await?.as_deref());
+    if versions.contains_key(token)
+        && let Some(value) = store.value_of_version(token).await?
+    {
+        // A retry after the public write failed: publish what the stored pending set publishes.
+        publish(
+            store,
+            current.as_ref(),
+            valid_document(Some(&value)).as_ref(),
+        )
+        .await?;
         return Ok(StepOutcome::AlreadyDone);
     }
-    let current = valid_document(store.value_at_stage(AWSCURRENT).await?.as_deref());
     if current.is_none() {
         tracing::info!(target: "keygate::rotation", "the current version holds no valid key set: the new key starts a fresh set");
     }
@@ -228,6 +248,9 @@ async fn create_secret<V: SecretVersionStore>(
     let kid = key.kid.clone();
     let document = KeySetDocument::rotated(current.as_ref(), key, now_s, timeline);
     store.put_pending(token, &document.to_json()).await?;
+    // The public set publishes the pending key from now on, as the JWKS does: it is the one place
+    // verifiers learn it, and the key signs only one lead later.
+    publish(store, current.as_ref(), Some(&document)).await?;
     let not_before = document.keys[0].not_before.unwrap_or(now_s);
     tracing::info!(target: "keygate::rotation", step = "createSecret", version = token, kid = %kid, alg = %alg, not_before, keys = document.keys.len(), "pending key set stored");
     Ok(StepOutcome::Done)
@@ -290,10 +313,27 @@ async fn finish_secret<V: SecretVersionStore>(
         store.update_stage(AWSCURRENT, Some(token), current).await?;
         tracing::info!(target: "keygate::rotation", step = "finishSecret", version = token, previous = current.unwrap_or(""), "AWSCURRENT moved");
     }
+    // Before AWSPENDING leaves the version: a retry after a failed public write still reaches here
+    // (run_step skips versions that are current and no longer pending).
+    let finished = valid_document(store.value_of_version(token).await?.as_deref());
+    publish(store, finished.as_ref(), None).await?;
     if has_stage(versions, token, AWSPENDING) {
         store.update_stage(AWSPENDING, None, Some(token)).await?;
     }
     Ok(StepOutcome::Done)
+}
+
+/// Writes the public view of `current` (+ `pending`). Keys dropped from the new current set leave the
+/// public set at finishSecret, never earlier: until then a token they signed may still be presented.
+async fn publish<V: SecretVersionStore>(
+    store: &V,
+    current: Option<&KeySetDocument>,
+    pending: Option<&KeySetDocument>,
+) -> Result<(), RotationError> {
+    let public = PublicKeySetDocument::of(current, pending)?;
+    store.publish_public(&public.to_json()).await?;
+    tracing::info!(target: "keygate::rotation", keys = public.keys.len(), "public key set written");
+    Ok(())
 }
 
 /// How often a key source retries its store after a failed refresh while it keeps serving a cached set.
@@ -325,6 +365,8 @@ pub struct VersionedKeySource<V, C> {
     clock: C,
     ttl_ms: i64,
     read_pending: bool,
+    /// The store holds [`PublicKeySetDocument`]s (a verify-only source).
+    public: bool,
     cache: Mutex<Cached>,
 }
 
@@ -335,6 +377,7 @@ impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
             clock,
             ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
             read_pending: true,
+            public: false,
             cache: Mutex::new(Cached {
                 keys: None,
                 refresh_at_ms: i64::MIN,
@@ -346,10 +389,20 @@ impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
     /// A source that never reads `AWSPENDING`. Tokens are only ever signed by a key of `AWSCURRENT`
     /// (after finishSecret the pending version is current), so the pending key matters to the JWKS,
     /// which must publish a key before it signs (DESIGN, token model), and to nothing else. The API
-    /// functions use this: one GetSecretValue per cold start and per cache refresh instead of two. The
-    /// JWKS is served by the well-known function and the local server, whose sources read both.
+    /// functions that sign use this: one GetSecretValue per cold start and per cache refresh instead of
+    /// two. The JWKS is served by the local server, whose source reads both, and on AWS from the public
+    /// key set, into which createSecret writes the pending key ([`public_keys`](Self::public_keys)).
     pub fn without_pending(mut self) -> Self {
         self.read_pending = false;
+        self
+    }
+
+    /// A verify-only source over a store of public key sets (`AWSCURRENT` alone: rotate-keys writes the
+    /// pending key into the current public set). Same cache, TTL and unknown-kid reloads as the
+    /// private source; its keys cannot sign.
+    pub fn public_keys(mut self) -> Self {
+        self.read_pending = false;
+        self.public = true;
         self
     }
 
@@ -383,6 +436,9 @@ impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
         let current = current
             .map_err(unavailable)?
             .ok_or_else(|| KeyError::NoValidKeySet("no version is labelled AWSCURRENT".into()))?;
+        if self.public {
+            return KeySet::from_public(&PublicKeySetDocument::parse(&current)?);
+        }
         let current = KeySetDocument::parse(&current)?;
         let pending = match pending.map_err(unavailable)? {
             None => None,
@@ -499,6 +555,12 @@ impl<V: SecretVersionStore> SecretVersionStore for Arc<V> {
     ) -> impl Future<Output = Result<(), RotationError>> + Send {
         (**self).update_stage(stage, to, from)
     }
+    fn publish_public(
+        &self,
+        value: &str,
+    ) -> impl Future<Output = Result<(), RotationError>> + Send {
+        (**self).publish_public(value)
+    }
 }
 
 /// Versions by id: value (if any) and staging labels.
@@ -508,6 +570,8 @@ type MemoryVersions = BTreeMap<String, (Option<String>, Vec<String>)>;
 #[derive(Debug, Default)]
 pub struct MemoryVersionStore {
     inner: Mutex<MemoryVersions>,
+    /// The last public key set written.
+    public: Mutex<Option<String>>,
     /// When set, every call fails (to test outages).
     pub fail: std::sync::atomic::AtomicBool,
 }
@@ -521,6 +585,14 @@ impl MemoryVersionStore {
             (Some(value.to_owned()), vec![AWSCURRENT.to_owned()]),
         );
         store
+    }
+
+    /// The public key set the last rotation step wrote.
+    pub fn published(&self) -> Option<String> {
+        self.public
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryVersions> {
@@ -638,6 +710,15 @@ impl SecretVersionStore for MemoryVersionStore {
                 entry.1 = stages;
             }
         }
+        Ok(())
+    }
+
+    async fn publish_public(&self, value: &str) -> Result<(), RotationError> {
+        self.check()?;
+        *self
+            .public
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(value.to_owned());
         Ok(())
     }
 }
@@ -892,6 +973,9 @@ mod tests {
         ) -> Result<(), RotationError> {
             self.inner.update_stage(stage, to, from).await
         }
+        async fn publish_public(&self, value: &str) -> Result<(), RotationError> {
+            self.inner.publish_public(value).await
+        }
     }
 
     #[test]
@@ -1043,6 +1127,222 @@ mod tests {
         assert_eq!(claims.sub, "user-1");
     }
 
+    /// The public key set a [`MemoryVersionStore`]'s rotations wrote, as its own secret: one version,
+    /// `AWSCURRENT`. Read-only, as the verifying functions' grant is.
+    struct PublicView(Arc<MemoryVersionStore>);
+
+    impl SecretVersionStore for PublicView {
+        async fn versions(&self) -> Result<BTreeMap<String, Vec<String>>, RotationError> {
+            Ok(BTreeMap::from([("public".into(), vec![AWSCURRENT.into()])]))
+        }
+        async fn value_at_stage(&self, stage: &str) -> Result<Option<String>, RotationError> {
+            self.0.check()?;
+            Ok((stage == AWSCURRENT).then(|| self.0.published()).flatten())
+        }
+        async fn value_of_version(&self, _: &str) -> Result<Option<String>, RotationError> {
+            self.value_at_stage(AWSCURRENT).await
+        }
+        async fn put_pending(&self, _: &str, _: &str) -> Result<(), RotationError> {
+            Err(RotationError::Store("read-only".into()))
+        }
+        async fn update_stage(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: Option<&str>,
+        ) -> Result<(), RotationError> {
+            Err(RotationError::Store("read-only".into()))
+        }
+        async fn publish_public(&self, _: &str) -> Result<(), RotationError> {
+            Err(RotationError::Store("read-only".into()))
+        }
+    }
+
+    /// Asserts that `json` is a public key set without any private member, and returns its kids.
+    fn public_kids(json: &str) -> BTreeSet<String> {
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        for key in value["keys"].as_array().unwrap() {
+            let jwk = key["jwk"].as_object().unwrap();
+            for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+                assert!(
+                    !jwk.contains_key(private),
+                    "private member {private} in {json}"
+                );
+            }
+            assert!(key.get("private_key").is_none(), "{json}");
+        }
+        assert!(!json.contains("private"), "{json}");
+        PublicKeySetDocument::parse(json)
+            .unwrap()
+            .keys
+            .into_iter()
+            .map(|k| k.kid)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_publishing_step_writes_the_public_set_without_private_material() {
+        for alg in [
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::Rs256,
+            SigningAlgorithm::EdDsa,
+        ] {
+            // The first rotation over CDK's placeholder publishes the first key before it is current.
+            let store = Arc::new(MemoryVersionStore::with_current(
+                "v0",
+                "placeholder from CDK",
+            ));
+            assert_eq!(store.published(), None);
+            run_step(&store, RotationStep::CreateSecret, "v1", alg, TIMELINE, NOW)
+                .await
+                .unwrap();
+            let first =
+                KeySetDocument::parse(&store.value_of_version("v1").await.unwrap().unwrap())
+                    .unwrap();
+            assert_eq!(
+                public_kids(&store.published().unwrap()),
+                BTreeSet::from([first.keys[0].kid.clone()]),
+                "{alg}: published at createSecret, before it can sign"
+            );
+            for step in [
+                RotationStep::SetSecret,
+                RotationStep::TestSecret,
+                RotationStep::FinishSecret,
+            ] {
+                run_step(&store, step, "v1", alg, TIMELINE, NOW)
+                    .await
+                    .unwrap();
+            }
+            // A second rotation: createSecret adds the pending key, finishSecret publishes the new
+            // current set; each time exactly what the private source publishes.
+            for (step, token) in RotationStep::ALL.iter().map(|s| (*s, "v2")) {
+                run_step(&store, step, token, alg, TIMELINE, NOW + 1_000)
+                    .await
+                    .unwrap();
+                let private = VersionedKeySource::new(
+                    store.clone(),
+                    ManualClock::new(NOW),
+                    Duration::from_secs(1),
+                );
+                let jwks = private.load().await.unwrap().jwks();
+                let expected: BTreeSet<String> = jwks["keys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| k["kid"].as_str().unwrap().to_owned())
+                    .collect();
+                assert_eq!(
+                    public_kids(&store.published().unwrap()),
+                    expected,
+                    "{alg} {step}"
+                );
+                assert_eq!(expected.len(), 2, "{alg} {step}");
+            }
+            // The stored not_before reaches the public set: verifiers know when each key signs.
+            let public = PublicKeySetDocument::parse(&store.published().unwrap()).unwrap();
+            assert_eq!(
+                public.keys[0].not_before,
+                Some((NOW + 1_000) / 1000 + TIMELINE.lead_secs)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retried_step_republishes_after_a_failed_public_write() {
+        struct PublicWriteFails(MemoryVersionStore, std::sync::atomic::AtomicBool);
+        impl SecretVersionStore for PublicWriteFails {
+            async fn versions(&self) -> Result<BTreeMap<String, Vec<String>>, RotationError> {
+                self.0.versions().await
+            }
+            async fn value_at_stage(&self, s: &str) -> Result<Option<String>, RotationError> {
+                self.0.value_at_stage(s).await
+            }
+            async fn value_of_version(&self, v: &str) -> Result<Option<String>, RotationError> {
+                self.0.value_of_version(v).await
+            }
+            async fn put_pending(&self, v: &str, value: &str) -> Result<(), RotationError> {
+                self.0.put_pending(v, value).await
+            }
+            async fn update_stage(
+                &self,
+                stage: &str,
+                to: Option<&str>,
+                from: Option<&str>,
+            ) -> Result<(), RotationError> {
+                self.0.update_stage(stage, to, from).await
+            }
+            async fn publish_public(&self, value: &str) -> Result<(), RotationError> {
+                if self.1.swap(false, Ordering::SeqCst) {
+                    return Err(RotationError::Store("injected public write failure".into()));
+                }
+                self.0.publish_public(value).await
+            }
+        }
+        let (_, inner) = initial();
+        let store = PublicWriteFails(inner, true.into());
+        let alg = SigningAlgorithm::Es256;
+        assert!(
+            run_step(&store, RotationStep::CreateSecret, "v2", alg, TIMELINE, NOW)
+                .await
+                .is_err()
+        );
+        assert_eq!(store.0.published(), None);
+        run_step(&store, RotationStep::CreateSecret, "v2", alg, TIMELINE, NOW)
+            .await
+            .unwrap();
+        assert_eq!(public_kids(&store.0.published().unwrap()).len(), 2);
+        run_step(&store, RotationStep::TestSecret, "v2", alg, TIMELINE, NOW)
+            .await
+            .unwrap();
+        store.1.store(true, Ordering::SeqCst);
+        assert!(
+            run_step(&store, RotationStep::FinishSecret, "v2", alg, TIMELINE, NOW)
+                .await
+                .is_err()
+        );
+        // AWSCURRENT moved, but AWSPENDING stays until the public set is written: the retry runs.
+        assert_eq!(
+            run_step(&store, RotationStep::FinishSecret, "v2", alg, TIMELINE, NOW)
+                .await
+                .unwrap(),
+            StepOutcome::Done
+        );
+        assert!(store.0.value_at_stage(AWSPENDING).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_verifier_meeting_no_public_set_reports_instead_of_panicking() {
+        let store = Arc::new(MemoryVersionStore::with_current(
+            "v0",
+            "placeholder from CDK",
+        ));
+        let clock = Arc::new(ManualClock::new(NOW));
+        let verifier =
+            VersionedKeySource::new(PublicView(store.clone()), clock, Duration::from_secs(300))
+                .public_keys();
+        assert!(matches!(
+            verifier.key_set().await,
+            Err(KeyError::NoValidKeySet(_))
+        ));
+        store.publish_public("placeholder from CDK").await.unwrap();
+        assert!(matches!(
+            verifier.key_set().await,
+            Err(KeyError::NoValidKeySet(_))
+        ));
+        store.publish_public(r#"{"keys":[]}"#).await.unwrap();
+        assert!(matches!(
+            verifier.key_set().await,
+            Err(KeyError::NoValidKeySet(_))
+        ));
+        // A private document in the public secret is refused, not used.
+        let (doc, _) = initial();
+        store.publish_public(&doc.to_json()).await.unwrap();
+        assert!(matches!(
+            verifier.key_set().await,
+            Err(KeyError::NoValidKeySet(_))
+        ));
+    }
+
     /// What [`two_rotations`] saw.
     struct Findings {
         /// Tokens naming a kid that a JWKS fetched within the previous cache lifetime lacked, JWKS
@@ -1066,19 +1366,17 @@ mod tests {
         ));
         let alg = SigningAlgorithm::Es256;
         rotate(&store, "v1", alg, timeline, NOW).await.unwrap();
-        let source = |publishes: bool| {
-            let source = VersionedKeySource::new(store.clone(), clock.clone(), ttl);
-            if publishes {
-                source
-            } else {
-                source.without_pending()
-            }
-        };
+        // As deployed: the signers read the private set (AWSCURRENT), the well-known and verifying
+        // functions only the public set the rotation steps write.
+        let signer =
+            || VersionedKeySource::new(store.clone(), clock.clone(), ttl).without_pending();
+        let public =
+            || VersionedKeySource::new(PublicView(store.clone()), clock.clone(), ttl).public_keys();
         // The instance started at 95 s reloads at 995 s, just before the first rotation: it serves a
         // JWKS without the new key for almost one TTL, the worst case the lead must cover.
-        let well_known = [0, 95, 230].map(|start_s| (start_s, source(true)));
-        let signers = [0, 70, 190].map(|start_s| (start_s, source(false)));
-        let verifier = source(false);
+        let well_known = [0, 95, 230].map(|start_s| (start_s, public()));
+        let signers = [0, 70, 190].map(|start_s| (start_s, signer()));
+        let verifier = public();
         let rotations = [(1_000, "v2"), (1_000 + gap_s, "v3")];
         let end_s = 1_000 + gap_s + timeline.lead_secs + timeline.retain_secs + 600;
         let max_age = JWKS_MAX_AGE_SECS as i64;

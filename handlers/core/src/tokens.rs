@@ -95,7 +95,13 @@ pub fn issue_with_key(
     let mut header = Header::new(key.alg.jwt_algorithm());
     header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
     header.kid = Some(key.kid.clone());
-    let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+    // A verify-only key set (read from the public key secret) holds no private key: 503, not a panic.
+    let encoding = key.encoding.as_ref().ok_or_else(|| {
+        AuthError::Keys(crate::keys::KeyError::Unavailable(
+            "this function holds public keys only and cannot sign".into(),
+        ))
+    })?;
+    let token = jsonwebtoken::encode(&header, &claims, encoding)
         .map_err(|e| AuthError::Internal(format!("signing: {e}")))?;
     Ok(IssuedAccessToken {
         token,
@@ -274,8 +280,12 @@ mod tests {
         // Plain JWT type instead of at+jwt.
         let mut jwt_header = Header::new(jsonwebtoken::Algorithm::ES256);
         jwt_header.kid = Some(kid);
-        let plain =
-            jsonwebtoken::encode(&jwt_header, &claims, &keys.signing_key(NOW).encoding).unwrap();
+        let plain = jsonwebtoken::encode(
+            &jwt_header,
+            &claims,
+            keys.signing_key(NOW).encoding.as_ref().unwrap(),
+        )
+        .unwrap();
         assert!(verify(&keys, &config, &plain, NOW).is_err());
     }
 

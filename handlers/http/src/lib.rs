@@ -49,6 +49,29 @@ pub enum Endpoint {
     Discovery,
 }
 
+/// The keys an endpoint (or a function serving several) reads, least first: a function needs the
+/// most any of its endpoints needs (the private set also verifies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeyAccess {
+    /// No key at all.
+    None,
+    /// The public key set only: verifies tokens, publishes the JWKS.
+    Public,
+    /// The signing keys (private): signs, and verifies.
+    Private,
+}
+
+impl KeyAccess {
+    /// What a function serving `endpoints` needs.
+    pub fn of(endpoints: &[Endpoint]) -> KeyAccess {
+        endpoints
+            .iter()
+            .map(|e| e.key_access())
+            .max()
+            .unwrap_or(KeyAccess::None)
+    }
+}
+
 impl Endpoint {
     pub const ALL: [Endpoint; 9] = [
         Endpoint::Register,
@@ -69,6 +92,16 @@ impl Endpoint {
             self,
             Endpoint::Register | Endpoint::Login | Endpoint::ChangePassword
         )
+    }
+
+    /// Which keys the endpoint uses: the one fact a function's key source (and, in the CDK catalog,
+    /// its grant) follows. Verifying needs only public keys; signing needs the private set.
+    pub fn key_access(self) -> KeyAccess {
+        match self {
+            Endpoint::Login | Endpoint::Refresh | Endpoint::ChangePassword => KeyAccess::Private,
+            Endpoint::Me | Endpoint::LogoutAll | Endpoint::Jwks => KeyAccess::Public,
+            Endpoint::Register | Endpoint::Logout | Endpoint::Discovery => KeyAccess::None,
+        }
     }
 
     pub fn method(self) -> Method {
@@ -457,4 +490,29 @@ fn is_unavailable(error: &AuthError) -> bool {
         AuthError::Keys(KeyError::NoValidKeySet(_) | KeyError::Unavailable(_))
             | AuthError::Store(StoreError::Unavailable(_))
     )
+}
+
+#[cfg(test)]
+mod key_access_tests {
+    use super::*;
+
+    #[test]
+    fn a_function_needs_the_most_any_of_its_endpoints_needs() {
+        let of = |endpoints: &[Endpoint]| KeyAccess::of(endpoints);
+        for signer in [Endpoint::Login, Endpoint::Refresh, Endpoint::ChangePassword] {
+            assert_eq!(of(&[signer]), KeyAccess::Private, "{signer:?}");
+        }
+        for verifier in [Endpoint::Me, Endpoint::LogoutAll] {
+            assert_eq!(of(&[verifier]), KeyAccess::Public, "{verifier:?}");
+        }
+        assert_eq!(
+            of(&[Endpoint::Jwks, Endpoint::Discovery]),
+            KeyAccess::Public
+        );
+        assert_eq!(of(&[Endpoint::Register]), KeyAccess::None);
+        assert_eq!(of(&[Endpoint::Logout]), KeyAccess::None);
+        assert_eq!(of(&[Endpoint::Discovery]), KeyAccess::None);
+        assert_eq!(of(&[Endpoint::Me, Endpoint::Login]), KeyAccess::Private);
+        assert_eq!(of(&[]), KeyAccess::None);
+    }
 }

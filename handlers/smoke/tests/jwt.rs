@@ -52,7 +52,12 @@ fn claims(keys: &KeySet) -> Value {
 }
 
 fn sign(keys: &KeySet, header: Header, claims: &Value) -> String {
-    encode(&header, claims, &keys.signing_key(now() * 1000).encoding).unwrap()
+    encode(
+        &header,
+        claims,
+        keys.signing_key(now() * 1000).encoding.as_ref().unwrap(),
+    )
+    .unwrap()
 }
 
 fn header(keys: &KeySet) -> Header {
