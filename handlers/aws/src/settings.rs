@@ -19,6 +19,13 @@ pub const KEYS_SECRET_ID: Setting = Setting {
     help: "Secrets Manager secret (ARN or name) holding the signing key set",
 };
 
+pub const SERVER_KEY_SECRET_ID: Setting = Setting {
+    env: "KEYGATE_SERVER_KEY_SECRET_ID",
+    flag: "server-key-secret-id",
+    default: None,
+    help: "Secrets Manager secret (ARN or name) holding the 256-bit server key that keys audit email hashes",
+};
+
 pub const KEY_CACHE_TTL: Setting = Setting {
     env: "KEYGATE_KEY_CACHE_TTL_SECONDS",
     flag: "key-cache-ttl-seconds",
@@ -34,8 +41,13 @@ pub const METRICS_NAMESPACE: Setting = Setting {
 };
 
 /// Every setting of this crate.
-pub const AWS_SETTINGS: &[Setting] =
-    &[TABLE_NAME, KEYS_SECRET_ID, KEY_CACHE_TTL, METRICS_NAMESPACE];
+pub const AWS_SETTINGS: &[Setting] = &[
+    TABLE_NAME,
+    KEYS_SECRET_ID,
+    SERVER_KEY_SECRET_ID,
+    KEY_CACHE_TTL,
+    METRICS_NAMESPACE,
+];
 
 fn table_name(raw: &str) -> Result<String, String> {
     // DynamoDB's rule: 3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'.
@@ -73,6 +85,12 @@ pub fn read_keys_secret_id<F: Fn(&str) -> Option<String>>(
     lookup: &F,
 ) -> Result<String, ConfigError> {
     read_setting(lookup, &KEYS_SECRET_ID, non_empty(2048))
+}
+
+pub fn read_server_key_secret_id<F: Fn(&str) -> Option<String>>(
+    lookup: &F,
+) -> Result<String, ConfigError> {
+    read_setting(lookup, &SERVER_KEY_SECRET_ID, non_empty(2048))
 }
 
 pub fn read_key_cache_ttl<F: Fn(&str) -> Option<String>>(
