@@ -26,6 +26,7 @@ export function secretsManagerViaService(): string {
 export class SigningKeys extends Construct {
   readonly key: kms.Key;
   readonly secret: secretsmanager.Secret;
+  readonly serverKey: secretsmanager.Secret;
 
   constructor(scope: Construct, id: string, props: SigningKeysProps) {
     super(scope, id);
@@ -86,6 +87,40 @@ export class SigningKeys extends Construct {
       generateSecretString: { passwordLength: 32, excludePunctuation: true },
       removalPolicy,
     });
+
+    // The 256-bit server key (audit email hashes, later email codes), apart from the signing keys so
+    // functions that only emit audit events never read those. 64 lowercase hex digits.
+    this.serverKey = new secretsmanager.Secret(this, 'ServerKey', {
+      description: `keygate ${settings.stageName}: server key (HMAC key of audit email hashes)`,
+      encryptionKey: this.key,
+      generateSecretString: {
+        passwordLength: 64,
+        excludePunctuation: true,
+        excludeUppercase: true,
+        includeSpace: false,
+        excludeCharacters: 'ghijklmnopqrstuvwxyz',
+      },
+      removalPolicy,
+    });
+  }
+
+  /** GetSecretValue on the server key, and Decrypt on the key only via Secrets Manager. */
+  grantReadServerKey(fn: lambda.IFunction): void {
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadServerKey',
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [this.serverKey.secretArn],
+      }),
+    );
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'DecryptServerKeyViaSecretsManager',
+        actions: ['kms:Decrypt'],
+        resources: [this.key.keyArn],
+        conditions: { StringEquals: { 'kms:ViaService': secretsManagerViaService() } },
+      }),
+    );
   }
 
   /**
