@@ -148,7 +148,17 @@ describe('functions', () => {
     const keyId = logicalId(template, 'AWS::KMS::Key', 'KeysKey');
     const stmts = statements(template, name);
     const secretStmts = stmts.filter((s) => ([] as string[]).concat(s.Action).some((a) => a.startsWith('secretsmanager:')));
-    expect(secretStmts).toEqual([{ Sid: 'ReadSigningKeys', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: secretId } }]);
+    const serverKeyId = logicalId(template, 'AWS::SecretsManager::Secret', 'KeysServerKey');
+    const expected = [{ Sid: 'ReadSigningKeys', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: secretId } }];
+    // The audit emitters (the functions with table access) also read the server key, and only they.
+    if (FUNCTION_SPECS[name].tableAccess) {
+      expected.push({ Sid: 'ReadServerKey', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: serverKeyId } });
+      expect(fn(template, name).Environment.Variables.KEYGATE_SERVER_KEY_SECRET_ID).toEqual({ Ref: serverKeyId });
+    } else {
+      expect(fn(template, name).Environment.Variables.KEYGATE_SERVER_KEY_SECRET_ID).toBeUndefined();
+    }
+    const bySid = (x: { Sid: string }, y: { Sid: string }) => x.Sid.localeCompare(y.Sid);
+    expect([...secretStmts].sort(bySid)).toEqual(expected.sort(bySid));
     const keyStmt = stmts.find((s) => JSON.stringify(s.Resource) === JSON.stringify({ 'Fn::GetAtt': [keyId, 'Arn'] }));
     expect(keyStmt.Action).toBe('kms:Decrypt');
     expect(keyStmt.Condition.StringEquals['kms:ViaService']).toEqual({ 'Fn::Join': ['', ['secretsmanager.', { Ref: 'AWS::Region' }, '.amazonaws.com']] });

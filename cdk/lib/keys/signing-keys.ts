@@ -5,6 +5,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { StageSettings } from '../../config';
+import { acknowledgeServerKey } from '../nag';
 
 export interface SigningKeysProps {
   readonly settings: StageSettings;
@@ -102,6 +103,7 @@ export class SigningKeys extends Construct {
       },
       removalPolicy,
     });
+    acknowledgeServerKey(this.serverKey);
   }
 
   /** GetSecretValue on the server key, and Decrypt on the key only via Secrets Manager. */
