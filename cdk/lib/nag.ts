@@ -15,6 +15,15 @@ function ack(scope: IConstruct, id: string, reason: string): void {
   Validations.of(scope).acknowledge({ id, reason });
 }
 
+/** The server key: rotating it would orphan the email hashes already in the audit logs. */
+export function acknowledgeServerKey(secret: IConstruct): void {
+  ack(
+    secret,
+    'AwsSolutions-SMG4',
+    'The server key keys the audit email hashes (and, later, email codes); rotating it would make hashes logged before and after unrelatable, so it is replaced deliberately rather than on a schedule. It is encrypted with the customer-managed key and readable only by the functions that emit audit events.',
+  );
+}
+
 /** The function role's own policy: the X-Ray statement CDK adds for active tracing. */
 export function acknowledgeFunctionRole(policy: iam.Policy | IConstruct): void {
   ack(

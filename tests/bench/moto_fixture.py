@@ -8,6 +8,7 @@ to put (the Node.js baseline's own user and first refresh token).
 """
 
 import json
+import os
 import sys
 
 import boto3
@@ -49,7 +50,9 @@ def main() -> None:
         with open(items_file, encoding="utf-8") as f:
             for item in json.load(f):
                 ddb.put_item(TableName=table, Item=item)
-    out = {"secret_arn": secret["ARN"]}
+    # What CDK generates for the audit email hashes' HMAC: 64 hex digits.
+    server_key = sm.create_secret(Name=secret_name + "-server-key", SecretString=os.urandom(32).hex())
+    out = {"secret_arn": secret["ARN"], "server_key_secret_arn": server_key["ARN"]}
     if public_file:
         with open(public_file, encoding="utf-8") as f:
             public = sm.create_secret(Name=secret_name + "-public", SecretString=f.read())

@@ -153,10 +153,13 @@ describe('functions', () => {
     const publicId = logicalId(template, 'AWS::SecretsManager::Secret', 'KeysPublicKeySet');
     const keyId = logicalId(template, 'AWS::KMS::Key', 'KeysKey');
     const viaSecretsManager = { 'Fn::Join': ['', ['secretsmanager.', { Ref: 'AWS::Region' }, '.amazonaws.com']] };
+    const serverKeyId = logicalId(template, 'AWS::SecretsManager::Secret', 'KeysServerKey');
+    // The server key's two statements are checked on their own below.
+    const isServerKey = (s: { Sid?: string }) => s.Sid === 'ReadServerKey' || s.Sid === 'DecryptServerKeyViaSecretsManager';
     const secretStatements = (name: FunctionName) =>
-      statements(template, name).filter((s) => ([] as string[]).concat(s.Action).some((a) => a.startsWith('secretsmanager:')));
+      statements(template, name).filter((s) => !isServerKey(s) && ([] as string[]).concat(s.Action).some((a) => a.startsWith('secretsmanager:')));
     const keyStatements = (name: FunctionName) =>
-      statements(template, name).filter((s) => JSON.stringify(s.Resource) === JSON.stringify({ 'Fn::GetAtt': [keyId, 'Arn'] }));
+      statements(template, name).filter((s) => !isServerKey(s) && JSON.stringify(s.Resource) === JSON.stringify({ 'Fn::GetAtt': [keyId, 'Arn'] }));
     /** The secrets `name` may call GetSecretValue on. */
     const readable = (name: FunctionName) =>
       secretStatements(name)
@@ -211,6 +214,27 @@ describe('functions', () => {
       expect(secret.KmsKeyId).toEqual({ 'Fn::GetAtt': [keyId, 'Arn'] });
       expect(secret.SecretString).toBeUndefined();
       expect(secret.GenerateSecretString.PasswordLength).toBe(32);
+    });
+
+    test.each(FUNCTION_NAMES)('%s: reads the server key (audit email hashes) exactly when it has table access', (name) => {
+      const granted = statements(template, name).filter(isServerKey);
+      const variable = fn(template, name).Environment.Variables.KEYGATE_SERVER_KEY_SECRET_ID;
+      if (FUNCTION_SPECS[name].tableAccess) {
+        expect(variable).toEqual({ Ref: serverKeyId });
+        expect(granted).toEqual([
+          { Sid: 'ReadServerKey', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: serverKeyId } },
+          {
+            Sid: 'DecryptServerKeyViaSecretsManager',
+            Effect: 'Allow',
+            Action: 'kms:Decrypt',
+            Resource: { 'Fn::GetAtt': [keyId, 'Arn'] },
+            Condition: { StringEquals: { 'kms:ViaService': viaSecretsManager, 'kms:EncryptionContext:SecretARN': { Ref: serverKeyId } } },
+          },
+        ]);
+      } else {
+        expect(variable).toBeUndefined();
+        expect(granted).toEqual([]);
+      }
     });
   });
 

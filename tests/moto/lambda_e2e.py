@@ -141,11 +141,14 @@ def main():
     # What CDK creates before the first rotation: a random string, not a key set.
     secret_arn = sm.create_secret(Name="keygate-e2e-keys-" + uuid.uuid4().hex[:8], SecretString=uuid.uuid4().hex + "!#A")["ARN"]
     public_arn = sm.create_secret(Name="keygate-e2e-public-keys-" + uuid.uuid4().hex[:8], SecretString=uuid.uuid4().hex + "!#A")["ARN"]
+    # What CDK generates: 64 hex digits (the HMAC key of audit email hashes).
+    server_key_arn = sm.create_secret(Name="keygate-e2e-server-key-" + uuid.uuid4().hex[:8], SecretString=os.urandom(32).hex())["ARN"]
 
     env = {
         "KEYGATE_TABLE_NAME": table,
         "KEYGATE_KEYS_SECRET_ID": secret_arn,
         "KEYGATE_PUBLIC_KEYS_SECRET_ID": public_arn,
+        "KEYGATE_SERVER_KEY_SECRET_ID": server_key_arn,
         "KEYGATE_ISSUER": f"https://{HOST}/{STAGE}",
         "KEYGATE_AUDIENCE": "keygate",
         "KEYGATE_METRICS_NAMESPACE": f"Keygate/{STAGE}",

@@ -67,8 +67,11 @@ export class KeygateFunctions extends Construct {
     for (const name of FUNCTION_NAMES) {
       const spec = FUNCTION_SPECS[name];
       const environment: Record<string, string> = { ...env, ...keyEnvironment(spec.keys, keys) };
+      // The functions with table access are the ones that emit audit events (the Rust shell reads
+      // the server key exactly when it has a table).
       if (spec.tableAccess) {
         environment.KEYGATE_TABLE_NAME = table.table.tableName;
+        environment.KEYGATE_SERVER_KEY_SECRET_ID = keys.serverKey.secretArn;
       }
       const f = new KeygateFunction(this, pascal(name), {
         name,
@@ -81,6 +84,7 @@ export class KeygateFunctions extends Construct {
 
       if (spec.tableAccess) {
         grantTableAccess(f, table, spec.tableAccess.table, spec.tableAccess.byUserIdIndex);
+        keys.grantReadServerKey(f.fn);
       }
       keys.grantRead(f.fn, spec.keys);
     }

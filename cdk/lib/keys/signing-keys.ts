@@ -7,6 +7,7 @@ import { Construct } from 'constructs';
 import { StageSettings } from '../../config';
 import { KeyAccess } from '../catalog';
 import { acknowledgePublicKeySecret } from '../nag';
+import { acknowledgeServerKey } from '../nag';
 
 export interface SigningKeysProps {
   readonly settings: StageSettings;
@@ -34,6 +35,7 @@ export class SigningKeys extends Construct {
   readonly key: kms.Key;
   readonly secret: secretsmanager.Secret;
   readonly publicSecret: secretsmanager.Secret;
+  readonly serverKey: secretsmanager.Secret;
 
   constructor(scope: Construct, id: string, props: SigningKeysProps) {
     super(scope, id);
@@ -103,6 +105,22 @@ export class SigningKeys extends Construct {
       removalPolicy,
     });
     acknowledgePublicKeySecret(this.publicSecret);
+
+    // The 256-bit server key (audit email hashes, later email codes), apart from the signing keys so
+    // functions that only emit audit events never read those. 64 lowercase hex digits.
+    this.serverKey = new secretsmanager.Secret(this, 'ServerKey', {
+      description: `keygate ${settings.stageName}: server key (HMAC key of audit email hashes)`,
+      encryptionKey: this.key,
+      generateSecretString: {
+        passwordLength: 64,
+        excludePunctuation: true,
+        excludeUppercase: true,
+        includeSpace: false,
+        excludeCharacters: 'ghijklmnopqrstuvwxyz',
+      },
+      removalPolicy,
+    });
+    acknowledgeServerKey(this.serverKey);
   }
 
   /** The secret a function with `access` reads (none for 'none' and 'rotate', see addRotation). */
@@ -115,6 +133,30 @@ export class SigningKeys extends Construct {
       default:
         return undefined;
     }
+  }
+
+  /** GetSecretValue on the server key, and Decrypt on the key only when Secrets Manager opens that secret. */
+  grantReadServerKey(fn: lambda.IFunction): void {
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadServerKey',
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [this.serverKey.secretArn],
+      }),
+    );
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'DecryptServerKeyViaSecretsManager',
+        actions: ['kms:Decrypt'],
+        resources: [this.key.keyArn],
+        conditions: {
+          StringEquals: {
+            'kms:ViaService': secretsManagerViaService(),
+            'kms:EncryptionContext:SecretARN': this.serverKey.secretArn,
+          },
+        },
+      }),
+    );
   }
 
   /**

@@ -14,6 +14,7 @@ use aws_sdk_secretsmanager::operation::get_secret_value::{
     GetSecretValueError, GetSecretValueOutput,
 };
 use keygate_core::SystemClock;
+use keygate_core::audit::AuditKey;
 use keygate_core::rotation::{AWSPENDING, RotationError, SecretVersionStore, VersionedKeySource};
 
 /// The key source every API function uses.
@@ -196,6 +197,22 @@ pub fn public_key_source(
         ttl,
     )
     .public_keys()
+}
+
+/// Reads the server key (audit email hashes) from `secret_id`, once at init. The error is one line
+/// naming the setting, never the secret's value.
+pub async fn read_server_key(client: &Client, secret_id: &str) -> Result<AuditKey, String> {
+    let setting = crate::settings::SERVER_KEY_SECRET_ID.env;
+    let output = client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| store_error("GetSecretValue", e))
+        .and_then(secret_text)
+        .map_err(|e| format!("{setting}: {e}"))?;
+    let text = output.ok_or_else(|| format!("{setting}: the secret holds no value"))?;
+    AuditKey::parse(&text).map_err(|e| format!("{setting}: the secret's value {e}"))
 }
 
 /// The key source over `secret_id`, caching for `ttl`.

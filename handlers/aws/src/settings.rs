@@ -26,6 +26,13 @@ pub const PUBLIC_KEYS_SECRET_ID: Setting = Setting {
     help: "Secrets Manager secret (ARN or name) holding the public key set, written by rotate-keys",
 };
 
+pub const SERVER_KEY_SECRET_ID: Setting = Setting {
+    env: "KEYGATE_SERVER_KEY_SECRET_ID",
+    flag: "server-key-secret-id",
+    default: None,
+    help: "Secrets Manager secret (ARN or name) holding the 256-bit server key that keys audit email hashes",
+};
+
 pub const KEY_CACHE_TTL: Setting = Setting {
     env: "KEYGATE_KEY_CACHE_TTL_SECONDS",
     flag: "key-cache-ttl-seconds",
@@ -45,6 +52,7 @@ pub const AWS_SETTINGS: &[Setting] = &[
     TABLE_NAME,
     KEYS_SECRET_ID,
     PUBLIC_KEYS_SECRET_ID,
+    SERVER_KEY_SECRET_ID,
     KEY_CACHE_TTL,
     METRICS_NAMESPACE,
 ];
@@ -91,6 +99,12 @@ pub fn read_public_keys_secret_id<F: Fn(&str) -> Option<String>>(
     lookup: &F,
 ) -> Result<String, ConfigError> {
     read_setting(lookup, &PUBLIC_KEYS_SECRET_ID, non_empty(2048))
+}
+
+pub fn read_server_key_secret_id<F: Fn(&str) -> Option<String>>(
+    lookup: &F,
+) -> Result<String, ConfigError> {
+    read_setting(lookup, &SERVER_KEY_SECRET_ID, non_empty(2048))
 }
 
 pub fn read_key_cache_ttl<F: Fn(&str) -> Option<String>>(

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
+use keygate_core::audit::AuditKey;
 use keygate_core::keys::KeyTimeline;
 use keygate_core::keys::{KeyError, KeySet};
 use keygate_core::rotation::{RotationStep, run_step};
@@ -54,6 +55,8 @@ pub struct HttpSettings {
     /// secret (`KEYGATE_PUBLIC_KEYS_SECRET_ID`) for [`KeyAccess::Public`], none for [`KeyAccess::None`]:
     /// a function is never told the name of a secret it has no grant to read.
     pub keys_secret_id: Option<String>,
+    /// Only functions with table access emit audit events, so only they read the server key.
+    pub server_key_secret_id: Option<String>,
     pub key_cache_ttl: Duration,
     pub metrics_namespace: String,
 }
@@ -74,6 +77,10 @@ impl HttpSettings {
                 KeyAccess::Private => Some(settings::read_keys_secret_id(&lookup)?),
                 KeyAccess::Public => Some(settings::read_public_keys_secret_id(&lookup)?),
                 KeyAccess::None => None,
+            },
+            server_key_secret_id: match table {
+                Table::Used => Some(settings::read_server_key_secret_id(&lookup)?),
+                Table::NotUsed => None,
             },
             key_cache_ttl: settings::read_key_cache_ttl(&lookup)?,
             metrics_namespace: settings::read_metrics_namespace(&lookup)?,
@@ -214,12 +221,28 @@ pub fn run_http(endpoints: &'static [Endpoint]) -> ExitCode {
         Table::Used,
         endpoints,
         async move |settings, metrics, sdk_config, keys| {
-            let Some(table_name) = settings.table_name else {
-                return Err("KEYGATE_TABLE_NAME: is required".into());
+            let (Some(table_name), Some(server_key_id)) =
+                (settings.table_name, settings.server_key_secret_id)
+            else {
+                return Err(
+                    "KEYGATE_TABLE_NAME and KEYGATE_SERVER_KEY_SECRET_ID: are required".into(),
+                );
             };
             let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), table_name);
-            tokio::join!(warm_keys(&keys), store.warm_up());
-            serve(metrics, settings.auth, store, keys, endpoints).await
+            let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
+            let ((), (), server_key) = tokio::join!(
+                warm_keys(&keys),
+                store.warm_up(),
+                secrets::read_server_key(&secrets, &server_key_id)
+            );
+            let audit_key = match server_key {
+                Ok(key) => key,
+                Err(e) => {
+                    init_failed("Runtime.InitError", &e).await;
+                    return Err(e.into());
+                }
+            };
+            serve(metrics, settings.auth, store, keys, audit_key, endpoints).await
         },
     )
 }
@@ -233,7 +256,16 @@ pub fn run_http_without_table(endpoints: &'static [Endpoint]) -> ExitCode {
         endpoints,
         async move |settings, metrics, _sdk_config, keys| {
             warm_keys(&keys).await;
-            serve(metrics, settings.auth, NoTable, keys, endpoints).await
+            // It emits no audit events (JWKS and discovery only), so it is not granted the server
+            // key; its service hashes with a throwaway key instead.
+            let audit_key = match AuditKey::generate_hex().and_then(|hex| AuditKey::parse(&hex)) {
+                Ok(key) => key,
+                Err(e) => {
+                    init_failed("Runtime.InitError", &e).await;
+                    return Err(e.into());
+                }
+            };
+            serve(metrics, settings.auth, NoTable, keys, audit_key, endpoints).await
         },
     )
 }
@@ -298,9 +330,10 @@ async fn serve<S: keygate_core::store::AuthStore>(
     auth: AuthConfig,
     store: S,
     keys: FunctionKeys,
+    audit_key: AuditKey,
     endpoints: &'static [Endpoint],
 ) -> Result<(), lambda_runtime::Error> {
-    let service = match AuthService::new(auth, store, keys, SystemClock) {
+    let service = match AuthService::new(auth, store, keys, SystemClock, audit_key) {
         Ok(service) => service,
         Err(e) => {
             init_failed("Runtime.InitError", &e.to_string()).await;
@@ -592,6 +625,7 @@ mod tests {
         let no_keys = HttpSettings::from_lookup(
             |name| match name {
                 "KEYGATE_TABLE_NAME" => Some("t-1".into()),
+                "KEYGATE_SERVER_KEY_SECRET_ID" => Some("server-key".into()),
                 "KEYGATE_ISSUER" => Some("https://x.example".into()),
                 _ => None,
             },
@@ -613,6 +647,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(settings.table_name, None);
+        assert_eq!(settings.server_key_secret_id, None);
         assert_eq!(settings.key_cache_ttl, Duration::from_secs(300));
+        let with_table = |name: &str| match name {
+            "KEYGATE_KEYS_SECRET_ID" => Some("k".to_owned()),
+            "KEYGATE_TABLE_NAME" => Some("keygate-users".to_owned()),
+            "KEYGATE_ISSUER" => Some("https://x.example".to_owned()),
+            _ => None,
+        };
+        let err =
+            HttpSettings::from_lookup(with_table, Table::Used, KeyAccess::Private).unwrap_err();
+        assert_eq!(err.variable, "KEYGATE_SERVER_KEY_SECRET_ID");
     }
 }

@@ -203,6 +203,7 @@ async fn jwks_status<K: KeySource>(keys: K) -> (u16, String, Value) {
         NoTable,
         keys,
         SystemClock,
+        keygate_core::testkit::test_audit_key(),
     )
     .unwrap();
     let request = http::Request::get("/.well-known/jwks.json")
@@ -705,6 +706,7 @@ fn ctx() -> RequestContext {
     RequestContext {
         request_id: "round-trips".into(),
         correlation_id: "round-trips".into(),
+        audit_key: keygate_core::testkit::test_audit_key(),
     }
 }
 
@@ -718,8 +720,14 @@ moto_test!(store_round_trips_per_endpoint, async {
     // the child with one GetItem and revokes nothing).
     let mut config = AuthConfig::with_issuer("https://keygate.test");
     config.refresh_reuse_grace_secs = 0;
-    let service =
-        AuthService::new(config, DynamoStore::new(client, table), keys, SystemClock).unwrap();
+    let service = AuthService::new(
+        config,
+        DynamoStore::new(client, table),
+        keys,
+        SystemClock,
+        keygate_core::testkit::test_audit_key(),
+    )
+    .unwrap();
     let email = unique_email("round-trips");
     log.take();
 
@@ -933,6 +941,7 @@ moto_test!(
             DynamoStore::new(dynamodb, table),
             keys,
             SystemClock,
+            keygate_core::testkit::test_audit_key(),
         )
         .unwrap();
         let email = unique_email("routes");

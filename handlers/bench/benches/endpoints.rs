@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use keygate_core::audit::RequestContext;
+use keygate_core::audit::AuditKey;
 use keygate_core::keys::{KeySet, KeySetDocument, SigningAlgorithm, StaticKeySource, generate_key};
 use keygate_core::password::PasswordHasher;
 use keygate_core::refresh::RefreshToken;
@@ -123,8 +123,9 @@ type Service = AuthService<SqliteStore, StaticKeySource, SystemClock>;
 /// refresh token and access token.
 fn service(runtime: &tokio::runtime::Runtime, store: SqliteStore) -> (Service, String, String) {
     let keys = StaticKeySource(key_set(SigningAlgorithm::Es256));
-    let service = AuthService::new(config(), store, keys, SystemClock).expect("service");
-    let ctx = RequestContext::default();
+    let audit_key = AuditKey::from_bytes(&[0x5a; AuditKey::LEN]);
+    let service = AuthService::new(config(), store, keys, SystemClock, audit_key).expect("service");
+    let ctx = service.context("bench".into(), "bench".into());
     let tokens = runtime.block_on(async {
         service
             .register(&ctx, "bench@example.com", PASSWORD)
@@ -143,9 +144,9 @@ fn endpoints(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let ctx = RequestContext::default();
     let (service, refresh, access) =
         service(&runtime, SqliteStore::open_in_memory().expect("store"));
+    let ctx = service.context("bench".into(), "bench".into());
     let mut group = c.benchmark_group("AuthService on SQLite (in memory)");
     group
         .sample_size(20)

@@ -740,6 +740,10 @@ async fn run(options: Options) -> Result<(), String> {
         .as_str()
         .ok_or("moto_fixture.py printed no public_secret_arn")?
         .to_owned();
+    let server_key_arn = setup["server_key_secret_arn"]
+        .as_str()
+        .ok_or("moto_fixture.py printed no server_key_secret_arn")?
+        .to_owned();
 
     let base_env: Vec<(String, String)> = [
         ("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint.clone()),
@@ -747,6 +751,7 @@ async fn run(options: Options) -> Result<(), String> {
         ("KEYGATE_TABLE_NAME", TABLE.to_owned()),
         ("KEYGATE_KEYS_SECRET_ID", secret_arn),
         ("KEYGATE_PUBLIC_KEYS_SECRET_ID", public_arn),
+        ("KEYGATE_SERVER_KEY_SECRET_ID", server_key_arn),
         (
             "KEYGATE_ISSUER",
             format!(

@@ -1,15 +1,65 @@
 //! Security audit events: one JSON log line (target `keygate::audit`) and one metric per event.
 //!
-//! Events carry the request id and correlation id, a user id where known, and a hash of the email,
-//! never the email itself, a password or a token.
+//! Events carry the request id and correlation id, a user id where known, and a keyed hash of the
+//! email, never the email itself, a password or a token.
 
-use crate::refresh::sha256_hex;
+use aws_lc_rs::hmac;
+use base64::Engine as _;
 
-/// Identifies the request an event belongs to.
-#[derive(Debug, Clone, Default)]
+use crate::refresh::hex;
+
+/// The per-deployment 256-bit server key that keys [`email_hash`] (and, later, email codes). Kept
+/// apart from the signing keys, so functions that only emit audit events never read those.
+#[derive(Clone)]
+pub struct AuditKey(hmac::Key);
+
+impl AuditKey {
+    pub const LEN: usize = 32;
+
+    pub fn from_bytes(bytes: &[u8; Self::LEN]) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, bytes))
+    }
+
+    /// Parses the stored form: 64 hex digits or standard base64 of 32 bytes (surrounding
+    /// whitespace ignored). The error names the expected form, never the input.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let bytes = if text.len() == 2 * Self::LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            (0..Self::LEN)
+                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|_| "must be 64 hex digits or base64 of 32 bytes".to_owned())?
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|_| "must be 64 hex digits or base64 of 32 bytes".to_owned())?
+        };
+        let bytes: [u8; Self::LEN] = bytes
+            .try_into()
+            .map_err(|_| "must be 64 hex digits or base64 of 32 bytes".to_owned())?;
+        Ok(Self::from_bytes(&bytes))
+    }
+
+    /// A fresh key from the OS CSPRNG, in the hex form [`AuditKey::parse`] reads.
+    pub fn generate_hex() -> Result<String, String> {
+        let mut bytes = [0u8; Self::LEN];
+        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "OS random generator failed".to_owned())?;
+        Ok(hex(&bytes))
+    }
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
+}
+
+/// Identifies the request an event belongs to, and carries the key its audit events are hashed with.
+#[derive(Debug, Clone)]
 pub struct RequestContext {
     pub request_id: String,
     pub correlation_id: String,
+    pub audit_key: AuditKey,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,9 +133,12 @@ impl AuditEvent {
     }
 }
 
-/// A pseudonym for an email in logs: the first 16 hex digits of its SHA-256.
-pub fn email_hash(email: &str) -> String {
-    sha256_hex(email.as_bytes())[..16].to_owned()
+/// A pseudonym for an email in logs: the first 16 hex digits (64 bits) of its HMAC-SHA256 under the
+/// deployment's key, so an email list cannot be hashed and matched against the logs without the key.
+/// Truncated as before: the key, not the length, stops reversal; 64 bits keep the field's shape for
+/// existing log queries and collide with odds below 1e-7 even at a million accounts.
+pub fn email_hash(key: &AuditKey, email: &str) -> String {
+    hex(&hmac::sign(&key.0, email.as_bytes()).as_ref()[..8])
 }
 
 /// Who an event is about; all optional.
@@ -97,7 +150,7 @@ pub struct Subject<'a> {
 }
 
 pub fn emit(ctx: &RequestContext, event: AuditEvent, subject: Subject<'_>) {
-    let email_hash = subject.email.map(email_hash);
+    let email_hash = subject.email.map(|email| email_hash(&ctx.audit_key, email));
     let (user_id, family_id) = (
         subject.user_id.unwrap_or(""),
         subject.family_id.unwrap_or(""),
@@ -109,4 +162,50 @@ pub fn emit(ctx: &RequestContext, event: AuditEvent, subject: Subject<'_>) {
         tracing::info!(target: "keygate::audit", event = event.name(), request_id = %ctx.request_id, correlation_id = %ctx.correlation_id, user_id, email_hash, family_id);
     }
     metrics::counter!(event.metric()).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_hash_is_the_truncated_hmac_sha256_of_rfc_4231_case_2() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?". The key is padded
+        // with zeros to 32 bytes, which HMAC does itself for keys shorter than the block.
+        let mut key = [0u8; AuditKey::LEN];
+        key[..4].copy_from_slice(b"Jefe");
+        let hash = email_hash(&AuditKey::from_bytes(&key), "what do ya want for nothing?");
+        assert_eq!(hash, "5bdcc146bf60754e");
+    }
+
+    #[test]
+    fn different_keys_give_different_hashes() {
+        let one = AuditKey::from_bytes(&[1; AuditKey::LEN]);
+        let two = AuditKey::from_bytes(&[2; AuditKey::LEN]);
+        let email = "alice@example.com";
+        assert_ne!(email_hash(&one, email), email_hash(&two, email));
+        assert_eq!(email_hash(&one, email), email_hash(&one, email));
+        assert_ne!(
+            email_hash(&one, email),
+            crate::refresh::sha256_hex(email.as_bytes())[..16]
+        );
+    }
+
+    #[test]
+    fn parse_reads_hex_and_base64_and_refuses_other_lengths() {
+        let email = "alice@example.com";
+        let expected = email_hash(&AuditKey::from_bytes(&[0xab; AuditKey::LEN]), email);
+        let hex_form = "ab".repeat(32);
+        let base64_form = base64::engine::general_purpose::STANDARD.encode([0xab; AuditKey::LEN]);
+        for form in [hex_form.as_str(), base64_form.as_str()] {
+            let key = AuditKey::parse(&format!(" {form}\n")).expect("valid key");
+            assert_eq!(email_hash(&key, email), expected);
+        }
+        for bad in ["", "ab", &"ab".repeat(31), &"zz".repeat(32), "not base64!"] {
+            assert!(AuditKey::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        let generated = AuditKey::generate_hex().expect("random");
+        assert!(AuditKey::parse(&generated).is_ok());
+        assert_ne!(generated, AuditKey::generate_hex().expect("random"));
+    }
 }

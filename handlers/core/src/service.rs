@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::audit::{self, AuditEvent, RequestContext, Subject};
+use crate::audit::{self, AuditEvent, AuditKey, RequestContext, Subject};
 use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::device;
@@ -98,10 +98,17 @@ pub struct AuthService<S, K, C> {
     keys: K,
     clock: C,
     hasher: PasswordHasher,
+    audit_key: AuditKey,
 }
 
 impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
-    pub fn new(config: AuthConfig, store: S, keys: K, clock: C) -> Result<Self, AuthError> {
+    pub fn new(
+        config: AuthConfig,
+        store: S,
+        keys: K,
+        clock: C,
+        audit_key: AuditKey,
+    ) -> Result<Self, AuthError> {
         let hasher = PasswordHasher::new(config.hashing)?;
         Ok(Self {
             config: Arc::new(config),
@@ -109,7 +116,21 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             keys,
             clock,
             hasher,
+            audit_key,
         })
+    }
+
+    pub fn audit_key(&self) -> &AuditKey {
+        &self.audit_key
+    }
+
+    /// The context of one request, carrying this deployment's audit key.
+    pub fn context(&self, request_id: String, correlation_id: String) -> RequestContext {
+        RequestContext {
+            request_id,
+            correlation_id,
+            audit_key: self.audit_key.clone(),
+        }
     }
 
     pub fn config(&self) -> &AuthConfig {

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 pub use tokio;
 
-use crate::audit::RequestContext;
+use crate::audit::{AuditKey, RequestContext};
 use crate::clock::ManualClock;
 use crate::config::AuthConfig;
 use crate::error::AuthError;
@@ -1793,6 +1793,11 @@ pub struct ServiceHarness<S: AuthStore> {
     pub ctx: RequestContext,
 }
 
+/// The fixed audit key tests hash emails with.
+pub fn test_audit_key() -> AuditKey {
+    AuditKey::from_bytes(&[0x5a; AuditKey::LEN])
+}
+
 /// Default configuration (argon2id at its default cost, 10 s grace, 30-day families) for a test issuer.
 pub fn test_config() -> AuthConfig {
     AuthConfig::with_issuer("https://keygate.test")
@@ -1813,12 +1818,10 @@ impl<S: AuthStore> ServiceHarness<S> {
             store,
             StaticKeySource(Arc::new(keys)),
             clock.clone(),
+            test_audit_key(),
         )
         .expect("service");
-        let ctx = RequestContext {
-            request_id: "testkit".into(),
-            correlation_id: "testkit".into(),
-        };
+        let ctx = service.context("testkit".into(), "testkit".into());
         Self {
             service: Arc::new(service),
             clock,

@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use keygate_core::audit::RequestContext;
+use keygate_core::audit::{AuditKey, RequestContext};
 use keygate_core::keys::{JWKS_MAX_AGE_SECS, KeyError, KeySource};
 use keygate_core::store::{AuthStore, StoreError};
 use keygate_core::{AuthError, AuthService, Clock};
@@ -221,10 +221,7 @@ where
     C: Clock,
 {
     let started = Instant::now();
-    let ctx = RequestContext {
-        request_id: request_id.to_owned(),
-        correlation_id: correlation_id(request.headers()),
-    };
+    let ctx = service.context(request_id.to_owned(), correlation_id(request.headers()));
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = if header_bytes(request.headers()) > MAX_HEADER_BYTES {
@@ -243,10 +240,16 @@ where
 
 /// Answers `request` with `problem` without reaching the service, with the same ids and access log
 /// as [`handle`]: for a shell that sheds load before handling (the local server's hashing queue).
-pub fn refuse<B>(request: &Request<B>, problem: &Problem, request_id: &str) -> Response<Bytes> {
+pub fn refuse<B>(
+    request: &Request<B>,
+    problem: &Problem,
+    request_id: &str,
+    audit_key: &AuditKey,
+) -> Response<Bytes> {
     let ctx = RequestContext {
         request_id: request_id.to_owned(),
         correlation_id: correlation_id(request.headers()),
+        audit_key: audit_key.clone(),
     };
     let response = problem::problem(problem, &ctx);
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());

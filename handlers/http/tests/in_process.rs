@@ -33,6 +33,7 @@ fn service() -> (Service<StaticKeySource>, Arc<ManualClock>) {
             SqliteStore::open_in_memory().unwrap(),
             keys,
             clock.clone(),
+            keygate_core::testkit::test_audit_key(),
         )
         .unwrap(),
         clock,
@@ -381,6 +382,7 @@ async fn missing_keys_answer_503_and_consume_nothing() {
         SqliteStore::open_in_memory().unwrap(),
         NoKeys,
         clock,
+        keygate_core::testkit::test_audit_key(),
     )
     .unwrap();
     let (status, _, _) = send(

@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use keygate_core::SigningAlgorithm;
-use keygate_core::keyfile::FileVersionStore;
+use keygate_core::audit::AuditKey;
+use keygate_core::keyfile::{FileVersionStore, write_private};
 use keygate_core::keys::{KeySetDocument, KeyTimeline};
 use keygate_core::refresh::random_id;
 use keygate_core::rotation::{AWSCURRENT, SecretVersionStore as _, rotate};
@@ -39,6 +40,27 @@ pub async fn ensure_key_set(
     }
     rotate_keys(data_dir, alg, timeline, now_ms).await?;
     Ok(())
+}
+
+/// The file in the data folder that holds the server key (audit email hashes), apart from the
+/// signing keys.
+pub const SERVER_KEY_FILE: &str = "server-key.hex";
+
+/// Reads the data folder's server key, creating it from the OS CSPRNG (mode 0600) on first start.
+/// A file that does not hold a valid key is an error, never overwritten.
+pub fn ensure_server_key(data_dir: &Path) -> Result<AuditKey, String> {
+    let path = data_dir.join(SERVER_KEY_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = AuditKey::generate_hex()?;
+            write_private(&path, text.as_bytes())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            text
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    AuditKey::parse(&text).map_err(|e| format!("{}: the server key {e}", path.display()))
 }
 
 /// One whole rotation of the data folder's keys; returns the key set it made current.
@@ -106,6 +128,33 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn the_server_key_is_created_once_private_and_reused() {
+        let dir = temp_dir("server-key");
+        let path = dir.join(SERVER_KEY_FILE);
+        let email = "alice@example.com";
+        let first = keygate_core::audit::email_hash(&ensure_server_key(&dir).unwrap(), email);
+        let stored = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(stored.len(), 64);
+        let again = keygate_core::audit::email_hash(&ensure_server_key(&dir).unwrap(), email);
+        assert_eq!(first, again);
+        assert_eq!(stored, std::fs::read_to_string(&path).unwrap());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let other = temp_dir("server-key-other");
+        let elsewhere = keygate_core::audit::email_hash(&ensure_server_key(&other).unwrap(), email);
+        assert_ne!(first, elsewhere, "each data folder gets its own key");
+
+        std::fs::write(&path, "not a key").unwrap();
+        let err = ensure_server_key(&dir).unwrap_err();
+        assert!(err.contains(SERVER_KEY_FILE), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a key");
     }
 
     #[tokio::test]

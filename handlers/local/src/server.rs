@@ -8,6 +8,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt as _;
+use keygate_core::audit::AuditKey;
 use keygate_core::keyfile::FileVersionStore;
 use keygate_core::keys::{KeySource, KeyTimeline};
 use keygate_core::rotation::VersionedKeySource;
@@ -55,6 +56,7 @@ pub async fn run(options: Options) -> Result<(), String> {
     // reach a running server within the cache TTL, well before their new key signs.
     let keys = VersionedKeySource::new(FileVersionStore::new(&options.data_dir), SystemClock, ttl);
     keys.key_set().await.map_err(|e| e.to_string())?;
+    let audit_key = keys::ensure_server_key(&options.data_dir)?;
     match options.store {
         StoreKind::Sqlite => {
             let store = SqliteStore::open_in_dir(&options.data_dir).map_err(|e| {
@@ -65,14 +67,14 @@ pub async fn run(options: Options) -> Result<(), String> {
             })?;
             // Reads already ignore expired tokens; the sweep only reclaims space.
             let _sweeper = store.spawn_sweeper(SystemClock, std::time::Duration::from_secs(600));
-            serve(listener, addr, config, store, keys).await
+            serve(listener, addr, config, store, keys, audit_key).await
         }
         StoreKind::Dynamodb => {
             let table = options.table_name().map_err(|e| e.to_string())?;
             let sdk = keygate_aws::sdk::load().await;
             let store = keygate_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
             store.warm_up().await;
-            serve(listener, addr, config, store, keys).await
+            serve(listener, addr, config, store, keys, audit_key).await
         }
     }
 }
@@ -116,8 +118,10 @@ async fn serve<S: AuthStore>(
     config: AuthConfig,
     store: S,
     keys: LocalKeys,
+    audit_key: AuditKey,
 ) -> Result<(), String> {
-    let service = AuthService::new(config, store, keys, SystemClock).map_err(|e| e.to_string())?;
+    let service =
+        AuthService::new(config, store, keys, SystemClock, audit_key).map_err(|e| e.to_string())?;
     let app = Router::new()
         .fallback(answer::<S, LocalKeys>)
         .with_state(Arc::new(Local {
@@ -192,10 +196,20 @@ async fn answer_hashing<S: AuthStore, K: KeySource>(
     request_id: String,
 ) -> http::Response<Bytes> {
     let Ok(_admitted) = local.hashing.admitted.try_acquire() else {
-        return keygate_http::refuse(&request, &Problem::Busy, &request_id);
+        return keygate_http::refuse(
+            &request,
+            &Problem::Busy,
+            &request_id,
+            local.service.audit_key(),
+        );
     };
     let Ok(_running) = local.hashing.running.acquire().await else {
-        return keygate_http::refuse(&request, &Problem::Busy, &request_id);
+        return keygate_http::refuse(
+            &request,
+            &Problem::Busy,
+            &request_id,
+            local.service.audit_key(),
+        );
     };
     // The body is read here, on the connection's task, which is what reads the socket.
     let request = read_request(request).await;
@@ -212,10 +226,7 @@ async fn answer_hashing<S: AuthStore, K: KeySource>(
     .await;
     handled.unwrap_or_else(|_| {
         // Only a bug (nothing panics on input) gets here: answer 500 problem+json, logged once.
-        let ctx = keygate_core::audit::RequestContext {
-            request_id: id.clone(),
-            correlation_id: id,
-        };
+        let ctx = local.service.context(id.clone(), id);
         let error = keygate_core::AuthError::Internal("the request handler panicked".into());
         keygate_http::problem(&Problem::Auth(error), &ctx)
     })
