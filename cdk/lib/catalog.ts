@@ -1,4 +1,4 @@
-import { ApiFunctionName, FunctionName, RouteExposure } from '../config';
+import { ApiFunctionName, FunctionName, RouteExposure, SigningAlgorithm } from '../config';
 
 /**
  * What each function is, as fixed by the integration contract: its routes and the DynamoDB calls
@@ -30,6 +30,15 @@ export interface TableAccess {
  * most any of the function's endpoints needs in keygate-http (`Endpoint::key_access`).
  */
 export type KeyAccess = 'private' | 'public' | 'none' | 'rotate';
+
+/**
+ * What `access` reads under the stage's algorithm: an HS256 key is shared, has no public form, and
+ * the public key set holds nothing for it, so with that explicit opt-in verifiers read the signing
+ * secret (the Rust shell applies the same rule: `KeyAccess::under` in handlers/http/src/lib.rs).
+ */
+export function keyAccessUnder(access: KeyAccess, alg: SigningAlgorithm): KeyAccess {
+  return access === 'public' && alg === 'HS256' ? 'private' : access;
+}
 
 export interface FunctionSpec {
   readonly name: FunctionName;

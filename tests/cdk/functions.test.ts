@@ -2,7 +2,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { FUNCTION_NAMES, FunctionName, stageSettings } from '../../cdk/config';
 import { FUNCTION_SPECS } from '../../cdk/lib/catalog';
 import { packageName } from '../../cdk/lib/functions/rust-function';
-import { logicalId, resourcesOfType, stageTemplate } from './helpers';
+import { customTemplate, logicalId, resourcesOfType, stageTemplate } from './helpers';
 
 const PASCAL: Record<FunctionName, string> = {
   register: 'Register',
@@ -206,6 +206,23 @@ describe('functions', () => {
       for (const name of FUNCTION_NAMES) {
         const expected = { private: [secretId], public: [publicId], none: [], rotate: [secretId, publicId] }[FUNCTION_SPECS[name].keys];
         expect([...readable(name)].sort()).toEqual([...expected].sort());
+      }
+    });
+
+    test('with HS256 (explicit opt-in: a shared key has no public form) the verifiers read the signing secret instead', () => {
+      const hs256 = customTemplate('dev', (s) => ({ ...s, auth: { ...s.auth, signingAlgorithm: 'HS256' } }));
+      const signing = logicalId(hs256, 'AWS::SecretsManager::Secret', 'KeysSecret');
+      for (const name of ['me', 'logout-all', 'well-known'] as FunctionName[]) {
+        const env = fn(hs256, name).Environment.Variables;
+        expect(env.KEYGATE_KEYS_SECRET_ID).toEqual({ Ref: signing });
+        expect(env.KEYGATE_PUBLIC_KEYS_SECRET_ID).toBeUndefined();
+        const reads = statements(hs256, name)
+          .filter((s) => s.Sid === 'ReadSigningKeys' || s.Sid === 'ReadPublicKeys')
+          .map((s) => s.Sid);
+        expect(reads).toEqual(['ReadSigningKeys']);
+      }
+      for (const name of ['register', 'logout'] as FunctionName[]) {
+        expect(fn(hs256, name).Environment.Variables.KEYGATE_KEYS_SECRET_ID).toBeUndefined();
       }
     });
 

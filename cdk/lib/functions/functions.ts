@@ -2,7 +2,7 @@ import { Aws, Duration } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { FUNCTION_NAMES, FunctionName, StageSettings, metricsNamespace } from '../../config';
-import { FUNCTION_SPECS, KeyAccess, iamActionsFor } from '../catalog';
+import { FUNCTION_SPECS, KeyAccess, iamActionsFor, keyAccessUnder } from '../catalog';
 import { KeygateTable } from '../data/table';
 import { SigningKeys } from '../keys/signing-keys';
 import { KeygateFunction } from './rust-function';
@@ -66,7 +66,8 @@ export class KeygateFunctions extends Construct {
 
     for (const name of FUNCTION_NAMES) {
       const spec = FUNCTION_SPECS[name];
-      const environment: Record<string, string> = { ...env, ...keyEnvironment(spec.keys, keys) };
+      const access = keyAccessUnder(spec.keys, settings.auth.signingAlgorithm);
+      const environment: Record<string, string> = { ...env, ...keyEnvironment(access, keys) };
       // The functions with table access are the ones that emit audit events (the Rust shell reads
       // the server key exactly when it has a table).
       if (spec.tableAccess) {
@@ -86,7 +87,7 @@ export class KeygateFunctions extends Construct {
         grantTableAccess(f, table, spec.tableAccess.table, spec.tableAccess.byUserIdIndex);
         keys.grantReadServerKey(f.fn);
       }
-      keys.grantRead(f.fn, spec.keys);
+      keys.grantRead(f.fn, access);
     }
     keys.addRotation(byName['rotate-keys'].fn, settings.keys.rotationDays);
     this.byName = byName;

@@ -67,6 +67,12 @@ impl HttpSettings {
         table: Table,
         key_access: KeyAccess,
     ) -> Result<Self, ConfigError> {
+        let alg = keygate_core::config::read_setting(
+            &lookup,
+            &keygate_core::config::SIGNING_ALG,
+            |raw| raw.parse::<SigningAlgorithm>(),
+        )?;
+        let key_access = key_access.under(alg);
         Ok(Self {
             table_name: match table {
                 Table::Used => Some(settings::read_table_name(&lookup)?),
@@ -610,6 +616,27 @@ mod tests {
             to_lambda_response(http::Response::new(Bytes::new())).body(),
             lambda_http::Body::Empty
         ));
+    }
+
+    #[test]
+    fn with_hs256_verifiers_read_the_signing_secret() {
+        let lookup = |name: &str| match name {
+            "KEYGATE_SIGNING_ALG" => Some("HS256".to_owned()),
+            "KEYGATE_KEYS_SECRET_ID" => Some("signing".to_owned()),
+            "KEYGATE_ISSUER" => Some("https://x.example".to_owned()),
+            _ => None,
+        };
+        let settings =
+            HttpSettings::from_lookup(lookup, Table::NotUsed, KeyAccess::Public).unwrap();
+        assert_eq!(settings.key_access, KeyAccess::Private);
+        assert_eq!(settings.keys_secret_id.as_deref(), Some("signing"));
+        let es256 = |name: &str| {
+            (name != "KEYGATE_SIGNING_ALG")
+                .then(|| lookup(name))
+                .flatten()
+        };
+        let err = HttpSettings::from_lookup(es256, Table::NotUsed, KeyAccess::Public).unwrap_err();
+        assert_eq!(err.variable, "KEYGATE_PUBLIC_KEYS_SECRET_ID");
     }
 
     #[test]

@@ -70,6 +70,15 @@ impl KeyAccess {
             .max()
             .unwrap_or(KeyAccess::None)
     }
+
+    /// What verifying needs under `alg`: an HS256 key is shared, has no public form, and the public
+    /// key set holds nothing for it, so with that explicit opt-in verifiers read the signing keys.
+    pub fn under(self, alg: keygate_core::SigningAlgorithm) -> KeyAccess {
+        match (self, alg) {
+            (KeyAccess::Public, keygate_core::SigningAlgorithm::Hs256) => KeyAccess::Private,
+            (access, _) => access,
+        }
+    }
 }
 
 impl Endpoint {
