@@ -5,7 +5,7 @@
 //! (the `REFRESH#<family>#<token>` sort key), so a family is one range of the primary key.
 //!
 //! Guarantees, the same the DynamoDB design gives:
-//! - users are put-if-absent;
+//! - users are put-if-absent, and a taken email costs the same committed write as a new one;
 //! - a rotation is one `BEGIN IMMEDIATE` transaction that checks, in the port's order, and then marks
 //!   the presented token used and writes its child, or changes nothing;
 //! - every decided change of a user (a reserved login attempt, a login's token with its counter reset
@@ -605,22 +605,30 @@ impl UserStore for SqliteStore {
             .map_err(|_| StoreError::Corrupt("roles do not serialise".into()))?;
         self.run("create_user", move |conn| {
             // Only the email decides "taken"; a user_id collision is an error, not a silent no-op.
-            let inserted = conn
+            // A taken email rewrites its row with itself (changing nothing), so both answers cost
+            // one committed write and its fsync: registration must not tell them apart by time.
+            // The returned id says which happened (ids are random UUIDs).
+            let stored_id: String = conn
                 .prepare_cached(&format!(
-                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (email) DO NOTHING"
+                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (email) DO UPDATE SET email = users.email
+                     RETURNING user_id"
                 ))?
-                .execute(params![
-                    user.user_id,
-                    user.email,
-                    user.password_hash,
-                    user.created_at_ms,
-                    user.revoked_before_ms,
-                    user.attempts.attempts,
-                    user.attempts.locked_until_ms,
-                    roles,
-                    user.attempts.last_attempt_ms
-                ])?;
-            Ok(inserted == 1)
+                .query_row(
+                    params![
+                        user.user_id,
+                        user.email,
+                        user.password_hash,
+                        user.created_at_ms,
+                        user.revoked_before_ms,
+                        user.attempts.attempts,
+                        user.attempts.locked_until_ms,
+                        roles,
+                        user.attempts.last_attempt_ms
+                    ],
+                    |row| row.get(0),
+                )?;
+            Ok(stored_id == user.user_id)
         })
         .await
     }
@@ -837,6 +845,35 @@ mod tests {
             )
             .unwrap();
         assert_eq!(stale_left, 0);
+    }
+
+    /// Registering a taken email must cost what a new one costs: a committed write (a WAL frame and
+    /// its fsync), not a read-only no-op that answers measurably faster.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_taken_email_costs_the_same_write_as_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let wal = dir.path().join(format!("{FILE_NAME}-wal"));
+        let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let first = sample_user(&unique_email("equal-work"));
+        let before = wal_len();
+        assert!(store.create_user(&first).await.unwrap());
+        let after_new = wal_len();
+        assert!(after_new > before, "a new user is a committed write");
+        let again = sample_user(&first.email);
+        assert!(
+            !store.create_user(&again).await.unwrap(),
+            "the email is taken"
+        );
+        assert!(
+            wal_len() > after_new,
+            "a taken email must commit a write too"
+        );
+        assert_eq!(
+            store.get_user(&first.email).await.unwrap(),
+            Some(first),
+            "and change nothing"
+        );
     }
 
     #[test]
