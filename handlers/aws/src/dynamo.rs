@@ -884,8 +884,8 @@ impl UserStore for DynamoStore {
             };
             if let Some(item) = item {
                 let device = device_from_item(email, &item)?;
-                // Trust is decided on the device as it was before this reservation; the rule only
-                // reads its identity, expiry and age, which a reservation does not change.
+                // The item came back with the reservation applied (or as read, when refused); trust
+                // reads only its identity, expiry and age, which a reservation does not change.
                 if device.trusted_for(&user, now_ms) {
                     let attempt = Attempt {
                         user,
