@@ -70,6 +70,7 @@ const FAILED_LOGINS: &str = "failedLogins";
 const LOCKED_UNTIL: &str = "lockedUntil";
 const LAST_ATTEMPT_AT: &str = "lastAttemptAt";
 const ROLES: &str = "roles";
+const FAMILY_SEQ: &str = "familySeq";
 
 const TOKEN_HASH: &str = "tokenHash";
 const ISSUED_AT: &str = "issuedAt";
@@ -89,6 +90,7 @@ const USER_ATTRIBUTES: &[&str] = &[
     LOCKED_UNTIL,
     LAST_ATTEMPT_AT,
     ROLES,
+    FAMILY_SEQ,
 ];
 const REFRESH_ATTRIBUTES: &[&str] = &[
     SK,
@@ -211,6 +213,7 @@ fn user_item(user: &User) -> Item {
         (FAILED_LOGINS.to_owned(), n(user.attempts.attempts)),
         (LOCKED_UNTIL.to_owned(), n(user.attempts.locked_until_ms)),
         (LAST_ATTEMPT_AT.to_owned(), n(user.attempts.last_attempt_ms)),
+        (FAMILY_SEQ.to_owned(), n(user.family_seq)),
         (
             ROLES.to_owned(),
             AttributeValue::L(user.roles.iter().map(s).collect()),
@@ -240,6 +243,7 @@ fn user_from_item(item: &Item) -> StoreResult<User> {
         revoked_before_ms: opt_n(item, REVOKED_BEFORE)?.unwrap_or(0),
         attempts: counter_from_item(item)?,
         roles,
+        family_seq: opt_n(item, FAMILY_SEQ)?.unwrap_or(0),
     })
 }
 
@@ -979,7 +983,9 @@ impl UserStore for DynamoStore {
         // The counter the login counted on is reset: the untrusted one here, a device's in the
         // device's own update. The hash is always set (to itself unless rehashed), so the update
         // has something to write whichever counter it is.
-        let mut set = format!("SET #{PASSWORD_HASH} = :stored");
+        let mut set = format!("SET #{PASSWORD_HASH} = :stored, #{FAMILY_SEQ} = :seq");
+        attribute_names.push(FAMILY_SEQ);
+        values.insert(":seq".into(), n(completion.family_seq));
         values.insert(
             ":stored".into(),
             s(completion
@@ -997,7 +1003,9 @@ impl UserStore for DynamoStore {
         let update = self.user_update(
             &token.email,
             &set,
-            format!("#{PASSWORD_HASH} = :verified AND {watermark}"),
+            format!(
+                "#{PASSWORD_HASH} = :verified AND {watermark} AND (attribute_not_exists(#{FAMILY_SEQ}) OR #{FAMILY_SEQ} < :seq)"
+            ),
             attribute_names,
             values,
         );
@@ -1020,15 +1028,17 @@ impl UserStore for DynamoStore {
                 FAILED_LOGINS,
                 LOCKED_UNTIL,
                 LAST_ATTEMPT_AT,
+                FAMILY_SEQ,
             ];
             let values = HashMap::from([
                 (":expected".to_owned(), s(&change.expected_hash)),
                 (":new".to_owned(), s(&change.new_hash)),
                 (":watermark".to_owned(), n(change.revoked_before_ms)),
                 (":zero".to_owned(), n(0)),
+                (":seq".to_owned(), n(change.family_seq)),
             ]);
             let counter = format!(
-                "#{FAILED_LOGINS} = :zero, #{LOCKED_UNTIL} = :zero, #{LAST_ATTEMPT_AT} = :zero"
+                "#{FAILED_LOGINS} = :zero, #{LOCKED_UNTIL} = :zero, #{LAST_ATTEMPT_AT} = :zero, #{FAMILY_SEQ} = :seq"
             );
             let (set, condition) = if raise {
                 (
@@ -1111,9 +1121,12 @@ impl RefreshTokenStore for DynamoStore {
                 .table_name(&self.table)
                 .key(PK, s(user_pk(&rotation.email)))
                 .key(SK, s(PROFILE))
-                .condition_expression("#revokedBefore <= :issuedAt")
-                .expression_attribute_names("#revokedBefore", REVOKED_BEFORE)
+                .condition_expression(format!(
+                    "#{REVOKED_BEFORE} <= :issuedAt AND (attribute_not_exists(#{FAMILY_SEQ}) OR #{FAMILY_SEQ} < :retiredAt)"
+                ))
+                .set_expression_attribute_names(Some(names(&[REVOKED_BEFORE, FAMILY_SEQ])))
                 .expression_attribute_values(":issuedAt", n(rotation.presented_issued_at_ms))
+                .expression_attribute_values(":retiredAt", n(rotation.retired_at_seq))
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 )
@@ -1227,6 +1240,7 @@ mod tests {
                 last_attempt_ms: 5,
             },
             roles: vec!["admin".into()],
+            family_seq: 6,
         };
         let item = user_item(&user);
         assert_eq!(item[PK], s("USER#ada@example.com"));

@@ -43,6 +43,7 @@ dynamo_behaviours!(
     rotation_already_used,
     rotation_fingerprint_mismatch,
     rotation_revoked,
+    rotation_refuses_retired_families,
     expired_tokens_are_absent,
     revoke_family_deletes_only_that_family,
     revoke_large_families,
@@ -68,6 +69,8 @@ dynamo_behaviours!(
     service_unknown_email_creates_nothing,
     service_login_rehashes_weaker_hash,
     service_concurrent_refreshes_have_one_winner,
+    service_caps_live_families,
+    service_concurrent_logins_take_distinct_family_numbers,
 );
 
 #[test]

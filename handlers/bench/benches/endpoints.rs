@@ -98,10 +98,15 @@ fn access_tokens(c: &mut Criterion) {
 }
 
 fn refresh_tokens(c: &mut Criterion) {
-    let token =
-        RefreshToken::new_family("someone@example.com", [7; 16], SystemClock.now_ms(), 86_400)
-            .expect("token")
-            .encode();
+    let token = RefreshToken::new_family(
+        "someone@example.com",
+        [7; 16],
+        1,
+        SystemClock.now_ms(),
+        86_400,
+    )
+    .expect("token")
+    .encode();
     let mut group = c.benchmark_group("refresh token");
     group
         .sample_size(30)
@@ -176,6 +181,7 @@ fn endpoints(c: &mut Criterion) {
             let stale = RefreshToken::new_family(
                 "bench@example.com",
                 [1; 16],
+                1,
                 SystemClock.now_ms(),
                 86_400,
             )

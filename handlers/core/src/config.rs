@@ -47,6 +47,12 @@ pub const REFRESH_REUSE_GRACE: Setting = Setting {
     default: Some("10"),
     help: "Window in which replaying the immediate parent of a live refresh token is refused without revoking the family (0-60)",
 };
+pub const MAX_REFRESH_FAMILIES: Setting = Setting {
+    env: "KEYGATE_MAX_REFRESH_FAMILIES",
+    flag: "max-refresh-families",
+    default: Some("100"),
+    help: "Live refresh-token families per user: a login retires the family opened this many logins before it (1-10000)",
+};
 pub const SIGNING_ALG: Setting = Setting {
     env: "KEYGATE_SIGNING_ALG",
     flag: "signing-alg",
@@ -127,6 +133,7 @@ pub const AUTH_SETTINGS: &[Setting] = &[
     ACCESS_TOKEN_TTL,
     REFRESH_FAMILY_TTL,
     REFRESH_REUSE_GRACE,
+    MAX_REFRESH_FAMILIES,
     SIGNING_ALG,
     PASSWORD_MIN_LENGTH,
     PASSWORD_MAX_LENGTH,
@@ -165,6 +172,7 @@ pub struct AuthConfig {
     pub access_token_ttl_secs: u64,
     pub refresh_family_ttl_secs: u64,
     pub refresh_reuse_grace_secs: u64,
+    pub max_refresh_families: u64,
     pub signing_alg: SigningAlgorithm,
     pub password_policy: PasswordPolicy,
     pub hashing: HashingParams,
@@ -245,6 +253,11 @@ impl AuthConfig {
                 &lookup,
                 &REFRESH_REUSE_GRACE,
                 bounded(0u64, 60),
+            )?,
+            max_refresh_families: read_setting(
+                &lookup,
+                &MAX_REFRESH_FAMILIES,
+                bounded(1u64, 10_000),
             )?,
             signing_alg: read_setting(&lookup, &SIGNING_ALG, |raw| raw.parse())?,
             password_policy: PasswordPolicy {

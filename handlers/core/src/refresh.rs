@@ -1,7 +1,9 @@
 //! Refresh tokens: opaque strings that carry what is needed to find their record in one request.
 //!
 //! `kgrt_` + base64url of: version (1) | issued_at_ms (8) | auth_time_s (8) | family_expires_at_s (8) |
-//! user_id (16) | family_id (16) | token_id (16) | secret (32) | email (UTF-8, rest).
+//! family_seq (8, version 2 only) | user_id (16) | family_id (16) | token_id (16) | secret (32) |
+//! email (UTF-8, rest). Version 1, the layout from before family sequence numbers, is family 0 and
+//! still parses; every family opened since is numbered from 1 and written as version 2.
 //! The store keeps only the SHA-256 of the whole string, and a rotation succeeds only if that hash
 //! matches, so every field read back from a presented token is authenticated by the store.
 
@@ -13,11 +15,14 @@ use crate::error::AuthError;
 use crate::store::RefreshRecord;
 
 pub const PREFIX: &str = "kgrt_";
-const VERSION: u8 = 1;
-const FIXED_LEN: usize = 1 + 8 + 8 + 8 + 16 + 16 + 16 + 32;
+/// Version 1 has no family sequence number (it is 0); version 2 carries it.
+const UNNUMBERED: u8 = 1;
+const NUMBERED: u8 = 2;
+const UNNUMBERED_LEN: usize = 1 + 8 + 8 + 8 + 16 + 16 + 16 + 32;
+const NUMBERED_LEN: usize = UNNUMBERED_LEN + 8;
 const MAX_EMAIL_LEN: usize = 254;
 /// Longest possible encoded token, checked before decoding anything.
-pub const MAX_LEN: usize = PREFIX.len() + (FIXED_LEN + MAX_EMAIL_LEN).div_ceil(3) * 4;
+pub const MAX_LEN: usize = PREFIX.len() + (NUMBERED_LEN + MAX_EMAIL_LEN).div_ceil(3) * 4;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct RefreshToken {
@@ -25,6 +30,9 @@ pub struct RefreshToken {
     /// When the user authenticated with a password (the family's start), seconds.
     pub auth_time_s: i64,
     pub family_expires_at_s: i64,
+    /// The family's number among the user's families, in login order (see
+    /// [`crate::store::User::family_seq`]); 0 for families opened before families were numbered.
+    pub family_seq: u64,
     pub user_id: [u8; 16],
     pub family_id: [u8; 16],
     pub token_id: [u8; 16],
@@ -78,10 +86,11 @@ pub fn hashes_match(a: &str, b: &str) -> bool {
 }
 
 impl RefreshToken {
-    /// The first token of a new family.
+    /// The first token of a new family, numbered `family_seq` (at least 1).
     pub fn new_family(
         email: &str,
         user_id: [u8; 16],
+        family_seq: u64,
         now_ms: i64,
         family_ttl_secs: u64,
     ) -> Result<Self, AuthError> {
@@ -90,6 +99,7 @@ impl RefreshToken {
             issued_at_ms: now_ms,
             auth_time_s: now_s,
             family_expires_at_s: now_s.saturating_add(family_ttl_secs as i64),
+            family_seq,
             user_id,
             family_id: random()?,
             token_id: random()?,
@@ -109,11 +119,18 @@ impl RefreshToken {
     }
 
     fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(FIXED_LEN + self.email.len());
-        out.push(VERSION);
+        let mut out = Vec::with_capacity(NUMBERED_LEN + self.email.len());
+        out.push(if self.family_seq == 0 {
+            UNNUMBERED
+        } else {
+            NUMBERED
+        });
         out.extend_from_slice(&self.issued_at_ms.to_be_bytes());
         out.extend_from_slice(&self.auth_time_s.to_be_bytes());
         out.extend_from_slice(&self.family_expires_at_s.to_be_bytes());
+        if self.family_seq != 0 {
+            out.extend_from_slice(&self.family_seq.to_be_bytes());
+        }
         out.extend_from_slice(&self.user_id);
         out.extend_from_slice(&self.family_id);
         out.extend_from_slice(&self.token_id);
@@ -134,29 +151,40 @@ impl RefreshToken {
         }
         let body = token.strip_prefix(PREFIX).ok_or_else(invalid)?;
         let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| invalid())?;
-        if bytes.len() <= FIXED_LEN || bytes[0] != VERSION {
+        let fixed_len = match bytes.first() {
+            Some(&UNNUMBERED) => UNNUMBERED_LEN,
+            Some(&NUMBERED) => NUMBERED_LEN,
+            _ => return Err(invalid()),
+        };
+        if bytes.len() <= fixed_len {
             return Err(invalid());
         }
-        let (fixed, email) = bytes.split_at(FIXED_LEN);
+        let (fixed, email) = bytes.split_at(fixed_len);
         let email = std::str::from_utf8(email).map_err(|_| invalid())?;
         if email.len() > MAX_EMAIL_LEN
             || !crate::service::normalize_email(email).is_ok_and(|n| n == email)
         {
             return Err(invalid());
         }
-        let i64_at = |at: usize| i64::from_be_bytes(fixed[at..at + 8].try_into().expect("8 bytes"));
+        let bytes8 = |at: usize| -> [u8; 8] { fixed[at..at + 8].try_into().expect("8 bytes") };
+        let (family_seq, ids) = match fixed_len {
+            NUMBERED_LEN => (u64::from_be_bytes(bytes8(25)), 33),
+            _ => (0, 25),
+        };
         let arr16 = |at: usize| -> [u8; 16] { fixed[at..at + 16].try_into().expect("16 bytes") };
         let parsed = Self {
-            issued_at_ms: i64_at(1),
-            auth_time_s: i64_at(9),
-            family_expires_at_s: i64_at(17),
-            user_id: arr16(25),
-            family_id: arr16(41),
-            token_id: arr16(57),
-            secret: fixed[73..105].try_into().expect("32 bytes"),
+            issued_at_ms: i64::from_be_bytes(bytes8(1)),
+            auth_time_s: i64::from_be_bytes(bytes8(9)),
+            family_expires_at_s: i64::from_be_bytes(bytes8(17)),
+            family_seq,
+            user_id: arr16(ids),
+            family_id: arr16(ids + 16),
+            token_id: arr16(ids + 32),
+            secret: fixed[ids + 48..ids + 80].try_into().expect("32 bytes"),
             email: email.to_owned(),
         };
-        // The canonical encoding must round-trip, so one token has exactly one spelling.
+        // The canonical encoding must round-trip, so one token has exactly one spelling (a version 2
+        // token numbered 0 does not).
         if parsed.encode() != token {
             return Err(invalid());
         }
@@ -202,7 +230,30 @@ mod tests {
     use super::*;
 
     fn token() -> RefreshToken {
-        RefreshToken::new_family("ada@example.com", [7; 16], 1_700_000_000_123, 30 * 86400).unwrap()
+        RefreshToken::new_family("ada@example.com", [7; 16], 3, 1_700_000_000_123, 30 * 86400)
+            .unwrap()
+    }
+
+    #[test]
+    fn unnumbered_tokens_from_before_family_numbers_still_parse() {
+        let old = RefreshToken {
+            family_seq: 0,
+            ..token()
+        };
+        let encoded = old.encode();
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(&encoded[PREFIX.len()..]).unwrap()[0],
+            1
+        );
+        let parsed = RefreshToken::parse(&encoded).unwrap();
+        assert_eq!(parsed, old);
+        assert_eq!(parsed.child(1_700_000_100_000).unwrap().family_seq, 0);
+        // The numbered layout with number 0 is not canonical: one token, one spelling.
+        let mut numbered = token().to_bytes();
+        numbered[25..33].copy_from_slice(&0u64.to_be_bytes());
+        let spelled = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(&numbered));
+        assert!(RefreshToken::parse(&spelled).is_err());
+        assert!(token().encode().len() > encoded.len());
     }
 
     #[test]
@@ -218,9 +269,10 @@ mod tests {
             (
                 child.family_id,
                 child.family_expires_at_s,
-                child.auth_time_s
+                child.auth_time_s,
+                child.family_seq
             ),
-            (t.family_id, t.family_expires_at_s, t.auth_time_s)
+            (t.family_id, t.family_expires_at_s, t.auth_time_s, 3)
         );
         assert_ne!(child.token_id, t.token_id);
         assert_ne!(child.hash(), t.hash());

@@ -57,6 +57,8 @@ pub struct Principal {
 
 /// Device ids are opaque client strings; only their hash is stored.
 const MAX_DEVICE_ID_LEN: usize = 256;
+/// How many family numbers a login tries before it gives up (see login).
+const FAMILY_NUMBER_TRIES: u32 = 8;
 
 /// Normalises an email for use as the user's key: trimmed and lowercased. Refuses anything that is
 /// not a plausible single address.
@@ -171,6 +173,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             revoked_before_ms: 0,
             attempts: AttemptCounter::default(),
             roles: Vec::new(),
+            family_seq: 0,
         };
         if self.store.create_user(&user).await? {
             audit::emit(
@@ -263,7 +266,8 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             audit::emit(ctx, AuditEvent::LoginFailed, subject);
             return Err(AuthError::InvalidCredentials);
         };
-        let token = self.new_family(user, now)?;
+        let mut family_seq = user.family_seq + 1;
+        let mut token = self.new_family(user, family_seq, now)?;
         let mut response = self.token_response(&token, &user.user_id, now).await?;
         let device = match &attempt.scope {
             AttemptScope::Device(hash) => {
@@ -277,22 +281,40 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
                 DeviceGrant::Issue(issued.record)
             }
         };
-        let completion = LoginCompletion {
-            verified_hash: user.password_hash.clone(),
-            revoked_before_ms: user.revoked_before_ms,
-            new_password_hash: if needs_rehash {
-                Some(self.hasher.hash(password)?)
-            } else {
-                None
-            },
-            first_token: token.record(fingerprint_hash),
-            device,
+        let new_password_hash = if needs_rehash {
+            Some(self.hasher.hash(password)?)
+        } else {
+            None
         };
-        if !self.store.complete_login(&completion).await? {
-            // The password or the watermark changed while this attempt was judged: had it arrived
-            // later, it would have been judged against the new state. Nothing was issued.
-            audit::emit(ctx, AuditEvent::LoginFailed, subject);
-            return Err(AuthError::InvalidCredentials);
+        // Concurrent logins of one user read the same family number and only one can take it; the
+        // others take the next free one. A few tries cover any realistic burst of one user's logins.
+        for tries in 1.. {
+            let completion = LoginCompletion {
+                verified_hash: user.password_hash.clone(),
+                revoked_before_ms: user.revoked_before_ms,
+                family_seq,
+                new_password_hash: new_password_hash.clone(),
+                first_token: token.record(fingerprint_hash.clone()),
+                device: device.clone(),
+            };
+            if self.store.complete_login(&completion).await? {
+                break;
+            }
+            let fresh = self.store.get_user(&email).await?;
+            let number_taken = fresh.as_ref().is_some_and(|fresh| {
+                fresh.password_hash == user.password_hash
+                    && fresh.revoked_before_ms == user.revoked_before_ms
+                    && fresh.family_seq >= family_seq
+            });
+            if !number_taken || tries == FAMILY_NUMBER_TRIES {
+                // The password or the watermark changed while this attempt was judged: had it
+                // arrived later, it would have been judged against the new state. Nothing was issued.
+                audit::emit(ctx, AuditEvent::LoginFailed, subject);
+                return Err(AuthError::InvalidCredentials);
+            }
+            family_seq = fresh.map_or(family_seq, |fresh| fresh.family_seq) + 1;
+            token = self.new_family(user, family_seq, now)?;
+            response.refresh_token = token.encode();
         }
         audit::emit(
             ctx,
@@ -318,13 +340,19 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             .await?)
     }
 
-    /// The first token of a new family for `user`, issued at `now`.
-    fn new_family(&self, user: &User, now: i64) -> Result<RefreshToken, AuthError> {
+    /// The first token of `user`'s family number `family_seq`, issued at `now`.
+    fn new_family(
+        &self,
+        user: &User,
+        family_seq: u64,
+        now: i64,
+    ) -> Result<RefreshToken, AuthError> {
         let user_id = uuid::Uuid::try_parse(&user.user_id)
             .map_err(|_| AuthError::Internal("stored user id is not a UUID".into()))?;
         RefreshToken::new_family(
             &user.email,
             user_id.into_bytes(),
+            family_seq,
             now,
             self.config.refresh_family_ttl_secs,
         )
@@ -352,6 +380,9 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             token_id: presented.token_id_hex(),
             presented_hash: presented.hash(),
             presented_issued_at_ms: presented.issued_at_ms,
+            retired_at_seq: presented
+                .family_seq
+                .saturating_add(self.config.max_refresh_families),
             fingerprint_hash: fingerprint_hash.clone(),
             now_ms: now,
             next: next.record(fingerprint_hash),
@@ -533,7 +564,8 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             // The watermark is taken after hashing, just before the write: any login that completed
             // before this write took its issue time earlier, so its session is revoked (+1 as above).
             let watermark = self.clock.now_ms() + 1;
-            let token = self.new_family(user, watermark)?;
+            let family_seq = user.family_seq + 1;
+            let token = self.new_family(user, family_seq, watermark)?;
             let mut response = self
                 .token_response(&token, &user.user_id, watermark)
                 .await?;
@@ -544,6 +576,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
                 expected_hash: expected_hash.clone(),
                 new_hash: new_hash.clone(),
                 revoked_before_ms: watermark,
+                family_seq,
                 first_token: token.record(None),
                 new_device: device.record,
             };

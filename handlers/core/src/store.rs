@@ -24,6 +24,11 @@ pub struct User {
     /// [`crate::throttle`]).
     pub attempts: AttemptCounter,
     pub roles: Vec<String>,
+    /// The number of the user's latest refresh-token family: each login or password change opens
+    /// family `family_seq + 1` and raises this to it. A family numbered `n` is retired once this
+    /// reaches `n` plus the live-family cap ([`Rotation::retired_at_seq`]), so at most that many of
+    /// the user's families can refresh, without listing or deleting any.
+    pub family_seq: u64,
 }
 
 /// The port's state changes on a user, as pure rules: the memory and SQLite stores apply them to the
@@ -68,9 +73,11 @@ impl User {
     pub fn complete_login(&mut self, completion: &LoginCompletion) -> bool {
         if self.password_hash != completion.verified_hash
             || self.revoked_before_ms != completion.revoked_before_ms
+            || self.family_seq >= completion.family_seq
         {
             return false;
         }
+        self.family_seq = completion.family_seq;
         // A device's success resets that device's counter only: the owner's logins must not reopen
         // guessing on the untrusted counter for a stranger.
         if let DeviceGrant::Issue(_) = completion.device {
@@ -91,7 +98,15 @@ impl User {
         self.password_hash = change.new_hash.clone();
         self.revoked_before_ms = self.revoked_before_ms.max(change.revoked_before_ms);
         self.attempts = AttemptCounter::default();
+        self.family_seq = change.family_seq;
         true
+    }
+
+    /// Whether the user's state revokes the token a rotation presents: issued before the watermark,
+    /// or its family retired by the live-family cap.
+    pub fn revokes(&self, rotation: &Rotation) -> bool {
+        self.revoked_before_ms > rotation.presented_issued_at_ms
+            || self.family_seq >= rotation.retired_at_seq
     }
 }
 
@@ -165,8 +180,8 @@ impl RefreshRecord {
 }
 
 /// One rotation: mark `presented` used and write `next`, atomically, if and only if the presented token
-/// exists, is unexpired, unused, its hash matches, its device binding matches, and the user's watermark
-/// does not revoke it.
+/// exists, is unexpired, unused, its hash matches, its device binding matches, and the user's state
+/// does not revoke it ([`User::revokes`]).
 #[derive(Debug, Clone)]
 pub struct Rotation {
     pub email: String,
@@ -174,6 +189,9 @@ pub struct Rotation {
     pub token_id: String,
     pub presented_hash: String,
     pub presented_issued_at_ms: i64,
+    /// The presented family is retired once the user's [`User::family_seq`] reaches this: its own
+    /// number plus the live-family cap.
+    pub retired_at_seq: u64,
     /// Hash of the device id sent with this refresh (None: none sent); must equal the stored binding.
     pub fingerprint_hash: Option<String>,
     pub now_ms: i64,
@@ -190,7 +208,8 @@ pub enum RotateOutcome {
     AlreadyUsed(RefreshRecord),
     /// The device binding differs. Nothing changed.
     FingerprintMismatch,
-    /// The user's `revoked_before_ms` is after the token's issue time, or the user is gone. Nothing changed.
+    /// The user's `revoked_before_ms` is after the token's issue time, the family is retired by the
+    /// live-family cap, or the user is gone. Nothing changed.
     Revoked,
 }
 
@@ -215,14 +234,17 @@ pub enum DeviceGrant {
     Issue(DeviceRecord),
 }
 
-/// A successful login's one conditional write: the first token of a new family, the reset of the
-/// counter it counted on, the device grant and (when parameters were raised) the new hash, applied
-/// only if the stored hash is still the one that was verified and the watermark is still the one
-/// read. Otherwise nothing is written.
+/// A successful login's one conditional write: the first token of a new family, the family number,
+/// the reset of the counter it counted on, the device grant and (when parameters were raised) the
+/// new hash, applied only if the stored hash is still the one that was verified, the watermark is
+/// still the one read and the user's family number is still below `family_seq` (concurrent logins
+/// take distinct numbers). Otherwise nothing is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginCompletion {
     pub verified_hash: String,
     pub revoked_before_ms: i64,
+    /// The new family's number, the token's [`crate::refresh::RefreshToken::family_seq`].
+    pub family_seq: u64,
     /// Replace the stored hash (parameters were raised since it was made).
     pub new_password_hash: Option<String>,
     pub first_token: RefreshRecord,
@@ -230,13 +252,17 @@ pub struct LoginCompletion {
 }
 
 /// A password change's one conditional write: the new hash, the watermark (raised, never lowered;
-/// it revokes every session and device token), the counter reset, and the new session's first token
-/// and device, applied only if the stored hash is still `expected_hash`. Otherwise nothing is written.
+/// it revokes every session and device token), the counter reset, and the new session's first token,
+/// family number and device, applied only if the stored hash is still `expected_hash`. Otherwise
+/// nothing is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PasswordChange {
     pub expected_hash: String,
     pub new_hash: String,
     pub revoked_before_ms: i64,
+    /// The new session's family number, set as it is: the watermark revokes every older family, so
+    /// even a number a concurrent login also took leaves one live family per number.
+    pub family_seq: u64,
     pub first_token: RefreshRecord,
     pub new_device: DeviceRecord,
 }

@@ -105,6 +105,7 @@ pub fn sample_user(email: &str) -> User {
         revoked_before_ms: 0,
         attempts: AttemptCounter::default(),
         roles: vec!["reader".to_owned(), "writer".to_owned()],
+        family_seq: 7,
     }
 }
 
@@ -155,6 +156,8 @@ pub fn rotation_of(record: &RefreshRecord, now_ms: i64) -> Rotation {
         token_id: record.token_id.clone(),
         presented_hash: record.token_hash.clone(),
         presented_issued_at_ms: record.issued_at_ms,
+        // Never retired: the tests of the live-family cap set their own.
+        retired_at_seq: u64::MAX,
         fingerprint_hash: record.fingerprint_hash.clone(),
         now_ms,
         next: child_record(record, now_ms),
@@ -492,7 +495,7 @@ impl RefreshTokenStore for MemoryStore {
             let revoked = s
                 .users
                 .get(&rotation.email)
-                .is_none_or(|u| u.revoked_before_ms > rotation.presented_issued_at_ms);
+                .is_none_or(|u| u.revokes(rotation));
             if revoked {
                 return RotateOutcome::Revoked;
             }
@@ -903,14 +906,16 @@ fn completion(user: &User, verified_hash: &str, new_hash: Option<String>) -> Log
     LoginCompletion {
         verified_hash: verified_hash.to_owned(),
         revoked_before_ms: user.revoked_before_ms,
+        family_seq: user.family_seq + 1,
         new_password_hash: new_hash,
         first_token: first_record(&user.email, NOW_MS, None),
         device: DeviceGrant::Issue(device_record(&user.email, NOW_MS)),
     }
 }
 
-/// A login's write applies only on the hash that was verified and the watermark that was read; then
-/// it writes the token, resets the counter and replaces the hash if asked, together.
+/// A login's write applies only on the hash that was verified, the watermark that was read and a
+/// family number not yet taken; then it writes the token, takes the number, resets the counter and
+/// replaces the hash if asked, together.
 pub async fn complete_login_is_conditional<S: AuthStore>(store: S) {
     let throttle = test_throttle();
     let user = new_user(&store, "complete-login").await;
@@ -934,6 +939,15 @@ pub async fn complete_login_is_conditional<S: AuthStore>(store: S) {
         get_token(&store, &old_watermark.first_token, NOW_MS).await,
         None
     );
+    let taken_number = LoginCompletion {
+        family_seq: user.family_seq,
+        ..completion(&user, &user.password_hash, None)
+    };
+    assert!(!store.complete_login(&taken_number).await.unwrap());
+    assert_eq!(
+        get_token(&store, &taken_number.first_token, NOW_MS).await,
+        None
+    );
     assert_eq!(
         user_of(&store, &user.email).await,
         reserved,
@@ -946,10 +960,23 @@ pub async fn complete_login_is_conditional<S: AuthStore>(store: S) {
         get_token(&store, &plain.first_token, NOW_MS).await,
         Some(plain.first_token.clone())
     );
+    let user = User {
+        family_seq: user.family_seq + 1,
+        ..user
+    };
     assert_eq!(
         user_of(&store, &user.email).await,
         user,
-        "the counter is reset, nothing else changes"
+        "the counter is reset and the number taken, nothing else changes"
+    );
+    let again = completion(&user, &user.password_hash, None);
+    let replayed_number = LoginCompletion {
+        family_seq: plain.family_seq,
+        ..again.clone()
+    };
+    assert!(
+        !store.complete_login(&replayed_number).await.unwrap(),
+        "one number, one family"
     );
 
     let rehashed = fake_hash("rehashed");
@@ -964,6 +991,7 @@ pub async fn complete_login_is_conditional<S: AuthStore>(store: S) {
         user_of(&store, &user.email).await,
         User {
             password_hash: rehashed,
+            family_seq: user.family_seq + 1,
             ..user.clone()
         }
     );
@@ -980,6 +1008,7 @@ fn password_change(user: &User, expected_hash: &str, new_hash: &str, at: i64) ->
         expected_hash: expected_hash.to_owned(),
         new_hash: new_hash.to_owned(),
         revoked_before_ms: at,
+        family_seq: user.family_seq + 1,
         first_token: first_record(&user.email, at, None),
         new_device: device_record(&user.email, at),
     }
@@ -1014,6 +1043,7 @@ pub async fn change_password_is_conditional<S: AuthStore>(store: S) {
         User {
             password_hash: second.clone(),
             revoked_before_ms: NOW_MS,
+            family_seq: user.family_seq + 1,
             ..user.clone()
         }
     );
@@ -1043,12 +1073,14 @@ pub async fn change_password_is_conditional<S: AuthStore>(store: S) {
 }
 
 /// Completes a login for `user` that issues `device`, so the device exists at the port.
-async fn with_device<S: AuthStore>(store: &S, user: &User, device: &DeviceRecord) {
+/// Logs `user` in with `device` issued; returns the user as stored after it (its family number taken).
+async fn with_device<S: AuthStore>(store: &S, user: &User, device: &DeviceRecord) -> User {
     let login = LoginCompletion {
         device: DeviceGrant::Issue(device.clone()),
         ..completion(user, &user.password_hash, None)
     };
     assert!(store.complete_login(&login).await.unwrap());
+    user_of(store, &user.email).await
 }
 
 /// The attempt of an admitted reservation, whatever its scope.
@@ -1066,7 +1098,7 @@ pub async fn device_counters_are_separate<S: AuthStore>(store: S) {
     let throttle = test_throttle();
     let user = new_user(&store, "device-counter").await;
     let device = device_record(&user.email, NOW_MS);
-    with_device(&store, &user, &device).await;
+    let user = with_device(&store, &user, &device).await;
     let device_scope = AttemptScope::Device(device.token_hash.clone());
 
     let first = admitted_attempt(
@@ -1165,7 +1197,10 @@ pub async fn device_counters_are_separate<S: AuthStore>(store: S) {
     assert!(store.complete_login(&reset).await.unwrap());
     assert_eq!(
         user_of(&store, &user.email).await,
-        counted,
+        User {
+            family_seq: reset.family_seq,
+            ..counted
+        },
         "the untrusted counter stays"
     );
     let after_reset = admitted_attempt(
@@ -1179,6 +1214,8 @@ pub async fn device_counters_are_separate<S: AuthStore>(store: S) {
         "the device's counter was reset"
     );
 
+    // With the user as stored now, so only the missing device can refuse it.
+    let user = user_of(&store, &user.email).await;
     let gone = LoginCompletion {
         device: DeviceGrant::Reset(unknown),
         ..completion(&user, &user.password_hash, None)
@@ -1212,7 +1249,7 @@ pub async fn password_change_replaces_devices<S: AuthStore>(store: S) {
     let throttle = test_throttle();
     let user = new_user(&store, "device-change").await;
     let old = device_record(&user.email, NOW_MS);
-    with_device(&store, &user, &old).await;
+    let user = with_device(&store, &user, &old).await;
     let change = password_change(
         &user,
         &user.password_hash,
@@ -1636,6 +1673,32 @@ pub async fn rotation_revoked<S: AuthStore>(store: S) {
         "a token of a missing user"
     );
     assert_unchanged(&store, &orphan, &rotation).await;
+}
+
+/// A family is retired once the user's family number reaches the rotation's `retired_at_seq`, and
+/// not a number before.
+pub async fn rotation_refuses_retired_families<S: AuthStore>(store: S) {
+    let user = new_user(&store, "retired").await;
+    let record = first_record(&user.email, NOW_MS, None);
+    store.put_refresh_token(&record).await.unwrap();
+    let retired = Rotation {
+        retired_at_seq: user.family_seq,
+        ..rotation_of(&record, NOW_MS + 1)
+    };
+    assert_eq!(
+        store.rotate_refresh_token(&retired).await.unwrap(),
+        RotateOutcome::Revoked
+    );
+    assert_unchanged(&store, &record, &retired).await;
+    let live = Rotation {
+        retired_at_seq: user.family_seq + 1,
+        ..rotation_of(&record, NOW_MS + 1)
+    };
+    assert_eq!(
+        store.rotate_refresh_token(&live).await.unwrap(),
+        RotateOutcome::Rotated,
+        "retired only from the number itself"
+    );
 }
 
 /// Expired records are absent on read, from the expiry instant on.
@@ -2622,6 +2685,7 @@ pub async fn service_rehash_cannot_undo_a_password_change<S: AuthStore>(store: S
                     expected_hash: rehashed.password_hash.clone(),
                     new_hash: legacy,
                     revoked_before_ms: 0,
+                    family_seq: rehashed.family_seq + 1,
                     first_token: first_record(&email, NOW_MS, None),
                     new_device: device_record(&email, NOW_MS),
                 })
@@ -2769,6 +2833,97 @@ pub async fn service_concurrent_refreshes_have_one_winner<S: AuthStore>(store: S
         .expect("the winner's token survives the race");
 }
 
+/// At most `max_refresh_families` of a user's families refresh: each login retires the family opened
+/// that many logins before it (children keep their family's number), and a password change's
+/// session counts like a login's.
+pub async fn service_caps_live_families<S: AuthStore>(store: S) {
+    let cap = 3;
+    let config = AuthConfig {
+        max_refresh_families: cap,
+        ..test_config()
+    };
+    let h = ServiceHarness::with_config(store, config);
+    let (email, _) = h.registered("family-cap").await;
+    let mut sessions = Vec::new();
+    for _ in 0..cap + 2 {
+        sessions.push(h.login(&email, PASSWORD, None).await.unwrap());
+    }
+    let mut live = Vec::new();
+    for (i, session) in sessions.iter().enumerate() {
+        let refreshed = h.refresh(&session.refresh_token, None).await;
+        if i < 2 {
+            refused_refresh(refreshed, "a family retired by later logins");
+        } else {
+            live.push(refreshed.expect("one of the newest families refreshes"));
+        }
+    }
+    // One more login retires the oldest live family, whose token is now a child.
+    let newest = h.login(&email, PASSWORD, None).await.unwrap();
+    refused_refresh(
+        h.refresh(&live[0].refresh_token, None).await,
+        "the child of the family the last login retired",
+    );
+    for session in &live[1..] {
+        h.refresh(&session.refresh_token, None)
+            .await
+            .expect("the families inside the cap still refresh");
+    }
+    // A password change ends every session and opens one family, numbered after the last login.
+    let changed = h
+        .service
+        .change_password(&h.ctx, &newest.access_token, PASSWORD, NEW_PASSWORD)
+        .await
+        .expect("password change");
+    let numbers = |token: &str| RefreshToken::parse(token).unwrap().family_seq;
+    assert_eq!(
+        numbers(&changed.refresh_token),
+        numbers(&newest.refresh_token) + 1
+    );
+    for _ in 0..cap - 1 {
+        h.login(&email, NEW_PASSWORD, None).await.unwrap();
+    }
+    let changed = h
+        .refresh(&changed.refresh_token, None)
+        .await
+        .expect("the change's family is inside the cap");
+    h.login(&email, NEW_PASSWORD, None).await.unwrap();
+    refused_refresh(
+        h.refresh(&changed.refresh_token, None).await,
+        "the change's family, retired by the logins after it",
+    );
+}
+
+/// Logins of one user released together all succeed, each opening a family with its own number:
+/// the number is taken by the login's conditional write, and a login that lost it takes the next.
+pub async fn service_concurrent_logins_take_distinct_family_numbers<S: AuthStore>(store: S) {
+    let h = Arc::new(ServiceHarness::new(store));
+    let (email, _) = h.registered("login-race").await;
+    // Within the free attempts, so the throttle refuses none of them.
+    let n = h.service.config().throttle.free_attempts as usize;
+    for round in 0..4 {
+        let results = released_together(n, |_| {
+            let (h, email) = (h.clone(), email.clone());
+            async move { h.login(&email, PASSWORD, None).await }
+        })
+        .await;
+        let mut numbers = Vec::new();
+        for result in results {
+            let session = result.unwrap_or_else(|e| panic!("round {round}: login failed: {e:?}"));
+            numbers.push(
+                RefreshToken::parse(&session.refresh_token)
+                    .unwrap()
+                    .family_seq,
+            );
+            h.refresh(&session.refresh_token, None)
+                .await
+                .expect("every concurrent login's family refreshes");
+        }
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), n, "round {round}: one number per family");
+    }
+}
+
 /// One `#[test]` per behaviour of [`crate::testkit`], each on a store from `$factory` (an expression
 /// of a future yielding the store, evaluated once per test). Put it in a module per store setup.
 #[macro_export]
@@ -2794,6 +2949,7 @@ macro_rules! store_behaviour_tests {
             rotation_already_used,
             rotation_fingerprint_mismatch,
             rotation_revoked,
+            rotation_refuses_retired_families,
             expired_tokens_are_absent,
             revoke_family_deletes_only_that_family,
             revoke_large_families,
@@ -2819,6 +2975,8 @@ macro_rules! store_behaviour_tests {
             service_unknown_email_creates_nothing,
             service_login_rehashes_weaker_hash,
             service_concurrent_refreshes_have_one_winner,
+            service_caps_live_families,
+            service_concurrent_logins_take_distinct_family_numbers,
         );
     };
 }

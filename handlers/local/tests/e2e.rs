@@ -398,6 +398,35 @@ async fn fifty_concurrent_refreshes_of_one_token_exactly_one_wins() {
     );
 }
 
+/// The live-family cap at its default (100): of 105 logins of one user, the first 5 families are
+/// retired and the last 100 refresh.
+#[tokio::test]
+async fn of_105_logins_the_oldest_5_families_are_retired() {
+    let dir = temp_dir("family-cap");
+    let server = Server::start(&dir, &[]).await;
+    server.register("many@example.com").await;
+    let mut tokens = Vec::new();
+    for _ in 0..105 {
+        let login = server.login("many@example.com", PASSWORD).await;
+        tokens.push(s(&login, "refresh_token"));
+    }
+    let mut statuses = Vec::new();
+    for token in &tokens {
+        statuses.push(server.refresh(token).await.status());
+    }
+    let expected: Vec<StatusCode> = (0..105)
+        .map(|i| {
+            if i < 5 {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::OK
+            }
+        })
+        .collect();
+    assert_eq!(statuses, expected);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_restart_keeps_users_tokens_and_keys() {
     let dir = temp_dir("restart");

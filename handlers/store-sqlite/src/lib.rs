@@ -99,12 +99,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (email, token_hash)
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX devices_by_expiry ON devices (expires_at_s);",
+    // 4: the number of the user's latest refresh-token family (the live-family cap).
+    "ALTER TABLE users ADD COLUMN family_seq INTEGER NOT NULL DEFAULT 0 CHECK (family_seq >= 0);",
 ];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
-const USER_COLUMNS: &str = "user_id, email, password_hash, created_at_ms, revoked_before_ms, failed_logins, locked_until_ms, roles, last_attempt_ms";
+const USER_COLUMNS: &str = "user_id, email, password_hash, created_at_ms, revoked_before_ms, failed_logins, locked_until_ms, roles, last_attempt_ms, family_seq";
 const DEVICE_COLUMNS: &str = "email, token_hash, created_at_ms, expires_at_s, failed_logins, locked_until_ms, last_attempt_ms";
 const TOKEN_COLUMNS: &str = "email, family_id, token_id, token_hash, issued_at_ms, expires_at_s, used_at_ms, replaced_by, fingerprint_hash";
 
@@ -338,6 +340,9 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
             last_attempt_ms: row.get(8)?,
         },
         roles,
+        family_seq: u64::try_from(row.get::<_, i64>(9)?).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(9, Type::Integer, Box::new(e))
+        })?,
     })
 }
 
@@ -457,6 +462,11 @@ fn reserve(
     Ok(reservation)
 }
 
+/// A family number as SQLite's signed integer (numbers past `i64::MAX` cannot occur: one per login).
+fn seq_to_sql(seq: u64) -> rusqlite::Result<i64> {
+    i64::try_from(seq).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
 fn get_user_where(conn: &Connection, column: &str, value: &str) -> rusqlite::Result<Option<User>> {
     conn.prepare_cached(&format!(
         "SELECT {USER_COLUMNS} FROM users WHERE {column} = ?1"
@@ -494,7 +504,7 @@ fn update_user(
     }
     tx.prepare_cached(
         "UPDATE users SET password_hash = ?2, revoked_before_ms = ?3, failed_logins = ?4,
-             locked_until_ms = ?5, last_attempt_ms = ?6
+             locked_until_ms = ?5, last_attempt_ms = ?6, family_seq = ?7
          WHERE email = ?1",
     )?
     .execute(params![
@@ -503,7 +513,8 @@ fn update_user(
         user.revoked_before_ms,
         user.attempts.attempts,
         user.attempts.locked_until_ms,
-        user.attempts.last_attempt_ms
+        user.attempts.last_attempt_ms,
+        seq_to_sql(user.family_seq)?
     ])?;
     insert_token(&tx, token)?;
     tx.commit()?;
@@ -575,11 +586,8 @@ fn rotate(conn: &mut Connection, rotation: &Rotation) -> rusqlite::Result<Rotate
     if record.fingerprint_hash != rotation.fingerprint_hash {
         return Ok(RotateOutcome::FingerprintMismatch);
     }
-    let watermark: Option<i64> = tx
-        .prepare_cached("SELECT revoked_before_ms FROM users WHERE email = ?1")?
-        .query_row([&rotation.email], |row| row.get(0))
-        .optional()?;
-    if watermark.is_none_or(|revoked_before| revoked_before > rotation.presented_issued_at_ms) {
+    let user = get_user_where(&tx, "email", &rotation.email)?;
+    if user.is_none_or(|user| user.revokes(rotation)) {
         return Ok(RotateOutcome::Revoked);
     }
     tx.prepare_cached(
@@ -610,7 +618,7 @@ impl UserStore for SqliteStore {
             // The returned id says which happened (ids are random UUIDs).
             let stored_id: String = conn
                 .prepare_cached(&format!(
-                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                      ON CONFLICT (email) DO UPDATE SET email = users.email
                      RETURNING user_id"
                 ))?
@@ -624,7 +632,8 @@ impl UserStore for SqliteStore {
                         user.attempts.attempts,
                         user.attempts.locked_until_ms,
                         roles,
-                        user.attempts.last_attempt_ms
+                        user.attempts.last_attempt_ms,
+                        seq_to_sql(user.family_seq)?
                     ],
                     |row| row.get(0),
                 )?;
