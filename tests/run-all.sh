@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs every test of keygate on a fresh machine. It installs what it needs
-# (pinned): Python tools into .venv, Node packages with `npm ci`; Rust comes from the machine.
+# (pinned): Python tools into .venv, Node packages with `npm ci`; Rust comes from the machine
+# (the release rust-toolchain.toml names).
 #
 #   bash tests/run-all.sh
 #
@@ -16,6 +17,14 @@ export CARGO_TERM_COLOR=never
 target="${CARGO_TARGET_DIR:-$root/target}"
 started=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
+
+# rust-toolchain.toml pins the Rust release. A rustup that holds that release only as `stable` (this
+# project's machines carry one toolchain and cannot download another) runs it under that name.
+pinned=$(sed -n 's/^channel = "\(.*\)"$/\1/p' rust-toolchain.toml)
+if command -v rustup >/dev/null && ! rustup toolchain list | grep "^$pinned-" >/dev/null &&
+  [ "$(rustup run stable rustc --version 2>/dev/null | cut -d' ' -f2)" = "$pinned" ]; then
+  export RUSTUP_TOOLCHAIN=stable
+fi
 
 step "python tools into .venv"
 [ -x .venv/bin/python ] || python3 -m venv .venv
