@@ -5,11 +5,12 @@
 #
 #   bash tests/run-all.sh
 #
-# Steps: formatting and lints (rustfmt, clippy, tsc); the Rust tests (unit, in-process HTTP, the store
-# behaviour suite on SQLite and on DynamoDB through moto, Secrets Manager rotation, end-to-end tests
-# of keygate-local); third-party JWT libraries verifying keygate's tokens; the smoke tool against a
-# local server; the CDK tests (jest); a real `cdk synth` of every stage and the pipeline with the Rust
-# functions built by cargo-lambda and cdk-nag enforced; cfn-lint on every synthesised template.
+# Steps: formatting and lints (rustfmt, clippy, tsc, the schema of .github/workflows/ci.yml); the Rust
+# tests (unit, in-process HTTP, the store behaviour suite on SQLite and on DynamoDB through moto, Secrets
+# Manager rotation, end-to-end tests of keygate-local); third-party JWT libraries verifying keygate's
+# tokens; the smoke tool against a local server; the CDK tests (jest); a real `cdk synth` of every stage
+# and the pipeline with the Rust functions built by cargo-lambda and cdk-nag enforced; cfn-lint on every
+# synthesised template.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -34,7 +35,8 @@ export PATH="$root/.venv/bin:$PATH"
 step "node packages"
 npm ci --no-audit --no-fund --loglevel=error
 
-step "rustfmt, clippy, tsc"
+step "rustfmt, clippy, tsc, the hosted CI workflow against its schema"
+check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/ci.yml
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 npm run --silent typecheck
