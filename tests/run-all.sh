@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The one command that runs every test of keygate on a fresh machine. It installs what it needs
-# (pinned): Python tools into .venv, Node packages with `npm ci`; Rust comes from the machine.
+# (pinned): Python tools into .venv, Node packages with `npm ci`; Rust comes from the machine
+# (the release rust-toolchain.toml names).
 #
 #   bash tests/run-all.sh
 #
-# Steps: formatting and lints (rustfmt, clippy, tsc); the Rust tests (unit, in-process HTTP, the store
-# behaviour suite on SQLite and on DynamoDB through moto, Secrets Manager rotation, end-to-end tests
-# of keygate-local); third-party JWT libraries verifying keygate's tokens; the smoke tool against a
-# local server; the CDK tests (jest); a real `cdk synth` of every stage and the pipeline with the Rust
-# functions built by cargo-lambda and cdk-nag enforced; cfn-lint on every synthesised template.
+# Steps: formatting and lints (rustfmt, clippy, tsc, the schema of .github/workflows/ci.yml); the Rust
+# tests (unit, in-process HTTP, the store behaviour suite on SQLite and on DynamoDB through moto, Secrets
+# Manager rotation, end-to-end tests of keygate-local); third-party JWT libraries verifying keygate's
+# tokens; the smoke tool against a local server; the CDK tests (jest); a real `cdk synth` of every stage
+# and the pipeline with the Rust functions built by cargo-lambda and cdk-nag enforced; cfn-lint on every
+# synthesised template.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -16,6 +18,14 @@ export CARGO_TERM_COLOR=never
 target="${CARGO_TARGET_DIR:-$root/target}"
 started=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
+
+# rust-toolchain.toml pins the Rust release. A rustup that holds that release only as `stable` (this
+# project's machines carry one toolchain and cannot download another) runs it under that name.
+pinned=$(sed -n 's/^channel = "\(.*\)"$/\1/p' rust-toolchain.toml)
+if command -v rustup >/dev/null && ! rustup toolchain list | grep "^$pinned-" >/dev/null &&
+  [ "$(rustup run stable rustc --version 2>/dev/null | cut -d' ' -f2)" = "$pinned" ]; then
+  export RUSTUP_TOOLCHAIN=stable
+fi
 
 step "python tools into .venv"
 [ -x .venv/bin/python ] || python3 -m venv .venv
@@ -25,7 +35,8 @@ export PATH="$root/.venv/bin:$PATH"
 step "node packages"
 npm ci --no-audit --no-fund --loglevel=error
 
-step "rustfmt, clippy, tsc"
+step "rustfmt, clippy, tsc, the hosted CI workflow against its schema"
+check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/ci.yml
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 npm run --silent typecheck
