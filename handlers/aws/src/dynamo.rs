@@ -609,6 +609,17 @@ enum CounterReservation {
     Absent,
 }
 
+impl CounterReservation {
+    /// Whether it was admitted, and the item; `None` when absent.
+    fn admitted_and_item(self) -> Option<(bool, Item)> {
+        match self {
+            Self::Admitted(item) => Some((true, item)),
+            Self::Refused(item) => Some((false, item)),
+            Self::Absent => None,
+        }
+    }
+}
+
 /// How a conditional user update inside a transaction ended.
 enum Transacted {
     Applied,
@@ -881,12 +892,7 @@ impl UserStore for DynamoStore {
             let Some(user) = user? else {
                 return Ok(Reservation::NoUser);
             };
-            let (admitted, item) = match device? {
-                CounterReservation::Admitted(item) => (true, Some(item)),
-                CounterReservation::Refused(item) => (false, Some(item)),
-                CounterReservation::Absent => (false, None),
-            };
-            if let Some(item) = item {
+            if let Some((admitted, item)) = device?.admitted_and_item() {
                 let device = device_from_item(email, &item)?;
                 // The item came back with the reservation applied (or as read, when refused); trust
                 // reads only its identity, expiry and age, which a reservation does not change.
@@ -896,21 +902,15 @@ impl UserStore for DynamoStore {
                         scope: AttemptScope::Device(device.token_hash),
                         counter: device.attempts,
                     };
-                    return Ok(if admitted {
-                        Reservation::Admitted(attempt)
-                    } else {
-                        Reservation::Refused(attempt)
-                    });
+                    return Ok(Reservation::judged(admitted, attempt));
                 }
             }
         }
         let reservation = self
             .reserve_counter(email, PROFILE.to_owned(), throttle, now_ms)
             .await?;
-        let (admitted, item) = match reservation {
-            CounterReservation::Admitted(item) => (true, item),
-            CounterReservation::Refused(item) => (false, item),
-            CounterReservation::Absent => return Ok(Reservation::NoUser),
+        let Some((admitted, item)) = reservation.admitted_and_item() else {
+            return Ok(Reservation::NoUser);
         };
         let user = user_from_item(&item)?;
         let attempt = Attempt {
@@ -918,11 +918,7 @@ impl UserStore for DynamoStore {
             scope: AttemptScope::Untrusted,
             user,
         };
-        Ok(if admitted {
-            Reservation::Admitted(attempt)
-        } else {
-            Reservation::Refused(attempt)
-        })
+        Ok(Reservation::judged(admitted, attempt))
     }
 
     async fn settle_attempt(

@@ -264,7 +264,7 @@ pub fn run_http_without_table(endpoints: &'static [Endpoint]) -> ExitCode {
             warm_keys(&keys).await;
             // It emits no audit events (JWKS and discovery only), so it is not granted the server
             // key; its service hashes with a throwaway key instead.
-            let audit_key = match AuditKey::generate_hex().and_then(|hex| AuditKey::parse(&hex)) {
+            let audit_key = match AuditKey::generate() {
                 Ok(key) => key,
                 Err(e) => {
                     init_failed("Runtime.InitError", &e).await;

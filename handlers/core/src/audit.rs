@@ -42,9 +42,18 @@ impl AuditKey {
 
     /// A fresh key from the OS CSPRNG, in the hex form [`AuditKey::parse`] reads.
     pub fn generate_hex() -> Result<String, String> {
+        Ok(hex(&Self::random_bytes()?))
+    }
+
+    /// A fresh key from the OS CSPRNG, kept in memory only.
+    pub fn generate() -> Result<Self, String> {
+        Ok(Self::from_bytes(&Self::random_bytes()?))
+    }
+
+    fn random_bytes() -> Result<[u8; Self::LEN], String> {
         let mut bytes = [0u8; Self::LEN];
         aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "OS random generator failed".to_owned())?;
-        Ok(hex(&bytes))
+        Ok(bytes)
     }
 }
 

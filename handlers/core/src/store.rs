@@ -61,11 +61,7 @@ impl User {
             scope,
             user: self.clone(),
         };
-        if admitted {
-            Reservation::Admitted(attempt)
-        } else {
-            Reservation::Refused(attempt)
-        }
+        Reservation::judged(admitted, attempt)
     }
 
     /// [`UserStore::complete_login`] on the user (the caller writes the token and the device in the
@@ -222,6 +218,17 @@ pub enum Reservation {
     Refused(Attempt),
     /// No user has this email; nothing was written.
     NoUser,
+}
+
+impl Reservation {
+    /// `Admitted(attempt)` if `admitted`, else `Refused(attempt)`.
+    pub fn judged(admitted: bool, attempt: Attempt) -> Self {
+        if admitted {
+            Self::Admitted(attempt)
+        } else {
+            Self::Refused(attempt)
+        }
+    }
 }
 
 /// What a successful login does with device tokens.
