@@ -51,8 +51,44 @@ use keygate_core::store::{
     StoreError, StoreResult, User, UserStore,
 };
 use keygate_core::throttle::LoginThrottle;
+use keygate_http::Endpoint;
 
 pub const GSI_BY_USER_ID: &str = "byUserId";
+
+/// The DynamoDB calls serving one endpoint makes: on the base table, and on the `byUserId` index (a
+/// Query, to find the bearer's user). The CDK grants a function exactly these (through
+/// `cdk/contract.json`); the moto round-trip test (tests/moto.rs) checks the calls made against them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DynamoCalls {
+    pub table: &'static [&'static str],
+    pub by_user_id_index: &'static [&'static str],
+}
+
+impl DynamoCalls {
+    pub fn of(endpoint: Endpoint) -> DynamoCalls {
+        let (table, by_user_id_index): (&'static [&'static str], &'static [&'static str]) =
+            match endpoint {
+                Endpoint::Register => (&["PutItem"], &[]),
+                Endpoint::Login => (&["GetItem", "UpdateItem", "TransactWriteItems"], &[]),
+                // A replay reads the live child (GetItem) or revokes the family (Query, BatchWriteItem).
+                Endpoint::Refresh => (
+                    &["TransactWriteItems", "GetItem", "Query", "BatchWriteItem"],
+                    &[],
+                ),
+                Endpoint::Logout => (&["GetItem", "Query", "BatchWriteItem"], &[]),
+                Endpoint::LogoutAll => (&["GetItem", "UpdateItem"], &["Query"]),
+                Endpoint::ChangePassword => {
+                    (&["GetItem", "UpdateItem", "TransactWriteItems"], &["Query"])
+                }
+                Endpoint::Me => (&["GetItem"], &["Query"]),
+                Endpoint::Jwks | Endpoint::Discovery => (&[], &[]),
+            };
+        DynamoCalls {
+            table,
+            by_user_id_index,
+        }
+    }
+}
 
 const PK: &str = "pk";
 const SK: &str = "sk";

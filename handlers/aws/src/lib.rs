@@ -6,9 +6,13 @@
 //!   ([`secrets::SecretsManagerKeySource`]) and the rotation function's four steps.
 //! - [`sdk`]: one AWS SDK configuration per execution environment, with the retry policy chosen here.
 //! - [`telemetry`]: JSON logs and CloudWatch EMF metrics.
+//! - [`functions`]: the Lambda functions and the endpoints each serves.
+//! - [`contract`]: `cdk/contract.json`, the facts the CDK reads (functions, settings, metrics).
 //! - [`shell`]: `main` of every function: configuration, clients and keys at init, then the runtime loop.
 
+pub mod contract;
 pub mod dynamo;
+pub mod functions;
 pub mod sdk;
 pub mod secrets;
 pub mod settings;

@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use keygate_core::config::{ConfigError, Setting, bounded, read_setting};
+use keygate_core::config::{ConfigError, Setting, read_number, read_setting};
 
 pub const TABLE_NAME: Setting = Setting {
     env: "KEYGATE_TABLE_NAME",
     flag: "table-name",
     default: None,
     help: "DynamoDB table holding users and refresh tokens",
+    range: None,
 };
 
 pub const KEYS_SECRET_ID: Setting = Setting {
@@ -17,6 +18,7 @@ pub const KEYS_SECRET_ID: Setting = Setting {
     flag: "keys-secret-id",
     default: None,
     help: "Secrets Manager secret (ARN or name) holding the signing key set",
+    range: None,
 };
 
 pub const PUBLIC_KEYS_SECRET_ID: Setting = Setting {
@@ -24,6 +26,7 @@ pub const PUBLIC_KEYS_SECRET_ID: Setting = Setting {
     flag: "public-keys-secret-id",
     default: None,
     help: "Secrets Manager secret (ARN or name) holding the public key set, written by rotate-keys",
+    range: None,
 };
 
 pub const SERVER_KEY_SECRET_ID: Setting = Setting {
@@ -31,13 +34,15 @@ pub const SERVER_KEY_SECRET_ID: Setting = Setting {
     flag: "server-key-secret-id",
     default: None,
     help: "Secrets Manager secret (ARN or name) holding the 256-bit server key that keys audit email hashes",
+    range: None,
 };
 
 pub const KEY_CACHE_TTL: Setting = Setting {
     env: "KEYGATE_KEY_CACHE_TTL_SECONDS",
     flag: "key-cache-ttl-seconds",
     default: Some("300"),
-    help: "How long the signing keys are cached before Secrets Manager is read again (1-3600)",
+    help: "How long the signing keys are cached before Secrets Manager is read again",
+    range: Some((1, 3600)),
 };
 
 pub const METRICS_NAMESPACE: Setting = Setting {
@@ -45,6 +50,7 @@ pub const METRICS_NAMESPACE: Setting = Setting {
     flag: "metrics-namespace",
     default: Some("Keygate"),
     help: "CloudWatch namespace of the EMF metrics",
+    range: None,
 };
 
 /// Every setting of this crate.
@@ -110,7 +116,7 @@ pub fn read_server_key_secret_id<F: Fn(&str) -> Option<String>>(
 pub fn read_key_cache_ttl<F: Fn(&str) -> Option<String>>(
     lookup: &F,
 ) -> Result<Duration, ConfigError> {
-    read_setting(lookup, &KEY_CACHE_TTL, bounded(1u64, 3600)).map(Duration::from_secs)
+    read_number(lookup, &KEY_CACHE_TTL).map(Duration::from_secs)
 }
 
 pub fn read_metrics_namespace<F: Fn(&str) -> Option<String>>(

@@ -34,6 +34,7 @@ use metrics_cloudwatch_embedded::Collector;
 use serde::Deserialize;
 
 use crate::dynamo::DynamoStore;
+use crate::functions::ApiFunction;
 use crate::secrets::{SecretsManagerKeySource, SecretsManagerVersions};
 use crate::{sdk, secrets, settings, telemetry};
 
@@ -221,11 +222,12 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// `main` of an API function serving `endpoints` from the table.
-pub fn run_http(endpoints: &'static [Endpoint]) -> ExitCode {
+/// `main` of an API function whose endpoints use the table.
+pub fn run_http(function: &'static ApiFunction) -> ExitCode {
+    let endpoints = function.endpoints;
     start_http(
         Table::Used,
-        endpoints,
+        function,
         async move |settings, metrics, sdk_config, keys| {
             let (Some(table_name), Some(server_key_id)) =
                 (settings.table_name, settings.server_key_secret_id)
@@ -256,10 +258,11 @@ pub fn run_http(endpoints: &'static [Endpoint]) -> ExitCode {
 /// `main` of an API function without table access (well-known). A separate entry point rather than a
 /// flag, so such a binary links no DynamoDB client at all. It publishes the JWKS from the public key
 /// set, which holds the pending key during a rotation (rotate-keys writes it there at createSecret).
-pub fn run_http_without_table(endpoints: &'static [Endpoint]) -> ExitCode {
+pub fn run_http_without_table(function: &'static ApiFunction) -> ExitCode {
+    let endpoints = function.endpoints;
     start_http(
         Table::NotUsed,
-        endpoints,
+        function,
         async move |settings, metrics, _sdk_config, keys| {
             warm_keys(&keys).await;
             // It emits no audit events (JWKS and discovery only), so it is not granted the server
@@ -277,7 +280,7 @@ pub fn run_http_without_table(endpoints: &'static [Endpoint]) -> ExitCode {
 }
 
 /// Init common to the API functions, then `serve_with` (store setup and the runtime loop).
-fn start_http<F>(table: Table, endpoints: &[Endpoint], serve_with: F) -> ExitCode
+fn start_http<F>(table: Table, function: &ApiFunction, serve_with: F) -> ExitCode
 where
     F: AsyncFnOnce(
         HttpSettings,
@@ -295,7 +298,11 @@ where
         }
     };
     runtime.block_on(async move {
-        let settings = match HttpSettings::from_lookup(settings::env_lookup, table, KeyAccess::of(endpoints)) {
+        if function.uses_table() != (table == Table::Used) {
+            let entry = if function.uses_table() { "run_http" } else { "run_http_without_table" };
+            return init_failed("Runtime.InitError", &format!("the {} function must start with shell::{entry}", function.name)).await;
+        }
+        let settings = match HttpSettings::from_lookup(settings::env_lookup, table, function.key_access()) {
             Ok(settings) => settings,
             Err(e) => return init_failed("Runtime.ConfigError", &e.to_string()).await,
         };

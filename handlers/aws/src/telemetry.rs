@@ -10,25 +10,22 @@
 //! document per invocation (flushed by the runtime layer in [`crate::shell`]), in the namespace from
 //! `KEYGATE_METRICS_NAMESPACE`, without dimensions, with the Lambda request id as a property.
 
+use keygate_core::audit::AuditEvent;
+use keygate_http::LATENCY_METRIC;
 use metrics::Unit;
 use metrics_cloudwatch_embedded::Collector;
 use tracing_subscriber::EnvFilter;
 
-/// The counters keygate emits (unit Count); see the contract's metrics list.
-pub const COUNTERS: &[&str] = &[
-    "Registrations",
-    "LoginSucceeded",
-    "LoginFailed",
-    "LoginThrottled",
-    "RefreshRotated",
-    "RefreshReuseDetected",
-    "Logouts",
-    "LogoutAll",
-    "PasswordChanged",
-    "RefreshRefused",
-];
-/// keygate-http's per-request latency histogram, in milliseconds.
-pub const LATENCY_HISTOGRAM: &str = "RequestLatency";
+/// The counters keygate emits (unit Count): one per distinct [`AuditEvent::metric`], in event order.
+pub fn counters() -> Vec<&'static str> {
+    let mut counters: Vec<&'static str> = Vec::new();
+    for metric in AuditEvent::ALL.map(AuditEvent::metric) {
+        if !counters.contains(&metric) {
+            counters.push(metric);
+        }
+    }
+    counters
+}
 
 /// Installs the JSON log subscriber. Safe to call more than once (later calls do nothing).
 pub fn init_logging() {
@@ -52,9 +49,9 @@ pub fn init_metrics(namespace: &str) -> Result<&'static Collector, String> {
         .with_lambda_request_id("RequestId")
         .init()
         .map_err(|e| format!("installing the EMF metrics recorder: {e}"))?;
-    for counter in COUNTERS {
-        metrics::describe_counter!(*counter, Unit::Count, "keygate audit event count");
+    for counter in counters() {
+        metrics::describe_counter!(counter, Unit::Count, "keygate audit event count");
     }
-    metrics::describe_histogram!(LATENCY_HISTOGRAM, Unit::Milliseconds, "request latency");
+    metrics::describe_histogram!(LATENCY_METRIC, Unit::Milliseconds, "request latency");
     Ok(collector)
 }

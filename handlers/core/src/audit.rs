@@ -95,6 +95,23 @@ pub enum AuditEvent {
 }
 
 impl AuditEvent {
+    pub const ALL: [AuditEvent; 14] = [
+        AuditEvent::Registered,
+        AuditEvent::RegisterDuplicate,
+        AuditEvent::LoginSucceeded,
+        AuditEvent::LoginFailed,
+        AuditEvent::LoginThrottled,
+        AuditEvent::RefreshRotated,
+        AuditEvent::RefreshReuseDetected,
+        AuditEvent::RefreshRaceRefused,
+        AuditEvent::RefreshDeviceMismatch,
+        AuditEvent::RefreshRevoked,
+        AuditEvent::Logout,
+        AuditEvent::LogoutAll,
+        AuditEvent::PasswordChanged,
+        AuditEvent::PasswordChangeFailed,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             AuditEvent::Registered => "register",

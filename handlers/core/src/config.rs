@@ -1,20 +1,20 @@
 //! Configuration shared by every shell: the local server reads these settings from flags or the
 //! environment, the Lambda functions from the environment. One table ([`AUTH_SETTINGS`]) names them.
 
-use std::fmt;
-
 use crate::keys::SigningAlgorithm;
 use crate::password::{CharClass, HashingParams, PasswordPolicy};
 pub use crate::throttle::LoginThrottle;
 
 /// One configurable value: its environment variable, the matching flag of the local server, its
-/// default and a line of help.
+/// default, a line of help, and for a whole number the inclusive range [`read_number`] enforces
+/// (the CDK validates stage values against the same range, through `cdk/contract.json`).
 #[derive(Debug, Clone, Copy)]
 pub struct Setting {
     pub env: &'static str,
     pub flag: &'static str,
     pub default: Option<&'static str>,
     pub help: &'static str,
+    pub range: Option<(i64, i64)>,
 }
 
 pub const ISSUER: Setting = Setting {
@@ -22,108 +22,126 @@ pub const ISSUER: Setting = Setting {
     flag: "issuer",
     default: None,
     help: "Issuer URL put in `iss` and the discovery document (the local server defaults to http://ADDR)",
+    range: None,
 };
 pub const AUDIENCE: Setting = Setting {
     env: "KEYGATE_AUDIENCE",
     flag: "audience",
     default: Some("keygate"),
     help: "Audience put in `aud` and required on verification",
+    range: None,
 };
 pub const ACCESS_TOKEN_TTL: Setting = Setting {
     env: "KEYGATE_ACCESS_TOKEN_TTL_SECONDS",
     flag: "access-token-ttl-seconds",
     default: Some("900"),
-    help: "Access-token lifetime in seconds (1-900)",
+    help: "Access-token lifetime in seconds",
+    range: Some((1, 900)),
 };
 pub const REFRESH_FAMILY_TTL: Setting = Setting {
     env: "KEYGATE_REFRESH_FAMILY_TTL_SECONDS",
     flag: "refresh-family-ttl-seconds",
     default: Some("2592000"),
-    help: "Absolute lifetime of a refresh-token family in seconds; rotation does not extend it (300-31536000)",
+    help: "Absolute lifetime of a refresh-token family in seconds; rotation does not extend it",
+    range: Some((300, 31_536_000)),
 };
 pub const REFRESH_REUSE_GRACE: Setting = Setting {
     env: "KEYGATE_REFRESH_REUSE_GRACE_SECONDS",
     flag: "refresh-reuse-grace-seconds",
     default: Some("10"),
-    help: "Window in which replaying the immediate parent of a live refresh token is refused without revoking the family (0-60)",
+    help: "Window in which replaying the immediate parent of a live refresh token is refused without revoking the family",
+    range: Some((0, 60)),
 };
 pub const MAX_REFRESH_FAMILIES: Setting = Setting {
     env: "KEYGATE_MAX_REFRESH_FAMILIES",
     flag: "max-refresh-families",
     default: Some("100"),
-    help: "Live refresh-token families per user: a login retires the family opened this many logins before it (1-10000)",
+    help: "Live refresh-token families per user: a login retires the family opened this many logins before it",
+    range: Some((1, 10_000)),
 };
 pub const SIGNING_ALG: Setting = Setting {
     env: "KEYGATE_SIGNING_ALG",
     flag: "signing-alg",
     default: Some("ES256"),
     help: "Access-token signing algorithm: ES256, RS256, EdDSA, or HS256 (explicit opt-in: no public JWKS)",
+    range: None,
 };
 pub const PASSWORD_MIN_LENGTH: Setting = Setting {
     env: "KEYGATE_PASSWORD_MIN_LENGTH",
     flag: "password-min-length",
     default: Some("15"),
-    help: "Minimum password length in characters (8-64; NIST SP 800-63B-4 asks 15 for single-factor)",
+    help: "Minimum password length in characters (NIST SP 800-63B-4 asks 15 for single-factor)",
+    range: Some((8, 64)),
 };
 pub const PASSWORD_MAX_LENGTH: Setting = Setting {
     env: "KEYGATE_PASSWORD_MAX_LENGTH",
     flag: "password-max-length",
     default: Some("128"),
-    help: "Maximum password length in characters (64-256); passwords are also capped at 1024 bytes",
+    help: "Maximum password length in characters; passwords are also capped at 1024 bytes",
+    range: Some((64, 256)),
 };
 pub const PASSWORD_REQUIRE_CLASSES: Setting = Setting {
     env: "KEYGATE_PASSWORD_REQUIRE_CLASSES",
     flag: "password-require-classes",
     default: Some(""),
     help: "Comma-separated character classes a password must contain: lower, upper, digit, symbol (default none)",
+    range: None,
 };
 pub const ARGON2_MEMORY_KIB: Setting = Setting {
     env: "KEYGATE_ARGON2_MEMORY_KIB",
     flag: "argon2-memory-kib",
     default: Some("19456"),
-    help: "argon2id memory cost in KiB (at least 19456, OWASP)",
+    help: "argon2id memory cost in KiB (OWASP's minimum is the lower bound)",
+    range: Some((HashingParams::OWASP_MEMORY_KIB as i64, 4 * 1024 * 1024)),
 };
 pub const ARGON2_ITERATIONS: Setting = Setting {
     env: "KEYGATE_ARGON2_ITERATIONS",
     flag: "argon2-iterations",
     default: Some("2"),
-    help: "argon2id time cost (at least 2)",
+    help: "argon2id time cost (OWASP's minimum is the lower bound)",
+    range: Some((HashingParams::OWASP_ITERATIONS as i64, 100)),
 };
 pub const ARGON2_PARALLELISM: Setting = Setting {
     env: "KEYGATE_ARGON2_PARALLELISM",
     flag: "argon2-parallelism",
     default: Some("1"),
-    help: "argon2id lanes (at least 1)",
+    help: "argon2id lanes",
+    range: Some((1, 16)),
 };
 pub const LOGIN_FREE_ATTEMPTS: Setting = Setting {
     env: "KEYGATE_LOGIN_FREE_ATTEMPTS",
     flag: "login-free-attempts",
     default: Some("5"),
-    help: "Login attempts judged at once per account without a device token, and per device token; each further attempt waits for a window of 1, 2, 4, ... seconds opened by the failure before it (1-100)",
+    help: "Login attempts judged at once per account without a device token, and per device token; each further attempt waits for a window of 1, 2, 4, ... seconds opened by the failure before it",
+    range: Some((1, 100)),
 };
 pub const LOGIN_MAX_DELAY: Setting = Setting {
     env: "KEYGATE_LOGIN_MAX_DELAY_SECONDS",
     flag: "login-max-delay-seconds",
     default: Some("900"),
-    help: "Upper bound of the failed-login delay window in seconds (1-86400)",
+    help: "Upper bound of the failed-login delay window in seconds",
+    range: Some((1, 86_400)),
 };
 pub const LOGIN_FAILURE_DECAY: Setting = Setting {
     env: "KEYGATE_LOGIN_FAILURE_DECAY_SECONDS",
     flag: "login-failure-decay-seconds",
     default: Some("3600"),
-    help: "Quiet period after which an account's failed logins no longer count, once no window is open (60-604800)",
+    help: "Quiet period after which an account's failed logins no longer count, once no window is open",
+    range: Some((60, 604_800)),
 };
 pub const DEVICE_TOKEN_TTL: Setting = Setting {
     env: "KEYGATE_DEVICE_TOKEN_TTL_SECONDS",
     flag: "device-token-ttl-seconds",
     default: Some("15552000"),
-    help: "Lifetime of a device token (returned by a login; its logins count on its own attempt counter) in seconds (86400-63072000)",
+    help: "Lifetime of a device token (returned by a login; its logins count on its own attempt counter) in seconds",
+    range: Some((86_400, 63_072_000)),
 };
 pub const CLOCK_LEEWAY: Setting = Setting {
     env: "KEYGATE_CLOCK_LEEWAY_SECONDS",
     flag: "clock-leeway-seconds",
     default: Some("30"),
-    help: "Clock-skew leeway when verifying exp and nbf (0-120)",
+    help: "Clock-skew leeway when verifying exp and nbf",
+    range: Some((0, 120)),
 };
 
 /// Every setting of the core, in the order `--help` lists them.
@@ -196,20 +214,24 @@ where
     parse(raw.trim()).map_err(|message| ConfigError::new(setting, message))
 }
 
-/// Parses an integer and checks it lies in `min..=max`.
-pub fn bounded<T>(min: T, max: T) -> impl FnOnce(&str) -> Result<T, String>
+/// Reads a whole-number setting and checks it lies in the setting's `range`.
+pub fn read_number<T, F>(lookup: &F, setting: &Setting) -> Result<T, ConfigError>
 where
-    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    T: TryFrom<i64>,
+    F: Fn(&str) -> Option<String>,
 {
-    move |raw| {
-        let value: T = raw
+    let (min, max) = setting
+        .range
+        .ok_or_else(|| ConfigError::new(setting, "is not declared as a number (no range)"))?;
+    read_setting(lookup, setting, |raw| {
+        let value: i64 = raw
             .parse()
             .map_err(|_| format!("`{raw}` is not a whole number"))?;
         if value < min || value > max {
             return Err(format!("{value} is out of range {min}..={max}"));
         }
-        Ok(value)
-    }
+        T::try_from(value).map_err(|_| format!("{value} does not fit this setting's type"))
+    })
 }
 
 fn url(raw: &str) -> Result<String, String> {
@@ -230,8 +252,8 @@ impl AuthConfig {
     where
         F: Fn(&str) -> Option<String>,
     {
-        let min_length = read_setting(&lookup, &PASSWORD_MIN_LENGTH, bounded(8usize, 64))?;
-        let max_length = read_setting(&lookup, &PASSWORD_MAX_LENGTH, bounded(64usize, 256))?;
+        let min_length = read_number(&lookup, &PASSWORD_MIN_LENGTH)?;
+        let max_length = read_number(&lookup, &PASSWORD_MAX_LENGTH)?;
         let required_classes =
             read_setting(&lookup, &PASSWORD_REQUIRE_CLASSES, CharClass::parse_list)?;
         Ok(Self {
@@ -243,22 +265,10 @@ impl AuthConfig {
                     Ok(raw.to_owned())
                 }
             })?,
-            access_token_ttl_secs: read_setting(&lookup, &ACCESS_TOKEN_TTL, bounded(1u64, 900))?,
-            refresh_family_ttl_secs: read_setting(
-                &lookup,
-                &REFRESH_FAMILY_TTL,
-                bounded(300u64, 31_536_000),
-            )?,
-            refresh_reuse_grace_secs: read_setting(
-                &lookup,
-                &REFRESH_REUSE_GRACE,
-                bounded(0u64, 60),
-            )?,
-            max_refresh_families: read_setting(
-                &lookup,
-                &MAX_REFRESH_FAMILIES,
-                bounded(1u64, 10_000),
-            )?,
+            access_token_ttl_secs: read_number(&lookup, &ACCESS_TOKEN_TTL)?,
+            refresh_family_ttl_secs: read_number(&lookup, &REFRESH_FAMILY_TTL)?,
+            refresh_reuse_grace_secs: read_number(&lookup, &REFRESH_REUSE_GRACE)?,
+            max_refresh_families: read_number(&lookup, &MAX_REFRESH_FAMILIES)?,
             signing_alg: read_setting(&lookup, &SIGNING_ALG, |raw| raw.parse())?,
             password_policy: PasswordPolicy {
                 min_length,
@@ -266,29 +276,17 @@ impl AuthConfig {
                 required_classes,
             },
             hashing: HashingParams {
-                memory_kib: read_setting(
-                    &lookup,
-                    &ARGON2_MEMORY_KIB,
-                    bounded(HashingParams::OWASP_MEMORY_KIB, 4 * 1024 * 1024),
-                )?,
-                iterations: read_setting(
-                    &lookup,
-                    &ARGON2_ITERATIONS,
-                    bounded(HashingParams::OWASP_ITERATIONS, 100),
-                )?,
-                parallelism: read_setting(&lookup, &ARGON2_PARALLELISM, bounded(1u32, 16))?,
+                memory_kib: read_number(&lookup, &ARGON2_MEMORY_KIB)?,
+                iterations: read_number(&lookup, &ARGON2_ITERATIONS)?,
+                parallelism: read_number(&lookup, &ARGON2_PARALLELISM)?,
             },
             throttle: LoginThrottle {
-                free_attempts: read_setting(&lookup, &LOGIN_FREE_ATTEMPTS, bounded(1u32, 100))?,
-                max_delay_secs: read_setting(&lookup, &LOGIN_MAX_DELAY, bounded(1u64, 86_400))?,
-                decay_secs: read_setting(&lookup, &LOGIN_FAILURE_DECAY, bounded(60u64, 604_800))?,
+                free_attempts: read_number(&lookup, &LOGIN_FREE_ATTEMPTS)?,
+                max_delay_secs: read_number(&lookup, &LOGIN_MAX_DELAY)?,
+                decay_secs: read_number(&lookup, &LOGIN_FAILURE_DECAY)?,
             },
-            device_token_ttl_secs: read_setting(
-                &lookup,
-                &DEVICE_TOKEN_TTL,
-                bounded(86_400u64, 63_072_000),
-            )?,
-            leeway_secs: read_setting(&lookup, &CLOCK_LEEWAY, bounded(0u64, 120))?,
+            device_token_ttl_secs: read_number(&lookup, &DEVICE_TOKEN_TTL)?,
+            leeway_secs: read_number(&lookup, &CLOCK_LEEWAY)?,
         })
     }
 
@@ -336,6 +334,16 @@ mod tests {
             ),
             (19456, 2, 1)
         );
+    }
+
+    #[test]
+    fn every_default_lies_in_its_range() {
+        for setting in AUTH_SETTINGS {
+            if let (Some((min, max)), Some(default)) = (setting.range, setting.default) {
+                let value: i64 = default.parse().expect("a numeric default");
+                assert!((min..=max).contains(&value), "{}", setting.env);
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::audit::{self, AuditEvent, AuditKey, RequestContext, Subject};
 use crate::clock::Clock;
@@ -624,35 +624,6 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
     /// GET /.well-known/jwks.json.
     pub async fn jwks(&self) -> Result<Value, AuthError> {
         Ok(self.keys.key_set().await?.jwks())
-    }
-
-    /// GET /.well-known/openid-configuration: where the keys are and which algorithms sign.
-    pub fn discovery(&self) -> Value {
-        let issuer = &self.config.issuer;
-        let alg = self.config.signing_alg.name();
-        json!({
-            "issuer": issuer,
-            "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": [alg],
-            "access_token_signing_alg_values_supported": [alg],
-            "token_endpoint_auth_methods_supported": ["none"],
-            "grant_types_supported": ["password", "refresh_token"],
-            "response_types_supported": ["token"],
-            "registration_endpoint": format!("{issuer}/auth/register"),
-            "token_endpoint": format!("{issuer}/auth/login"),
-            "userinfo_endpoint": format!("{issuer}/auth/me"),
-            "revocation_endpoint": format!("{issuer}/auth/logout"),
-            "keygate_endpoints": {
-                "register": format!("{issuer}/auth/register"),
-                "login": format!("{issuer}/auth/login"),
-                "refresh": format!("{issuer}/auth/refresh"),
-                "logout": format!("{issuer}/auth/logout"),
-                "logout_all": format!("{issuer}/auth/logout-all"),
-                "password": format!("{issuer}/auth/password"),
-                "me": format!("{issuer}/auth/me"),
-            },
-        })
     }
 }
 

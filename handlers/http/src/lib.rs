@@ -11,7 +11,7 @@ use http::{Method, Request, Response, StatusCode};
 use keygate_core::audit::{AuditKey, RequestContext};
 use keygate_core::keys::{JWKS_MAX_AGE_SECS, KeyError, KeySource};
 use keygate_core::store::{AuthStore, StoreError};
-use keygate_core::{AuthError, AuthService, Clock};
+use keygate_core::{AuthConfig, AuthError, AuthService, Clock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -32,6 +32,9 @@ pub fn header_bytes(headers: &http::HeaderMap) -> usize {
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum()
 }
+/// The per-request latency histogram (milliseconds) every request records.
+pub const LATENCY_METRIC: &str = "RequestLatency";
+
 pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -111,6 +114,27 @@ impl Endpoint {
             Endpoint::Me | Endpoint::LogoutAll | Endpoint::Jwks => KeyAccess::Public,
             Endpoint::Register | Endpoint::Logout | Endpoint::Discovery => KeyAccess::None,
         }
+    }
+
+    /// The endpoint's name in `cdk/contract.json` and in the discovery document's `keygate_endpoints`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Register => "register",
+            Endpoint::Login => "login",
+            Endpoint::Refresh => "refresh",
+            Endpoint::Logout => "logout",
+            Endpoint::LogoutAll => "logout_all",
+            Endpoint::ChangePassword => "password",
+            Endpoint::Me => "me",
+            Endpoint::Jwks => "jwks",
+            Endpoint::Discovery => "discovery",
+        }
+    }
+
+    /// Whether the endpoint reads or writes the store: a function serving only endpoints that do
+    /// not gets no table (and no table grant).
+    pub fn uses_table(self) -> bool {
+        !matches!(self, Endpoint::Jwks | Endpoint::Discovery)
     }
 
     pub fn method(self) -> Method {
@@ -280,7 +304,7 @@ fn finish(
         headers.insert(REQUEST_ID, value);
     }
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    metrics::histogram!("RequestLatency").record(latency_ms);
+    metrics::histogram!(LATENCY_METRIC).record(latency_ms);
     tracing::info!(
         target: "keygate::access",
         method = %method,
@@ -372,11 +396,40 @@ where
             reject_body(&body)?;
             Ok(json(
                 StatusCode::OK,
-                &service.discovery(),
+                &discovery(service.config()),
                 "public, max-age=3600",
             ))
         }
     }
+}
+
+/// GET /.well-known/openid-configuration: where the keys are and which algorithms sign; every URL
+/// is the issuer followed by a path of the route table ([`Endpoint::path`]).
+pub fn discovery(config: &AuthConfig) -> serde_json::Value {
+    let url = |endpoint: Endpoint| format!("{}{}", config.issuer, endpoint.path());
+    let alg = config.signing_alg.name();
+    // The well-known endpoints are published by their standard members (jwks_uri) or are this
+    // document; the others are listed under their names.
+    let keygate_endpoints: serde_json::Map<String, serde_json::Value> = Endpoint::ALL
+        .iter()
+        .filter(|e| !matches!(e, Endpoint::Jwks | Endpoint::Discovery))
+        .map(|&e| (e.name().to_owned(), url(e).into()))
+        .collect();
+    serde_json::json!({
+        "issuer": config.issuer,
+        "jwks_uri": url(Endpoint::Jwks),
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [alg],
+        "access_token_signing_alg_values_supported": [alg],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "grant_types_supported": ["password", "refresh_token"],
+        "response_types_supported": ["token"],
+        "registration_endpoint": url(Endpoint::Register),
+        "token_endpoint": url(Endpoint::Login),
+        "userinfo_endpoint": url(Endpoint::Me),
+        "revocation_endpoint": url(Endpoint::Logout),
+        "keygate_endpoints": keygate_endpoints,
+    })
 }
 
 const NO_STORE: &str = "no-store";
@@ -526,5 +579,44 @@ mod key_access_tests {
         assert_eq!(of(&[Endpoint::Discovery]), KeyAccess::None);
         assert_eq!(of(&[Endpoint::Me, Endpoint::Login]), KeyAccess::Private);
         assert_eq!(of(&[]), KeyAccess::None);
+    }
+}
+
+#[cfg(test)]
+mod discovery_tests {
+    use super::*;
+
+    /// The document as it was before its URLs came from the route table: deriving them changes
+    /// nothing a client reads.
+    #[test]
+    fn the_document_is_built_from_the_route_table_unchanged() {
+        let config = AuthConfig::with_issuer("https://a.example");
+        let i = "https://a.example";
+        assert_eq!(
+            discovery(&config),
+            serde_json::json!({
+                "issuer": i,
+                "jwks_uri": format!("{i}/.well-known/jwks.json"),
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["ES256"],
+                "access_token_signing_alg_values_supported": ["ES256"],
+                "token_endpoint_auth_methods_supported": ["none"],
+                "grant_types_supported": ["password", "refresh_token"],
+                "response_types_supported": ["token"],
+                "registration_endpoint": format!("{i}/auth/register"),
+                "token_endpoint": format!("{i}/auth/login"),
+                "userinfo_endpoint": format!("{i}/auth/me"),
+                "revocation_endpoint": format!("{i}/auth/logout"),
+                "keygate_endpoints": {
+                    "register": format!("{i}/auth/register"),
+                    "login": format!("{i}/auth/login"),
+                    "refresh": format!("{i}/auth/refresh"),
+                    "logout": format!("{i}/auth/logout"),
+                    "logout_all": format!("{i}/auth/logout-all"),
+                    "password": format!("{i}/auth/password"),
+                    "me": format!("{i}/auth/me"),
+                },
+            })
+        );
     }
 }

@@ -41,7 +41,10 @@ fn setting_arg(setting: &Setting) -> Arg {
     let mut arg = Arg::new(setting.flag)
         .long(setting.flag)
         .env(setting.env)
-        .help(setting.help)
+        .help(match setting.range {
+            Some((min, max)) => format!("{} ({min}-{max})", setting.help),
+            None => setting.help.to_owned(),
+        })
         .global(true);
     if let Some(default) = setting.default {
         arg = arg.default_value(default);

@@ -1,8 +1,8 @@
 //! Lambda function `change-password`: POST /auth/password. Only wiring; see `keygate_aws::shell`.
 
+use keygate_aws::functions;
 use keygate_aws::shell::run_http;
-use keygate_http::Endpoint;
 
 fn main() -> std::process::ExitCode {
-    run_http(&[Endpoint::ChangePassword])
+    run_http(&functions::CHANGE_PASSWORD)
 }

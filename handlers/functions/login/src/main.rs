@@ -1,8 +1,8 @@
 //! Lambda function `login`: POST /auth/login. Only wiring; see `keygate_aws::shell`.
 
+use keygate_aws::functions;
 use keygate_aws::shell::run_http;
-use keygate_http::Endpoint;
 
 fn main() -> std::process::ExitCode {
-    run_http(&[Endpoint::Login])
+    run_http(&functions::LOGIN)
 }

@@ -1,8 +1,8 @@
 //! Lambda function `refresh`: POST /auth/refresh. Only wiring; see `keygate_aws::shell`.
 
+use keygate_aws::functions;
 use keygate_aws::shell::run_http;
-use keygate_http::Endpoint;
 
 fn main() -> std::process::ExitCode {
-    run_http(&[Endpoint::Refresh])
+    run_http(&functions::REFRESH)
 }

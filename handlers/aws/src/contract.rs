@@ -1,0 +1,164 @@
+//! `cdk/contract.json`: what the CDK must know of the Rust code, rendered from the Rust tables
+//! themselves (functions, endpoints, settings, metrics) so the two cannot drift. The golden test
+//! `tests/contract.rs` fails when the checked-in file is stale;
+//! `KEYGATE_WRITE_CONTRACT=1 cargo test -p keygate-aws --test contract` rewrites it.
+
+use std::collections::BTreeSet;
+
+use keygate_core::audit::AuditEvent;
+use keygate_core::config::{AUTH_SETTINGS, Setting};
+use keygate_http::{Endpoint, KeyAccess, LATENCY_METRIC};
+use serde::Serialize;
+
+use crate::dynamo::DynamoCalls;
+use crate::functions::{API_FUNCTIONS, ApiFunction, ROTATE_KEYS};
+use crate::settings::AWS_SETTINGS;
+use crate::telemetry;
+
+#[derive(Serialize)]
+struct Contract {
+    functions: Vec<FunctionEntry>,
+    settings: Vec<SettingEntry>,
+    metrics: Metrics,
+}
+
+#[derive(Serialize)]
+struct FunctionEntry {
+    name: &'static str,
+    /// none, public, private (the most its endpoints need), or rotate (rotate-keys).
+    keys: &'static str,
+    endpoints: Vec<EndpointEntry>,
+    /// Absent: no table access at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dynamodb: Option<TableCalls>,
+}
+
+#[derive(Serialize)]
+struct EndpointEntry {
+    name: &'static str,
+    method: String,
+    path: &'static str,
+    keys: &'static str,
+    hashes_password: bool,
+}
+
+#[derive(Serialize)]
+struct TableCalls {
+    table: BTreeSet<&'static str>,
+    by_user_id_index: BTreeSet<&'static str>,
+}
+
+#[derive(Serialize)]
+struct SettingEntry {
+    /// `core` (every function and the local server) or `aws` (the Lambda adapters).
+    scope: &'static str,
+    env: &'static str,
+    flag: &'static str,
+    default: Option<&'static str>,
+    min: Option<i64>,
+    max: Option<i64>,
+    help: &'static str,
+}
+
+#[derive(Serialize)]
+struct Metrics {
+    /// EMF counters (unit Count), each counting one or more audit events.
+    counters: Vec<&'static str>,
+    /// Audit event name -> the counter it increments.
+    audit_events: Vec<AuditEntry>,
+    /// The per-request latency histogram, in milliseconds.
+    latency: &'static str,
+}
+
+#[derive(Serialize)]
+struct AuditEntry {
+    event: &'static str,
+    metric: &'static str,
+}
+
+fn keys_name(access: KeyAccess) -> &'static str {
+    match access {
+        KeyAccess::None => "none",
+        KeyAccess::Public => "public",
+        KeyAccess::Private => "private",
+    }
+}
+
+fn api_function(function: &ApiFunction) -> FunctionEntry {
+    let dynamodb = function.uses_table().then(|| {
+        let calls = function.endpoints.iter().map(|&e| DynamoCalls::of(e));
+        TableCalls {
+            table: calls
+                .clone()
+                .flat_map(|c| c.table.iter().copied())
+                .collect(),
+            by_user_id_index: calls
+                .flat_map(|c| c.by_user_id_index.iter().copied())
+                .collect(),
+        }
+    });
+    FunctionEntry {
+        name: function.name,
+        keys: keys_name(function.key_access()),
+        endpoints: function.endpoints.iter().map(|&e| endpoint(e)).collect(),
+        dynamodb,
+    }
+}
+
+fn endpoint(endpoint: Endpoint) -> EndpointEntry {
+    EndpointEntry {
+        name: endpoint.name(),
+        method: endpoint.method().to_string(),
+        path: endpoint.path(),
+        keys: keys_name(endpoint.key_access()),
+        hashes_password: endpoint.hashes_password(),
+    }
+}
+
+fn setting(scope: &'static str, setting: &Setting) -> SettingEntry {
+    SettingEntry {
+        scope,
+        env: setting.env,
+        flag: setting.flag,
+        default: setting.default,
+        min: setting.range.map(|(min, _)| min),
+        max: setting.range.map(|(_, max)| max),
+        help: setting.help,
+    }
+}
+
+/// The contract as `cdk/contract.json` holds it: pretty JSON with a trailing newline.
+pub fn render() -> String {
+    let rotate_keys = FunctionEntry {
+        name: ROTATE_KEYS,
+        keys: "rotate",
+        endpoints: Vec::new(),
+        dynamodb: None,
+    };
+    let contract = Contract {
+        functions: API_FUNCTIONS
+            .iter()
+            .map(api_function)
+            .chain([rotate_keys])
+            .collect(),
+        settings: AUTH_SETTINGS
+            .iter()
+            .map(|s| setting("core", s))
+            .chain(AWS_SETTINGS.iter().map(|s| setting("aws", s)))
+            .collect(),
+        metrics: Metrics {
+            counters: telemetry::counters(),
+            audit_events: AuditEvent::ALL
+                .iter()
+                .map(|e| AuditEntry {
+                    event: e.name(),
+                    metric: e.metric(),
+                })
+                .collect(),
+            latency: LATENCY_METRIC,
+        },
+    };
+    let mut json = serde_json::to_string_pretty(&contract).expect("the contract serialises");
+    json.push('\n');
+    json
+}

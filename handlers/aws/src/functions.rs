@@ -1,0 +1,88 @@
+//! The Lambda functions, one binary each (`handlers/functions/<name>`): the endpoints each serves, and
+//! from them the keys and the table it needs. `cdk/contract.json` carries this list to the CDK.
+
+use keygate_http::{Endpoint, KeyAccess};
+
+/// An API function: its binary's name and the endpoints it serves.
+#[derive(Debug)]
+pub struct ApiFunction {
+    pub name: &'static str,
+    pub endpoints: &'static [Endpoint],
+}
+
+impl ApiFunction {
+    /// The keys its endpoints need, before the signing algorithm is known ([`KeyAccess::under`]).
+    pub fn key_access(&self) -> KeyAccess {
+        KeyAccess::of(self.endpoints)
+    }
+
+    /// Whether any of its endpoints reads or writes the table.
+    pub fn uses_table(&self) -> bool {
+        self.endpoints.iter().any(|e| e.uses_table())
+    }
+}
+
+pub const REGISTER: ApiFunction = ApiFunction {
+    name: "register",
+    endpoints: &[Endpoint::Register],
+};
+pub const LOGIN: ApiFunction = ApiFunction {
+    name: "login",
+    endpoints: &[Endpoint::Login],
+};
+pub const REFRESH: ApiFunction = ApiFunction {
+    name: "refresh",
+    endpoints: &[Endpoint::Refresh],
+};
+pub const LOGOUT: ApiFunction = ApiFunction {
+    name: "logout",
+    endpoints: &[Endpoint::Logout],
+};
+pub const LOGOUT_ALL: ApiFunction = ApiFunction {
+    name: "logout-all",
+    endpoints: &[Endpoint::LogoutAll],
+};
+pub const CHANGE_PASSWORD: ApiFunction = ApiFunction {
+    name: "change-password",
+    endpoints: &[Endpoint::ChangePassword],
+};
+pub const ME: ApiFunction = ApiFunction {
+    name: "me",
+    endpoints: &[Endpoint::Me],
+};
+pub const WELL_KNOWN: ApiFunction = ApiFunction {
+    name: "well-known",
+    endpoints: &[Endpoint::Jwks, Endpoint::Discovery],
+};
+
+/// Every API function, in the order the API lists them.
+pub const API_FUNCTIONS: &[ApiFunction] = &[
+    REGISTER,
+    LOGIN,
+    REFRESH,
+    LOGOUT,
+    LOGOUT_ALL,
+    CHANGE_PASSWORD,
+    ME,
+    WELL_KNOWN,
+];
+
+/// Secrets Manager's rotation function for the signing-key secret (`shell::run_rotation`).
+pub const ROTATE_KEYS: &str = "rotate-keys";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_endpoint_is_served_by_exactly_one_function() {
+        for endpoint in Endpoint::ALL {
+            let serving: Vec<&str> = API_FUNCTIONS
+                .iter()
+                .filter(|f| f.endpoints.contains(&endpoint))
+                .map(|f| f.name)
+                .collect();
+            assert_eq!(serving.len(), 1, "{endpoint:?} is served by {serving:?}");
+        }
+    }
+}
