@@ -27,7 +27,7 @@ export const MEMORY_MB: Readonly<Record<FunctionName, number>> = {
 /** Token and password policy defaults (the contract's defaults). */
 export const AUTH_DEFAULTS: AuthSettings = {
   audience: 'keygate',
-  signingAlgorithm: 'ES256',
+  signingAlg: 'ES256',
   accessTokenTtlSeconds: 900,
   refreshFamilyTtlSeconds: 2_592_000,
   refreshReuseGraceSeconds: 10,

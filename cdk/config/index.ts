@@ -1,3 +1,4 @@
+import { outOfRange } from '../lib/contract';
 import { dev } from './dev';
 import { PIPELINE_DEFAULTS, PipelineSettings, SourceSettings } from './pipeline';
 import { prod } from './prod';
@@ -91,11 +92,12 @@ export function validateStageSettings(s: StageSettings): void {
   const n = s.stageName;
   check(s.target.account === undefined || /^\d{12}$/.test(s.target.account), n, 'account must be 12 digits');
   check(/^[a-z]{2}(-[a-z]+)+-\d$/.test(s.target.region), n, `region ${s.target.region} is not a region name`);
-  check(s.auth.accessTokenTtlSeconds > 0 && s.auth.accessTokenTtlSeconds <= 900, n, 'access token TTL must be 1..900 s');
-  check(s.auth.passwordMaxLength >= 64, n, 'password max length must be at least 64');
-  check(s.auth.passwordMinLength >= 8 && s.auth.passwordMinLength <= s.auth.passwordMaxLength, n, 'password min length must be 8..max');
+  // The functions' own ranges (cdk/contract.json), so a value they would refuse fails the synth.
+  for (const problem of outOfRange(s.auth)) {
+    check(false, n, problem);
+  }
+  check(s.auth.passwordMinLength <= s.auth.passwordMaxLength, n, 'password min length must not exceed the max length');
   check(s.auth.refreshFamilyTtlSeconds > s.auth.accessTokenTtlSeconds, n, 'refresh family TTL must exceed the access token TTL');
-  check(s.auth.refreshReuseGraceSeconds >= 0, n, 'reuse grace must be >= 0');
   check(s.keys.rotationDays >= 1 && s.keys.rotationDays <= 1000, n, 'rotation days must be 1..1000');
   for (const [fn, mb] of Object.entries(s.functions.memoryMb)) {
     check(Number.isInteger(mb) && mb >= 128 && mb <= 10240, n, `memory of ${fn} must be 128..10240 MB`);

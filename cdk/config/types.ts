@@ -65,7 +65,10 @@ export interface TableSettings {
 export type SigningAlgorithm = 'ES256' | 'RS256' | 'EdDSA' | 'HS256';
 export type PasswordCharacterClass = 'lower' | 'upper' | 'digit' | 'symbol';
 
-/** Token and password policy, passed to the functions as KEYGATE_* environment variables. */
+/**
+ * Token and password policy, passed to the functions as environment variables: each field is the
+ * setting of cdk/contract.json whose flag is its name in kebab-case, checked against its range.
+ */
 export interface AuthSettings {
   /** JWT `aud`. */
   readonly audience: string;
@@ -74,7 +77,7 @@ export interface AuthSettings {
    * https://<restApiId>.execute-api.<region>.<urlSuffix>/<apiStageName>.
    */
   readonly issuer?: string;
-  readonly signingAlgorithm: SigningAlgorithm;
+  readonly signingAlg: SigningAlgorithm;
   /** At most 900 (the functions refuse more). */
   readonly accessTokenTtlSeconds: number;
   readonly refreshFamilyTtlSeconds: number;

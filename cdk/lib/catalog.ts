@@ -1,16 +1,19 @@
-import { ApiFunctionName, FunctionName, RouteExposure, SigningAlgorithm } from '../config';
+import { ApiFunctionName, FUNCTION_NAMES, FunctionName, RouteExposure, SigningAlgorithm } from '../config';
+import { CONTRACT, ContractEndpoint, ContractFunction, DynamoCall } from './contract';
+
+export type { DynamoCall } from './contract';
 
 /**
- * What each function is, as fixed by the integration contract: its routes and the DynamoDB calls
- * its adapter makes. IAM grants, API routes, method throttles and the WAF rate rules' paths are
- * derived from this table only.
+ * What each function is, read from cdk/contract.json (generated from the Rust code): its routes,
+ * the keys it reads and the DynamoDB calls its adapter makes. IAM grants, API routes, method
+ * throttles and the WAF rate rules' paths are derived from this table only.
  */
-
-export type DynamoCall = 'GetItem' | 'PutItem' | 'UpdateItem' | 'Query' | 'BatchWriteItem' | 'TransactWriteItems';
 
 export interface Route {
   readonly method: 'GET' | 'POST';
   readonly path: string;
+  /** The endpoint's name in keygate-http (keys the request models and operation names). */
+  readonly endpoint: string;
   /** Picks the route's method throttle and WAF rate rule (see RouteExposure). */
   readonly exposure: RouteExposure;
 }
@@ -45,90 +48,45 @@ export interface FunctionSpec {
   readonly description: string;
   readonly routes: readonly Route[];
   readonly keys: KeyAccess;
-  /** Undefined: no table access at all (no KEYGATE_TABLE_NAME either). */
+  /** Undefined: no table access at all (and no table name in its environment). */
   readonly tableAccess?: TableAccess;
 }
 
-export const FUNCTION_SPECS: Readonly<Record<FunctionName, FunctionSpec>> = {
-  register: {
-    name: 'register',
-    description: 'POST /auth/register: create a user',
-    keys: 'none',
-    routes: [{ method: 'POST', path: '/auth/register', exposure: 'expensive' }],
-    tableAccess: { table: ['PutItem'], byUserIdIndex: [] },
-  },
-  login: {
-    name: 'login',
-    description: 'POST /auth/login: verify a password, issue tokens',
-    keys: 'private',
-    routes: [{ method: 'POST', path: '/auth/login', exposure: 'expensive' }],
-    tableAccess: { table: ['GetItem', 'UpdateItem', 'TransactWriteItems'], byUserIdIndex: [] },
-  },
-  refresh: {
-    name: 'refresh',
-    description: 'POST /auth/refresh: rotate a refresh token',
-    keys: 'private',
-    routes: [{ method: 'POST', path: '/auth/refresh', exposure: 'token' }],
-    tableAccess: { table: ['TransactWriteItems', 'GetItem', 'Query', 'BatchWriteItem'], byUserIdIndex: [] },
-  },
-  logout: {
-    name: 'logout',
-    description: 'POST /auth/logout: revoke one refresh-token family',
-    keys: 'none',
-    routes: [{ method: 'POST', path: '/auth/logout', exposure: 'light' }],
-    tableAccess: { table: ['GetItem', 'Query', 'BatchWriteItem'], byUserIdIndex: [] },
-  },
-  'logout-all': {
-    name: 'logout-all',
-    description: 'POST /auth/logout-all: revoke every session of the caller',
-    keys: 'public',
-    routes: [{ method: 'POST', path: '/auth/logout-all', exposure: 'light' }],
-    tableAccess: { table: ['GetItem', 'UpdateItem'], byUserIdIndex: ['Query'] },
-  },
-  'change-password': {
-    name: 'change-password',
-    description: 'POST /auth/password: change the password, revoke sessions, issue tokens',
-    keys: 'private',
-    routes: [{ method: 'POST', path: '/auth/password', exposure: 'expensive' }],
-    tableAccess: {
-      table: ['GetItem', 'UpdateItem', 'TransactWriteItems'],
-      byUserIdIndex: ['Query'],
-    },
-  },
-  me: {
-    name: 'me',
-    description: 'GET /auth/me: the caller profile',
-    keys: 'public',
-    routes: [{ method: 'GET', path: '/auth/me', exposure: 'light' }],
-    tableAccess: { table: ['GetItem'], byUserIdIndex: ['Query'] },
-  },
-  'well-known': {
-    name: 'well-known',
-    description: 'GET /.well-known/jwks.json and /.well-known/openid-configuration',
-    keys: 'public',
-    routes: [
-      { method: 'GET', path: '/.well-known/jwks.json', exposure: 'light' },
-      { method: 'GET', path: '/.well-known/openid-configuration', exposure: 'light' },
-    ],
-  },
-  'rotate-keys': {
-    name: 'rotate-keys',
-    description: 'Secrets Manager rotation of the signing-key set',
-    keys: 'rotate',
-    routes: [],
-  },
-};
+/**
+ * Hashing a password makes a route expensive; one that signs tokens from a credential without a
+ * hash (refresh) is the token class; the rest are light.
+ */
+function exposureOf(endpoint: ContractEndpoint): RouteExposure {
+  if (endpoint.hashes_password) {
+    return 'expensive';
+  }
+  return endpoint.keys === 'private' ? 'token' : 'light';
+}
 
-export const API_FUNCTIONS: readonly ApiFunctionName[] = [
-  'register',
-  'login',
-  'refresh',
-  'logout',
-  'logout-all',
-  'change-password',
-  'me',
-  'well-known',
-];
+function spec(f: ContractFunction): FunctionSpec {
+  const routes = f.endpoints.map((e) => ({ method: e.method, path: e.path, endpoint: e.name, exposure: exposureOf(e) }));
+  const what = routes.map((r) => `${r.method} ${r.path}`).join(', ');
+  return {
+    name: f.name as FunctionName,
+    description: what ? `${what}: ${f.summary}` : f.summary,
+    routes,
+    keys: f.keys,
+    tableAccess: f.dynamodb && { table: f.dynamodb.table, byUserIdIndex: f.dynamodb.by_user_id_index },
+  };
+}
+
+function specs(): Record<FunctionName, FunctionSpec> {
+  const names = CONTRACT.functions.map((f) => f.name);
+  if (names.join() !== FUNCTION_NAMES.join()) {
+    throw new Error(`cdk/contract.json lists the functions ${names.join(', ')}; cdk/config/types.ts FUNCTION_NAMES has ${FUNCTION_NAMES.join(', ')}`);
+  }
+  return Object.fromEntries(CONTRACT.functions.map((f) => [f.name, spec(f)])) as Record<FunctionName, FunctionSpec>;
+}
+
+export const FUNCTION_SPECS: Readonly<Record<FunctionName, FunctionSpec>> = specs();
+
+/** The functions behind the API: every function with an endpoint (all but rotate-keys). */
+export const API_FUNCTIONS: readonly ApiFunctionName[] = FUNCTION_NAMES.filter((n): n is ApiFunctionName => FUNCTION_SPECS[n].routes.length > 0);
 
 /**
  * IAM actions behind each DynamoDB call. TransactWriteItems has no IAM action of its own: IAM
@@ -149,4 +107,13 @@ export function iamActionsFor(calls: readonly DynamoCall[]): string[] {
 /** Every API route with the function behind it, in catalog order. */
 export function apiRoutes(): { readonly name: ApiFunctionName; readonly route: Route }[] {
   return API_FUNCTIONS.flatMap((name) => FUNCTION_SPECS[name].routes.map((route) => ({ name, route })));
+}
+
+/** The route of the endpoint named `endpoint` (keygate-http's `Endpoint::name`); throws when the contract has none. */
+export function routeOf(endpoint: string): Route {
+  const found = apiRoutes().find(({ route }) => route.endpoint === endpoint);
+  if (!found) {
+    throw new Error(`cdk/contract.json has no endpoint named ${endpoint}`);
+  }
+  return found.route;
 }

@@ -4,7 +4,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { ApiFunctionName, FUNCTION_NAMES, FunctionName, StageSettings } from '../config';
 import { KeygateApi } from './api/api';
 import { ApiFirewall } from './api/waf';
-import { API_FUNCTIONS } from './catalog';
+import { API_FUNCTIONS, routeOf } from './catalog';
 import { LiveAliases } from './concurrency/live-aliases';
 import { KeygateTable } from './data/table';
 import { KeygateFunctions } from './functions/functions';
@@ -71,7 +71,7 @@ export class KeygateServiceStack extends Stack {
     // The stage's base URL without a trailing slash (what clients and the smoke test prefix paths with).
     const baseUrl = Fn.join('', ['https://', this.api.api.restApiId, '.execute-api.', Aws.REGION, '.', Aws.URL_SUFFIX, '/', this.api.api.deploymentStage.stageName]);
     this.apiUrl = new CfnOutput(this, 'ApiUrl', { value: baseUrl, description: 'Base URL of the API stage (no trailing slash)' });
-    this.jwksUrl = new CfnOutput(this, 'JwksUrl', { value: Fn.join('', [baseUrl, '/.well-known/jwks.json']), description: 'JWKS of the signing keys' });
+    this.jwksUrl = new CfnOutput(this, 'JwksUrl', { value: Fn.join('', [baseUrl, routeOf('jwks').path]), description: 'JWKS of the signing keys' });
     this.issuer = new CfnOutput(this, 'Issuer', { value: issuer, description: 'iss of the access tokens' });
     this.tableName = new CfnOutput(this, 'TableName', { value: this.table.table.tableName, description: 'DynamoDB table' });
 

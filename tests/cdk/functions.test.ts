@@ -210,7 +210,7 @@ describe('functions', () => {
     });
 
     test('with HS256 (explicit opt-in: a shared key has no public form) the verifiers read the signing secret instead', () => {
-      const hs256 = customTemplate('dev', (s) => ({ ...s, auth: { ...s.auth, signingAlgorithm: 'HS256' } }));
+      const hs256 = customTemplate('dev', (s) => ({ ...s, auth: { ...s.auth, signingAlg: 'HS256' } }));
       const signing = logicalId(hs256, 'AWS::SecretsManager::Secret', 'KeysSecret');
       for (const name of ['me', 'logout-all', 'well-known'] as FunctionName[]) {
         const env = fn(hs256, name).Environment.Variables;

@@ -137,11 +137,12 @@ export class KeygateApi extends Construct {
   addRoutes(aliases: Readonly<Record<ApiFunctionName, lambda.IFunction>>): void {
     for (const name of API_FUNCTIONS) {
       const integration = new apigateway.LambdaIntegration(aliases[name], { proxy: true, allowTestInvoke: false });
-      for (const route of FUNCTION_SPECS[name].routes) {
+      FUNCTION_SPECS[name].routes.forEach((route, i) => {
         const resource = this.api.root.resourceForPath(route.path);
-        const model = REQUEST_MODELS[route.path];
+        const model = REQUEST_MODELS[route.endpoint];
         const method = resource.addMethod(route.method, integration, {
-          operationName: `${name}${route.path.endsWith('openid-configuration') ? '-discovery' : ''}`,
+          // A function's first route is named after it, any further one after its endpoint too.
+          operationName: i === 0 ? name : `${name}-${route.endpoint}`,
           requestValidator: this.validator,
           requestModels: model
             ? {
@@ -155,7 +156,7 @@ export class KeygateApi extends Construct {
             : undefined,
         });
         acknowledgeAuthMethod(method);
-      }
+      });
     }
   }
 

@@ -22,10 +22,11 @@ function object(required: Record<string, apigateway.JsonSchema>, optional: Recor
   };
 }
 
+/** By endpoint name (cdk/contract.json); endpoints without a body have none. */
 export const REQUEST_MODELS: Readonly<Record<string, apigateway.JsonSchema>> = {
-  '/auth/register': object({ email: EMAIL, password: PASSWORD }),
-  '/auth/login': object({ email: EMAIL, password: PASSWORD }, { device_id: DEVICE_ID }),
-  '/auth/refresh': object({ refresh_token: REFRESH_TOKEN }, { device_id: DEVICE_ID }),
-  '/auth/logout': object({ refresh_token: REFRESH_TOKEN }),
-  '/auth/password': object({ current_password: PASSWORD, new_password: PASSWORD }),
+  register: object({ email: EMAIL, password: PASSWORD }),
+  login: object({ email: EMAIL, password: PASSWORD }, { device_id: DEVICE_ID }),
+  refresh: object({ refresh_token: REFRESH_TOKEN }, { device_id: DEVICE_ID }),
+  logout: object({ refresh_token: REFRESH_TOKEN }),
+  password: object({ current_password: PASSWORD, new_password: PASSWORD }),
 };

@@ -3,6 +3,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { FUNCTION_NAMES, FunctionName, StageSettings, metricsNamespace } from '../../config';
 import { FUNCTION_SPECS, KeyAccess, iamActionsFor, keyAccessUnder } from '../catalog';
+import { environmentFor } from '../contract';
 import { KeygateTable } from '../data/table';
 import { SigningKeys } from '../keys/signing-keys';
 import { KeygateFunction } from './rust-function';
@@ -12,7 +13,7 @@ export interface KeygateFunctionsProps {
   readonly manifestPath: string;
   readonly table: KeygateTable;
   readonly keys: SigningKeys;
-  /** KEYGATE_ISSUER (a plain string: must not reference the API's deployment stage). */
+  /** The issuer setting's value (a plain string: must not reference the API's deployment stage). */
   readonly issuer: string;
 }
 
@@ -21,31 +22,21 @@ export interface KeygateFunctionsProps {
  * the other); a function is not told the name of a secret it has no grant on.
  */
 export function keyEnvironment(access: KeyAccess, keys: SigningKeys): Record<string, string> {
-  const env: Record<string, string> = {};
-  if (access === 'private' || access === 'rotate') {
-    env.KEYGATE_KEYS_SECRET_ID = keys.secret.secretArn;
-  }
-  if (access === 'public' || access === 'rotate') {
-    env.KEYGATE_PUBLIC_KEYS_SECRET_ID = keys.publicSecret.secretArn;
-  }
-  return env;
+  const signs = access === 'private' || access === 'rotate';
+  const verifies = access === 'public' || access === 'rotate';
+  return environmentFor({
+    keysSecretId: signs ? keys.secret.secretArn : undefined,
+    publicKeysSecretId: verifies ? keys.publicSecret.secretArn : undefined,
+  });
 }
 
-/** The environment every function gets (contract: Lambda environment variables). */
+/**
+ * The environment every function gets: each stage value under the variable of the contract's
+ * setting of the same name (cdk/contract.json), and the log filter.
+ */
 export function baseEnvironment(settings: StageSettings, issuer: string): Record<string, string> {
-  const a = settings.auth;
   return {
-    KEYGATE_ISSUER: issuer,
-    KEYGATE_AUDIENCE: a.audience,
-    KEYGATE_ACCESS_TOKEN_TTL_SECONDS: String(a.accessTokenTtlSeconds),
-    KEYGATE_REFRESH_FAMILY_TTL_SECONDS: String(a.refreshFamilyTtlSeconds),
-    KEYGATE_REFRESH_REUSE_GRACE_SECONDS: String(a.refreshReuseGraceSeconds),
-    KEYGATE_SIGNING_ALG: a.signingAlgorithm,
-    KEYGATE_PASSWORD_MIN_LENGTH: String(a.passwordMinLength),
-    KEYGATE_PASSWORD_MAX_LENGTH: String(a.passwordMaxLength),
-    KEYGATE_PASSWORD_REQUIRE_CLASSES: a.passwordRequireClasses.join(','),
-    KEYGATE_KEY_CACHE_TTL_SECONDS: String(a.keyCacheTtlSeconds),
-    KEYGATE_METRICS_NAMESPACE: metricsNamespace(settings.stageName),
+    ...environmentFor({ ...settings.auth, issuer, metricsNamespace: metricsNamespace(settings.stageName) }),
     RUST_LOG: settings.functions.logLevel,
   };
 }
@@ -66,13 +57,12 @@ export class KeygateFunctions extends Construct {
 
     for (const name of FUNCTION_NAMES) {
       const spec = FUNCTION_SPECS[name];
-      const access = keyAccessUnder(spec.keys, settings.auth.signingAlgorithm);
+      const access = keyAccessUnder(spec.keys, settings.auth.signingAlg);
       const environment: Record<string, string> = { ...env, ...keyEnvironment(access, keys) };
       // The functions with table access are the ones that emit audit events (the Rust shell reads
       // the server key exactly when it has a table).
       if (spec.tableAccess) {
-        environment.KEYGATE_TABLE_NAME = table.table.tableName;
-        environment.KEYGATE_SERVER_KEY_SECRET_ID = keys.serverKey.secretArn;
+        Object.assign(environment, environmentFor({ tableName: table.table.tableName, serverKeySecretId: keys.serverKey.secretArn }));
       }
       const f = new KeygateFunction(this, pascal(name), {
         name,

@@ -10,6 +10,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import { FUNCTION_NAMES, FunctionName, StageSettings, metricsNamespace } from '../../config';
+import { CONTRACT, metricName } from '../contract';
 
 export interface MonitoringProps {
   readonly settings: StageSettings;
@@ -91,10 +92,11 @@ export class Monitoring extends Construct {
     alarm('api-5xx-rate', api5xx, t.api5xxRatePercent / 100, `API 5XX responses >= ${t.api5xxRatePercent}% of requests over 5 minutes`, cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD);
     alarm('api-p95-latency', apiP95, t.apiP95LatencyMs, `API p95 latency >= ${t.apiP95LatencyMs} ms over 5 minutes`);
 
-    // Security signals from the functions' EMF metrics.
-    const emf = (metricName: string): cloudwatch.Metric =>
-      new cloudwatch.Metric({ namespace, metricName, statistic: cloudwatch.Stats.SUM, period: PERIOD });
-    alarm('login-failed-spike', emf('LoginFailed'), t.loginFailedPer5Minutes, `LoginFailed >= ${t.loginFailedPer5Minutes} in 5 minutes: credential stuffing or an outage of the login path`);
+    // Security signals from the functions' EMF metrics; each name is checked against the contract's.
+    const emf = (name: string): cloudwatch.Metric =>
+      new cloudwatch.Metric({ namespace, metricName: metricName(name), statistic: cloudwatch.Stats.SUM, period: PERIOD });
+    const loginFailed = emf('LoginFailed');
+    alarm('login-failed-spike', loginFailed, t.loginFailedPer5Minutes, `${loginFailed.metricName} >= ${t.loginFailedPer5Minutes} in 5 minutes: credential stuffing or an outage of the login path`);
     alarm('refresh-reuse-detected', emf('RefreshReuseDetected'), t.refreshReusePer5Minutes, 'A used refresh token was presented again: a token family was revoked (possible token theft)');
 
     // DynamoDB
@@ -151,7 +153,7 @@ export class Monitoring extends Construct {
         [
           new cloudwatch.GraphWidget({
             title: 'Request latency (functions, p95 ms)',
-            left: [new cloudwatch.Metric({ namespace, metricName: 'RequestLatency', statistic: cloudwatch.Stats.percentile(95), period: PERIOD })],
+            left: [new cloudwatch.Metric({ namespace, metricName: CONTRACT.metrics.latency, statistic: cloudwatch.Stats.percentile(95), period: PERIOD })],
             width: 12,
           }),
           new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 12, height: 8 }),

@@ -11,7 +11,7 @@ use keygate_http::{Endpoint, KeyAccess, LATENCY_METRIC};
 use serde::Serialize;
 
 use crate::dynamo::DynamoCalls;
-use crate::functions::{API_FUNCTIONS, ApiFunction, ROTATE_KEYS};
+use crate::functions::{API_FUNCTIONS, ApiFunction, ROTATE_KEYS, ROTATE_KEYS_SUMMARY};
 use crate::settings::AWS_SETTINGS;
 use crate::telemetry;
 
@@ -25,6 +25,7 @@ struct Contract {
 #[derive(Serialize)]
 struct FunctionEntry {
     name: &'static str,
+    summary: &'static str,
     /// none, public, private (the most its endpoints need), or rotate (rotate-keys).
     keys: &'static str,
     endpoints: Vec<EndpointEntry>,
@@ -99,6 +100,7 @@ fn api_function(function: &ApiFunction) -> FunctionEntry {
     });
     FunctionEntry {
         name: function.name,
+        summary: function.summary,
         keys: keys_name(function.key_access()),
         endpoints: function.endpoints.iter().map(|&e| endpoint(e)).collect(),
         dynamodb,
@@ -131,6 +133,7 @@ fn setting(scope: &'static str, setting: &Setting) -> SettingEntry {
 pub fn render() -> String {
     let rotate_keys = FunctionEntry {
         name: ROTATE_KEYS,
+        summary: ROTATE_KEYS_SUMMARY,
         keys: "rotate",
         endpoints: Vec::new(),
         dynamodb: None,

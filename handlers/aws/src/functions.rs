@@ -7,6 +7,8 @@ use keygate_http::{Endpoint, KeyAccess};
 #[derive(Debug)]
 pub struct ApiFunction {
     pub name: &'static str,
+    /// What it does, in a few words (its Lambda description).
+    pub summary: &'static str,
     pub endpoints: &'static [Endpoint],
 }
 
@@ -24,34 +26,42 @@ impl ApiFunction {
 
 pub const REGISTER: ApiFunction = ApiFunction {
     name: "register",
+    summary: "create a user",
     endpoints: &[Endpoint::Register],
 };
 pub const LOGIN: ApiFunction = ApiFunction {
     name: "login",
+    summary: "verify a password, issue tokens",
     endpoints: &[Endpoint::Login],
 };
 pub const REFRESH: ApiFunction = ApiFunction {
     name: "refresh",
+    summary: "rotate a refresh token",
     endpoints: &[Endpoint::Refresh],
 };
 pub const LOGOUT: ApiFunction = ApiFunction {
     name: "logout",
+    summary: "revoke one refresh-token family",
     endpoints: &[Endpoint::Logout],
 };
 pub const LOGOUT_ALL: ApiFunction = ApiFunction {
     name: "logout-all",
+    summary: "revoke every session of the caller",
     endpoints: &[Endpoint::LogoutAll],
 };
 pub const CHANGE_PASSWORD: ApiFunction = ApiFunction {
     name: "change-password",
+    summary: "change the password, revoke sessions, issue tokens",
     endpoints: &[Endpoint::ChangePassword],
 };
 pub const ME: ApiFunction = ApiFunction {
     name: "me",
+    summary: "the caller profile",
     endpoints: &[Endpoint::Me],
 };
 pub const WELL_KNOWN: ApiFunction = ApiFunction {
     name: "well-known",
+    summary: "publish the public keys and the discovery document",
     endpoints: &[Endpoint::Jwks, Endpoint::Discovery],
 };
 
@@ -69,6 +79,7 @@ pub const API_FUNCTIONS: &[ApiFunction] = &[
 
 /// Secrets Manager's rotation function for the signing-key secret (`shell::run_rotation`).
 pub const ROTATE_KEYS: &str = "rotate-keys";
+pub const ROTATE_KEYS_SUMMARY: &str = "Secrets Manager rotation of the signing-key set";
 
 #[cfg(test)]
 mod tests {
