@@ -134,17 +134,8 @@ export class Monitoring extends Construct {
           new cloudwatch.GraphWidget({ title: 'DynamoDB throttle events', left: [ddbThrottles], width: 8 }),
         ],
         [
-          new cloudwatch.GraphWidget({
-            title: 'Logins',
-            left: [emf('LoginSucceeded'), emf('LoginFailed'), emf('LoginThrottled')],
-            width: 8,
-          }),
-          new cloudwatch.GraphWidget({ title: 'Refresh', left: [emf('RefreshRotated'), emf('RefreshReuseDetected')], width: 8 }),
-          new cloudwatch.GraphWidget({
-            title: 'Accounts and sessions',
-            left: [emf('Registrations'), emf('Logouts'), emf('LogoutAll'), emf('PasswordChanged')],
-            width: 8,
-          }),
+          // Every counter the functions emit (cdk/contract.json), so a new audit metric shows up here.
+          new cloudwatch.GraphWidget({ title: 'Audit events (count per 5 minutes)', left: CONTRACT.metrics.counters.map(emf), width: 24 }),
         ],
         [
           new cloudwatch.GraphWidget({ title: 'Lambda errors', left: errorMetrics, width: 12 }),
