@@ -1,4 +1,5 @@
-//! Lambda function `change-password`: POST /auth/password. Only wiring; see `keygate_aws::shell`.
+//! Lambda function `change-password`: the endpoints of `keygate_aws::functions::CHANGE_PASSWORD`. Only wiring; see
+//! `keygate_aws::shell`.
 
 use keygate_aws::functions;
 use keygate_aws::shell::run_http;

@@ -1,4 +1,5 @@
-//! Lambda function `login`: POST /auth/login. Only wiring; see `keygate_aws::shell`.
+//! Lambda function `login`: the endpoints of `keygate_aws::functions::LOGIN`. Only wiring; see
+//! `keygate_aws::shell`.
 
 use keygate_aws::functions;
 use keygate_aws::shell::run_http;

@@ -1,4 +1,5 @@
-//! Lambda function `logout-all`: POST /auth/logout-all. Only wiring; see `keygate_aws::shell`.
+//! Lambda function `logout-all`: the endpoints of `keygate_aws::functions::LOGOUT_ALL`. Only wiring; see
+//! `keygate_aws::shell`.
 
 use keygate_aws::functions;
 use keygate_aws::shell::run_http;

@@ -1,4 +1,5 @@
-//! Lambda function `logout`: POST /auth/logout. Only wiring; see `keygate_aws::shell`.
+//! Lambda function `logout`: the endpoints of `keygate_aws::functions::LOGOUT`. Only wiring; see
+//! `keygate_aws::shell`.
 
 use keygate_aws::functions;
 use keygate_aws::shell::run_http;

@@ -1,4 +1,5 @@
-//! Lambda function `me`: GET /auth/me. Only wiring; see `keygate_aws::shell`.
+//! Lambda function `me`: the endpoints of `keygate_aws::functions::ME`. Only wiring; see
+//! `keygate_aws::shell`.
 
 use keygate_aws::functions;
 use keygate_aws::shell::run_http;

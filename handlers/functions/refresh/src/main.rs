@@ -1,4 +1,5 @@
-//! Lambda function `refresh`: POST /auth/refresh. Only wiring; see `keygate_aws::shell`.
+//! Lambda function `refresh`: the endpoints of `keygate_aws::functions::REFRESH`. Only wiring; see
+//! `keygate_aws::shell`.
 
 use keygate_aws::functions;
 use keygate_aws::shell::run_http;

@@ -1,4 +1,5 @@
-//! Lambda function `register`: POST /auth/register. Only wiring; see `keygate_aws::shell`.
+//! Lambda function `register`: the endpoints of `keygate_aws::functions::REGISTER`. Only wiring; see
+//! `keygate_aws::shell`.
 
 use keygate_aws::functions;
 use keygate_aws::shell::run_http;

@@ -1,4 +1,5 @@
-//! Lambda function `well-known`: GET /.well-known/jwks.json and GET /.well-known/openid-configuration. Only wiring; see `keygate_aws::shell`.
+//! Lambda function `well-known`: the endpoints of `keygate_aws::functions::WELL_KNOWN`. Only wiring; see
+//! `keygate_aws::shell`.
 
 use keygate_aws::functions;
 use keygate_aws::shell::run_http_without_table;
