@@ -8,7 +8,6 @@ pub mod clock;
 pub mod config;
 pub mod device;
 pub mod error;
-pub mod keyfile;
 pub mod keys;
 pub mod password;
 pub mod refresh;

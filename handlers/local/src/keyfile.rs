@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::keys::KeySetDocument;
-use crate::rotation::{
+use keygate_core::keys::KeySetDocument;
+use keygate_core::rotation::{
     AWSCURRENT, AWSPENDING, RotationError, SecretVersionStore, VersionedKeySource,
 };
 
@@ -251,10 +251,10 @@ impl SecretVersionStore for FileVersionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Clock as _;
-    use crate::clock::ManualClock;
-    use crate::keys::{KeySource as _, KeyTimeline, SigningAlgorithm, generate_key};
-    use crate::rotation::{RotationStep, StepOutcome, rotate, run_step};
+    use keygate_core::clock::Clock as _;
+    use keygate_core::clock::ManualClock;
+    use keygate_core::keys::{KeySource as _, KeyTimeline, SigningAlgorithm, generate_key};
+    use keygate_core::rotation::{RotationStep, StepOutcome, rotate, run_step};
     use std::sync::Arc;
 
     const NOW: i64 = 1_800_000_000_000;
@@ -403,7 +403,7 @@ mod tests {
         );
         assert!(matches!(
             source.key_set().await,
-            Err(crate::keys::KeyError::NoValidKeySet(_))
+            Err(keygate_core::keys::KeyError::NoValidKeySet(_))
         ));
     }
 }
