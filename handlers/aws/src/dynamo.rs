@@ -44,7 +44,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, ConditionCheck, DeleteRequest, Put,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
-use keygate_core::refresh::hashes_match;
+use keygate_core::crypto::hashes_match;
 use keygate_core::store::{
     Attempt, AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion,
     PasswordChange, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation,

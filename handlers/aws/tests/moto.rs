@@ -11,11 +11,12 @@ use std::time::Duration;
 use keygate_aws::secrets::SecretsManagerVersions;
 use keygate_aws::shell::{self, NoTable, RotationEvent};
 use keygate_aws::{DynamoStore, sdk};
+use keygate_core::SigningAlgorithm;
 use keygate_core::audit::RequestContext;
 use keygate_core::clock::ManualClock;
 use keygate_core::keys::{
     KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, PublicKeySetDocument,
-    SigningAlgorithm, StaticKeySource, generate_key,
+    StaticKeySource, generate_key,
 };
 use keygate_core::rotation::{
     AWSCURRENT, AWSPENDING, RotationStep, SecretVersionStore, StepOutcome, VersionedKeySource,

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use keygate_core::SigningAlgorithm;
 use keygate_core::audit::AuditKey;
-use keygate_core::keys::{KeySet, KeySetDocument, SigningAlgorithm, StaticKeySource, generate_key};
+use keygate_core::keys::{KeySet, KeySetDocument, StaticKeySource, generate_key};
 use keygate_core::password::PasswordHasher;
 use keygate_core::refresh::RefreshToken;
 use keygate_core::{AuthConfig, AuthService, Clock, SystemClock, tokens};

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::keys::SigningAlgorithm;
+use crate::algorithm::SigningAlgorithm;
 use crate::password::{CharClass, HashingParams, PasswordPolicy};
 pub use crate::throttle::LoginThrottle;
 

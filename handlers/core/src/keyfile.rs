@@ -251,9 +251,10 @@ impl SecretVersionStore for FileVersionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::algorithm::SigningAlgorithm;
     use crate::clock::Clock as _;
     use crate::clock::ManualClock;
-    use crate::keys::{KeySource as _, KeyTimeline, SigningAlgorithm, generate_key};
+    use crate::keys::{KeySource as _, KeyTimeline, generate_key};
     use crate::rotation::{RotationStep, StepOutcome, rotate, run_step};
     use std::sync::Arc;
 

@@ -38,11 +38,12 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+use crate::algorithm::SigningAlgorithm;
 use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::keys::{
     KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, LoadedKey, PublicKeySetDocument,
-    SigningAlgorithm, generate_key,
+    generate_key,
 };
 use crate::tokens;
 

@@ -29,13 +29,15 @@ use std::sync::{Arc, Mutex};
 
 pub use tokio;
 
+use crate::algorithm::SigningAlgorithm;
 use crate::audit::{AuditKey, RequestContext};
 use crate::clock::ManualClock;
 use crate::config::AuthConfig;
+use crate::crypto::{hashes_match, hex, sha256_hex};
 use crate::error::AuthError;
-use crate::keys::{KeySet, KeySetDocument, SigningAlgorithm, StaticKeySource, generate_key};
+use crate::keys::{KeySet, KeySetDocument, StaticKeySource, generate_key};
 use crate::password::{HashingParams, PasswordHasher};
-use crate::refresh::{RefreshToken, hex, sha256_hex};
+use crate::refresh::RefreshToken;
 use crate::service::{AuthService, Registered, TokenResponse};
 use crate::store::{
     Attempt, AttemptCounter, AttemptScope, AuthStore, DeviceGrant, DeviceRecord, LoginCompletion,
@@ -482,7 +484,7 @@ impl RefreshTokenStore for MemoryStore {
             let key = token_key(&rotation.email, &rotation.family_id, &rotation.token_id);
             let Some(record) = s.tokens.get(&key).filter(|r| {
                 !r.is_expired(rotation.now_ms)
-                    && crate::refresh::hashes_match(&r.token_hash, &rotation.presented_hash)
+                    && hashes_match(&r.token_hash, &rotation.presented_hash)
             }) else {
                 return RotateOutcome::NotFound;
             };

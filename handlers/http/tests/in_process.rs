@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
+use keygate_core::SigningAlgorithm;
 use keygate_core::clock::ManualClock;
 use keygate_core::keys::{
-    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, SigningAlgorithm, StaticKeySource,
-    generate_key,
+    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, StaticKeySource, generate_key,
 };
 use keygate_core::{AuthConfig, AuthService};
 use keygate_http::{Endpoint, MAX_BODY_BYTES, MAX_HEADER_BYTES, handle};

@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keygate_core::Clock;
-use keygate_core::refresh::hashes_match;
+use keygate_core::crypto::hashes_match;
 use keygate_core::store::{
     AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion, PasswordChange,
     RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError,
