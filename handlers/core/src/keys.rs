@@ -563,16 +563,6 @@ pub trait KeySource: Send + Sync + 'static {
     }
 }
 
-/// A key set that never changes during the process.
-#[derive(Debug, Clone)]
-pub struct StaticKeySource(pub Arc<KeySet>);
-
-impl KeySource for StaticKeySource {
-    async fn key_set(&self) -> Result<Arc<KeySet>, KeyError> {
-        Ok(self.0.clone())
-    }
-}
-
 impl<K: KeySource> KeySource for Arc<K> {
     fn key_set(&self) -> impl Future<Output = Result<Arc<KeySet>, KeyError>> + Send {
         (**self).key_set()

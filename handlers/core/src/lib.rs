@@ -21,9 +21,6 @@ pub mod store;
 pub mod throttle;
 pub mod tokens;
 
-#[cfg(feature = "testkit")]
-pub mod testkit;
-
 pub use algorithm::SigningAlgorithm;
 pub use clock::{Clock, SystemClock};
 pub use config::{AuthConfig, ConfigError, Setting};

@@ -799,7 +799,7 @@ impl RefreshTokenStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keygate_core::testkit::{first_record, rotation_of, sample_user, unique_email};
+    use keygate_testkit::fixtures::{first_record, rotation_of, sample_user, unique_email};
 
     fn count_tokens(store: &SqliteStore) -> i64 {
         let conn = store.inner.conn.lock().unwrap();
