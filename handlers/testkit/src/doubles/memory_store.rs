@@ -1,9 +1,9 @@
 //! The storage port in memory.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use keygate_core::crypto::hashes_match;
 use keygate_core::store::{
     AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion, PasswordChange,
     RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreResult, User,
@@ -178,24 +178,11 @@ impl RefreshTokenStore for MemoryStore {
     async fn rotate_refresh_token(&self, rotation: &Rotation) -> StoreResult<RotateOutcome> {
         Ok(self.with(|s| {
             let key = token_key(&rotation.email, &rotation.family_id, &rotation.token_id);
-            let Some(record) = s.tokens.get(&key).filter(|r| {
-                !r.is_expired(rotation.now_ms)
-                    && hashes_match(&r.token_hash, &rotation.presented_hash)
-            }) else {
-                return RotateOutcome::NotFound;
-            };
-            if record.used_at_ms.is_some() {
-                return RotateOutcome::AlreadyUsed(record.clone());
-            }
-            if record.fingerprint_hash != rotation.fingerprint_hash {
-                return RotateOutcome::FingerprintMismatch;
-            }
-            let revoked = s
-                .users
-                .get(&rotation.email)
-                .is_none_or(|u| u.revokes(rotation));
-            if revoked {
-                return RotateOutcome::Revoked;
+            let Ok(refusal) = rotation.refusal(s.tokens.get(&key).cloned(), || {
+                Ok::<_, Infallible>(s.users.get(&rotation.email).cloned())
+            });
+            if let Some(refused) = refusal {
+                return refused;
             }
             let record = s.tokens.get_mut(&key).expect("checked above");
             record.used_at_ms = Some(rotation.now_ms);
