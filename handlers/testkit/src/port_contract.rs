@@ -159,7 +159,7 @@ fn admitted(reservation: Reservation) -> User {
     }
 }
 
-/// Reservations follow [`LoginThrottle::reserve`] and return the user as it is after them; refused
+/// Reservations follow [`LoginThrottle::reserve`](keygate_core::throttle::LoginThrottle::reserve) and return the user as it is after them; refused
 /// ones change nothing; unknown emails create nothing.
 pub async fn reservations_follow_the_throttle<S: AuthStore>(store: S) {
     let throttle = test_throttle();
