@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# keygate's cold-start benchmark, one command (issue 6): builds every Lambda function and the two Rust
+# keygate's cold-start benchmark, one command: builds every Lambda function and the two Rust
 # floors with `cargo lambda build --release`, bundles the Node.js baseline, builds the harness, then runs
 # it (moto server, seeding, interleaved cold starts) and writes tests/bench/results.{json,md} and
 # tests/bench/chart.svg. The SDK floor's tuning variants are always included; extra arguments go to
@@ -38,7 +38,7 @@ fi
 
 # The harness itself (release, so its own overhead stays out of the figures).
 cargo build --release -p keygate-bench
-# The tuning variants of the SDK floor (its switches, see handlers/floor-sdk), interleaved with the rest.
+# The tuning variants of the SDK floor (its switches, see handlers/tools/floor-sdk), interleaved with the rest.
 floor="$CARGO_TARGET_DIR/lambda/floor-sdk"
 tuning=(
   --variant "floor-sdk system trust store=floor-sdk:$floor:FLOOR_SDK_CONFIG=default"

@@ -11,7 +11,6 @@ pub mod crypto;
 pub mod device;
 pub mod email;
 pub mod error;
-pub mod keyfile;
 pub mod keys;
 pub mod password;
 pub mod refresh;

@@ -3,7 +3,7 @@
 //! The key set lives in a store of *versions* with *staging labels*, the model of AWS Secrets Manager:
 //! `AWSCURRENT` signs (its document's later keys still verify), `AWSPENDING` is published and verifies
 //! but does not sign yet. [`SecretVersionStore`] is that model; keygate-aws implements it on Secrets
-//! Manager and [`crate::keyfile::FileVersionStore`] on the local server's key file, so the same code
+//! Manager and `FileVersionStore` on the local server's key file (`handlers/local/src/keyfile.rs`), so the same code
 //! ([`run_step`], [`rotate`], [`VersionedKeySource`]) rotates and serves both.
 //!
 //! The four steps follow Secrets Manager's rotation-function contract; each is idempotent, because

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
+use crate::keyfile::{FileVersionStore, write_private};
 use keygate_core::SigningAlgorithm;
 use keygate_core::audit::AuditKey;
 use keygate_core::crypto::random_id;
-use keygate_core::keyfile::{FileVersionStore, write_private};
 use keygate_core::keys::{KeySetDocument, KeyTimeline};
 use keygate_core::rotation::{AWSCURRENT, SecretVersionStore as _, rotate};
 
@@ -86,7 +86,7 @@ pub async fn rotate_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keygate_core::keyfile::FileVersionStore;
+    use crate::keyfile::FileVersionStore;
 
     const TIMELINE: KeyTimeline = KeyTimeline {
         lead_secs: 600,

@@ -2,6 +2,7 @@
 //! `main` only wires: flags and environment into configuration, the store, the key files, the server.
 
 mod cli;
+mod keyfile;
 mod keys;
 mod server;
 

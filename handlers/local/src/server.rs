@@ -3,15 +3,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::keyfile::{FileKeySource, FileVersionStore};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt as _;
 use keygate_core::audit::AuditKey;
-use keygate_core::keyfile::FileVersionStore;
 use keygate_core::keys::{KeySource, KeyTimeline};
-use keygate_core::rotation::VersionedKeySource;
 use keygate_core::store::AuthStore;
 use keygate_core::{AuthConfig, AuthService, Clock, SystemClock};
 use keygate_http::{Endpoint, MAX_BODY_BYTES, Problem};
@@ -33,7 +32,7 @@ pub fn init_logging() {
         .init();
 }
 
-type LocalKeys = VersionedKeySource<FileVersionStore, SystemClock>;
+type LocalKeys = FileKeySource<SystemClock>;
 
 pub async fn run(options: Options) -> Result<(), String> {
     std::fs::create_dir_all(&options.data_dir)
@@ -54,7 +53,7 @@ pub async fn run(options: Options) -> Result<(), String> {
     .await?;
     // The same cached, versioned key source as on Lambda: rotations by `keygate-local rotate-keys`
     // reach a running server within the cache TTL, well before their new key signs.
-    let keys = VersionedKeySource::new(FileVersionStore::new(&options.data_dir), SystemClock, ttl);
+    let keys = FileKeySource::new(FileVersionStore::new(&options.data_dir), SystemClock, ttl);
     keys.key_set().await.map_err(|e| e.to_string())?;
     let audit_key = keys::ensure_server_key(&options.data_dir)?;
     match options.store {

@@ -1,6 +1,6 @@
 //! keygate's embedded store: the core's storage port ([`UserStore`], [`RefreshTokenStore`]) on SQLite.
 //!
-//! The relational form of DESIGN.md's single table: `users` keyed by normalised email (with a unique
+//! The relational form of the DynamoDB single table (`handlers/aws/src/dynamo.rs`): `users` keyed by normalised email (with a unique
 //! `user_id`, the `byUserId` index's job) and `refresh_tokens` keyed by `(email, family_id, token_id)`
 //! (the `REFRESH#<family>#<token>` sort key), so a family is one range of the primary key.
 //!

@@ -7,7 +7,7 @@
 //! current-thread tokio runtime. Each invocation then makes one GetItem, the size of keygate's hot path
 //! (refresh is one round trip).
 //!
-//! Four switches exist only for the tuning measurements of issue 6 (read once, at start):
+//! Four switches exist only for the tuning measurements in `tests/bench/tuning` (read once, at start):
 //! - `FLOOR_TOKIO_FLAVOR=multi_thread` runs on tokio's multi-thread runtime instead;
 //! - `FLOOR_SDK_WARMUP=0` skips the GetItem during init, so the first invocation opens the connection;
 //! - `FLOOR_SDK_CONFIG=default` loads the SDK's default configuration instead (its HTTPS client loads

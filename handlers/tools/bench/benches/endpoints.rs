@@ -1,4 +1,4 @@
-//! Criterion benchmarks of the in-process work behind each endpoint (issue 6, item 2): password hashing
+//! Criterion benchmarks of the in-process work behind each endpoint: password hashing
 //! and verification at the default (OWASP) argon2id parameters, access-token signing and verification
 //! for each asymmetric algorithm, refresh-token parsing and hashing, and whole `AuthService` endpoints
 //! on the embedded SQLite store (in memory, and refresh rotation on a file with WAL + synchronous=FULL).

@@ -190,7 +190,7 @@ pub fn markdown(results: &Results) -> String {
 
     let functions: Vec<&VariantResult> = results.functions().collect();
     if !functions.is_empty() {
-        let _ = writeln!(out, "\n## Targets (issue 6)\n");
+        let _ = writeln!(out, "\n## Targets\n");
         let _ = writeln!(out, "| target | figure | verdict |");
         let _ = writeln!(out, "| --- | --- | --- |");
         let worst_init = functions
