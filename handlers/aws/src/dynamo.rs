@@ -44,7 +44,6 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, ConditionCheck, DeleteRequest, Put,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
-use keygate_core::refresh::hashes_match;
 use keygate_core::store::{
     Attempt, AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion,
     PasswordChange, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation,
@@ -555,22 +554,11 @@ impl DynamoStore {
         reasons: &[CancellationReason],
     ) -> StoreResult<Option<RotateOutcome>> {
         if code(reasons, 0) == CONDITIONAL_CHECK_FAILED {
-            let Some(item) = reasons[0].item() else {
-                return Ok(Some(RotateOutcome::NotFound));
-            };
-            let record = refresh_from_item(&rotation.email, item)?;
-            if record.is_expired(rotation.now_ms)
-                || !hashes_match(&record.token_hash, &rotation.presented_hash)
-            {
-                return Ok(Some(RotateOutcome::NotFound));
-            }
-            if record.used_at_ms.is_some() {
-                return Ok(Some(RotateOutcome::AlreadyUsed(record)));
-            }
-            if record.fingerprint_hash != rotation.fingerprint_hash {
-                return Ok(Some(RotateOutcome::FingerprintMismatch));
-            }
-            return Ok(None);
+            let presented = reasons[0]
+                .item()
+                .map(|item| refresh_from_item(&rotation.email, item))
+                .transpose()?;
+            return Ok(rotation.record_refusal(presented));
         }
         if code(reasons, 2) == CONDITIONAL_CHECK_FAILED {
             return Ok(Some(RotateOutcome::Revoked));

@@ -12,20 +12,22 @@ use keygate_aws::dynamo::DynamoCalls;
 use keygate_aws::secrets::SecretsManagerVersions;
 use keygate_aws::shell::{self, NoTable, RotationEvent};
 use keygate_aws::{DynamoStore, sdk};
+use keygate_core::SigningAlgorithm;
 use keygate_core::audit::RequestContext;
-use keygate_core::clock::ManualClock;
 use keygate_core::keys::{
-    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, PublicKeySetDocument,
-    SigningAlgorithm, StaticKeySource, generate_key,
+    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, PublicKeySetDocument, generate_key,
 };
 use keygate_core::rotation::{
     AWSCURRENT, AWSPENDING, RotationStep, SecretVersionStore, StepOutcome, VersionedKeySource,
     run_step,
 };
 use keygate_core::store::{AttemptCounter, AttemptScope, StoreError, UserStore};
-use keygate_core::testkit::{NEW_PASSWORD, PASSWORD, WRONG_PASSWORD, unique_email};
 use keygate_core::{AuthConfig, AuthService, Clock as _, SystemClock};
 use keygate_http::Endpoint;
+use keygate_testkit::doubles::{ManualClock, StaticKeySource};
+use keygate_testkit::fixtures::{
+    NEW_PASSWORD, PASSWORD, WRONG_PASSWORD, block_on, sample_user, test_audit_key, unique_email,
+};
 use serde_json::{Value, json};
 
 const NOW_MS: i64 = 1_800_000_000_000;
@@ -41,7 +43,7 @@ macro_rules! moto_test {
             if !common::moto_available(stringify!($name)) {
                 return;
             }
-            keygate_core::testkit::block_on($body);
+            block_on($body);
         }
     };
 }
@@ -204,7 +206,7 @@ async fn jwks_status<K: KeySource>(keys: K) -> (u16, String, Value) {
         NoTable,
         keys,
         SystemClock,
-        keygate_core::testkit::test_audit_key(),
+        test_audit_key(),
     )
     .unwrap();
     let request = http::Request::get("/.well-known/jwks.json")
@@ -600,7 +602,7 @@ moto_test!(throttling_is_retried_as_configured, async {
     );
     let table = common::create_table(&client).await;
     let store = DynamoStore::new(client, table);
-    let user = keygate_core::testkit::sample_user(&unique_email("throttle"));
+    let user = sample_user(&unique_email("throttle"));
     assert!(store.create_user(&user).await.unwrap());
     log.take();
 
@@ -658,7 +660,7 @@ fn ctx() -> RequestContext {
     RequestContext {
         request_id: "round-trips".into(),
         correlation_id: "round-trips".into(),
-        audit_key: keygate_core::testkit::test_audit_key(),
+        audit_key: test_audit_key(),
     }
 }
 
@@ -691,7 +693,7 @@ moto_test!(store_round_trips_per_endpoint, async {
         DynamoStore::new(client, table),
         keys,
         SystemClock,
-        keygate_core::testkit::test_audit_key(),
+        test_audit_key(),
     )
     .unwrap();
     let email = unique_email("round-trips");
@@ -915,7 +917,7 @@ moto_test!(
             DynamoStore::new(dynamodb, table),
             keys,
             SystemClock,
-            keygate_core::testkit::test_audit_key(),
+            test_audit_key(),
         )
         .unwrap();
         let email = unique_email("routes");
@@ -958,7 +960,7 @@ moto_test!(
         );
         answered.push("me");
 
-        let new_password = keygate_core::testkit::NEW_PASSWORD;
+        let new_password = NEW_PASSWORD;
         let (status, changed) = call(
             &service,
             Endpoint::ChangePassword,

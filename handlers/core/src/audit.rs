@@ -6,7 +6,7 @@
 use aws_lc_rs::hmac;
 use base64::Engine as _;
 
-use crate::refresh::hex;
+use crate::crypto::{hex, random_bytes};
 
 /// The per-deployment 256-bit server key that keys [`email_hash`] (and, later, email codes). Kept
 /// apart from the signing keys, so functions that only emit audit events never read those.
@@ -42,18 +42,16 @@ impl AuditKey {
 
     /// A fresh key from the OS CSPRNG, in the hex form [`AuditKey::parse`] reads.
     pub fn generate_hex() -> Result<String, String> {
-        Ok(hex(&Self::random_bytes()?))
+        Ok(hex(&Self::fresh_bytes()?))
     }
 
     /// A fresh key from the OS CSPRNG, kept in memory only.
     pub fn generate() -> Result<Self, String> {
-        Ok(Self::from_bytes(&Self::random_bytes()?))
+        Ok(Self::from_bytes(&Self::fresh_bytes()?))
     }
 
-    fn random_bytes() -> Result<[u8; Self::LEN], String> {
-        let mut bytes = [0u8; Self::LEN];
-        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "OS random generator failed".to_owned())?;
-        Ok(bytes)
+    fn fresh_bytes() -> Result<[u8; Self::LEN], String> {
+        random_bytes().map_err(|e| e.to_string())
     }
 }
 
@@ -213,7 +211,7 @@ mod tests {
         assert_eq!(email_hash(&one, email), email_hash(&one, email));
         assert_ne!(
             email_hash(&one, email),
-            crate::refresh::sha256_hex(email.as_bytes())[..16]
+            crate::crypto::sha256_hex(email.as_bytes())[..16]
         );
     }
 

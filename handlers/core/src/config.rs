@@ -1,7 +1,7 @@
 //! Configuration shared by every shell: the local server reads these settings from flags or the
 //! environment, the Lambda functions from the environment. One table ([`AUTH_SETTINGS`]) names them.
 
-use crate::keys::SigningAlgorithm;
+use crate::algorithm::SigningAlgorithm;
 use crate::password::{CharClass, HashingParams, PasswordPolicy};
 pub use crate::throttle::LoginThrottle;
 

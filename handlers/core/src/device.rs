@@ -8,8 +8,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::crypto::{random_bytes, sha256_hex};
 use crate::error::AuthError;
-use crate::refresh::sha256_hex;
 use crate::store::{AttemptCounter, DeviceRecord};
 
 pub const PREFIX: &str = "kgdt_";
@@ -34,9 +34,7 @@ impl std::fmt::Debug for IssuedDevice {
 
 /// A new device token for `email`, created at `now_ms`, living `ttl_secs`.
 pub fn issue(email: &str, now_ms: i64, ttl_secs: u64) -> Result<IssuedDevice, AuthError> {
-    let mut secret = [0u8; SECRET_LEN];
-    aws_lc_rs::rand::fill(&mut secret)
-        .map_err(|_| AuthError::Internal("OS random generator failed".into()))?;
+    let secret: [u8; SECRET_LEN] = random_bytes()?;
     let token = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(secret));
     let record = DeviceRecord {
         email: email.to_owned(),

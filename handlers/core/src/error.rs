@@ -1,8 +1,9 @@
 //! What can go wrong in an endpoint, in terms a client is told (the HTTP layer maps each variant to a
 //! status and a problem document in one place).
 
+use crate::crypto::RandomUnavailable;
 use crate::keys::KeyError;
-use crate::password::PolicyViolation;
+use crate::password::{PasswordError, PolicyViolation};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,4 +25,16 @@ pub enum AuthError {
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<RandomUnavailable> for AuthError {
+    fn from(e: RandomUnavailable) -> Self {
+        AuthError::Internal(e.to_string())
+    }
+}
+
+impl From<PasswordError> for AuthError {
+    fn from(e: PasswordError) -> Self {
+        AuthError::Internal(e.to_string())
+    }
 }

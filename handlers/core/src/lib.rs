@@ -3,10 +3,13 @@
 //! Adapters implement the ports in [`store`] and [`keys::KeySource`]; the HTTP layer turns requests into
 //! calls on [`service::AuthService`] and its errors into problem documents.
 
+pub mod algorithm;
 pub mod audit;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod device;
+pub mod email;
 pub mod error;
 pub mod keys;
 pub mod password;
@@ -17,11 +20,9 @@ pub mod store;
 pub mod throttle;
 pub mod tokens;
 
-#[cfg(feature = "testkit")]
-pub mod testkit;
-
+pub use algorithm::SigningAlgorithm;
 pub use clock::{Clock, SystemClock};
 pub use config::{AuthConfig, ConfigError, Setting};
 pub use error::AuthError;
-pub use keys::{KeySet, KeySource, SigningAlgorithm};
+pub use keys::{KeySet, KeySource};
 pub use service::AuthService;

@@ -7,7 +7,7 @@ use argon2::{
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 
-use crate::error::AuthError;
+use crate::crypto::random_bytes;
 
 /// Passwords longer than this many bytes are refused before hashing: argon2 itself is linear in the
 /// input, but a cap keeps a 16 KiB body from being a cheap way to burn CPU.
@@ -159,6 +159,17 @@ pub enum Verification {
     },
 }
 
+/// Why a password could not be hashed: a server fault, never the user's input.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("argon2 parameters: {0}")]
+    Parameters(argon2::Error),
+    #[error("random salt")]
+    Salt,
+    #[error("argon2: {0}")]
+    Hashing(argon2::password_hash::Error),
+}
+
 #[derive(Debug, Clone)]
 pub struct PasswordHasher {
     params: HashingParams,
@@ -169,14 +180,14 @@ pub struct PasswordHasher {
 }
 
 impl PasswordHasher {
-    pub fn new(params: HashingParams) -> Result<Self, AuthError> {
+    pub fn new(params: HashingParams) -> Result<Self, PasswordError> {
         let argon_params = Params::new(
             params.memory_kib,
             params.iterations,
             params.parallelism,
             None,
         )
-        .map_err(|e| AuthError::Internal(format!("argon2 parameters: {e}")))?;
+        .map_err(PasswordError::Parameters)?;
         // Fixed salt and an all-zero output: verifying against it runs the full argon2id computation
         // with the configured cost, and no password produces that output.
         let dummy_hash = format!(
@@ -195,13 +206,12 @@ impl PasswordHasher {
     }
 
     /// Hashes a password with a fresh 128-bit salt from the OS CSPRNG into a PHC string.
-    pub fn hash(&self, password: &str) -> Result<String, AuthError> {
-        let mut salt = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut salt).map_err(|_| AuthError::Internal("random salt".into()))?;
+    pub fn hash(&self, password: &str) -> Result<String, PasswordError> {
+        let salt: [u8; 16] = random_bytes().map_err(|_| PasswordError::Salt)?;
         self.argon2
             .hash_password_with_salt(password.as_bytes(), &salt)
             .map(|hash| hash.to_string())
-            .map_err(|e| AuthError::Internal(format!("argon2: {e}")))
+            .map_err(PasswordError::Hashing)
     }
 
     /// Verifies `password` exactly as received against a PHC string (using the parameters stored in it).

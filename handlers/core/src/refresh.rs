@@ -7,10 +7,11 @@
 //! The store keeps only the SHA-256 of the whole string, and a rotation succeeds only if that hash
 //! matches, so every field read back from a presented token is authenticated by the store.
 
-use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::crypto::{hex, random_bytes, sha256_hex};
+use crate::email::{MAX_LEN as MAX_EMAIL_LEN, normalize_email};
 use crate::error::AuthError;
 use crate::store::RefreshRecord;
 
@@ -20,7 +21,6 @@ const UNNUMBERED: u8 = 1;
 const NUMBERED: u8 = 2;
 const UNNUMBERED_LEN: usize = 1 + 8 + 8 + 8 + 16 + 16 + 16 + 32;
 const NUMBERED_LEN: usize = UNNUMBERED_LEN + 8;
-const MAX_EMAIL_LEN: usize = 254;
 /// Longest possible encoded token, checked before decoding anything.
 pub const MAX_LEN: usize = PREFIX.len() + (NUMBERED_LEN + MAX_EMAIL_LEN).div_ceil(3) * 4;
 
@@ -50,41 +50,6 @@ impl std::fmt::Debug for RefreshToken {
     }
 }
 
-fn random<const N: usize>() -> Result<[u8; N], AuthError> {
-    let mut bytes = [0u8; N];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| AuthError::Internal("OS random generator failed".into()))?;
-    Ok(bytes)
-}
-
-/// A fresh 128-bit identifier in hex (request ids, correlation ids).
-pub fn random_id() -> String {
-    random::<16>()
-        .map(|bytes| hex(&bytes))
-        .unwrap_or_else(|_| "unavailable".to_owned())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-    out
-}
-
-/// Lowercase hex SHA-256.
-pub fn sha256_hex(data: &[u8]) -> String {
-    hex(digest::digest(&digest::SHA256, data).as_ref())
-}
-
-/// Compares two hashes without an early exit.
-pub fn hashes_match(a: &str, b: &str) -> bool {
-    #[allow(deprecated)]
-    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
-}
-
 impl RefreshToken {
     /// The first token of a new family, numbered `family_seq` (at least 1).
     pub fn new_family(
@@ -101,9 +66,9 @@ impl RefreshToken {
             family_expires_at_s: now_s.saturating_add(family_ttl_secs as i64),
             family_seq,
             user_id,
-            family_id: random()?,
-            token_id: random()?,
-            secret: random()?,
+            family_id: random_bytes()?,
+            token_id: random_bytes()?,
+            secret: random_bytes()?,
             email: email.to_owned(),
         })
     }
@@ -112,8 +77,8 @@ impl RefreshToken {
     pub fn child(&self, now_ms: i64) -> Result<Self, AuthError> {
         Ok(Self {
             issued_at_ms: now_ms,
-            token_id: random()?,
-            secret: random()?,
+            token_id: random_bytes()?,
+            secret: random_bytes()?,
             ..self.clone()
         })
     }
@@ -161,9 +126,7 @@ impl RefreshToken {
         }
         let (fixed, email) = bytes.split_at(fixed_len);
         let email = std::str::from_utf8(email).map_err(|_| invalid())?;
-        if email.len() > MAX_EMAIL_LEN
-            || !crate::service::normalize_email(email).is_ok_and(|n| n == email)
-        {
+        if email.len() > MAX_EMAIL_LEN || !normalize_email(email).is_ok_and(|n| n == email) {
             return Err(invalid());
         }
         let bytes8 = |at: usize| -> [u8; 8] { fixed[at..at + 8].try_into().expect("8 bytes") };
@@ -319,13 +282,6 @@ mod tests {
         if let Ok(t) = RefreshToken::parse(&flipped) {
             assert_ne!(t.hash(), token().hash());
         }
-    }
-
-    #[test]
-    fn constant_time_comparison_agrees_with_equality() {
-        assert!(hashes_match("abc", "abc"));
-        assert!(!hashes_match("abc", "abd"));
-        assert!(!hashes_match("abc", "abcd"));
     }
 
     proptest::proptest! {

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 
+use crate::crypto::hashes_match;
 pub use crate::throttle::AttemptCounter;
 use crate::throttle::LoginThrottle;
 
@@ -194,6 +195,43 @@ pub struct Rotation {
     pub next: RefreshRecord,
 }
 
+impl Rotation {
+    /// Why the presented token's stored record refuses this rotation, in the port's order: absent,
+    /// expired or another hash is `NotFound`, already used is `AlreadyUsed`, another device binding is
+    /// `FingerprintMismatch`. `None`: the record allows it (the user's side is [`User::revokes`]).
+    pub fn record_refusal(&self, presented: Option<RefreshRecord>) -> Option<RotateOutcome> {
+        let Some(record) = presented.filter(|r| {
+            !r.is_expired(self.now_ms) && hashes_match(&r.token_hash, &self.presented_hash)
+        }) else {
+            return Some(RotateOutcome::NotFound);
+        };
+        if record.used_at_ms.is_some() {
+            return Some(RotateOutcome::AlreadyUsed(record));
+        }
+        if record.fingerprint_hash != self.fingerprint_hash {
+            return Some(RotateOutcome::FingerprintMismatch);
+        }
+        None
+    }
+
+    /// Every check of this rotation in the port's order, on one consistent read: the presented
+    /// token's record, then its user, which `user` reads only once the record passed (a missing user
+    /// revokes). `Ok(None)`: write the rotation. For stores that check inside their own transaction;
+    /// one whose conditions are checked by the database reads a refusal back with
+    /// [`Rotation::record_refusal`].
+    pub fn refusal<E>(
+        &self,
+        presented: Option<RefreshRecord>,
+        user: impl FnOnce() -> Result<Option<User>, E>,
+    ) -> Result<Option<RotateOutcome>, E> {
+        if let Some(refused) = self.record_refusal(presented) {
+            return Ok(Some(refused));
+        }
+        let revoked = user()?.is_none_or(|user| user.revokes(self));
+        Ok(revoked.then_some(RotateOutcome::Revoked))
+    }
+}
+
 /// How a rotation ended. Checks apply in this order, so an outcome names the first failed condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
@@ -374,3 +412,129 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
 /// Everything the service needs from storage.
 pub trait AuthStore: UserStore + RefreshTokenStore {}
 impl<T: UserStore + RefreshTokenStore> AuthStore for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_000_000;
+
+    fn record() -> RefreshRecord {
+        RefreshRecord {
+            email: "ada@example.com".into(),
+            family_id: "f".into(),
+            token_id: "t1".into(),
+            token_hash: "h1".into(),
+            issued_at_ms: NOW - 1,
+            expires_at_s: NOW / 1000 + 60,
+            used_at_ms: None,
+            replaced_by: None,
+            fingerprint_hash: Some("laptop".into()),
+        }
+    }
+
+    fn rotation() -> Rotation {
+        let presented = record();
+        Rotation {
+            email: presented.email.clone(),
+            family_id: presented.family_id.clone(),
+            token_id: presented.token_id.clone(),
+            presented_hash: presented.token_hash.clone(),
+            presented_issued_at_ms: presented.issued_at_ms,
+            retired_at_seq: 10,
+            fingerprint_hash: presented.fingerprint_hash.clone(),
+            now_ms: NOW,
+            next: RefreshRecord {
+                token_id: "t2".into(),
+                token_hash: "h2".into(),
+                ..presented
+            },
+        }
+    }
+
+    fn user() -> User {
+        User {
+            user_id: "u".into(),
+            email: "ada@example.com".into(),
+            password_hash: "p".into(),
+            created_at_ms: 0,
+            revoked_before_ms: 0,
+            attempts: AttemptCounter::default(),
+            roles: Vec::new(),
+            family_seq: 1,
+        }
+    }
+
+    fn judged(presented: Option<RefreshRecord>, user: Option<User>) -> Option<RotateOutcome> {
+        rotation().refusal(presented, || Ok::<_, ()>(user)).unwrap()
+    }
+
+    #[test]
+    fn a_rotation_is_judged_in_the_ports_order() {
+        assert_eq!(judged(Some(record()), Some(user())), None);
+        assert_eq!(judged(None, Some(user())), Some(RotateOutcome::NotFound));
+        let other_hash = RefreshRecord {
+            token_hash: "h9".into(),
+            ..record()
+        };
+        assert_eq!(
+            judged(Some(other_hash), Some(user())),
+            Some(RotateOutcome::NotFound)
+        );
+        let expired = RefreshRecord {
+            expires_at_s: NOW / 1000,
+            ..record()
+        };
+        assert_eq!(
+            judged(Some(expired), Some(user())),
+            Some(RotateOutcome::NotFound)
+        );
+        // A used token on another device with a revoked user is a replay first of all.
+        let used_elsewhere = RefreshRecord {
+            used_at_ms: Some(NOW - 1),
+            fingerprint_hash: Some("phone".into()),
+            ..record()
+        };
+        let revoking = User {
+            revoked_before_ms: NOW,
+            ..user()
+        };
+        assert_eq!(
+            judged(Some(used_elsewhere.clone()), Some(revoking.clone())),
+            Some(RotateOutcome::AlreadyUsed(used_elsewhere))
+        );
+        let elsewhere = RefreshRecord {
+            fingerprint_hash: Some("phone".into()),
+            ..record()
+        };
+        assert_eq!(
+            judged(Some(elsewhere), Some(revoking.clone())),
+            Some(RotateOutcome::FingerprintMismatch)
+        );
+        assert_eq!(
+            judged(Some(record()), Some(revoking)),
+            Some(RotateOutcome::Revoked)
+        );
+        let retired = User {
+            family_seq: 10,
+            ..user()
+        };
+        assert_eq!(
+            judged(Some(record()), Some(retired)),
+            Some(RotateOutcome::Revoked)
+        );
+        assert_eq!(judged(Some(record()), None), Some(RotateOutcome::Revoked));
+    }
+
+    #[test]
+    fn the_user_is_read_only_once_the_record_passed() {
+        let refused = rotation().refusal(None, || -> Result<Option<User>, ()> {
+            panic!("the user must not be read")
+        });
+        assert_eq!(refused, Ok(Some(RotateOutcome::NotFound)));
+        assert_eq!(
+            rotation().refusal(Some(record()), || Err("store down")),
+            Err("store down")
+        );
+    }
+}

@@ -6,6 +6,7 @@ use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::config::AuthConfig;
+use crate::crypto::random_bytes;
 use crate::error::AuthError;
 use crate::keys::{KeySet, KeySource, LoadedKey};
 
@@ -76,9 +77,7 @@ pub fn issue_with_key(
     auth_time_s: i64,
     now_ms: i64,
 ) -> Result<IssuedAccessToken, AuthError> {
-    let mut random = [0u8; 10];
-    aws_lc_rs::rand::fill(&mut random)
-        .map_err(|_| AuthError::Internal("OS random generator failed".into()))?;
+    let random: [u8; 10] = random_bytes()?;
     let jti = uuid::Builder::from_unix_timestamp_millis(now_ms.max(0) as u64, &random).into_uuid();
     let now_s = now_ms.div_euclid(1000);
     let claims = AccessClaims {
@@ -176,7 +175,8 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{KeySetDocument, SigningAlgorithm, generate_key};
+    use crate::algorithm::SigningAlgorithm;
+    use crate::keys::{KeyError, KeySetDocument, PublicKeySetDocument, generate_key};
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -191,6 +191,37 @@ mod tests {
         )
         .unwrap();
         (keys, AuthConfig::with_issuer("https://auth.example.com"))
+    }
+
+    #[test]
+    fn a_public_set_verifies_but_cannot_sign() {
+        for alg in [
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::Rs256,
+            SigningAlgorithm::EdDsa,
+        ] {
+            let config = AuthConfig::with_issuer("https://auth.example.com");
+            let doc = KeySetDocument {
+                keys: vec![generate_key(alg, 0).unwrap()],
+            };
+            let private = KeySet::from_documents(&doc, None).unwrap();
+            let public_doc = PublicKeySetDocument::parse(
+                &PublicKeySetDocument::of(Some(&doc), None)
+                    .unwrap()
+                    .to_json(),
+            )
+            .unwrap();
+            let public = KeySet::from_public(&public_doc).unwrap();
+            let token = issue(&private, &config, "u", 1, 1_000).unwrap();
+            verify(&public, &config, &token.token, 1_000).unwrap();
+            assert!(
+                matches!(
+                    issue(&public, &config, "u", 1, 1_000),
+                    Err(AuthError::Keys(KeyError::Unavailable(_)))
+                ),
+                "{alg}: a public set cannot sign"
+            );
+        }
     }
 
     fn parts(token: &str) -> (serde_json::Value, serde_json::Value) {

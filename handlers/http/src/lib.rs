@@ -237,7 +237,7 @@ fn correlation_id(headers: &HeaderMap) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map(str::to_owned)
-        .unwrap_or_else(keygate_core::refresh::random_id)
+        .unwrap_or_else(keygate_core::crypto::random_id)
 }
 
 /// Answers one request. `endpoints` limits the routes this process serves (one per Lambda function;

@@ -5,14 +5,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use keygate_core::clock::ManualClock;
-use keygate_core::keys::{
-    KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, SigningAlgorithm, StaticKeySource,
-    generate_key,
-};
+use keygate_core::SigningAlgorithm;
+use keygate_core::keys::{KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, generate_key};
 use keygate_core::{AuthConfig, AuthService};
 use keygate_http::{Endpoint, MAX_BODY_BYTES, MAX_HEADER_BYTES, handle};
 use keygate_store_sqlite::SqliteStore;
+use keygate_testkit::doubles::{ManualClock, StaticKeySource};
+use keygate_testkit::fixtures::test_audit_key;
 use serde_json::{Value, json};
 
 const NOW: i64 = 1_800_000_000_000;
@@ -33,7 +32,7 @@ fn service() -> (Service<StaticKeySource>, Arc<ManualClock>) {
             SqliteStore::open_in_memory().unwrap(),
             keys,
             clock.clone(),
-            keygate_core::testkit::test_audit_key(),
+            test_audit_key(),
         )
         .unwrap(),
         clock,
@@ -382,7 +381,7 @@ async fn missing_keys_answer_503_and_consume_nothing() {
         SqliteStore::open_in_memory().unwrap(),
         NoKeys,
         clock,
-        keygate_core::testkit::test_audit_key(),
+        test_audit_key(),
     )
     .unwrap();
     let (status, _, _) = send(

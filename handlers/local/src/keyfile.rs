@@ -251,10 +251,11 @@ impl SecretVersionStore for FileVersionStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keygate_core::SigningAlgorithm;
     use keygate_core::clock::Clock as _;
-    use keygate_core::clock::ManualClock;
-    use keygate_core::keys::{KeySource as _, KeyTimeline, SigningAlgorithm, generate_key};
+    use keygate_core::keys::{KeySource as _, KeyTimeline, generate_key};
     use keygate_core::rotation::{RotationStep, StepOutcome, rotate, run_step};
+    use keygate_testkit::doubles::ManualClock;
     use std::sync::Arc;
 
     const NOW: i64 = 1_800_000_000_000;

@@ -6,8 +6,8 @@ use std::path::Path;
 use crate::keyfile::{FileVersionStore, write_private};
 use keygate_core::SigningAlgorithm;
 use keygate_core::audit::AuditKey;
+use keygate_core::crypto::random_id;
 use keygate_core::keys::{KeySetDocument, KeyTimeline};
-use keygate_core::refresh::random_id;
 use keygate_core::rotation::{AWSCURRENT, SecretVersionStore as _, rotate};
 
 /// Makes sure the data folder holds a key set whose signing key uses `alg`. The first start runs a

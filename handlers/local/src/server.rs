@@ -176,7 +176,7 @@ async fn answer<S: AuthStore, K: KeySource>(
     State(local): State<Arc<Local<S, K>>>,
     request: Request,
 ) -> Response {
-    let request_id = keygate_core::refresh::random_id();
+    let request_id = keygate_core::crypto::random_id();
     let hashes = Endpoint::ALL.iter().any(|e| {
         e.hashes_password() && e.method() == request.method() && e.path() == request.uri().path()
     });

@@ -40,7 +40,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keygate_core::Clock;
-use keygate_core::refresh::hashes_match;
 use keygate_core::store::{
     AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion, PasswordChange,
     RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError,
@@ -575,20 +574,10 @@ fn rotate(conn: &mut Connection, rotation: &Rotation) -> rusqlite::Result<Rotate
         &rotation.family_id,
         &rotation.token_id,
     )?;
-    let Some(record) = presented.filter(|r| {
-        !r.is_expired(rotation.now_ms) && hashes_match(&r.token_hash, &rotation.presented_hash)
-    }) else {
-        return Ok(RotateOutcome::NotFound);
-    };
-    if record.used_at_ms.is_some() {
-        return Ok(RotateOutcome::AlreadyUsed(record));
-    }
-    if record.fingerprint_hash != rotation.fingerprint_hash {
-        return Ok(RotateOutcome::FingerprintMismatch);
-    }
-    let user = get_user_where(&tx, "email", &rotation.email)?;
-    if user.is_none_or(|user| user.revokes(rotation)) {
-        return Ok(RotateOutcome::Revoked);
+    if let Some(refused) =
+        rotation.refusal(presented, || get_user_where(&tx, "email", &rotation.email))?
+    {
+        return Ok(refused);
     }
     tx.prepare_cached(
         "UPDATE refresh_tokens SET used_at_ms = ?4, replaced_by = ?5
@@ -799,7 +788,7 @@ impl RefreshTokenStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keygate_core::testkit::{first_record, rotation_of, sample_user, unique_email};
+    use keygate_testkit::fixtures::{first_record, rotation_of, sample_user, unique_email};
 
     fn count_tokens(store: &SqliteStore) -> i64 {
         let conn = store.inner.conn.lock().unwrap();

@@ -4,11 +4,13 @@
 use std::sync::Arc;
 
 use keygate_core::store::{RefreshTokenStore, RotateOutcome, UserStore};
-use keygate_core::testkit::{
-    self, NOW_MS, PASSWORD, ServiceHarness, first_record, rotation_of, sample_user, unique_email,
-};
 use keygate_core::{AuthError, store::StoreError};
 use keygate_store_sqlite::{APPLICATION_ID, FILE_NAME, SCHEMA_VERSION, SqliteStore};
+use keygate_testkit::doubles::ManualClock;
+use keygate_testkit::fixtures::{
+    self, NOW_MS, PASSWORD, first_record, rotation_of, sample_user, unique_email,
+};
+use keygate_testkit::service_rules::ServiceHarness;
 
 fn raw(path: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
@@ -226,9 +228,7 @@ async fn the_sweeper_task_sweeps_with_its_clock() {
     assert!(store.create_user(&user).await.unwrap());
     let record = first_record(&user.email, NOW_MS, None);
     store.put_refresh_token(&record).await.unwrap();
-    let clock = Arc::new(keygate_core::clock::ManualClock::new(
-        record.expires_at_s * 1000,
-    ));
+    let clock = Arc::new(ManualClock::new(record.expires_at_s * 1000));
     let task = store.spawn_sweeper(clock, std::time::Duration::from_millis(10));
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     task.abort();
@@ -272,7 +272,7 @@ async fn two_connections_on_one_file_race_without_busy_errors() {
 /// local server's end-to-end test does over HTTP).
 #[test]
 fn fifty_concurrent_refreshes_on_a_file() {
-    testkit::block_on(async {
+    fixtures::block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let h = ServiceHarness::new(SqliteStore::open(dir.path()).unwrap());
         let (email, _) = h.registered("fifty").await;

@@ -51,7 +51,7 @@ pub async fn sdk_config() -> SdkConfig {
 }
 
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", keygate_core::testkit::random_hex(6))
+    format!("{prefix}-{}", keygate_testkit::fixtures::random_hex(6))
 }
 
 /// Creates a table shaped like the CDK's: pk/sk strings, GSI byUserId (KEYS_ONLY), TTL on expiresAt.

@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use keygate_core::SigningAlgorithm;
 use keygate_core::audit::AuditKey;
-use keygate_core::keys::{KeySet, KeySetDocument, SigningAlgorithm, StaticKeySource, generate_key};
+use keygate_core::keys::{KeySet, KeySetDocument, generate_key};
 use keygate_core::password::PasswordHasher;
 use keygate_core::refresh::RefreshToken;
 use keygate_core::{AuthConfig, AuthService, Clock, SystemClock, tokens};
 use keygate_store_sqlite::SqliteStore;
+use keygate_testkit::doubles::StaticKeySource;
 
 const ISSUER: &str = "https://auth.example.com";
 const PASSWORD: &str = "Bench-correct-horse-4417!";

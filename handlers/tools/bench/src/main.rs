@@ -18,9 +18,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keygate_core::keys::{
-    KeySet, KeySetDocument, PublicKeySetDocument, SigningAlgorithm, generate_key,
-};
+use keygate_core::SigningAlgorithm;
+use keygate_core::keys::{KeySet, KeySetDocument, PublicKeySetDocument, generate_key};
 use keygate_core::refresh::RefreshToken;
 use keygate_core::{AuthConfig, Clock, SystemClock};
 use serde_json::{Value, json};

@@ -3,8 +3,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{EncodingKey, Header, encode};
+use keygate_core::SigningAlgorithm;
 use keygate_core::config::AuthConfig;
-use keygate_core::keys::{KeySet, KeySetDocument, SigningAlgorithm, generate_key};
+use keygate_core::keys::{KeySet, KeySetDocument, generate_key};
 use keygate_core::tokens;
 use keygate_smoke::jwt::{Expected, Jwks, verify};
 use serde_json::{Value, json};

@@ -10,8 +10,9 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use keygate_core::SigningAlgorithm;
 use keygate_core::config::AuthConfig;
-use keygate_core::keys::{KeySet, KeySetDocument, SigningAlgorithm, generate_key};
+use keygate_core::keys::{KeySet, KeySetDocument, generate_key};
 use keygate_core::tokens;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,0 +1,111 @@
+//! A store kept alive together with what it needs beside it.
+
+use std::future::Future;
+
+use keygate_core::store::{
+    AttemptCounter, AttemptScope, LoginCompletion, PasswordChange, RefreshRecord,
+    RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreResult, User, UserStore,
+};
+use keygate_core::throttle::LoginThrottle;
+
+/// A store kept together with something that must live as long as it (a temporary directory, a
+/// test server); delegates every port method to the store.
+pub struct Guarded<S> {
+    pub store: S,
+    _guard: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl<S> Guarded<S> {
+    pub fn new(store: S, guard: impl std::any::Any + Send + Sync) -> Self {
+        Self {
+            store,
+            _guard: Box::new(guard),
+        }
+    }
+}
+
+impl<S: UserStore> UserStore for Guarded<S> {
+    fn create_user(&self, user: &User) -> impl Future<Output = StoreResult<bool>> + Send {
+        self.store.create_user(user)
+    }
+    fn get_user(&self, email: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send {
+        self.store.get_user(email)
+    }
+    fn get_user_by_id(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<User>>> + Send {
+        self.store.get_user_by_id(user_id)
+    }
+    fn reserve_login_attempt(
+        &self,
+        email: &str,
+        device_token_hash: Option<&str>,
+        throttle: &LoginThrottle,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Reservation>> + Send {
+        self.store
+            .reserve_login_attempt(email, device_token_hash, throttle, now_ms)
+    }
+    fn settle_attempt(
+        &self,
+        email: &str,
+        scope: &AttemptScope,
+        reserved: &AttemptCounter,
+        locked_until_ms: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send {
+        self.store
+            .settle_attempt(email, scope, reserved, locked_until_ms)
+    }
+    fn complete_login(
+        &self,
+        completion: &LoginCompletion,
+    ) -> impl Future<Output = StoreResult<bool>> + Send {
+        self.store.complete_login(completion)
+    }
+    fn change_password(
+        &self,
+        change: &PasswordChange,
+    ) -> impl Future<Output = StoreResult<bool>> + Send {
+        self.store.change_password(change)
+    }
+    fn set_revoked_before(
+        &self,
+        email: &str,
+        revoked_before_ms: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        self.store.set_revoked_before(email, revoked_before_ms)
+    }
+}
+
+impl<S: RefreshTokenStore> RefreshTokenStore for Guarded<S> {
+    fn put_refresh_token(
+        &self,
+        record: &RefreshRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        self.store.put_refresh_token(record)
+    }
+    fn rotate_refresh_token(
+        &self,
+        rotation: &Rotation,
+    ) -> impl Future<Output = StoreResult<RotateOutcome>> + Send {
+        self.store.rotate_refresh_token(rotation)
+    }
+    fn get_refresh_token(
+        &self,
+        email: &str,
+        family_id: &str,
+        token_id: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Option<RefreshRecord>>> + Send {
+        self.store
+            .get_refresh_token(email, family_id, token_id, now_ms)
+    }
+    fn revoke_family(
+        &self,
+        email: &str,
+        family_id: &str,
+    ) -> impl Future<Output = StoreResult<usize>> + Send {
+        self.store.revoke_family(email, family_id)
+    }
+}

@@ -1,0 +1,167 @@
+//! Fixtures: the fixed instant, passwords and configuration the behaviours share, fresh emails and
+//! records, and the runtime and barrier the races use.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use keygate_core::AuthConfig;
+use keygate_core::audit::AuditKey;
+use keygate_core::crypto::{hex, sha256_hex};
+use keygate_core::store::{AttemptCounter, DeviceRecord, RefreshRecord, Rotation, User};
+use keygate_core::throttle::LoginThrottle;
+
+/// The instant the store-level behaviours start at (2026-01-01T00:00:00Z), milliseconds.
+pub const NOW_MS: i64 = 1_767_225_600_000;
+/// Refresh-family lifetime the store-level fixtures use, seconds.
+pub const FAMILY_TTL_S: i64 = 30 * 24 * 3600;
+/// How many rotations of one token the race behaviours start at once.
+pub const CONCURRENCY: usize = 32;
+/// A password every default policy accepts.
+pub const PASSWORD: &str = "amber-lantern-orbit-7421";
+pub const NEW_PASSWORD: &str = "quiet-meadow-falcon-3958";
+pub const WRONG_PASSWORD: &str = "wrong-guess-entirely-0000";
+
+/// Runs a behaviour on a fresh multi-threaded tokio runtime (what the macro's tests call).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
+}
+
+/// `n` random bytes as lowercase hex.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut bytes).expect("OS random generator");
+    hex(&bytes)
+}
+
+/// A fresh normalised email, unique across runs, so tests can share one table.
+pub fn unique_email(tag: &str) -> String {
+    format!("{tag}-{}@keygate.test", random_hex(8))
+}
+
+/// A fresh random user id.
+pub fn random_uuid() -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("OS random generator");
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+/// A placeholder PHC string (store-level tests never verify it).
+pub fn fake_hash(tag: &str) -> String {
+    format!("$argon2id$v=19$m=19456,t=2,p=1${tag}${}", random_hex(16))
+}
+
+/// A user with every field set to something non-default, so round trips are meaningful.
+pub fn sample_user(email: &str) -> User {
+    User {
+        user_id: random_uuid(),
+        email: email.to_owned(),
+        password_hash: fake_hash("sample"),
+        created_at_ms: NOW_MS - 86_400_000,
+        revoked_before_ms: 0,
+        attempts: AttemptCounter::default(),
+        roles: vec!["reader".to_owned(), "writer".to_owned()],
+        family_seq: 7,
+    }
+}
+
+/// The first token of a new family for `email`, issued at `now_ms`, expiring `FAMILY_TTL_S` later.
+pub fn first_record(email: &str, now_ms: i64, fingerprint_hash: Option<String>) -> RefreshRecord {
+    RefreshRecord {
+        email: email.to_owned(),
+        family_id: random_hex(16),
+        token_id: random_hex(16),
+        token_hash: sha256_hex(random_hex(32).as_bytes()),
+        issued_at_ms: now_ms,
+        expires_at_s: now_ms.div_euclid(1000) + FAMILY_TTL_S,
+        used_at_ms: None,
+        replaced_by: None,
+        fingerprint_hash,
+    }
+}
+
+/// A new device of `email` created at `now_ms` (its token is never needed at the port), living as
+/// long as a family.
+pub fn device_record(email: &str, now_ms: i64) -> DeviceRecord {
+    DeviceRecord {
+        email: email.to_owned(),
+        token_hash: sha256_hex(random_hex(32).as_bytes()),
+        created_at_ms: now_ms,
+        expires_at_s: now_ms.div_euclid(1000) + FAMILY_TTL_S,
+        attempts: AttemptCounter::default(),
+    }
+}
+
+/// The child a rotation of `parent` at `now_ms` writes: same family, expiry and binding.
+pub fn child_record(parent: &RefreshRecord, now_ms: i64) -> RefreshRecord {
+    RefreshRecord {
+        token_id: random_hex(16),
+        token_hash: sha256_hex(random_hex(32).as_bytes()),
+        issued_at_ms: now_ms,
+        used_at_ms: None,
+        replaced_by: None,
+        ..parent.clone()
+    }
+}
+
+/// A rotation presenting `record` (with its own hash and binding) at `now_ms`.
+pub fn rotation_of(record: &RefreshRecord, now_ms: i64) -> Rotation {
+    Rotation {
+        email: record.email.clone(),
+        family_id: record.family_id.clone(),
+        token_id: record.token_id.clone(),
+        presented_hash: record.token_hash.clone(),
+        presented_issued_at_ms: record.issued_at_ms,
+        // Never retired: the tests of the live-family cap set their own.
+        retired_at_seq: u64::MAX,
+        fingerprint_hash: record.fingerprint_hash.clone(),
+        now_ms,
+        next: child_record(record, now_ms),
+    }
+}
+
+/// The throttle the store-level behaviours reserve with (the defaults).
+pub fn test_throttle() -> LoginThrottle {
+    test_config().throttle
+}
+
+/// Runs `n` copies of `f` released together by a barrier, so they reach the store at once.
+pub async fn released_together<T, F, Fut>(n: usize, f: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (barrier, task) = (barrier.clone(), f(i));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                task.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(n);
+    for task in tasks {
+        results.push(task.await.expect("task"));
+    }
+    results
+}
+
+/// The fixed audit key tests hash emails with.
+pub fn test_audit_key() -> AuditKey {
+    AuditKey::from_bytes(&[0x5a; AuditKey::LEN])
+}
+
+/// Default configuration (argon2id at its default cost, 10 s grace, 30-day families) for a test issuer.
+pub fn test_config() -> AuthConfig {
+    AuthConfig::with_issuer("https://keygate.test")
+}
