@@ -3,7 +3,7 @@ import { DeploymentTarget, StageName } from './types';
 
 /** Where the pipeline reads the repository from: a CodeStar (CodeConnections) connection. */
 export interface SourceSettings {
-  /** ARN of a connection in AVAILABLE state (created once in the console; see the README). */
+  /** ARN of a connection in AVAILABLE state (created once in the console; see docs/operations.md). */
   readonly connectionArn: string;
   /** owner/name of the repository. */
   readonly repository: string;

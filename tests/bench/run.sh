@@ -4,7 +4,7 @@
 # it (moto server, seeding, interleaved cold starts) and writes tests/bench/results.{json,md} and
 # tests/bench/chart.svg. The SDK floor's tuning variants are always included; extra arguments go to
 # `keygate-bench run` (e.g. --runs 10 --warm 10, or --variant LABEL=KIND:PATH[:KEY=VALUE] for another build).
-# Details: README.md, "Benchmarks". Not part of CI: it takes several minutes and needs an idle machine.
+# Details: docs/benchmarks.md. Not part of CI: it takes several minutes and needs an idle machine.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

@@ -21,7 +21,7 @@
 //! to a function that holds signing keys. Faster: the SDK's default loads the whole system store at
 //! the first connection (a bundle and a directory read file by file: SDK-floor init 16.2 ms against
 //! 9.37 ms on the Debian benchmark machine, whose /etc/ssl/certs holds 292 entries; less on Lambda's
-//! image, whose directory holds little besides the bundle; README "Tuning"). An endpoint override over
+//! image, whose directory holds little besides the bundle; docs/benchmarks.md, "Tuning"). An endpoint override over
 //! HTTPS (`AWS_ENDPOINT_URL_*`) must therefore present a certificate from those roots; plain-HTTP test
 //! endpoints (moto) are unaffected.
 

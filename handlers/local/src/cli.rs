@@ -195,17 +195,20 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_setting() {
-        let readme = include_str!("../../../README.md");
+    fn the_configuration_doc_lists_every_setting() {
+        let doc = include_str!("../../../docs/configuration.md");
         for setting in AUTH_SETTINGS.iter().chain(LOCAL_AWS_SETTINGS.iter()) {
             assert!(
-                readme.contains(setting.env) && readme.contains(&format!("--{}", setting.flag)),
-                "{} missing from README.md",
+                doc.contains(setting.env) && doc.contains(&format!("--{}", setting.flag)),
+                "{} missing from docs/configuration.md",
                 setting.env
             );
         }
         for flag in ["--addr", "--data-dir", "--store", "rotate-keys"] {
-            assert!(readme.contains(flag), "{flag} missing from README.md");
+            assert!(
+                doc.contains(flag),
+                "{flag} missing from docs/configuration.md"
+            );
         }
     }
 

@@ -5,7 +5,7 @@
 //! through the register and login functions, then starts every variant's bootstrap many times under a
 //! local Lambda Runtime API (see `emulator`), interleaving the variants run by run, and writes
 //! `results.json`, `results.md` and `chart.svg`. `keygate-bench report DIR` re-renders the last two from
-//! the first. `tests/bench/run.sh` builds everything first; README "Benchmarks" documents it.
+//! the first. `tests/bench/run.sh` builds everything first; docs/benchmarks.md documents it.
 
 mod emulator;
 mod events;
