@@ -144,10 +144,14 @@ const UNPROCESSED_ROUNDS: u32 = 8;
 /// Tries of the rotation transaction when it collides with a concurrent transaction on the same items.
 const CONFLICT_TRIES: u32 = 3;
 const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailed";
-/// Compare-and-set rounds of a reservation before it is refused: each lost round means another
-/// reservation on the same account won, so a refusal under that contention is what the throttle
-/// would answer anyway.
-const RESERVE_TRIES: u32 = 8;
+/// Compare-and-set rounds of a reservation before it is refused. A round is lost only to another
+/// write of the same counter: a reservation (each brings the throttle closer to refusing by itself),
+/// the settlement of a judged attempt, or the reset of a successful login. 8 rounds were too few:
+/// 5 correct logins released together on a loaded machine lost all 8 to each other's reservations
+/// and resets (`service_concurrent_logins_take_distinct_family_numbers` in handlers/testkit), and a
+/// refusal then turns away a correct password. 32 covers the free attempts of a burst plus that many
+/// concurrent successes.
+const RESERVE_TRIES: u32 = 32;
 
 /// The DynamoDB store. Cheap to clone (the SDK client is reference-counted).
 #[derive(Debug, Clone)]
