@@ -275,19 +275,22 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             if self.store.complete_login(&completion).await? {
                 break;
             }
-            let fresh = self.store.get_user(&email).await?;
-            let number_taken = fresh.as_ref().is_some_and(|fresh| {
+            // Only the number was lost if the user is otherwise as this attempt judged it.
+            let number_taken_by = self.store.get_user(&email).await?.filter(|fresh| {
                 fresh.password_hash == user.password_hash
                     && fresh.revoked_before_ms == user.revoked_before_ms
                     && fresh.family_seq >= family_seq
             });
-            if !number_taken || tries == FAMILY_NUMBER_TRIES {
-                // The password or the watermark changed while this attempt was judged: had it
-                // arrived later, it would have been judged against the new state. Nothing was issued.
-                audit::emit(ctx, AuditEvent::LoginFailed, subject);
-                return Err(AuthError::InvalidCredentials);
+            match number_taken_by {
+                Some(fresh) if tries < FAMILY_NUMBER_TRIES => family_seq = fresh.family_seq + 1,
+                _ => {
+                    // The password or the watermark changed while this attempt was judged: had it
+                    // arrived later, it would have been judged against the new state. Nothing was
+                    // issued.
+                    audit::emit(ctx, AuditEvent::LoginFailed, subject);
+                    return Err(AuthError::InvalidCredentials);
+                }
             }
-            family_seq = fresh.map_or(family_seq, |fresh| fresh.family_seq) + 1;
             token = self.new_family(user, family_seq, now)?;
             response.refresh_token = token.encode();
         }
