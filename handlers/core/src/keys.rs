@@ -575,6 +575,24 @@ impl<K: KeySource> KeySource for Arc<K> {
     }
 }
 
+/// A fresh one-key set of `alg` and its public key set as a verifier reads it back from the published
+/// JSON (test fixture shared by the key and token tests).
+#[cfg(test)]
+pub(crate) fn one_key_and_its_public_set(
+    alg: crate::algorithm::SigningAlgorithm,
+) -> (KeySet, PublicKeySetDocument) {
+    let doc = KeySetDocument {
+        keys: vec![generate_key(alg, 0).unwrap()],
+    };
+    let public = PublicKeySetDocument::parse(
+        &PublicKeySetDocument::of(Some(&doc), None)
+            .unwrap()
+            .to_json(),
+    )
+    .unwrap();
+    (KeySet::from_documents(&doc, None).unwrap(), public)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -803,16 +821,7 @@ mod tests {
             SigningAlgorithm::Rs256,
             SigningAlgorithm::EdDsa,
         ] {
-            let doc = KeySetDocument {
-                keys: vec![generate_key(alg, 0).unwrap()],
-            };
-            let private = KeySet::from_documents(&doc, None).unwrap();
-            let public_doc = PublicKeySetDocument::parse(
-                &PublicKeySetDocument::of(Some(&doc), None)
-                    .unwrap()
-                    .to_json(),
-            )
-            .unwrap();
+            let (private, public_doc) = one_key_and_its_public_set(alg);
             let public = KeySet::from_public(&public_doc).unwrap();
             assert_eq!(public.jwks(), private.jwks(), "{alg}");
             // A private member smuggled into the public set is refused, so is a key of another kind.

@@ -176,7 +176,7 @@ pub fn verify(
 mod tests {
     use super::*;
     use crate::algorithm::SigningAlgorithm;
-    use crate::keys::{KeyError, KeySetDocument, PublicKeySetDocument, generate_key};
+    use crate::keys::{KeyError, KeySetDocument, generate_key};
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -201,16 +201,7 @@ mod tests {
             SigningAlgorithm::EdDsa,
         ] {
             let config = AuthConfig::with_issuer("https://auth.example.com");
-            let doc = KeySetDocument {
-                keys: vec![generate_key(alg, 0).unwrap()],
-            };
-            let private = KeySet::from_documents(&doc, None).unwrap();
-            let public_doc = PublicKeySetDocument::parse(
-                &PublicKeySetDocument::of(Some(&doc), None)
-                    .unwrap()
-                    .to_json(),
-            )
-            .unwrap();
+            let (private, public_doc) = crate::keys::one_key_and_its_public_set(alg);
             let public = KeySet::from_public(&public_doc).unwrap();
             let token = issue(&private, &config, "u", 1, 1_000).unwrap();
             verify(&public, &config, &token.token, 1_000).unwrap();
