@@ -61,8 +61,8 @@ pub const ME: ApiFunction = ApiFunction {
 };
 pub const WELL_KNOWN: ApiFunction = ApiFunction {
     name: "well-known",
-    summary: "publish the public keys and the discovery document",
-    endpoints: &[Endpoint::Jwks, Endpoint::Discovery],
+    summary: "publish the public keys, the discovery and the OpenAPI documents",
+    endpoints: &[Endpoint::Jwks, Endpoint::Discovery, Endpoint::OpenApi],
 };
 
 /// Every API function, in the order the API lists them.

@@ -15,6 +15,7 @@ use keygate_core::{AuthConfig, AuthError, AuthService, Clock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub mod openapi;
 mod problem;
 pub use problem::{Problem, problem};
 
@@ -50,6 +51,8 @@ pub enum Endpoint {
     Me,
     Jwks,
     Discovery,
+    /// GET /openapi.json: the OpenAPI document of these routes ([`openapi`]).
+    OpenApi,
 }
 
 /// The keys an endpoint (or a function serving several) reads, least first: a function needs the
@@ -85,7 +88,7 @@ impl KeyAccess {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 9] = [
+    pub const ALL: [Endpoint; 10] = [
         Endpoint::Register,
         Endpoint::Login,
         Endpoint::Refresh,
@@ -95,6 +98,7 @@ impl Endpoint {
         Endpoint::Me,
         Endpoint::Jwks,
         Endpoint::Discovery,
+        Endpoint::OpenApi,
     ];
 
     /// Whether the endpoint runs argon2id (about 20 ms of one core and 19 MiB per request at the
@@ -112,7 +116,9 @@ impl Endpoint {
         match self {
             Endpoint::Login | Endpoint::Refresh | Endpoint::ChangePassword => KeyAccess::Private,
             Endpoint::Me | Endpoint::LogoutAll | Endpoint::Jwks => KeyAccess::Public,
-            Endpoint::Register | Endpoint::Logout | Endpoint::Discovery => KeyAccess::None,
+            Endpoint::Register | Endpoint::Logout | Endpoint::Discovery | Endpoint::OpenApi => {
+                KeyAccess::None
+            }
         }
     }
 
@@ -128,18 +134,22 @@ impl Endpoint {
             Endpoint::Me => "me",
             Endpoint::Jwks => "jwks",
             Endpoint::Discovery => "discovery",
+            Endpoint::OpenApi => "openapi",
         }
     }
 
     /// Whether the endpoint reads or writes the store: a function serving only endpoints that do
     /// not gets no table (and no table grant).
     pub fn uses_table(self) -> bool {
-        !matches!(self, Endpoint::Jwks | Endpoint::Discovery)
+        !matches!(
+            self,
+            Endpoint::Jwks | Endpoint::Discovery | Endpoint::OpenApi
+        )
     }
 
     pub fn method(self) -> Method {
         match self {
-            Endpoint::Me | Endpoint::Jwks | Endpoint::Discovery => Method::GET,
+            Endpoint::Me | Endpoint::Jwks | Endpoint::Discovery | Endpoint::OpenApi => Method::GET,
             _ => Method::POST,
         }
     }
@@ -155,6 +165,7 @@ impl Endpoint {
             Endpoint::Me => "/auth/me",
             Endpoint::Jwks => "/.well-known/jwks.json",
             Endpoint::Discovery => "/.well-known/openid-configuration",
+            Endpoint::OpenApi => "/openapi.json",
         }
     }
 
@@ -400,6 +411,14 @@ where
                 "public, max-age=3600",
             ))
         }
+        Endpoint::OpenApi => {
+            reject_body(&body)?;
+            Ok(json(
+                StatusCode::OK,
+                &openapi::served(&service.config().issuer),
+                "public, max-age=3600",
+            ))
+        }
     }
 }
 
@@ -587,7 +606,7 @@ mod discovery_tests {
     use super::*;
 
     /// The document as it was before its URLs came from the route table: deriving them changes
-    /// nothing a client reads.
+    /// nothing a client reads (the OpenAPI document joined the keygate endpoints since).
     #[test]
     fn the_document_is_built_from_the_route_table_unchanged() {
         let config = AuthConfig::with_issuer("https://a.example");
@@ -615,6 +634,7 @@ mod discovery_tests {
                     "logout_all": format!("{i}/auth/logout-all"),
                     "password": format!("{i}/auth/password"),
                     "me": format!("{i}/auth/me"),
+                    "openapi": format!("{i}/openapi.json"),
                 },
             })
         );

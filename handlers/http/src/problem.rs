@@ -194,3 +194,94 @@ pub fn problem(problem: &Problem, ctx: &RequestContext) -> Response<Bytes> {
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keygate_core::keys::KeyError;
+    use keygate_core::password::PolicyViolation;
+    use keygate_core::store::StoreError;
+
+    /// One problem of every kind `shape` tells apart. The matches make a new variant of `Problem`
+    /// or `AuthError` fail to compile here until it is listed.
+    fn every_problem() -> Vec<Problem> {
+        let auth = [
+            AuthError::InvalidEmail,
+            AuthError::PasswordPolicy(PolicyViolation::Common),
+            AuthError::InvalidCredentials,
+            AuthError::InvalidRefreshToken,
+            AuthError::InvalidAccessToken,
+            AuthError::Keys(KeyError::NoValidKeySet("none yet".into())),
+            AuthError::Keys(KeyError::Unavailable("down".into())),
+            AuthError::Keys(KeyError::Generation),
+            AuthError::Store(StoreError::Unavailable("down".into())),
+            AuthError::Store(StoreError::Corrupt("bad item".into())),
+            AuthError::Internal("bug".into()),
+        ];
+        for error in &auth {
+            match error {
+                AuthError::InvalidEmail
+                | AuthError::PasswordPolicy(_)
+                | AuthError::InvalidCredentials
+                | AuthError::InvalidRefreshToken
+                | AuthError::InvalidAccessToken
+                | AuthError::Keys(_)
+                | AuthError::Store(_)
+                | AuthError::Internal(_) => {}
+            }
+        }
+        let problems: Vec<Problem> = [
+            Problem::NotFound,
+            Problem::MethodNotAllowed(Method::GET),
+            Problem::PayloadTooLarge,
+            Problem::HeadersTooLarge,
+            Problem::UnsupportedMediaType,
+            Problem::Busy,
+            Problem::BadRequest("bad".into()),
+            Problem::MissingBearer,
+        ]
+        .into_iter()
+        .chain(auth.into_iter().map(Problem::Auth))
+        .collect();
+        for problem in &problems {
+            match problem {
+                Problem::NotFound
+                | Problem::MethodNotAllowed(_)
+                | Problem::PayloadTooLarge
+                | Problem::HeadersTooLarge
+                | Problem::UnsupportedMediaType
+                | Problem::Busy
+                | Problem::BadRequest(_)
+                | Problem::MissingBearer
+                | Problem::Auth(_) => {}
+            }
+        }
+        problems
+    }
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_problem_types_keygate_emits() {
+        let ctx = keygate_core::audit::RequestContext {
+            request_id: "r".into(),
+            correlation_id: "c".into(),
+            audit_key: keygate_testkit::fixtures::test_audit_key(),
+        };
+        let mut emitted: Vec<String> = every_problem()
+            .iter()
+            .map(|p| {
+                let body: serde_json::Value =
+                    serde_json::from_slice(problem(p, &ctx).body()).unwrap();
+                body["type"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        emitted.sort();
+        emitted.dedup();
+        let document: serde_json::Value = serde_json::from_str(crate::openapi::DOCUMENT).unwrap();
+        let mut documented: Vec<String> = serde_json::from_value(
+            document["components"]["schemas"]["Problem"]["properties"]["type"]["enum"].clone(),
+        )
+        .unwrap();
+        documented.sort();
+        assert_eq!(documented, emitted);
+    }
+}
