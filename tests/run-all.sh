@@ -8,7 +8,8 @@
 # Steps: formatting and lints (rustfmt, clippy, tsc, the schema of .github/workflows/ci.yml); the Rust
 # tests (unit, in-process HTTP, the store behaviour suite on SQLite and on DynamoDB through moto, Secrets
 # Manager rotation, end-to-end tests of keygate-local); third-party JWT libraries verifying keygate's
-# tokens; the smoke tool against a local server; the CDK tests (jest); a real `cdk synth` of every stage
+# tokens; the smoke tool against a local server; the OpenAPI document validated (openapi-spec-validator)
+# and fuzzed against a local server (schemathesis); the CDK tests (jest); a real `cdk synth` of every stage
 # and the pipeline with the Rust functions built by cargo-lambda and cdk-nag enforced; cfn-lint on every
 # synthesised template.
 set -euo pipefail
@@ -53,6 +54,10 @@ python tests/e2e/third_party_jwt.py "$target/debug/keygate-local"
 step "keygate-smoke against a local server on a free port"
 cargo build --locked -p keygate-smoke
 bash tests/e2e/smoke-local.sh "$target/debug/keygate-local" "$target/debug/keygate-smoke"
+
+step "the OpenAPI document: openapi-spec-validator, then schemathesis against a local server"
+openapi-spec-validator handlers/http/openapi.json
+bash tests/e2e/schemathesis-local.sh "$target/debug/keygate-local"
 
 step "CDK tests (jest)"
 npm test --silent

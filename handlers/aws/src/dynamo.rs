@@ -80,7 +80,7 @@ impl DynamoCalls {
                     (&["GetItem", "UpdateItem", "TransactWriteItems"], &["Query"])
                 }
                 Endpoint::Me => (&["GetItem"], &["Query"]),
-                Endpoint::Jwks | Endpoint::Discovery => (&[], &[]),
+                Endpoint::Jwks | Endpoint::Discovery | Endpoint::OpenApi => (&[], &[]),
             };
         DynamoCalls {
             table,

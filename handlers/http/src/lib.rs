@@ -415,7 +415,7 @@ where
             reject_body(&body)?;
             Ok(json(
                 StatusCode::OK,
-                &openapi::served(&service.config().issuer),
+                &openapi::served(service.config()),
                 "public, max-age=3600",
             ))
         }

@@ -4,23 +4,38 @@
 
 use std::sync::LazyLock;
 
+use keygate_core::AuthConfig;
 use serde_json::Value;
 
-/// The document as kept in the repository; its `servers` names keygate-local's default address.
+/// The document as kept in the repository; its `servers` names keygate-local's default address and
+/// its password bounds are the settings' defaults.
 pub const DOCUMENT: &str = include_str!("../openapi.json");
 
 static PARSED: LazyLock<Value> =
     LazyLock::new(|| serde_json::from_str(DOCUMENT).expect("openapi.json is JSON (tested)"));
 
+/// The new passwords the policy judges: their length bounds are settings.
+const NEW_PASSWORDS: [(&str, &str); 2] = [
+    ("RegisterRequest", "password"),
+    ("PasswordChangeRequest", "new_password"),
+];
+
 /// The document as a deployment serves it: `servers` names that deployment's issuer, the base URL
 /// every path resolves against (the discovery document builds its URLs the same way), so a client or
-/// a fuzzer that fetches it calls the deployment that answered.
-pub fn served(issuer: &str) -> Value {
+/// a fuzzer that fetches it calls the deployment that answered; the new-password bounds are its
+/// policy's.
+pub fn served(config: &AuthConfig) -> Value {
     let mut document = PARSED.clone();
     document["servers"] = serde_json::json!([{
-        "url": issuer,
+        "url": config.issuer,
         "description": "the deployment that served this document (its issuer)",
     }]);
+    let policy = &config.password_policy;
+    for (schema, member) in NEW_PASSWORDS {
+        let password = &mut document["components"]["schemas"][schema]["properties"][member];
+        password["minLength"] = policy.min_length.into();
+        password["maxLength"] = policy.max_length.into();
+    }
     document
 }
 
@@ -76,8 +91,12 @@ mod tests {
     }
 
     #[test]
-    fn the_served_document_names_the_issuer_as_its_only_server() {
-        let served = served("https://abc.execute-api.us-east-1.amazonaws.com/prod");
+    fn the_served_document_names_the_issuer_and_the_policy_bounds() {
+        let mut config =
+            AuthConfig::with_issuer("https://abc.execute-api.us-east-1.amazonaws.com/prod");
+        config.password_policy.min_length = 20;
+        config.password_policy.max_length = 100;
+        let served = served(&config);
         assert_eq!(
             served["servers"][0]["url"],
             "https://abc.execute-api.us-east-1.amazonaws.com/prod"
@@ -85,6 +104,25 @@ mod tests {
         assert_eq!(served["servers"].as_array().unwrap().len(), 1);
         let mut kept: Value = serde_json::from_str(DOCUMENT).unwrap();
         kept["servers"] = served["servers"].clone();
-        assert_eq!(served, kept, "only `servers` differs from the kept file");
+        for (schema, member) in NEW_PASSWORDS {
+            let password = &mut kept["components"]["schemas"][schema]["properties"][member];
+            assert_eq!(password["minLength"], 15, "{schema}.{member}: the default");
+            assert_eq!(password["maxLength"], 128, "{schema}.{member}: the default");
+            password["minLength"] = 20.into();
+            password["maxLength"] = 100.into();
+        }
+        assert_eq!(
+            served, kept,
+            "only servers and the bounds differ from the kept file"
+        );
+    }
+
+    /// The kept file states the defaults, so it is right for a server with default settings.
+    #[test]
+    fn the_kept_document_states_the_default_policy() {
+        let kept: Value = serde_json::from_str(DOCUMENT).unwrap();
+        let defaults = AuthConfig::with_issuer("http://127.0.0.1:8787");
+        assert_eq!(served(&defaults)["components"], kept["components"]);
+        assert_eq!(served(&defaults)["paths"], kept["paths"]);
     }
 }

@@ -431,3 +431,34 @@ proptest::proptest! {
         proptest::prop_assert!(!response.status().is_server_error(), "{:?} answered {}", endpoint, response.status());
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_naming_the_issuer_as_its_server() {
+    let (service, _) = service();
+    let response = handle(
+        &service,
+        &[Endpoint::OpenApi],
+        get("/openapi.json", None),
+        "req-1",
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(response.headers()["cache-control"], "public, max-age=3600");
+    let body: Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(body["openapi"], "3.1.0");
+    assert_eq!(
+        body["servers"],
+        json!([{"url": "https://auth.example.com", "description": "the deployment that served this document (its issuer)"}])
+    );
+    assert_eq!(body, keygate_http::openapi::served(service.config()));
+    let (status, _, _) = send(
+        &service,
+        &[Endpoint::OpenApi],
+        request(Method::POST, "/openapi.json")
+            .body(Bytes::new())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}

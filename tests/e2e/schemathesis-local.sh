@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Fuzzes keygate-local with the OpenAPI document it serves (handlers/http/openapi.json): schemathesis
+# sends generated valid and invalid requests to every operation and fails on a 5xx, a status, content
+# type or body the document does not describe. 0 failures is the only passing result.
+#   tests/e2e/schemathesis-local.sh PATH/TO/keygate-local
+# Everything it writes (the server's data, schemathesis' report) stays in a temporary folder.
+set -euo pipefail
+local_bin="$(realpath "$1")"
+schemathesis="$(command -v schemathesis)"
+work="$(mktemp -d)"
+out="$work/stdout"
+# argon2id runs at its defaults, which are also the lowest cost the settings accept (OWASP's first
+# configuration, handlers/core/src/config.rs): about 20 ms of one core per register, login and
+# password change, cheap enough for a few hundred of them. The hashing gate admits 5 requests per
+# core (handlers/local/src/server.rs); one schemathesis worker (below) never reaches it, so a 503
+# `busy`, which not_a_server_error would count, cannot come from the fuzzer's own concurrency.
+"$local_bin" --addr 127.0.0.1:0 --data-dir "$work/data" >"$out" 2>"$work/stderr" &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+url=""
+for _ in $(seq 1 300); do
+  url="$(sed -n 's/^listening on //p' "$out")"
+  [ -n "$url" ] && break
+  kill -0 "$pid" 2>/dev/null || { cat "$work/stderr" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$url" ] || { echo "keygate-local did not start" >&2; exit 1; }
+
+# The served document, fetched into a file: loaded from its URL, schemathesis leaves out the operation
+# at that URL (GET /openapi.json itself), and the file must name this server.
+curl -sf "$url/openapi.json" -o "$work/openapi.json"
+grep -q "\"url\":\"$url\"" "$work/openapi.json" || { echo "the served document does not name $url" >&2; exit 1; }
+
+# cd: schemathesis and hypothesis write nothing into the repository, whatever their defaults.
+cd "$work"
+# fuzz NAME SCHEMATHESIS-OPTIONS...: one run, whose bearer routes use the access token of a user NAME
+# registered for it (schemathesis logs in through /auth/login, schemathesis.toml below).
+fuzz() {
+  local name="$1"
+  shift
+  local email="$name@example.com" password="schemathesis $name $(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+  curl -sf -X POST "$url/auth/register" -H 'content-type: application/json' \
+    -d "{\"email\":\"$email\",\"password\":\"$password\"}" >/dev/null
+  cat >"$work/$name.toml" <<TOML
+[auth.dynamic.openapi.bearerAuth]
+path = "/auth/login"
+payload = { email = "$email", password = "$password" }
+extract_selector = "/access_token"
+TOML
+  "$schemathesis" --config-file "$work/$name.toml" run "$work/openapi.json" \
+    `# the base URL the document names; required for a document read from a file` \
+    --url "$url" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    `# a fixed seed: the same requests on every run, so a failure reproduces` \
+    --seed 20261203 \
+    `# the example budget per operation and phase: keeps the whole script to minutes on 2 cores` \
+    --max-examples 100 \
+    `# one request at a time (see the hashing gate above)` \
+    --workers 1 \
+    `# no example database: nothing carries over between runs (.hypothesis stays unwritten)` \
+    --generation-database none \
+    --report junit,har --report-dir "${SCHEMATHESIS_REPORT_DIR:-$work/report}/$name" \
+    --no-color \
+    "$@"
+}
+# Every operation but logout-all: /auth/me and /auth/password see a valid token as well as none and
+# invalid ones. The wrong current passwords /auth/password is sent throttle this user's logins.
+fuzz everything --exclude-operation-id logout_all
+# logout-all, with a user of its own: the first call revokes every token of the user (204), later
+# ones are refused (401).
+fuzz logout-all --include-operation-id logout_all
