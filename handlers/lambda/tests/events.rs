@@ -186,6 +186,12 @@ async fn every_route_answers_through_the_lambda_event_conversion() {
         (200, Some("https://keygate.test"))
     );
     answered.push("discovery");
+    let (status, openapi) = call(&service, Endpoint::OpenApi, None, None).await;
+    assert_eq!(
+        (status, openapi["servers"][0]["url"].as_str()),
+        (200, Some("https://keygate.test"))
+    );
+    answered.push("openapi");
     assert_eq!(answered.len(), Endpoint::ALL.len());
 
     // A function answers only its own route.
