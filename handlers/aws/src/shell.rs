@@ -20,7 +20,7 @@ use keygate_core::keys::KeyTimeline;
 use keygate_core::keys::{KeyError, KeySet};
 use keygate_core::rotation::{RotationStep, run_step};
 use keygate_core::store::{
-    AttemptCounter, AttemptScope, LoginCompletion, PasswordChange, RefreshRecord,
+    AccessTokenDenyList, AttemptCounter, AttemptScope, LoginCompletion, PasswordChange, RefreshRecord,
     RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError, StoreResult, User,
     UserStore,
 };
@@ -163,6 +163,15 @@ impl RefreshTokenStore for NoTable {
         no_table()
     }
     async fn revoke_family(&self, _: &str, _: &str) -> StoreResult<usize> {
+        no_table()
+    }
+}
+
+impl AccessTokenDenyList for NoTable {
+    async fn deny_access_token(&self, _: &str, _: i64) -> StoreResult<()> {
+        no_table()
+    }
+    async fn is_access_token_denied(&self, _: &str, _: i64) -> StoreResult<bool> {
         no_table()
     }
 }
