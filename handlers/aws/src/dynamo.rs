@@ -48,9 +48,9 @@ use aws_sdk_dynamodb::types::{
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
 use keygate_core::store::{
-    AccessTokenDenyList, Attempt, AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion,
-    PasswordChange, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation,
-    StoreError, StoreResult, User, UserStore,
+    AccessTokenDenyList, Attempt, AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord,
+    LoginCompletion, PasswordChange, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome,
+    Rotation, StoreError, StoreResult, User, UserStore,
 };
 use keygate_core::throttle::LoginThrottle;
 use keygate_http::Endpoint;

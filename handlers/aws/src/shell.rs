@@ -20,9 +20,9 @@ use keygate_core::keys::KeyTimeline;
 use keygate_core::keys::{KeyError, KeySet};
 use keygate_core::rotation::{RotationStep, run_step};
 use keygate_core::store::{
-    AccessTokenDenyList, AttemptCounter, AttemptScope, LoginCompletion, PasswordChange, RefreshRecord,
-    RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError, StoreResult, User,
-    UserStore,
+    AccessTokenDenyList, AttemptCounter, AttemptScope, LoginCompletion, PasswordChange,
+    RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError,
+    StoreResult, User, UserStore,
 };
 use keygate_core::{
     AuthConfig, AuthService, Clock as _, ConfigError, KeySource as _, SigningAlgorithm, SystemClock,

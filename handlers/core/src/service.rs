@@ -431,7 +431,9 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
     /// POST /auth/logout: revokes the presented token's family. Answers the same whether or not the
     /// token was live (RFC 7009's rule), so it reveals nothing.
     pub async fn logout(&self, ctx: &RequestContext, refresh_token: &str) -> Result<(), AuthError> {
-        self.revoke_refresh_token(ctx, refresh_token).await.map(drop)
+        self.revoke_refresh_token(ctx, refresh_token)
+            .await
+            .map(drop)
     }
 
     /// POST /oauth/revoke (RFC 7009): a refresh token revokes its family (as [`Self::logout`]); an

@@ -440,14 +440,9 @@ where
             ))
         }
         // Form bodies and RFC 6749 errors: the OAuth module checks and answers the whole request.
-        Endpoint::OAuthToken | Endpoint::OAuthRevoke => Ok(oauth::answer(
-            service,
-            endpoint,
-            ctx,
-            &parts.headers,
-            &body,
-        )
-        .await),
+        Endpoint::OAuthToken | Endpoint::OAuthRevoke => {
+            Ok(oauth::answer(service, endpoint, ctx, &parts.headers, &body).await)
+        }
     }
 }
 

@@ -132,7 +132,9 @@ fn check_client<S: AuthStore, K: KeySource, C: Clock>(
     match client_id {
         Some(id) if service.config().accepts_client(id) => Ok(()),
         Some(_) => Err(OAuthError::InvalidClient("unknown `client_id`")),
-        None if required => Err(OAuthError::InvalidClient("the `client_id` parameter is missing")),
+        None if required => Err(OAuthError::InvalidClient(
+            "the `client_id` parameter is missing",
+        )),
         None => Ok(()),
     }
 }
@@ -157,8 +159,11 @@ impl Form {
                 "send the body as application/x-www-form-urlencoded".into(),
             ));
         }
-        let malformed =
-            || OAuthError::InvalidRequest("the body is not a valid form (percent-encoding or UTF-8)".into());
+        let malformed = || {
+            OAuthError::InvalidRequest(
+                "the body is not a valid form (percent-encoding or UTF-8)".into(),
+            )
+        };
         let pairs = body
             .split(|&b| b == b'&')
             .filter(|pair| !pair.is_empty())
@@ -190,9 +195,8 @@ impl Form {
     }
 
     fn require(&self, name: &'static str) -> Result<&str, OAuthError> {
-        self.get(name)?.ok_or_else(|| {
-            OAuthError::InvalidRequest(format!("the `{name}` parameter is missing"))
-        })
+        self.get(name)?
+            .ok_or_else(|| OAuthError::InvalidRequest(format!("the `{name}` parameter is missing")))
     }
 }
 

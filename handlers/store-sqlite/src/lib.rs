@@ -41,9 +41,9 @@ use std::time::Duration;
 
 use keygate_core::Clock;
 use keygate_core::store::{
-    AccessTokenDenyList, AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion, PasswordChange,
-    RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError,
-    StoreResult, User, UserStore,
+    AccessTokenDenyList, AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion,
+    PasswordChange, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation,
+    StoreError, StoreResult, User, UserStore,
 };
 use keygate_core::throttle::LoginThrottle;
 use rusqlite::types::Type;
@@ -795,6 +795,33 @@ impl RefreshTokenStore for SqliteStore {
     }
 }
 
+impl AccessTokenDenyList for SqliteStore {
+    async fn deny_access_token(&self, jti: &str, expires_at_s: i64) -> StoreResult<()> {
+        let jti = jti.to_owned();
+        self.run("deny_access_token", move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO denied_access_tokens (jti, expires_at_s) VALUES (?1, ?2)
+                 ON CONFLICT (jti) DO UPDATE SET expires_at_s = max(expires_at_s, excluded.expires_at_s)",
+            )?
+            .execute(params![jti, expires_at_s])
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn is_access_token_denied(&self, jti: &str, now_ms: i64) -> StoreResult<bool> {
+        let jti = jti.to_owned();
+        self.run("is_access_token_denied", move |conn| {
+            // Alive while expires_at_s * 1000 > now_ms, i.e. expires_at_s > floor(now_ms / 1000).
+            conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM denied_access_tokens WHERE jti = ?1 AND expires_at_s > ?2)",
+            )?
+            .query_row(params![jti, now_ms.div_euclid(1000)], |row| row.get(0))
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -944,32 +971,5 @@ mod tests {
             None,
         );
         assert!(matches!(sql_error("open", not_db), StoreError::Corrupt(_)));
-    }
-}
-
-impl AccessTokenDenyList for SqliteStore {
-    async fn deny_access_token(&self, jti: &str, expires_at_s: i64) -> StoreResult<()> {
-        let jti = jti.to_owned();
-        self.run("deny_access_token", move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO denied_access_tokens (jti, expires_at_s) VALUES (?1, ?2)
-                 ON CONFLICT (jti) DO UPDATE SET expires_at_s = max(expires_at_s, excluded.expires_at_s)",
-            )?
-            .execute(params![jti, expires_at_s])
-            .map(drop)
-        })
-        .await
-    }
-
-    async fn is_access_token_denied(&self, jti: &str, now_ms: i64) -> StoreResult<bool> {
-        let jti = jti.to_owned();
-        self.run("is_access_token_denied", move |conn| {
-            // Alive while expires_at_s * 1000 > now_ms, i.e. expires_at_s > floor(now_ms / 1000).
-            conn.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM denied_access_tokens WHERE jti = ?1 AND expires_at_s > ?2)",
-            )?
-            .query_row(params![jti, now_ms.div_euclid(1000)], |row| row.get(0))
-        })
-        .await
     }
 }

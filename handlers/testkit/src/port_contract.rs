@@ -1274,7 +1274,10 @@ pub async fn denied_access_tokens_hold_until_they_expire<S: AuthStore>(store: S)
             .unwrap()
     );
     assert!(
-        !store.is_access_token_denied(&jti, until_s * 1000).await.unwrap(),
+        !store
+            .is_access_token_denied(&jti, until_s * 1000)
+            .await
+            .unwrap(),
         "an expired entry is absent"
     );
     assert!(!store.is_access_token_denied(&other, NOW_MS).await.unwrap());

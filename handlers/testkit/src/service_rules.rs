@@ -1089,7 +1089,10 @@ pub async fn service_revoked_access_token_is_refused_by_every_bearer_route<S: Au
     let h = ServiceHarness::new(store);
     let (email, _) = h.registered("revoke-access").await;
     let session = h.login(&email, PASSWORD, None).await.unwrap();
-    h.service.me(&session.access_token).await.expect("me before revocation");
+    h.service
+        .me(&session.access_token)
+        .await
+        .expect("me before revocation");
     let other = h.login(&email, PASSWORD, None).await.unwrap();
 
     h.service
@@ -1118,14 +1121,20 @@ pub async fn service_revoked_access_token_is_refused_by_every_bearer_route<S: Au
         .refresh(&session.refresh_token, None)
         .await
         .expect("revoking an access token leaves its refresh token alone");
-    h.service.me(&rotated.access_token).await.expect("its new access token works");
+    h.service
+        .me(&rotated.access_token)
+        .await
+        .expect("its new access token works");
 
     // The hint only orders the search: an access token hinted as a refresh token is still found.
     h.service
         .revoke(&h.ctx, &rotated.access_token, Some(TokenKind::Refresh))
         .await
         .unwrap();
-    refused_bearer(h.service.me(&rotated.access_token).await, "a mis-hinted access token");
+    refused_bearer(
+        h.service.me(&rotated.access_token).await,
+        "a mis-hinted access token",
+    );
 
     // Junk, a token of another deployment's key, and nothing at all change nothing.
     let foreign = {
@@ -1136,20 +1145,29 @@ pub async fn service_revoked_access_token_is_refused_by_every_bearer_route<S: Au
             .token
     };
     for junk in ["", "not a token", "a.b.c", foreign.as_str(), "kgrt_AAAA"] {
-        h.service.revoke(&h.ctx, junk, None).await.expect("junk answers alike");
+        h.service
+            .revoke(&h.ctx, junk, None)
+            .await
+            .expect("junk answers alike");
         h.service
             .revoke(&h.ctx, junk, Some(TokenKind::Access))
             .await
             .expect("junk answers alike");
     }
-    h.service.me(&other.access_token).await.expect("junk revoked nothing");
+    h.service
+        .me(&other.access_token)
+        .await
+        .expect("junk revoked nothing");
 
     // Past its expiry plus the leeway the token is refused by verification itself, and revoking it
     // then is a no-op.
     let ttl_ms = h.service.config().access_token_ttl_secs as i64 * 1000;
     let leeway_ms = h.service.config().leeway_secs as i64 * 1000;
     h.advance_ms(ttl_ms + leeway_ms + 1_000);
-    refused_bearer(h.service.me(&other.access_token).await, "an expired access token");
+    refused_bearer(
+        h.service.me(&other.access_token).await,
+        "an expired access token",
+    );
     h.service
         .revoke(&h.ctx, &other.access_token, Some(TokenKind::Access))
         .await
@@ -1173,7 +1191,11 @@ pub async fn service_revoked_refresh_token_ends_its_family<S: AuthStore>(store: 
         h.refresh(&second.refresh_token, None).await,
         "a revoked refresh token",
     );
-    assert_eq!(h.drain_family(&first.refresh_token).await, 0, "the family is gone");
+    assert_eq!(
+        h.drain_family(&first.refresh_token).await,
+        0,
+        "the family is gone"
+    );
     h.refresh(&other.refresh_token, None)
         .await
         .expect("another session survives");

@@ -3,8 +3,9 @@
 use std::future::Future;
 
 use keygate_core::store::{
-    AccessTokenDenyList, AttemptCounter, AttemptScope, LoginCompletion, PasswordChange, RefreshRecord,
-    RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreResult, User, UserStore,
+    AccessTokenDenyList, AttemptCounter, AttemptScope, LoginCompletion, PasswordChange,
+    RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreResult, User,
+    UserStore,
 };
 use keygate_core::throttle::LoginThrottle;
 
