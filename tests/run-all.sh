@@ -40,6 +40,11 @@ check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/ci.y
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 npm run --silent typecheck
+# The local server runs the adapters without the Lambda runtime (handlers/lambda holds the shell).
+if cargo tree --locked -p keygate-local -e normal --prefix none | grep -E '^lambda_(runtime|http) '; then
+  echo "keygate-local depends on the Lambda runtime (above); only handlers/lambda may" >&2
+  exit 1
+fi
 
 step "rust tests (moto serves DynamoDB and Secrets Manager)"
 # The smoke tool's end-to-end test uses this binary instead of building its own.

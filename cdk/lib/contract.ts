@@ -1,7 +1,7 @@
 import contractJson from '../contract.json';
 
 /**
- * cdk/contract.json, generated from the Rust code (handlers/aws/src/contract.rs) and checked by its
+ * cdk/contract.json, generated from the Rust code (handlers/lambda/src/contract.rs) and checked by its
  * golden test: the functions and their endpoints, the settings with their ranges, the metric names.
  * The CDK takes routes, grants, environment names and metric names from here only.
  */

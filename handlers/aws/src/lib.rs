@@ -1,23 +1,19 @@
-//! keygate on AWS: the adapters behind the core's ports and the shell every Lambda binary runs.
+//! keygate's AWS adapters: what the core's ports become on AWS. No Lambda runtime here: the shell every
+//! function binary runs is `keygate-lambda` (`handlers/lambda`), and the local server uses these
+//! adapters without it.
 //!
 //! - [`dynamo::DynamoStore`]: users and refresh tokens in the single DynamoDB table.
 //! - [`secrets::SecretsManagerVersions`]: the signing-key secret as a
 //!   [`keygate_core::rotation::SecretVersionStore`], which gives both the cached key source
-//!   ([`secrets::SecretsManagerKeySource`]) and the rotation function's four steps.
+//!   ([`secrets::SecretsManagerKeySource`]) and the rotation function's four steps ([`rotation`]).
 //! - [`sdk`]: one AWS SDK configuration per execution environment, with the retry policy chosen here.
-//! - [`telemetry`]: JSON logs and CloudWatch EMF metrics.
-//! - [`functions`]: the Lambda functions and the endpoints each serves.
-//! - [`contract`]: `cdk/contract.json`, the facts the CDK reads (functions, settings, metrics).
-//! - [`shell`]: `main` of every function: configuration, clients and keys at init, then the runtime loop.
+//! - [`settings`]: the adapters' own settings (table, secrets, metrics namespace).
 
-pub mod contract;
 pub mod dynamo;
-pub mod functions;
+pub mod rotation;
 pub mod sdk;
 pub mod secrets;
 pub mod settings;
-pub mod shell;
-pub mod telemetry;
 
 pub use dynamo::DynamoStore;
 pub use secrets::{SecretsManagerKeySource, SecretsManagerVersions};

@@ -1,9 +1,7 @@
 //! The adapter's own settings, declared like the core's (`keygate_core::config::Setting`) so the local
 //! server can offer the same names as flags and every error names its variable.
 
-use std::time::Duration;
-
-use keygate_core::config::{ConfigError, Setting, read_number, read_setting};
+use keygate_core::config::{ConfigError, Setting, read_setting};
 
 pub const TABLE_NAME: Setting = Setting {
     env: "KEYGATE_TABLE_NAME",
@@ -37,14 +35,6 @@ pub const SERVER_KEY_SECRET_ID: Setting = Setting {
     range: None,
 };
 
-pub const KEY_CACHE_TTL: Setting = Setting {
-    env: "KEYGATE_KEY_CACHE_TTL_SECONDS",
-    flag: "key-cache-ttl-seconds",
-    default: Some("300"),
-    help: "How long the signing keys are cached before Secrets Manager is read again",
-    range: Some((1, 3600)),
-};
-
 pub const METRICS_NAMESPACE: Setting = Setting {
     env: "KEYGATE_METRICS_NAMESPACE",
     flag: "metrics-namespace",
@@ -59,7 +49,6 @@ pub const AWS_SETTINGS: &[Setting] = &[
     KEYS_SECRET_ID,
     PUBLIC_KEYS_SECRET_ID,
     SERVER_KEY_SECRET_ID,
-    KEY_CACHE_TTL,
     METRICS_NAMESPACE,
 ];
 
@@ -113,12 +102,6 @@ pub fn read_server_key_secret_id<F: Fn(&str) -> Option<String>>(
     read_setting(lookup, &SERVER_KEY_SECRET_ID, non_empty(2048))
 }
 
-pub fn read_key_cache_ttl<F: Fn(&str) -> Option<String>>(
-    lookup: &F,
-) -> Result<Duration, ConfigError> {
-    read_number(lookup, &KEY_CACHE_TTL).map(Duration::from_secs)
-}
-
 pub fn read_metrics_namespace<F: Fn(&str) -> Option<String>>(
     lookup: &F,
 ) -> Result<String, ConfigError> {
@@ -150,13 +133,6 @@ mod tests {
         assert_eq!(err.to_string(), "KEYGATE_TABLE_NAME: is required");
         let err = read_table_name(&lookup(&[("KEYGATE_TABLE_NAME", "a b")])).unwrap_err();
         assert_eq!(err.variable, "KEYGATE_TABLE_NAME");
-        let err =
-            read_key_cache_ttl(&lookup(&[("KEYGATE_KEY_CACHE_TTL_SECONDS", "0")])).unwrap_err();
-        assert_eq!(err.variable, "KEYGATE_KEY_CACHE_TTL_SECONDS");
-        assert_eq!(
-            read_key_cache_ttl(&lookup(&[])).unwrap(),
-            Duration::from_secs(300)
-        );
         assert!(read_keys_secret_id(&lookup(&[])).is_err());
         assert_eq!(read_metrics_namespace(&lookup(&[])).unwrap(), "Keygate");
         assert_eq!(

@@ -1,6 +1,6 @@
-//! The AWS adapters against moto's DynamoDB and Secrets Manager: key source, rotation, retry policy
-//! under injected throttling, store round trips per endpoint, and every route through the Lambda shell's
-//! event conversion. Skipped, with a message, when the moto endpoints are not configured.
+//! The AWS adapters against moto's DynamoDB and Secrets Manager: key source, rotation (the four steps
+//! and the rotation event), retry policy under injected throttling, store round trips per endpoint.
+//! Skipped, with a message, when the moto endpoints are not configured.
 
 mod common;
 
@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use keygate_aws::dynamo::DynamoCalls;
+use keygate_aws::rotation::{RotationEvent, rotate_step};
 use keygate_aws::secrets::SecretsManagerVersions;
-use keygate_aws::shell::{self, NoTable, RotationEvent};
 use keygate_aws::{DynamoStore, sdk};
 use keygate_core::SigningAlgorithm;
 use keygate_core::audit::RequestContext;
@@ -24,11 +24,11 @@ use keygate_core::rotation::{
 use keygate_core::store::{AttemptCounter, AttemptScope, StoreError, UserStore};
 use keygate_core::{AuthConfig, AuthService, Clock as _, SystemClock};
 use keygate_http::Endpoint;
-use keygate_testkit::doubles::{ManualClock, StaticKeySource};
+use keygate_testkit::doubles::{ManualClock, MemoryStore, StaticKeySource};
 use keygate_testkit::fixtures::{
     NEW_PASSWORD, PASSWORD, WRONG_PASSWORD, block_on, sample_user, test_audit_key, unique_email,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const NOW_MS: i64 = 1_800_000_000_000;
 const TIMELINE: KeyTimeline = KeyTimeline {
@@ -199,11 +199,11 @@ moto_test!(
     }
 );
 
-/// GET /.well-known/jwks.json through keygate-http with `keys` and no table.
+/// GET /.well-known/jwks.json through keygate-http with `keys` (the store is never reached).
 async fn jwks_status<K: KeySource>(keys: K) -> (u16, String, Value) {
     let service = AuthService::new(
         AuthConfig::with_issuer("https://keygate.test"),
-        NoTable,
+        MemoryStore::default(),
         keys,
         SystemClock,
         test_audit_key(),
@@ -480,7 +480,7 @@ moto_test!(
         let versions = SecretsManagerVersions::new(client.clone(), &arn);
         let before_s = SystemClock.now_ms() / 1000;
         for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
-            let out = shell::rotate_step(
+            let out = rotate_step(
                 client.clone(),
                 Some(&arn),
                 &public,
@@ -557,7 +557,7 @@ moto_test!(
             vec![AWSCURRENT.to_owned()]
         );
         assert!(
-            shell::rotate_step(
+            rotate_step(
                 client.clone(),
                 Some("arn:aws:secretsmanager:us-east-1:1:secret:other"),
                 &public,
@@ -569,7 +569,7 @@ moto_test!(
             .is_err()
         );
         assert!(
-            shell::rotate_step(
+            rotate_step(
                 client.clone(),
                 Some(&arn),
                 &public,
@@ -873,280 +873,3 @@ moto_test!(store_round_trips_per_endpoint, async {
         "password change: the bearer check, the reservation, one transaction"
     );
 });
-
-/// An API Gateway REST (v1) proxy event for stage `dev`, as API Gateway sends it.
-fn rest_event(
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-    bearer: Option<&str>,
-) -> lambda_http::Request {
-    let body = body.map(|b| ("application/json", b.to_string()));
-    rest_event_with(method, path, body, bearer)
-}
-
-/// [`rest_event`] with a body of any content type (`(content type, body)`).
-fn rest_event_with(
-    method: &str,
-    path: &str,
-    body: Option<(&str, String)>,
-    bearer: Option<&str>,
-) -> lambda_http::Request {
-    let mut headers = json!({"Host": "abc123.execute-api.us-east-1.amazonaws.com", "X-Correlation-Id": "corr-42"});
-    let body = body.map(|(content_type, body)| {
-        headers["Content-Type"] = json!(content_type);
-        body
-    });
-    if let Some(token) = bearer {
-        headers["Authorization"] = json!(format!("Bearer {token}"));
-    }
-    let multi: serde_json::Map<String, Value> = headers
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), json!([v])))
-        .collect();
-    let event = json!({
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": multi,
-        "queryStringParameters": null,
-        "multiValueQueryStringParameters": null,
-        "pathParameters": null,
-        "stageVariables": null,
-        "requestContext": {
-            "accountId": "123456789012", "resourceId": "r1", "stage": "dev", "requestId": "apigw-1",
-            "identity": {"sourceIp": "203.0.113.9"}, "resourcePath": path, "httpMethod": method,
-            "apiId": "abc123", "path": format!("/dev{path}"), "protocol": "HTTP/1.1"
-        },
-        "body": body,
-        "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).expect("a REST proxy event")
-}
-
-async fn call<S: keygate_core::store::AuthStore, K: KeySource>(
-    service: &AuthService<S, K, SystemClock>,
-    endpoint: Endpoint,
-    body: Option<Value>,
-    bearer: Option<&str>,
-) -> (u16, Value) {
-    let event = rest_event(endpoint.method().as_str(), endpoint.path(), body, bearer);
-    let response = shell::answer(service, &[endpoint], event).await;
-    let status = response.status().as_u16();
-    let body = match response.body() {
-        lambda_http::Body::Text(text) => serde_json::from_str(text).unwrap(),
-        lambda_http::Body::Empty => Value::Null,
-        other => panic!("unexpected body {other:?}"),
-    };
-    (status, body)
-}
-
-/// An OAuth endpoint called with a form body, as an OAuth client sends it through API Gateway.
-async fn call_form<S: keygate_core::store::AuthStore, K: KeySource>(
-    service: &AuthService<S, K, SystemClock>,
-    endpoint: Endpoint,
-    form: &str,
-) -> (u16, Value) {
-    let body = Some(("application/x-www-form-urlencoded", form.to_owned()));
-    let event = rest_event_with(endpoint.method().as_str(), endpoint.path(), body, None);
-    let response = shell::answer(service, &[endpoint], event).await;
-    let status = response.status().as_u16();
-    let body = match response.body() {
-        lambda_http::Body::Text(text) => serde_json::from_str(text).unwrap(),
-        lambda_http::Body::Empty => Value::Null,
-        other => panic!("unexpected body {other:?}"),
-    };
-    (status, body)
-}
-
-moto_test!(
-    every_route_answers_through_the_lambda_event_conversion,
-    async {
-        let config = common::sdk_config().await;
-        let dynamodb = aws_sdk_dynamodb::Client::new(&config);
-        let table = common::create_table(&dynamodb).await;
-        let secrets = aws_sdk_secretsmanager::Client::new(&config);
-        let secret = create_secret(&secrets, "placeholder-before-the-first-rotation").await;
-        let public = create_secret(&secrets, "public-placeholder").await;
-        keygate_core::rotation::rotate(
-            &SecretsManagerVersions::new(secrets.clone(), &secret).publishing_to(public),
-            "44444444-4444-4444-8444-444444444444",
-            SigningAlgorithm::Es256,
-            TIMELINE,
-            NOW_MS,
-        )
-        .await
-        .unwrap();
-        let keys = keygate_aws::secrets::key_source(secrets, &secret, Duration::from_secs(300));
-        let service = AuthService::new(
-            AuthConfig::with_issuer("https://keygate.test"),
-            DynamoStore::new(dynamodb, table),
-            keys,
-            SystemClock,
-            test_audit_key(),
-        )
-        .unwrap();
-        let email = unique_email("routes");
-        let credentials = json!({"email": email, "password": PASSWORD});
-
-        let mut answered = Vec::new();
-        let (status, body) = call(
-            &service,
-            Endpoint::Register,
-            Some(credentials.clone()),
-            None,
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
-        answered.push("register");
-        let user_id = body["user_id"].as_str().unwrap().to_owned();
-
-        let (status, login) =
-            call(&service, Endpoint::Login, Some(credentials.clone()), None).await;
-        assert_eq!(status, 200, "{login}");
-        assert_eq!(login["token_type"], "Bearer");
-        answered.push("login");
-
-        let (status, refreshed) = call(
-            &service,
-            Endpoint::Refresh,
-            Some(json!({"refresh_token": login["refresh_token"]})),
-            None,
-        )
-        .await;
-        assert_eq!(status, 200, "{refreshed}");
-        answered.push("refresh");
-        let access = refreshed["access_token"].as_str().unwrap().to_owned();
-
-        let (status, me) = call(&service, Endpoint::Me, None, Some(&access)).await;
-        assert_eq!(
-            (status, me["user_id"].as_str()),
-            (200, Some(user_id.as_str())),
-            "{me}"
-        );
-        answered.push("me");
-
-        let new_password = NEW_PASSWORD;
-        let (status, changed) = call(
-            &service,
-            Endpoint::ChangePassword,
-            Some(json!({"current_password": PASSWORD, "new_password": new_password})),
-            Some(&access),
-        )
-        .await;
-        assert_eq!(status, 200, "{changed}");
-        answered.push("change-password");
-
-        let (status, _) = call(
-            &service,
-            Endpoint::Logout,
-            Some(json!({"refresh_token": changed["refresh_token"]})),
-            None,
-        )
-        .await;
-        assert_eq!(status, 204);
-        answered.push("logout");
-
-        let (status, relogin) = call(
-            &service,
-            Endpoint::Login,
-            Some(json!({"email": email, "password": new_password})),
-            None,
-        )
-        .await;
-        assert_eq!(status, 200, "{relogin}");
-        let (status, _) = call(
-            &service,
-            Endpoint::LogoutAll,
-            None,
-            relogin["access_token"].as_str(),
-        )
-        .await;
-        assert_eq!(status, 204);
-        answered.push("logout-all");
-        let (status, _) = call(
-            &service,
-            Endpoint::Me,
-            None,
-            relogin["access_token"].as_str(),
-        )
-        .await;
-        assert_eq!(status, 401, "logout-all revokes the access token too");
-
-        let (status, jwks) = call(&service, Endpoint::Jwks, None, None).await;
-        assert_eq!(status, 200);
-        assert_eq!(jwks["keys"][0]["alg"], "ES256");
-        answered.push("jwks");
-        let (status, discovery) = call(&service, Endpoint::Discovery, None, None).await;
-        assert_eq!(
-            (status, discovery["issuer"].as_str()),
-            (200, Some("https://keygate.test"))
-        );
-        answered.push("discovery");
-        let (status, metadata) = call(&service, Endpoint::OAuthMetadata, None, None).await;
-        assert_eq!((status, &metadata), (200, &discovery));
-        answered.push("oauth-metadata");
-
-        let session = call(
-            &service,
-            Endpoint::Login,
-            Some(json!({"email": email, "password": new_password})),
-            None,
-        )
-        .await
-        .1;
-        let grant = |token: &Value| {
-            format!(
-                "grant_type=refresh_token&client_id=keygate&refresh_token={}",
-                token.as_str().unwrap()
-            )
-        };
-        let (status, rotated) = call_form(
-            &service,
-            Endpoint::OAuthToken,
-            &grant(&session["refresh_token"]),
-        )
-        .await;
-        assert_eq!(status, 200, "{rotated}");
-        answered.push("oauth-token");
-        let form = format!(
-            "token={}&client_id=keygate",
-            rotated["access_token"].as_str().unwrap()
-        );
-        let (status, revoked) = call_form(&service, Endpoint::OAuthRevoke, &form).await;
-        assert_eq!((status, revoked), (200, Value::Null));
-        answered.push("oauth-revoke");
-        let (status, _) = call(
-            &service,
-            Endpoint::Me,
-            None,
-            rotated["access_token"].as_str(),
-        )
-        .await;
-        assert_eq!(status, 401, "a revoked access token is refused");
-        let form = format!("token={}", rotated["refresh_token"].as_str().unwrap());
-        assert_eq!(
-            call_form(&service, Endpoint::OAuthRevoke, &form).await.0,
-            200
-        );
-        let (status, refused) = call_form(
-            &service,
-            Endpoint::OAuthToken,
-            &grant(&rotated["refresh_token"]),
-        )
-        .await;
-        assert_eq!(
-            (status, refused["error"].as_str()),
-            (400, Some("invalid_grant"))
-        );
-        assert_eq!(answered.len(), Endpoint::ALL.len());
-
-        // A function answers only its own route.
-        let event = rest_event("POST", "/auth/login", Some(credentials), None);
-        let response = shell::answer(&service, &[Endpoint::Register], event).await;
-        assert!(response.status().is_client_error(), "{}", response.status());
-    }
-);

@@ -151,6 +151,14 @@ pub const CLOCK_LEEWAY: Setting = Setting {
     range: Some((0, 120)),
 };
 
+pub const KEY_CACHE_TTL: Setting = Setting {
+    env: "KEYGATE_KEY_CACHE_TTL_SECONDS",
+    flag: "key-cache-ttl-seconds",
+    default: Some("300"),
+    help: "How long the signing keys are cached before Secrets Manager (or the key files) is read again",
+    range: Some((1, 3600)),
+};
+
 /// Every setting of the core, in the order `--help` lists them.
 pub const AUTH_SETTINGS: &[Setting] = &[
     ISSUER,
@@ -172,6 +180,7 @@ pub const AUTH_SETTINGS: &[Setting] = &[
     LOGIN_FAILURE_DECAY,
     DEVICE_TOKEN_TTL,
     CLOCK_LEEWAY,
+    KEY_CACHE_TTL,
 ];
 
 /// A setting that is missing or out of range; names the variable so the fix is obvious.
@@ -207,6 +216,9 @@ pub struct AuthConfig {
     pub throttle: LoginThrottle,
     pub device_token_ttl_secs: u64,
     pub leeway_secs: u64,
+    /// How long a shell keeps a key set before reading its store again; a rotation's lead waits for
+    /// it ([`crate::keys::KeyTimeline`]).
+    pub key_cache_ttl_secs: u64,
 }
 
 /// Reads one setting through `lookup` (falling back to its default) and parses it.
@@ -282,6 +294,11 @@ impl AuthConfig {
         self.oauth_client_ids.iter().any(|id| id == client_id)
     }
 
+    /// [`Self::key_cache_ttl_secs`] as the duration key sources take.
+    pub fn key_cache_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.key_cache_ttl_secs)
+    }
+
     /// Builds the configuration from `lookup`, which maps an environment-variable name to its value
     /// (the process environment on Lambda; flags and environment on the local server).
     pub fn from_lookup<F>(lookup: F) -> Result<Self, ConfigError>
@@ -330,6 +347,7 @@ impl AuthConfig {
             },
             device_token_ttl_secs: read_number(&lookup, &DEVICE_TOKEN_TTL)?,
             leeway_secs: read_number(&lookup, &CLOCK_LEEWAY)?,
+            key_cache_ttl_secs: read_number(&lookup, &KEY_CACHE_TTL)?,
         })
     }
 

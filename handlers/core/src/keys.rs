@@ -9,7 +9,6 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
@@ -38,10 +37,10 @@ pub struct KeyTimeline {
 }
 
 impl KeyTimeline {
-    /// The timeline of a deployment whose functions cache keys for `key_cache_ttl` and run `config`.
-    pub fn new(config: &AuthConfig, key_cache_ttl: Duration) -> Self {
+    /// The timeline of a deployment whose functions run `config` (their key-cache TTL included).
+    pub fn new(config: &AuthConfig) -> Self {
         let secs = |s: u128| i64::try_from(s).unwrap_or(i64::MAX);
-        let ttl_secs = secs(key_cache_ttl.as_millis().div_ceil(1000));
+        let ttl_secs = secs(config.key_cache_ttl_secs.into());
         Self {
             lead_secs: secs(JWKS_MAX_AGE_SECS.into()).saturating_add(ttl_secs),
             retain_secs: secs(config.access_token_ttl_secs.into())
@@ -779,13 +778,10 @@ mod tests {
 
     #[test]
     fn the_timeline_adds_the_jwks_max_age_to_the_key_cache_ttl() {
-        let config = AuthConfig::with_issuer("https://auth.example.com");
-        let timeline = KeyTimeline::new(&config, Duration::from_millis(1_500));
-        assert_eq!(
-            timeline.lead_secs,
-            JWKS_MAX_AGE_SECS as i64 + 2,
-            "the TTL rounds up"
-        );
+        let mut config = AuthConfig::with_issuer("https://auth.example.com");
+        config.key_cache_ttl_secs = 2;
+        let timeline = KeyTimeline::new(&config);
+        assert_eq!(timeline.lead_secs, JWKS_MAX_AGE_SECS as i64 + 2);
         assert_eq!(
             timeline.retain_secs,
             (config.access_token_ttl_secs + config.leeway_secs) as i64

@@ -156,7 +156,7 @@ impl Endpoint {
 
     /// Whether the endpoint reads or writes the store: a function serving only endpoints that do
     /// not gets no table (and no table grant).
-    pub fn uses_table(self) -> bool {
+    pub const fn uses_table(self) -> bool {
         !matches!(
             self,
             Endpoint::Jwks | Endpoint::Discovery | Endpoint::OAuthMetadata

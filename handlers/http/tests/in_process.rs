@@ -162,8 +162,9 @@ async fn the_jwks_is_cached_for_no_longer_than_the_rotation_lead_allows() {
         .strip_prefix("public, max-age=")
         .and_then(|age| age.parse().ok())
         .unwrap_or_else(|| panic!("{cache_control}"));
-    let ttl = std::time::Duration::from_secs(300);
-    let timeline = KeyTimeline::new(&AuthConfig::with_issuer("https://auth.example.com"), ttl);
+    let config = AuthConfig::with_issuer("https://auth.example.com");
+    assert_eq!(config.key_cache_ttl_secs, 300);
+    let timeline = KeyTimeline::new(&config);
     assert_eq!(
         timeline.lead_secs,
         max_age + 300,

@@ -4,10 +4,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Arg, ArgMatches, Command};
-use keygate_aws::settings::{KEY_CACHE_TTL, TABLE_NAME, read_key_cache_ttl, read_table_name};
+use keygate_aws::settings::{TABLE_NAME, read_table_name};
 use keygate_core::config::{AUTH_SETTINGS, ISSUER, Setting};
 use keygate_core::{AuthConfig, ConfigError};
 
@@ -35,7 +34,7 @@ pub struct Options {
 }
 
 /// Settings of keygate-aws the local server offers too.
-const LOCAL_AWS_SETTINGS: [Setting; 2] = [TABLE_NAME, KEY_CACHE_TTL];
+const LOCAL_AWS_SETTINGS: [Setting; 1] = [TABLE_NAME];
 
 fn setting_arg(setting: &Setting) -> Arg {
     let mut arg = Arg::new(setting.flag)
@@ -154,10 +153,6 @@ impl Options {
     pub fn table_name(&self) -> Result<String, ConfigError> {
         read_table_name(&|env: &str| self.lookup(env))
     }
-
-    pub fn key_cache_ttl(&self) -> Result<Duration, ConfigError> {
-        read_key_cache_ttl(&|env: &str| self.lookup(env))
-    }
 }
 
 #[cfg(test)]
@@ -183,7 +178,7 @@ mod tests {
         assert_eq!(config.issuer, "http://127.0.0.1:9999");
         assert_eq!(config.signing_alg.name(), "EdDSA");
         assert_eq!(config.password_policy.min_length, 20);
-        assert_eq!(options.key_cache_ttl().unwrap(), Duration::from_secs(300));
+        assert_eq!(config.key_cache_ttl(), std::time::Duration::from_secs(300));
         let help = command().render_long_help().to_string();
         for setting in AUTH_SETTINGS.iter().chain(LOCAL_AWS_SETTINGS.iter()) {
             assert!(

@@ -42,8 +42,8 @@ pub async fn run(options: Options) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", options.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let config = options.auth_config(addr).map_err(|e| e.to_string())?;
-    let ttl = options.key_cache_ttl().map_err(|e| e.to_string())?;
-    let timeline = KeyTimeline::new(&config, ttl);
+    let ttl = config.key_cache_ttl();
+    let timeline = KeyTimeline::new(&config);
     keys::ensure_key_set(
         &options.data_dir,
         config.signing_alg,
@@ -85,14 +85,14 @@ pub async fn rotate(options: Options) -> Result<(), String> {
     let config = options
         .auth_config(options.addr)
         .map_err(|e| e.to_string())?;
-    // The server's settings, so the lead matches the cache of the server that serves these keys.
-    let ttl = options.key_cache_ttl().map_err(|e| e.to_string())?;
+    // The server's settings (its key-cache TTL included), so the lead matches the cache of the
+    // server that serves these keys.
     let now_ms = SystemClock.now_ms();
     let now_s = now_ms.div_euclid(1000);
     let current = keys::rotate_keys(
         &options.data_dir,
         config.signing_alg,
-        KeyTimeline::new(&config, ttl),
+        KeyTimeline::new(&config),
         now_ms,
     )
     .await?;

@@ -1,8 +1,8 @@
-//! Lambda function `change-password`: the endpoints of `keygate_aws::functions::CHANGE_PASSWORD`. Only wiring; see
-//! `keygate_aws::shell`.
+//! Lambda function `change-password`: the endpoints of `keygate_lambda::functions::CHANGE_PASSWORD`. Only wiring; see
+//! `keygate_lambda::shell`.
 
-use keygate_aws::functions;
-use keygate_aws::shell::run_http;
+use keygate_lambda::functions;
+use keygate_lambda::run_http;
 
 fn main() -> std::process::ExitCode {
     run_http(&functions::CHANGE_PASSWORD)

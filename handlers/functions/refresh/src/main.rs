@@ -1,8 +1,8 @@
-//! Lambda function `refresh`: the endpoints of `keygate_aws::functions::REFRESH`. Only wiring; see
-//! `keygate_aws::shell`.
+//! Lambda function `refresh`: the endpoints of `keygate_lambda::functions::REFRESH`. Only wiring; see
+//! `keygate_lambda::shell`.
 
-use keygate_aws::functions;
-use keygate_aws::shell::run_http;
+use keygate_lambda::functions;
+use keygate_lambda::run_http;
 
 fn main() -> std::process::ExitCode {
     run_http(&functions::REFRESH)

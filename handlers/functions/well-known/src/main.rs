@@ -1,9 +1,9 @@
-//! Lambda function `well-known`: the endpoints of `keygate_aws::functions::WELL_KNOWN`. Only wiring; see
-//! `keygate_aws::shell`.
+//! Lambda function `well-known`: the endpoints of `keygate_lambda::functions::WELL_KNOWN`. Only wiring; see
+//! `keygate_lambda::shell`.
 
-use keygate_aws::functions;
-use keygate_aws::shell::run_http_without_table;
+use keygate_lambda::functions;
+use keygate_lambda::run_http;
 
 fn main() -> std::process::ExitCode {
-    run_http_without_table(&functions::WELL_KNOWN)
+    run_http(&functions::WELL_KNOWN)
 }

@@ -1,6 +1,6 @@
 //! The SDK floor: exactly the start-up work every keygate function must do, and nothing else.
 //!
-//! Init, shaped like `keygate_aws::shell::run_http`: load the AWS config from the environment with
+//! Init, shaped like `keygate_lambda::shell::run_http`: load the AWS config from the environment with
 //! keygate's own SDK settings (`keygate_aws::sdk::load`: retry and timeout policy, the HTTPS client
 //! trusting Amazon Trust Services' roots), create the DynamoDB and Secrets Manager clients, then read
 //! the signing-key secret and make one GetItem (which opens the DynamoDB connection) concurrently, on a

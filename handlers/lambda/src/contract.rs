@@ -1,7 +1,7 @@
 //! `cdk/contract.json`: what the CDK must know of the Rust code, rendered from the Rust tables
 //! themselves (functions, endpoints, settings, metrics) so the two cannot drift. The golden test
 //! `tests/contract.rs` fails when the checked-in file is stale;
-//! `KEYGATE_WRITE_CONTRACT=1 cargo test -p keygate-aws --test contract` rewrites it.
+//! `KEYGATE_WRITE_CONTRACT=1 cargo test -p keygate-lambda --test contract` rewrites it.
 
 use std::collections::BTreeSet;
 
@@ -10,9 +10,10 @@ use keygate_core::config::{AUTH_SETTINGS, Setting};
 use keygate_http::{Endpoint, KeyAccess, LATENCY_METRIC};
 use serde::Serialize;
 
-use crate::dynamo::DynamoCalls;
-use crate::functions::{API_FUNCTIONS, ApiFunction, ROTATE_KEYS, ROTATE_KEYS_SUMMARY};
-use crate::settings::AWS_SETTINGS;
+use keygate_aws::dynamo::DynamoCalls;
+use keygate_aws::settings::AWS_SETTINGS;
+
+use crate::functions::{API_FUNCTIONS, FunctionFacts, ROTATE_KEYS, ROTATE_KEYS_SUMMARY};
 use crate::telemetry;
 
 #[derive(Serialize)]
@@ -85,8 +86,8 @@ fn keys_name(access: KeyAccess) -> &'static str {
     }
 }
 
-fn api_function(function: &ApiFunction) -> FunctionEntry {
-    let dynamodb = function.uses_table().then(|| {
+fn api_function(function: &FunctionFacts) -> FunctionEntry {
+    let dynamodb = function.uses_table.then(|| {
         let calls = function.endpoints.iter().map(|&e| DynamoCalls::of(e));
         TableCalls {
             table: calls

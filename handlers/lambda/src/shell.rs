@@ -2,7 +2,8 @@
 //!
 //! Init (once per execution environment): JSON logs; configuration read and validated (one error that
 //! names the bad variable); the EMF recorder; one AWS SDK configuration and one client per service;
-//! the signing keys fetched and the DynamoDB connection opened, concurrently. A configuration error is
+//! the signing keys fetched and, for a function [`WithTable`], the DynamoDB connection opened and the
+//! server key read, concurrently. A configuration error is
 //! reported to the Lambda Runtime API as an init error (`/runtime/init/error`) and the process exits
 //! non-zero: no panic, and Lambda shows the message. Signing keys that cannot be loaded at init are not
 //! fatal: the function starts, answers 503 problem+json while it has none, and tries again per request.
@@ -15,12 +16,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
+use keygate_aws::rotation::{RotationEvent, rotate_step};
+use keygate_aws::secrets::{self, SecretsManagerKeySource};
+use keygate_aws::{DynamoStore, sdk, settings};
 use keygate_core::audit::AuditKey;
-use keygate_core::keys::KeyTimeline;
-use keygate_core::keys::{KeyError, KeySet};
-use keygate_core::rotation::{RotationStep, run_step};
+use keygate_core::keys::{KeyError, KeySet, KeyTimeline};
 use keygate_core::store::{
-    AccessTokenDenyList, AttemptCounter, AttemptScope, LoginCompletion, PasswordChange,
+    AccessTokenDenyList, AttemptCounter, AttemptScope, AuthStore, LoginCompletion, PasswordChange,
     RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError,
     StoreResult, User, UserStore,
 };
@@ -30,42 +32,28 @@ use keygate_core::{
 use keygate_http::{Endpoint, KeyAccess};
 use lambda_http::RequestExt as _;
 use lambda_http::request::RequestContext;
-use metrics_cloudwatch_embedded::Collector;
-use serde::Deserialize;
 
-use crate::dynamo::DynamoStore;
-use crate::functions::ApiFunction;
-use crate::secrets::{SecretsManagerKeySource, SecretsManagerVersions};
-use crate::{sdk, secrets, settings, telemetry};
+use crate::functions::{ApiFunction, TableUse, WithTable, WithoutTable};
+use crate::telemetry;
 
-/// Whether a function reads and writes the table (every API function but well-known).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Table {
-    Used,
-    NotUsed,
-}
-
-/// Everything an API function reads from its environment.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
+/// Everything an API function reads from its environment; `T` adds what its table use needs.
+#[derive(Debug)]
+pub struct HttpSettings<T: Storage> {
     pub auth: AuthConfig,
-    pub table_name: Option<String>,
+    /// The table's settings for [`WithTable`], nothing for [`WithoutTable`].
+    pub table: T::Settings,
     /// Which keys the function's endpoints need ([`KeyAccess::of`]).
     pub key_access: KeyAccess,
     /// The signing secret (`KEYGATE_KEYS_SECRET_ID`) for [`KeyAccess::Private`], the public key-set
     /// secret (`KEYGATE_PUBLIC_KEYS_SECRET_ID`) for [`KeyAccess::Public`], none for [`KeyAccess::None`]:
     /// a function is never told the name of a secret it has no grant to read.
     pub keys_secret_id: Option<String>,
-    /// Only functions with table access emit audit events, so only they read the server key.
-    pub server_key_secret_id: Option<String>,
-    pub key_cache_ttl: Duration,
     pub metrics_namespace: String,
 }
 
-impl HttpSettings {
+impl<T: Storage> HttpSettings<T> {
     pub fn from_lookup<F: Fn(&str) -> Option<String>>(
         lookup: F,
-        table: Table,
         key_access: KeyAccess,
     ) -> Result<Self, ConfigError> {
         let alg = keygate_core::config::read_setting(
@@ -75,24 +63,95 @@ impl HttpSettings {
         )?;
         let key_access = key_access.under(alg);
         Ok(Self {
-            table_name: match table {
-                Table::Used => Some(settings::read_table_name(&lookup)?),
-                Table::NotUsed => None,
-            },
+            table: T::read_settings(&lookup)?,
             key_access,
             keys_secret_id: match key_access {
                 KeyAccess::Private => Some(settings::read_keys_secret_id(&lookup)?),
                 KeyAccess::Public => Some(settings::read_public_keys_secret_id(&lookup)?),
                 KeyAccess::None => None,
             },
-            server_key_secret_id: match table {
-                Table::Used => Some(settings::read_server_key_secret_id(&lookup)?),
-                Table::NotUsed => None,
-            },
-            key_cache_ttl: settings::read_key_cache_ttl(&lookup)?,
             metrics_namespace: settings::read_metrics_namespace(&lookup)?,
             auth: AuthConfig::from_lookup(&lookup)?,
         })
+    }
+}
+
+/// What a function with table access reads besides the common settings.
+#[derive(Debug, Clone)]
+pub struct TableSettings {
+    pub table_name: String,
+    /// Only functions with table access emit audit events, so only they read the server key.
+    pub server_key_secret_id: String,
+}
+
+/// How a function of one table use ([`TableUse`]) reads its settings and opens its store and audit
+/// key at init, so [`run_http`] is one entry point for both kinds and never re-checks which it is.
+pub trait Storage: Sized {
+    type Settings: std::fmt::Debug;
+    type Store: AuthStore + 'static;
+
+    fn read_settings<F: Fn(&str) -> Option<String>>(
+        lookup: &F,
+    ) -> Result<Self::Settings, ConfigError>;
+
+    /// The store and the audit key, with the function's keys warmed meanwhile.
+    fn open(
+        settings: Self::Settings,
+        sdk_config: &aws_config::SdkConfig,
+        keys: &FunctionKeys,
+    ) -> impl Future<Output = Result<(Self::Store, AuditKey), String>>;
+}
+
+impl Storage for WithTable {
+    type Settings = TableSettings;
+    type Store = DynamoStore;
+
+    fn read_settings<F: Fn(&str) -> Option<String>>(
+        lookup: &F,
+    ) -> Result<TableSettings, ConfigError> {
+        Ok(TableSettings {
+            table_name: settings::read_table_name(lookup)?,
+            server_key_secret_id: settings::read_server_key_secret_id(lookup)?,
+        })
+    }
+
+    async fn open(
+        settings: TableSettings,
+        sdk_config: &aws_config::SdkConfig,
+        keys: &FunctionKeys,
+    ) -> Result<(DynamoStore, AuditKey), String> {
+        let store = DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(sdk_config),
+            settings.table_name,
+        );
+        let secrets = aws_sdk_secretsmanager::Client::new(sdk_config);
+        let ((), (), server_key) = tokio::join!(
+            warm_keys(keys),
+            store.warm_up(),
+            secrets::read_server_key(&secrets, &settings.server_key_secret_id)
+        );
+        Ok((store, server_key?))
+    }
+}
+
+impl Storage for WithoutTable {
+    type Settings = ();
+    type Store = NoTable;
+
+    fn read_settings<F: Fn(&str) -> Option<String>>(_: &F) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// It publishes the JWKS from the public key set, which holds the pending key during a rotation
+    /// (rotate-keys writes it there at createSecret). It emits no audit events (JWKS and documents
+    /// only), so it is not granted the server key; its service hashes with a throwaway key instead.
+    async fn open(
+        (): (),
+        _: &aws_config::SdkConfig,
+        keys: &FunctionKeys,
+    ) -> Result<(NoTable, AuditKey), String> {
+        warm_keys(keys).await;
+        Ok((NoTable, AuditKey::generate()?))
     }
 }
 
@@ -224,110 +283,75 @@ impl keygate_core::KeySource for FunctionKeys {
     }
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    // One request at a time per execution environment: a single-threaded runtime is all it needs.
-    tokio::runtime::Builder::new_current_thread()
+/// The start of every function: JSON logs, then `main` on a single-threaded runtime (one request at a
+/// time per execution environment is all it needs), to the exit code it returns.
+fn start(main: impl Future<Output = ExitCode>) -> ExitCode {
+    telemetry::init_logging();
+    match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-}
-
-/// `main` of an API function whose endpoints use the table.
-pub fn run_http(function: &'static ApiFunction) -> ExitCode {
-    let endpoints = function.endpoints;
-    start_http(
-        Table::Used,
-        function,
-        async move |settings, metrics, sdk_config, keys| {
-            let (Some(table_name), Some(server_key_id)) =
-                (settings.table_name, settings.server_key_secret_id)
-            else {
-                return Err(
-                    "KEYGATE_TABLE_NAME and KEYGATE_SERVER_KEY_SECRET_ID: are required".into(),
-                );
-            };
-            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), table_name);
-            let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
-            let ((), (), server_key) = tokio::join!(
-                warm_keys(&keys),
-                store.warm_up(),
-                secrets::read_server_key(&secrets, &server_key_id)
-            );
-            let audit_key = match server_key {
-                Ok(key) => key,
-                Err(e) => {
-                    init_failed("Runtime.InitError", &e).await;
-                    return Err(e.into());
-                }
-            };
-            serve(metrics, settings.auth, store, keys, audit_key, endpoints).await
-        },
-    )
-}
-
-/// `main` of an API function without table access (well-known). A separate entry point rather than a
-/// flag, so such a binary links no DynamoDB client at all. It publishes the JWKS from the public key
-/// set, which holds the pending key during a rotation (rotate-keys writes it there at createSecret).
-pub fn run_http_without_table(function: &'static ApiFunction) -> ExitCode {
-    let endpoints = function.endpoints;
-    start_http(
-        Table::NotUsed,
-        function,
-        async move |settings, metrics, _sdk_config, keys| {
-            warm_keys(&keys).await;
-            // It emits no audit events (JWKS and discovery only), so it is not granted the server
-            // key; its service hashes with a throwaway key instead.
-            let audit_key = match AuditKey::generate() {
-                Ok(key) => key,
-                Err(e) => {
-                    init_failed("Runtime.InitError", &e).await;
-                    return Err(e.into());
-                }
-            };
-            serve(metrics, settings.auth, NoTable, keys, audit_key, endpoints).await
-        },
-    )
-}
-
-/// Init common to the API functions, then `serve_with` (store setup and the runtime loop).
-fn start_http<F>(table: Table, function: &ApiFunction, serve_with: F) -> ExitCode
-where
-    F: AsyncFnOnce(
-        HttpSettings,
-        &'static Collector,
-        aws_config::SdkConfig,
-        FunctionKeys,
-    ) -> Result<(), lambda_runtime::Error>,
-{
-    telemetry::init_logging();
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
+    {
+        Ok(runtime) => runtime.block_on(main),
         Err(e) => {
             eprintln!("starting the async runtime: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    runtime.block_on(async move {
-        if function.uses_table() != (table == Table::Used) {
-            let entry = if function.uses_table() { "run_http" } else { "run_http_without_table" };
-            return init_failed("Runtime.InitError", &format!("the {} function must start with shell::{entry}", function.name)).await;
+    }
+}
+
+/// The exit code once the Lambda runtime loop returns (it returns only on a fatal error).
+fn ended(result: Result<(), lambda_runtime::Error>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(target: "keygate::runtime", error = %e, "the Lambda runtime loop ended");
+            ExitCode::FAILURE
         }
-        let settings = match HttpSettings::from_lookup(settings::env_lookup, table, function.key_access()) {
-            Ok(settings) => settings,
-            Err(e) => return init_failed("Runtime.ConfigError", &e.to_string()).await,
-        };
+    }
+}
+
+/// `main` of an API function: init (settings, metrics, SDK, keys, then the store its table use
+/// opens), then the runtime loop answering its endpoints.
+pub fn run_http<T: TableUse>(function: &'static ApiFunction<T>) -> ExitCode {
+    let facts = function.facts();
+    start(async move {
+        let settings =
+            match HttpSettings::<T>::from_lookup(settings::env_lookup, facts.key_access()) {
+                Ok(settings) => settings,
+                Err(e) => return init_failed("Runtime.ConfigError", &e.to_string()).await,
+            };
         let metrics = match telemetry::init_metrics(&settings.metrics_namespace) {
             Ok(metrics) => metrics,
             Err(e) => return init_failed("Runtime.InitError", &e).await,
         };
         let sdk_config = sdk::load().await;
-        let keys = FunctionKeys::new(settings.key_access, aws_sdk_secretsmanager::Client::new(&sdk_config), settings.keys_secret_id.as_deref(), settings.key_cache_ttl);
-        match serve_with(settings, metrics, sdk_config, keys).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(target: "keygate::runtime", error = %e, "the Lambda runtime loop ended");
-                ExitCode::FAILURE
-            }
-        }
+        let keys = FunctionKeys::new(
+            settings.key_access,
+            aws_sdk_secretsmanager::Client::new(&sdk_config),
+            settings.keys_secret_id.as_deref(),
+            settings.auth.key_cache_ttl(),
+        );
+        let (store, audit_key) = match T::open(settings.table, &sdk_config, &keys).await {
+            Ok(opened) => opened,
+            Err(e) => return init_failed("Runtime.InitError", &e).await,
+        };
+        let service = match AuthService::new(settings.auth, store, keys, SystemClock, audit_key) {
+            Ok(service) => service,
+            Err(e) => return init_failed("Runtime.InitError", &e.to_string()).await,
+        };
+        // Lives as long as the execution environment.
+        let service: &'static AuthService<T::Store, FunctionKeys, SystemClock> =
+            Box::leak(Box::new(service));
+        let endpoints = facts.endpoints;
+        ended(
+            metrics_cloudwatch_embedded::lambda::handler::run_http(
+                metrics,
+                move |event: lambda_http::Request| async move {
+                    Ok::<_, lambda_runtime::Error>(answer(service, endpoints, event).await)
+                },
+            )
+            .await,
+        )
     })
 }
 
@@ -345,32 +369,6 @@ async fn warm_keys(keys: &FunctionKeys) {
             "no signing keys at init: key-dependent requests answer 503 until the secret holds a key set"
         ),
     }
-}
-
-async fn serve<S: keygate_core::store::AuthStore>(
-    metrics: &'static Collector,
-    auth: AuthConfig,
-    store: S,
-    keys: FunctionKeys,
-    audit_key: AuditKey,
-    endpoints: &'static [Endpoint],
-) -> Result<(), lambda_runtime::Error> {
-    let service = match AuthService::new(auth, store, keys, SystemClock, audit_key) {
-        Ok(service) => service,
-        Err(e) => {
-            init_failed("Runtime.InitError", &e.to_string()).await;
-            return Err(e.into());
-        }
-    };
-    // Lives as long as the execution environment.
-    let service: &'static AuthService<S, FunctionKeys, SystemClock> = Box::leak(Box::new(service));
-    metrics_cloudwatch_embedded::lambda::handler::run_http(
-        metrics,
-        move |event: lambda_http::Request| async move {
-            Ok::<_, lambda_runtime::Error>(answer(service, endpoints, event).await)
-        },
-    )
-    .await
 }
 
 /// Answers one API Gateway event.
@@ -497,37 +495,18 @@ async fn report_init_error(error_type: &str, message: &str) {
     }
 }
 
-/// The Secrets Manager rotation event.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RotationEvent {
-    pub secret_id: String,
-    pub client_request_token: String,
-    pub step: String,
-}
-
-/// `main` of the rotate-keys function.
+/// `main` of the rotate-keys function: each Secrets Manager event runs one step
+/// ([`keygate_aws::rotation::rotate_step`]).
 pub fn run_rotation() -> ExitCode {
-    telemetry::init_logging();
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
+    start(async move {
         let lookup = settings::env_lookup;
         // The settings the API functions run with (the CDK app gives every function the same): the
         // algorithm, and what the new key's lead and the old key's retention derive from.
-        let timing = AuthConfig::from_lookup(lookup).and_then(|config| {
-            let ttl = settings::read_key_cache_ttl(&lookup)?;
-            Ok((config.signing_alg, KeyTimeline::new(&config, ttl)))
-        });
-        let (alg, timeline) = match timing {
-            Ok(timing) => timing,
+        let config = match AuthConfig::from_lookup(lookup) {
+            Ok(config) => config,
             Err(e) => return init_failed("Runtime.ConfigError", &e.to_string()).await,
         };
+        let (alg, timeline) = (config.signing_alg, KeyTimeline::new(&config));
         // Required: every step that changes what the key set publishes writes the public set there.
         let public_secret = match settings::read_public_keys_secret_id(&lookup) {
             Ok(id) => id,
@@ -535,49 +514,26 @@ pub fn run_rotation() -> ExitCode {
         };
         // Optional here: when set, the function refuses to rotate any other secret.
         let expected_secret = lookup(settings::KEYS_SECRET_ID.env);
-        let sdk_config = sdk::load().await;
-        let client = aws_sdk_secretsmanager::Client::new(&sdk_config);
+        let client = aws_sdk_secretsmanager::Client::new(&sdk::load().await);
         let handler = move |event: lambda_runtime::LambdaEvent<RotationEvent>| {
             let client = client.clone();
             let expected_secret = expected_secret.clone();
             let public_secret = public_secret.clone();
-            async move { rotate_step(client, expected_secret.as_deref(), &public_secret, alg, timeline, event.payload).await }
-        };
-        match lambda_runtime::run(lambda_runtime::service_fn(handler)).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(target: "keygate::runtime", error = %e, "the Lambda runtime loop ended");
-                ExitCode::FAILURE
+            async move {
+                rotate_step(
+                    client,
+                    expected_secret.as_deref(),
+                    &public_secret,
+                    alg,
+                    timeline,
+                    event.payload,
+                )
+                .await
+                .map_err(lambda_runtime::Error::from)
             }
-        }
+        };
+        ended(lambda_runtime::run(lambda_runtime::service_fn(handler)).await)
     })
-}
-
-/// Runs one rotation step for a Secrets Manager event.
-pub async fn rotate_step(
-    client: aws_sdk_secretsmanager::Client,
-    expected_secret: Option<&str>,
-    public_secret: &str,
-    alg: SigningAlgorithm,
-    timeline: KeyTimeline,
-    event: RotationEvent,
-) -> Result<serde_json::Value, lambda_runtime::Error> {
-    let step: RotationStep = event.step.parse()?;
-    if let Some(expected) = expected_secret
-        && expected != event.secret_id
-    {
-        return Err(format!("this function rotates {expected}, not {}", event.secret_id).into());
-    }
-    if public_secret == event.secret_id {
-        return Err("the public key set cannot be the signing secret".into());
-    }
-    let store = SecretsManagerVersions::new(client, &event.secret_id).publishing_to(public_secret);
-    let outcome = run_step(&store, step, &event.client_request_token, alg, timeline, SystemClock.now_ms()).await.map_err(|e| {
-        tracing::error!(target: "keygate::rotation", step = %step, version = %event.client_request_token, error = %e, "rotation step failed");
-        e
-    })?;
-    tracing::info!(target: "keygate::rotation", step = %step, version = %event.client_request_token, outcome = ?outcome, "rotation step finished");
-    Ok(serde_json::json!({ "step": step.name(), "outcome": format!("{outcome:?}") }))
 }
 
 #[cfg(test)]
@@ -643,7 +599,7 @@ mod tests {
             _ => None,
         };
         let settings =
-            HttpSettings::from_lookup(lookup, Table::NotUsed, KeyAccess::Public).unwrap();
+            HttpSettings::<WithoutTable>::from_lookup(lookup, KeyAccess::Public).unwrap();
         assert_eq!(settings.key_access, KeyAccess::Private);
         assert_eq!(settings.keys_secret_id.as_deref(), Some("signing"));
         let es256 = |name: &str| {
@@ -651,33 +607,42 @@ mod tests {
                 .then(|| lookup(name))
                 .flatten()
         };
-        let err = HttpSettings::from_lookup(es256, Table::NotUsed, KeyAccess::Public).unwrap_err();
+        let err = HttpSettings::<WithoutTable>::from_lookup(es256, KeyAccess::Public).unwrap_err();
         assert_eq!(err.variable, "KEYGATE_PUBLIC_KEYS_SECRET_ID");
     }
 
     #[test]
     fn settings_errors_name_the_variable() {
-        let err = HttpSettings::from_lookup(|_| None, Table::Used, KeyAccess::Private).unwrap_err();
+        let err = HttpSettings::<WithTable>::from_lookup(|_| None, KeyAccess::Private).unwrap_err();
         assert_eq!(err.variable, "KEYGATE_TABLE_NAME");
-        let table = |name: &str| (name == "KEYGATE_TABLE_NAME").then(|| "t-1".to_owned());
-        let err = HttpSettings::from_lookup(table, Table::Used, KeyAccess::Private).unwrap_err();
+        let table_only = |name: &str| (name == "KEYGATE_TABLE_NAME").then(|| "t-1".to_owned());
+        let err =
+            HttpSettings::<WithTable>::from_lookup(table_only, KeyAccess::Private).unwrap_err();
+        assert_eq!(err.variable, "KEYGATE_SERVER_KEY_SECRET_ID");
+        let table = |name: &str| match name {
+            "KEYGATE_TABLE_NAME" => Some("t-1".to_owned()),
+            "KEYGATE_SERVER_KEY_SECRET_ID" => Some("server-key".to_owned()),
+            _ => None,
+        };
+        let err = HttpSettings::<WithTable>::from_lookup(table, KeyAccess::Private).unwrap_err();
         assert_eq!(err.variable, "KEYGATE_KEYS_SECRET_ID");
-        let err = HttpSettings::from_lookup(table, Table::Used, KeyAccess::Public).unwrap_err();
+        let err = HttpSettings::<WithTable>::from_lookup(table, KeyAccess::Public).unwrap_err();
         assert_eq!(err.variable, "KEYGATE_PUBLIC_KEYS_SECRET_ID");
         // A function whose endpoints use no key needs (and is told) no secret.
-        let no_keys = HttpSettings::from_lookup(
+        let no_keys = HttpSettings::<WithTable>::from_lookup(
             |name| match name {
                 "KEYGATE_TABLE_NAME" => Some("t-1".into()),
                 "KEYGATE_SERVER_KEY_SECRET_ID" => Some("server-key".into()),
                 "KEYGATE_ISSUER" => Some("https://x.example".into()),
                 _ => None,
             },
-            Table::Used,
             KeyAccess::None,
         )
         .unwrap();
         assert_eq!(no_keys.keys_secret_id, None);
-        let settings = HttpSettings::from_lookup(
+        assert_eq!(no_keys.table.server_key_secret_id, "server-key");
+        // Without the table, neither the table nor the server key is read.
+        let settings = HttpSettings::<WithoutTable>::from_lookup(
             |name| match name {
                 "KEYGATE_KEYS_SECRET_ID" => {
                     Some("arn:aws:secretsmanager:eu-west-1:1:secret:k".into())
@@ -685,21 +650,9 @@ mod tests {
                 "KEYGATE_ISSUER" => Some("https://x.example".into()),
                 _ => None,
             },
-            Table::NotUsed,
             KeyAccess::Private,
         )
         .unwrap();
-        assert_eq!(settings.table_name, None);
-        assert_eq!(settings.server_key_secret_id, None);
-        assert_eq!(settings.key_cache_ttl, Duration::from_secs(300));
-        let with_table = |name: &str| match name {
-            "KEYGATE_KEYS_SECRET_ID" => Some("k".to_owned()),
-            "KEYGATE_TABLE_NAME" => Some("keygate-users".to_owned()),
-            "KEYGATE_ISSUER" => Some("https://x.example".to_owned()),
-            _ => None,
-        };
-        let err =
-            HttpSettings::from_lookup(with_table, Table::Used, KeyAccess::Private).unwrap_err();
-        assert_eq!(err.variable, "KEYGATE_SERVER_KEY_SECRET_ID");
+        assert_eq!(settings.auth.key_cache_ttl(), Duration::from_secs(300));
     }
 }

@@ -1,0 +1,181 @@
+//! The Lambda functions, one binary each (`handlers/functions/<name>`): the endpoints each serves, and
+//! from them the keys and the table it needs. `cdk/contract.json` carries this list to the CDK.
+
+use std::marker::PhantomData;
+
+use keygate_http::{Endpoint, KeyAccess};
+
+/// Whether a function's endpoints read and write the table, as a type: [`crate::shell::run_http`]
+/// opens the table (and reads the server key) for [`WithTable`] only, and a [`WithoutTable`] binary
+/// links no DynamoDB client. [`ApiFunction::new`] refuses, at compile time, a declaration whose
+/// endpoints say otherwise.
+pub trait TableUse: crate::shell::Storage {
+    const USES_TABLE: bool;
+}
+
+/// Every API function but well-known.
+#[derive(Debug)]
+pub enum WithTable {}
+/// well-known: it publishes keys and documents, and has no table grant.
+#[derive(Debug)]
+pub enum WithoutTable {}
+
+impl TableUse for WithTable {
+    const USES_TABLE: bool = true;
+}
+impl TableUse for WithoutTable {
+    const USES_TABLE: bool = false;
+}
+
+/// An API function: its binary's name and the endpoints it serves; `T` is their table use.
+#[derive(Debug)]
+pub struct ApiFunction<T: TableUse> {
+    pub name: &'static str,
+    /// What it does, in a few words (its Lambda description).
+    pub summary: &'static str,
+    pub endpoints: &'static [Endpoint],
+    table: PhantomData<fn() -> T>,
+}
+
+/// What the contract lists of an API function, whatever its table use.
+#[derive(Debug, Clone, Copy)]
+pub struct FunctionFacts {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub endpoints: &'static [Endpoint],
+    pub uses_table: bool,
+}
+
+/// Whether any of `endpoints` reads or writes the table.
+const fn any_uses_table(endpoints: &[Endpoint]) -> bool {
+    let mut i = 0;
+    while i < endpoints.len() {
+        if endpoints[i].uses_table() {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+impl<T: TableUse> ApiFunction<T> {
+    /// Evaluated at compile time for the constants below: a function declared [`WithoutTable`] with
+    /// an endpoint that uses the table (or the reverse) does not build.
+    ///
+    /// ```compile_fail
+    /// use keygate_http::Endpoint;
+    /// use keygate_lambda::functions::{ApiFunction, WithoutTable};
+    /// const LOGIN_WITHOUT_TABLE: ApiFunction<WithoutTable> =
+    ///     ApiFunction::new("login", "verify a password", &[Endpoint::Login]);
+    /// let _ = &LOGIN_WITHOUT_TABLE;
+    /// ```
+    ///
+    /// ```
+    /// use keygate_http::Endpoint;
+    /// use keygate_lambda::functions::{ApiFunction, WithoutTable};
+    /// const JWKS_ONLY: ApiFunction<WithoutTable> =
+    ///     ApiFunction::new("jwks", "publish the keys", &[Endpoint::Jwks]);
+    /// let _ = &JWKS_ONLY;
+    /// ```
+    pub const fn new(
+        name: &'static str,
+        summary: &'static str,
+        endpoints: &'static [Endpoint],
+    ) -> Self {
+        assert!(
+            any_uses_table(endpoints) == T::USES_TABLE,
+            "a function's table use must be what its endpoints need"
+        );
+        Self {
+            name,
+            summary,
+            endpoints,
+            table: PhantomData,
+        }
+    }
+
+    pub const fn facts(&self) -> FunctionFacts {
+        FunctionFacts {
+            name: self.name,
+            summary: self.summary,
+            endpoints: self.endpoints,
+            uses_table: T::USES_TABLE,
+        }
+    }
+}
+
+impl FunctionFacts {
+    /// The keys its endpoints need, before the signing algorithm is known ([`KeyAccess::under`]).
+    pub fn key_access(&self) -> KeyAccess {
+        KeyAccess::of(self.endpoints)
+    }
+}
+
+pub const REGISTER: ApiFunction<WithTable> =
+    ApiFunction::new("register", "create a user", &[Endpoint::Register]);
+pub const LOGIN: ApiFunction<WithTable> = ApiFunction::new(
+    "login",
+    "verify a password, issue tokens",
+    &[Endpoint::Login],
+);
+// One function for both: the same rotation, and no second binary to link (each costs minutes in CI).
+pub const REFRESH: ApiFunction<WithTable> = ApiFunction::new(
+    "refresh",
+    "rotate a refresh token (keygate JSON and the OAuth token endpoint)",
+    &[Endpoint::Refresh, Endpoint::OAuthToken],
+);
+pub const LOGOUT: ApiFunction<WithTable> = ApiFunction::new(
+    "logout",
+    "revoke one refresh-token family, or deny an access token (OAuth revocation)",
+    &[Endpoint::Logout, Endpoint::OAuthRevoke],
+);
+pub const LOGOUT_ALL: ApiFunction<WithTable> = ApiFunction::new(
+    "logout-all",
+    "revoke every session of the caller",
+    &[Endpoint::LogoutAll],
+);
+pub const CHANGE_PASSWORD: ApiFunction<WithTable> = ApiFunction::new(
+    "change-password",
+    "change the password, revoke sessions, issue tokens",
+    &[Endpoint::ChangePassword],
+);
+pub const ME: ApiFunction<WithTable> =
+    ApiFunction::new("me", "the caller profile", &[Endpoint::Me]);
+pub const WELL_KNOWN: ApiFunction<WithoutTable> = ApiFunction::new(
+    "well-known",
+    "publish the public keys and the discovery and OAuth metadata documents",
+    &[Endpoint::Jwks, Endpoint::Discovery, Endpoint::OAuthMetadata],
+);
+
+/// Every API function, in the order the API lists them.
+pub const API_FUNCTIONS: &[FunctionFacts] = &[
+    REGISTER.facts(),
+    LOGIN.facts(),
+    REFRESH.facts(),
+    LOGOUT.facts(),
+    LOGOUT_ALL.facts(),
+    CHANGE_PASSWORD.facts(),
+    ME.facts(),
+    WELL_KNOWN.facts(),
+];
+
+/// Secrets Manager's rotation function for the signing-key secret ([`crate::shell::run_rotation`]).
+pub const ROTATE_KEYS: &str = "rotate-keys";
+pub const ROTATE_KEYS_SUMMARY: &str = "Secrets Manager rotation of the signing-key set";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_endpoint_is_served_by_exactly_one_function() {
+        for endpoint in Endpoint::ALL {
+            let serving: Vec<&str> = API_FUNCTIONS
+                .iter()
+                .filter(|f| f.endpoints.contains(&endpoint))
+                .map(|f| f.name)
+                .collect();
+            assert_eq!(serving.len(), 1, "{endpoint:?} is served by {serving:?}");
+        }
+    }
+}
