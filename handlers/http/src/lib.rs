@@ -630,6 +630,16 @@ mod key_access_tests {
         );
         assert_eq!(of(&[Endpoint::Register]), KeyAccess::None);
         assert_eq!(of(&[Endpoint::Logout]), KeyAccess::None);
+        // Revocation verifies the access tokens it denies; the token endpoint signs.
+        assert_eq!(
+            of(&[Endpoint::Logout, Endpoint::OAuthRevoke]),
+            KeyAccess::Public
+        );
+        assert_eq!(
+            of(&[Endpoint::Refresh, Endpoint::OAuthToken]),
+            KeyAccess::Private
+        );
+        assert_eq!(of(&[Endpoint::OAuthMetadata]), KeyAccess::None);
         assert_eq!(of(&[Endpoint::Discovery]), KeyAccess::None);
         assert_eq!(of(&[Endpoint::Me, Endpoint::Login]), KeyAccess::Private);
         assert_eq!(of(&[]), KeyAccess::None);
