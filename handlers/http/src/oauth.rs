@@ -1,8 +1,8 @@
-//! The OAuth 2.0 endpoints: `POST /oauth/token` (RFC 6749 section 6, the `refresh_token` grant) and
-//! `POST /oauth/revoke` (RFC 7009). Requests are `application/x-www-form-urlencoded`; every error is an
-//! RFC 6749 section 5.2 JSON body `{error, error_description}`, mapped here and only here. Both call
-//! the same service functions as `/auth/refresh` and `/auth/logout`, so rotation, reuse detection,
-//! grace, device binding and the family cap have one code path.
+//! The OAuth 2.0 endpoints: `POST /oauth/token` (RFC 6749 section 6, the `refresh_token` grant)
+//! and `POST /oauth/revoke` (RFC 7009). Requests are `application/x-www-form-urlencoded`; every
+//! error is an RFC 6749 section 5.2 JSON body `{error, error_description}`, mapped here and only
+//! here. Both call the same service functions as `/auth/refresh` and `/auth/logout`, so rotation,
+//! reuse detection, grace, device binding and the family cap have one code path.
 //!
 //! Clients are public (`token_endpoint_auth_methods_supported: ["none"]`): a request names its
 //! `client_id` in the body, which must be one of `KEYGATE_OAUTH_CLIENT_IDS`, and carries no
@@ -67,8 +67,8 @@ where
     result.unwrap_or_else(|error| error_response(&error, ctx))
 }
 
-/// RFC 6749 section 6: `grant_type=refresh_token`, `refresh_token`, `client_id`, optional `device_id`
-/// (keygate's device binding, as on `/auth/refresh`).
+/// RFC 6749 section 6: `grant_type=refresh_token`, `refresh_token`, `client_id`, optional
+/// `device_id` (keygate's device binding, as on `/auth/refresh`).
 async fn token<S: AuthStore, K: KeySource, C: Clock>(
     service: &AuthService<S, K, C>,
     ctx: &RequestContext,
@@ -92,8 +92,8 @@ async fn token<S: AuthStore, K: KeySource, C: Clock>(
     Ok(respond(StatusCode::OK, Bytes::from(body)))
 }
 
-/// RFC 7009: `token`, optional `token_type_hint`, optional `client_id`. 200 with an empty body whether
-/// or not the token was live (section 2.2), so the answer reveals nothing.
+/// RFC 7009: `token`, optional `token_type_hint`, optional `client_id`. 200 with an empty body
+/// whether or not the token was live (section 2.2), so the answer reveals nothing.
 async fn revoke<S: AuthStore, K: KeySource, C: Clock>(
     service: &AuthService<S, K, C>,
     ctx: &RequestContext,
@@ -101,10 +101,10 @@ async fn revoke<S: AuthStore, K: KeySource, C: Clock>(
     body: &Bytes,
 ) -> Result<Response<Bytes>, OAuthError> {
     let form = Form::read(headers, body)?;
-    // Optional: RFC 7009 section 2.1 asks client authentication of confidential clients only, and a
-    // public client's id proves nothing, so requiring it would refuse standard clients that omit it
-    // and protect nothing (holding the token is what revocation needs). When sent, it must be known,
-    // so a misconfigured client learns it at once.
+    // Optional: RFC 7009 section 2.1 asks client authentication of confidential clients only, and
+    // a public client's id proves nothing, so requiring it would refuse standard clients that omit
+    // it and protect nothing (holding the token is what revocation needs). When sent, it must be
+    // known, so a misconfigured client learns it at once.
     check_client(service, headers, form.get("client_id")?, false)?;
     let token = form.require("token")?;
     // Values other than the two RFC 7009 defines are ignored: the hint only orders the search.
@@ -139,9 +139,9 @@ fn check_client<S: AuthStore, K: KeySource, C: Clock>(
     }
 }
 
-/// The parameters of an `application/x-www-form-urlencoded` body, decoded strictly: `+` is a space,
-/// `%XX` must be two hex digits, and names and values must decode to UTF-8. A parameter sent without
-/// a value is treated as omitted (RFC 6749 section 3.2); unknown parameters are ignored (section 3.2).
+/// The parameters of an `application/x-www-form-urlencoded` body, decoded strictly: `+` is a
+/// space, `%XX` must be two hex digits, and names and values must decode to UTF-8. A parameter sent
+/// without a value is treated as omitted, and unknown parameters are ignored (RFC 6749 section 3.2).
 struct Form(Vec<(String, String)>);
 
 impl Form {
@@ -220,7 +220,7 @@ fn percent_decode(input: &[u8]) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// A JSON (or empty) OAuth response: never cached (RFC 6749 section 5.1's `no-store` and `no-cache`).
+/// A JSON (or empty) OAuth response, never cached (RFC 6749 section 5.1: `no-store`, `no-cache`).
 fn respond(status: StatusCode, body: Bytes) -> Response<Bytes> {
     let json = !body.is_empty();
     let mut response = Response::new(body);
@@ -237,8 +237,8 @@ fn respond(status: StatusCode, body: Bytes) -> Response<Bytes> {
     response
 }
 
-/// The single mapping from an OAuth error to its status, code and description (RFC 6749 section 5.2;
-/// descriptions stay within its allowed characters and never hold a request value).
+/// The single mapping from an OAuth error to its status, code and description (RFC 6749 section
+/// 5.2; descriptions stay within its allowed characters and never hold a request value).
 fn error_response(error: &OAuthError, ctx: &RequestContext) -> Response<Bytes> {
     let (status, code, description): (StatusCode, &str, &str) = match error {
         OAuthError::InvalidRequest(detail) => (StatusCode::BAD_REQUEST, "invalid_request", detail),
