@@ -8,7 +8,7 @@
 export const STAGE_NAMES = ['dev', 'staging', 'prod'] as const;
 export type StageName = (typeof STAGE_NAMES)[number];
 
-/** The Lambda functions, one binary each (names are the cargo binary names of the contract). */
+/** The Lambda functions (the contract's names; one binary runs each, chosen by KEYGATE_FUNCTION). */
 export const FUNCTION_NAMES = [
   'register',
   'login',

@@ -30,8 +30,8 @@ export interface ContractFunction {
 }
 
 export interface ContractSetting {
-  /** 'core': every function and the local server; 'aws': the Lambda adapters. */
-  readonly scope: 'core' | 'aws';
+  /** 'core': every function and the local server; 'aws': the AWS adapters; 'lambda': the Lambda shell. */
+  readonly scope: 'core' | 'aws' | 'lambda';
   readonly env: string;
   /** The local server's flag; its camelCase form names the CDK value that sets it. */
   readonly flag: string;
@@ -42,6 +42,8 @@ export interface ContractSetting {
 }
 
 export interface Contract {
+  /** The cargo package (and binary) every function runs; KEYGATE_FUNCTION picks the function. */
+  readonly binary: string;
   readonly functions: readonly ContractFunction[];
   readonly settings: readonly ContractSetting[];
   readonly metrics: {

@@ -19,13 +19,9 @@ if ! "$venv/bin/cargo-lambda" --version 2>/dev/null | grep -q '1\.9\.2'; then
 fi
 export PATH="$venv/bin:$PATH"
 
-# Functions (those that exist) and floors, with the workspace's release profile.
-packages=(-p floor-hello -p floor-sdk)
-for dir in handlers/functions/*/; do
-  [ -f "$dir/Cargo.toml" ] || continue
-  name="$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$dir/Cargo.toml" | head -1)"
-  packages+=(-p "$name")
-done
+# The function binary (every keygate function, picked by KEYGATE_FUNCTION) and the floors, with the
+# workspace's release profile.
+packages=(-p keygate-functions -p floor-hello -p floor-sdk)
 echo "building ${packages[*]}" >&2
 cargo lambda build --release "${packages[@]}"
 

@@ -1,7 +1,7 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { FUNCTION_NAMES, FunctionName, stageSettings } from '../../cdk/config';
 import { FUNCTION_SPECS } from '../../cdk/lib/catalog';
-import { packageName } from '../../cdk/lib/functions/rust-function';
+import { FUNCTION_BINARY } from '../../cdk/lib/functions/rust-function';
 import { customTemplate, logicalId, resourcesOfType, stageTemplate } from './helpers';
 
 const PASCAL: Record<FunctionName, string> = {
@@ -101,6 +101,8 @@ describe('functions', () => {
       expect(env.KEYGATE_KEY_CACHE_TTL_SECONDS).toBe('300');
       expect(env.KEYGATE_METRICS_NAMESPACE).toBe('Keygate/dev');
       expect(env.RUST_LOG).toBeDefined();
+      // The one binary runs the function this names (keygate_lambda::shell::run_function_from_env).
+      expect(env.KEYGATE_FUNCTION).toBe(name);
       if (name === 'well-known' || name === 'rotate-keys') {
         expect(env.KEYGATE_TABLE_NAME).toBeUndefined();
       } else {
@@ -300,8 +302,8 @@ describe('functions', () => {
     }
   });
 
-  test('each function is built from its contract package', () => {
-    expect(packageName('logout-all')).toBe('keygate-fn-logout-all');
+  test('every function is built from the contract\'s one binary', () => {
+    expect(FUNCTION_BINARY).toBe('keygate-functions');
   });
 
   test('functions are packaged from the workspace through cargo-lambda (asset code, bootstrap handler)', () => {

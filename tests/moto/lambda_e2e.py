@@ -3,10 +3,11 @@
 
     tests/moto/with-moto.sh .venv/bin/python tests/moto/lambda_e2e.py [--lambda-dir target/lambda]
 
-Needs `cargo lambda build --release` first (target/lambda/<name>/bootstrap). Each bootstrap runs under
+Needs `cargo lambda build --release -p keygate-functions` first (target/lambda/keygate-functions/bootstrap,
+the one binary every function runs, told which by KEYGATE_FUNCTION). Each function runs under
 the local Runtime API of lambda_runtime_api.py and gets API Gateway REST (v1) proxy events for stage
 `dev`; DynamoDB and Secrets Manager are moto's (the environment of with-moto.sh). Checks: a configuration
-error is an init error naming the variable; a secret without a key set answers 503 problem+json; the
+error (a bad value, or an unknown KEYGATE_FUNCTION) is an init error naming the variable; a secret without a key set answers 503 problem+json; the
 rotate-keys function's four steps; every route; EMF metrics and JSON logs on stdout. Ends with the line
 `N passed, N failed` and a non-zero status on failure.
 """
@@ -77,6 +78,17 @@ def rest_event(method, path, body=None, bearer=None):
     }
 
 
+# The one binary and the variable that picks the function: cdk/contract.json, generated from the Rust code.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cdk", "contract.json")) as f:
+    CONTRACT = json.load(f)
+FUNCTION_VARIABLE = next(s["env"] for s in CONTRACT["settings"] if s["flag"] == "function")
+FUNCTION_NAMES = [f["name"] for f in CONTRACT["functions"]]
+
+
+def bootstrap_in(lambda_dir):
+    return os.path.join(lambda_dir, CONTRACT["binary"], "bootstrap")
+
+
 class Functions:
     def __init__(self, lambda_dir, env, log_dir):
         self.lambda_dir = lambda_dir
@@ -88,8 +100,8 @@ class Functions:
         return os.path.join(self.log_dir, f"{name}.log")
 
     def run(self, name, events, env=None):
-        bootstrap = os.path.join(self.lambda_dir, name, "bootstrap")
-        outcome = invoke(bootstrap, events, {**self.env, **(env or {})}, timeout=60, log_path=self.log_path(name))
+        env = {**self.env, FUNCTION_VARIABLE: name, **(env or {})}
+        outcome = invoke(bootstrap_in(self.lambda_dir), events, env, timeout=60, log_path=self.log_path(name))
         if outcome["init_ms"] is not None:
             self.init_ms.setdefault(name, outcome["init_ms"])
         return outcome
@@ -159,11 +171,17 @@ def main():
     fns = Functions(args.lambda_dir, env, log_dir)
     c = Checks()
 
-    missing = [n for n in ("register", "login", "refresh", "logout", "logout-all", "change-password", "me", "well-known", "rotate-keys")
-               if not os.path.exists(os.path.join(args.lambda_dir, n, "bootstrap"))]
-    if missing:
-        print(f"missing bootstraps in {args.lambda_dir}: {missing} (run cargo lambda build --release)", file=sys.stderr)
+    if not os.path.exists(bootstrap_in(args.lambda_dir)):
+        print(f"missing {bootstrap_in(args.lambda_dir)} (run cargo lambda build --release -p {CONTRACT['binary']})", file=sys.stderr)
         return 2
+
+    # A binary told no function, or one that does not exist, names the variable and the functions.
+    outcome = fns.run("no-such-function", [rest_event("POST", "/auth/register", {})])
+    error = outcome["init_error"] or {}
+    c.check("unknown KEYGATE_FUNCTION -> /runtime/init/error listing the functions",
+            FUNCTION_VARIABLE in str(error.get("errorMessage")) and all(n in str(error.get("errorMessage")) for n in FUNCTION_NAMES)
+            and outcome["exit_code"] not in (0, None),
+            json.dumps(outcome))
 
     # A configuration error is reported as an init error naming the variable, and the process exits non-zero.
     outcome = fns.run("register", [rest_event("POST", "/auth/register", {})], env={"KEYGATE_ACCESS_TOKEN_TTL_SECONDS": "3600"})

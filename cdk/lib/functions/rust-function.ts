@@ -6,12 +6,15 @@ import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
 import { FunctionName, StageSettings } from '../../config';
 import { FUNCTION_SPECS } from '../catalog';
+import { CONTRACT, environmentFor } from '../contract';
 import { acknowledgeFunctionRole } from '../nag';
 
-/** The workspace package of a function (contract: keygate-fn-<name>, binary <name>). */
-export function packageName(name: FunctionName): string {
-  return `keygate-fn-${name}`;
-}
+/**
+ * The workspace package and binary every function runs (cdk/contract.json): the functions share one
+ * build, so bundling links it once per synth instead of once per function; each function stays its
+ * own Lambda function (role, memory, route, environment) and runs the code its KEYGATE_FUNCTION names.
+ */
+export const FUNCTION_BINARY = CONTRACT.binary;
 
 export interface KeygateFunctionProps {
   readonly name: FunctionName;
@@ -23,8 +26,8 @@ export interface KeygateFunctionProps {
 }
 
 /**
- * One keygate Lambda function, built the same way for all of them: the workspace binary of the
- * same name through cargo-lambda, provided.al2023, its own log group with the stage's retention,
+ * One keygate Lambda function, built the same way for all of them: the workspace's function binary
+ * through cargo-lambda, told which function it is by KEYGATE_FUNCTION, provided.al2023, its own log group with the stage's retention,
  * active X-Ray tracing and its own role that starts with nothing but writing to that log group.
  */
 export class KeygateFunction extends Construct {
@@ -57,15 +60,15 @@ export class KeygateFunction extends Construct {
 
     this.fn = new RustFunction(this, 'Function', {
       manifestPath: props.manifestPath,
-      binaryName: name,
+      binaryName: FUNCTION_BINARY,
       runtime: 'provided.al2023',
       architecture,
       // -p: the workspace has default-members, and cargo looks for --bin only in those otherwise.
-      bundling: { architecture, cargoLambdaFlags: ['--package', packageName(name)] },
+      bundling: { architecture, cargoLambdaFlags: ['--package', FUNCTION_BINARY] },
       description: `keygate ${settings.stageName}: ${spec.description}`,
       memorySize: settings.functions.memoryMb[name],
       timeout: props.timeout,
-      environment: { ...props.environment },
+      environment: { ...props.environment, ...environmentFor({ function: name }) },
       logGroup: this.logGroup,
       tracing: lambda.Tracing.ACTIVE,
       role: this.role,

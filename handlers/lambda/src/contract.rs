@@ -13,11 +13,15 @@ use serde::Serialize;
 use keygate_aws::dynamo::DynamoCalls;
 use keygate_aws::settings::AWS_SETTINGS;
 
-use crate::functions::{API_FUNCTIONS, FunctionFacts, ROTATE_KEYS, ROTATE_KEYS_SUMMARY};
+use crate::functions::{
+    BINARY, FUNCTIONS, Function, FunctionFacts, LAMBDA_SETTINGS, ROTATE_KEYS_SUMMARY,
+};
 use crate::telemetry;
 
 #[derive(Serialize)]
 struct Contract {
+    /// The one binary every function runs (cargo package and binary of the same name).
+    binary: &'static str,
     functions: Vec<FunctionEntry>,
     settings: Vec<SettingEntry>,
     metrics: Metrics,
@@ -52,7 +56,8 @@ struct TableCalls {
 
 #[derive(Serialize)]
 struct SettingEntry {
-    /// `core` (every function and the local server) or `aws` (the Lambda adapters).
+    /// `core` (every function and the local server), `aws` (the AWS adapters) or `lambda` (the
+    /// Lambda shell).
     scope: &'static str,
     env: &'static str,
     flag: &'static str,
@@ -83,6 +88,19 @@ fn keys_name(access: KeyAccess) -> &'static str {
         KeyAccess::None => "none",
         KeyAccess::Public => "public",
         KeyAccess::Private => "private",
+    }
+}
+
+fn function(function: Function) -> FunctionEntry {
+    match function.api() {
+        Some(facts) => api_function(&facts),
+        None => FunctionEntry {
+            name: function.name(),
+            summary: ROTATE_KEYS_SUMMARY,
+            keys: "rotate",
+            endpoints: Vec::new(),
+            dynamodb: None,
+        },
     }
 }
 
@@ -132,23 +150,14 @@ fn setting(scope: &'static str, setting: &Setting) -> SettingEntry {
 
 /// The contract as `cdk/contract.json` holds it: pretty JSON with a trailing newline.
 pub fn render() -> String {
-    let rotate_keys = FunctionEntry {
-        name: ROTATE_KEYS,
-        summary: ROTATE_KEYS_SUMMARY,
-        keys: "rotate",
-        endpoints: Vec::new(),
-        dynamodb: None,
-    };
     let contract = Contract {
-        functions: API_FUNCTIONS
-            .iter()
-            .map(api_function)
-            .chain([rotate_keys])
-            .collect(),
+        binary: BINARY,
+        functions: FUNCTIONS.iter().map(|&f| function(f)).collect(),
         settings: AUTH_SETTINGS
             .iter()
             .map(|s| setting("core", s))
             .chain(AWS_SETTINGS.iter().map(|s| setting("aws", s)))
+            .chain(LAMBDA_SETTINGS.iter().map(|s| setting("lambda", s)))
             .collect(),
         metrics: Metrics {
             counters: telemetry::counters(),

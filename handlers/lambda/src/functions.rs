@@ -1,9 +1,27 @@
-//! The Lambda functions, one binary each (`handlers/functions/<name>`): the endpoints each serves, and
-//! from them the keys and the table it needs. `cdk/contract.json` carries this list to the CDK.
+//! The Lambda functions: the endpoints each serves, and from them the keys and the table it needs.
+//! They share one binary (`handlers/functions`), which runs the function its `KEYGATE_FUNCTION`
+//! names ([`FUNCTION`]); each is still its own Lambda function with its own role, memory and route.
+//! `cdk/contract.json` carries this list to the CDK.
 
 use std::marker::PhantomData;
 
+use keygate_core::config::Setting;
 use keygate_http::{Endpoint, KeyAccess};
+
+/// Which function an execution environment runs: the CDK app sets it per function.
+pub const FUNCTION: Setting = Setting {
+    env: "KEYGATE_FUNCTION",
+    flag: "function",
+    default: None,
+    help: "The keygate function this Lambda function runs (register, login, ..., rotate-keys)",
+    range: None,
+};
+
+/// The cargo package (and binary) every function runs; its own test checks the name.
+pub const BINARY: &str = "keygate-functions";
+
+/// The settings of this crate.
+pub const LAMBDA_SETTINGS: &[Setting] = &[FUNCTION];
 
 /// Whether a function's endpoints read and write the table, as a type: [`crate::shell::run_http`]
 /// opens the table (and reads the server key) for [`WithTable`] only, and a [`WithoutTable`] binary
@@ -147,21 +165,59 @@ pub const WELL_KNOWN: ApiFunction<WithoutTable> = ApiFunction::new(
     &[Endpoint::Jwks, Endpoint::Discovery, Endpoint::OAuthMetadata],
 );
 
-/// Every API function, in the order the API lists them.
-pub const API_FUNCTIONS: &[FunctionFacts] = &[
-    REGISTER.facts(),
-    LOGIN.facts(),
-    REFRESH.facts(),
-    LOGOUT.facts(),
-    LOGOUT_ALL.facts(),
-    CHANGE_PASSWORD.facts(),
-    ME.facts(),
-    WELL_KNOWN.facts(),
+/// A keygate Lambda function, as the binary runs it.
+#[derive(Debug, Clone, Copy)]
+pub enum Function {
+    Api(&'static ApiFunction<WithTable>),
+    ApiWithoutTable(&'static ApiFunction<WithoutTable>),
+    /// Secrets Manager's rotation function for the signing-key secret ([`crate::shell::run_rotation`]).
+    RotateKeys,
+}
+
+pub const ROTATE_KEYS_NAME: &str = "rotate-keys";
+pub const ROTATE_KEYS_SUMMARY: &str = "Secrets Manager rotation of the signing-key set";
+
+/// Every function, in the order the API lists them, rotate-keys last.
+pub const FUNCTIONS: &[Function] = &[
+    Function::Api(&REGISTER),
+    Function::Api(&LOGIN),
+    Function::Api(&REFRESH),
+    Function::Api(&LOGOUT),
+    Function::Api(&LOGOUT_ALL),
+    Function::Api(&CHANGE_PASSWORD),
+    Function::Api(&ME),
+    Function::ApiWithoutTable(&WELL_KNOWN),
+    Function::RotateKeys,
 ];
 
-/// Secrets Manager's rotation function for the signing-key secret ([`crate::shell::run_rotation`]).
-pub const ROTATE_KEYS: &str = "rotate-keys";
-pub const ROTATE_KEYS_SUMMARY: &str = "Secrets Manager rotation of the signing-key set";
+impl Function {
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Api(f) => f.name,
+            Function::ApiWithoutTable(f) => f.name,
+            Function::RotateKeys => ROTATE_KEYS_NAME,
+        }
+    }
+
+    /// An API function's facts; none for rotate-keys, which serves no endpoint.
+    pub fn api(self) -> Option<FunctionFacts> {
+        match self {
+            Function::Api(f) => Some(f.facts()),
+            Function::ApiWithoutTable(f) => Some(f.facts()),
+            Function::RotateKeys => None,
+        }
+    }
+
+    /// The function called `name`.
+    pub fn named(name: &str) -> Option<Function> {
+        FUNCTIONS.iter().copied().find(|f| f.name() == name)
+    }
+}
+
+/// Every API function, in the order the API lists them.
+pub fn api_functions() -> impl Iterator<Item = FunctionFacts> {
+    FUNCTIONS.iter().filter_map(|f| f.api())
+}
 
 #[cfg(test)]
 mod tests {
@@ -170,12 +226,25 @@ mod tests {
     #[test]
     fn every_endpoint_is_served_by_exactly_one_function() {
         for endpoint in Endpoint::ALL {
-            let serving: Vec<&str> = API_FUNCTIONS
-                .iter()
+            let serving: Vec<&str> = api_functions()
                 .filter(|f| f.endpoints.contains(&endpoint))
                 .map(|f| f.name)
                 .collect();
             assert_eq!(serving.len(), 1, "{endpoint:?} is served by {serving:?}");
+        }
+    }
+
+    #[test]
+    fn every_function_is_found_by_its_name_only() {
+        for function in FUNCTIONS {
+            assert_eq!(
+                Function::named(function.name()).map(Function::name),
+                Some(function.name())
+            );
+        }
+        assert_eq!(FUNCTIONS.len(), 9);
+        for unknown in ["", "Login", "login ", "keygate", "rotate_keys"] {
+            assert!(Function::named(unknown).is_none(), "{unknown}");
         }
     }
 }

@@ -1,6 +1,6 @@
-//! keygate on AWS Lambda: what every function binary (`handlers/functions/<name>`) runs, over the
-//! adapters of keygate-aws. Only the function binaries depend on this crate, so the Lambda runtime
-//! never reaches the local server.
+//! keygate on AWS Lambda: what the function binary (`handlers/functions`) runs, over the adapters of
+//! keygate-aws. Only that binary depends on this crate, so the Lambda runtime never reaches the local
+//! server.
 //!
 //! - [`functions`]: the Lambda functions, the endpoints each serves, and whether they use the table.
 //! - [`shell`]: `main` of every function: configuration, clients and keys at init, then the runtime loop.
@@ -12,4 +12,4 @@ pub mod functions;
 pub mod shell;
 pub mod telemetry;
 
-pub use shell::{run_http, run_rotation};
+pub use shell::{run_function_from_env, run_http, run_rotation};

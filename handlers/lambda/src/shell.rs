@@ -33,7 +33,9 @@ use keygate_http::{Endpoint, KeyAccess};
 use lambda_http::RequestExt as _;
 use lambda_http::request::RequestContext;
 
-use crate::functions::{ApiFunction, TableUse, WithTable, WithoutTable};
+use crate::functions::{
+    ApiFunction, FUNCTION, FUNCTIONS, Function, TableUse, WithTable, WithoutTable,
+};
 use crate::telemetry;
 
 /// Everything an API function reads from its environment; `T` adds what its table use needs.
@@ -307,6 +309,24 @@ fn ended(result: Result<(), lambda_runtime::Error>) -> ExitCode {
             tracing::error!(target: "keygate::runtime", error = %e, "the Lambda runtime loop ended");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `main` of the binary every function runs: the function `KEYGATE_FUNCTION` names. Any other value
+/// is an init error that lists the names, and the process exits non-zero.
+pub fn run_function_from_env() -> ExitCode {
+    match settings::env_lookup(FUNCTION.env)
+        .as_deref()
+        .and_then(Function::named)
+    {
+        Some(Function::Api(function)) => run_http(function),
+        Some(Function::ApiWithoutTable(function)) => run_http(function),
+        Some(Function::RotateKeys) => run_rotation(),
+        None => start(async {
+            let names: Vec<&str> = FUNCTIONS.iter().map(|f| f.name()).collect();
+            let message = format!("{}: must be one of {}", FUNCTION.env, names.join(", "));
+            init_failed("Runtime.ConfigError", &message).await
+        }),
     }
 }
 

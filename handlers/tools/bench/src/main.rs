@@ -171,9 +171,10 @@ fn discover(options: &Options, notes: &mut Vec<String>) -> Result<Vec<Variant>, 
         if !wanted(kind.name()) {
             continue;
         }
-        let bootstrap = absolute(&options.lambda_dir.join(kind.name()).join("bootstrap"));
+        let (bootstrap, env) = kind.bootstrap(&options.lambda_dir);
+        let bootstrap = absolute(&bootstrap);
         if bootstrap.is_file() {
-            variants.push(rust_variant(kind.name(), kind, bootstrap, Vec::new()));
+            variants.push(rust_variant(kind.name(), kind, bootstrap, env));
         } else {
             notes.push(format!(
                 "{}: not built ({} missing), skipped",
@@ -233,7 +234,9 @@ fn discover(options: &Options, notes: &mut Vec<String>) -> Result<Vec<Variant>, 
                 path.display()
             ));
         }
-        let env = parts
+        // A function build is told which function it is, as in `Kind::bootstrap`.
+        let (_, mut env) = kind.bootstrap(&options.lambda_dir);
+        let extra: Vec<(String, String)> = parts
             .next()
             .map(|list| {
                 list.split(',')
@@ -242,6 +245,7 @@ fn discover(options: &Options, notes: &mut Vec<String>) -> Result<Vec<Variant>, 
                     .collect()
             })
             .unwrap_or_default();
+        env.extend(extra);
         variants.push(rust_variant(label, kind, absolute(&path), env));
     }
     Ok(variants)
@@ -412,7 +416,8 @@ async fn prepare(
         return Ok(());
     }
     let helper = |kind: Kind| -> Result<Variant, String> {
-        let bootstrap = absolute(&options.lambda_dir.join(kind.name()).join("bootstrap"));
+        let (bootstrap, env) = kind.bootstrap(&options.lambda_dir);
+        let bootstrap = absolute(&bootstrap);
         if !bootstrap.is_file() {
             return Err(format!(
                 "seeding needs the {} function ({} missing)",
@@ -424,7 +429,7 @@ async fn prepare(
             &format!("seed-{}", kind.name()),
             kind,
             bootstrap,
-            Vec::new(),
+            env,
         ))
     };
     let register = |email: &str| {

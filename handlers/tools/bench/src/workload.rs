@@ -7,10 +7,12 @@
 //! invocation.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use keygate_core::keys::KeySet;
 use keygate_core::{AuthConfig, tokens};
+use keygate_lambda::functions::{BINARY, FUNCTION};
 use serde_json::{Value, json};
 
 use crate::events::rest_event;
@@ -48,7 +50,19 @@ impl Kind {
         Kind::RotateKeys,
     ];
 
-    /// The binary (and `target/lambda/<name>`) name.
+    /// Where the kind's bootstrap is under `lambda_dir` (cargo-lambda's `target/lambda`), and the
+    /// environment that makes it that kind: every keygate function is the one function binary told
+    /// its name; a floor is its own binary.
+    pub fn bootstrap(self, lambda_dir: &Path) -> (PathBuf, Vec<(String, String)>) {
+        if Kind::FUNCTIONS.contains(&self) {
+            let env = vec![(FUNCTION.env.to_owned(), self.name().to_owned())];
+            (lambda_dir.join(BINARY).join("bootstrap"), env)
+        } else {
+            (lambda_dir.join(self.name()).join("bootstrap"), Vec::new())
+        }
+    }
+
+    /// The function's name in `keygate_lambda::functions`, or the floor's binary name.
     pub fn name(self) -> &'static str {
         match self {
             Kind::HelloFloor => "floor-hello",

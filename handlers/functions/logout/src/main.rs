@@ -1,9 +1,0 @@
-//! Lambda function `logout`: the endpoints of `keygate_lambda::functions::LOGOUT`. Only wiring; see
-//! `keygate_lambda::shell`.
-
-use keygate_lambda::functions;
-use keygate_lambda::run_http;
-
-fn main() -> std::process::ExitCode {
-    run_http(&functions::LOGOUT)
-}

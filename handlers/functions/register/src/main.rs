@@ -1,9 +1,0 @@
-//! Lambda function `register`: the endpoints of `keygate_lambda::functions::REGISTER`. Only wiring; see
-//! `keygate_lambda::shell`.
-
-use keygate_lambda::functions;
-use keygate_lambda::run_http;
-
-fn main() -> std::process::ExitCode {
-    run_http(&functions::REGISTER)
-}
