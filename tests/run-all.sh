@@ -8,8 +8,10 @@
 # Steps: formatting and lints (rustfmt, clippy, tsc, the schema of .github/workflows/ci.yml); the Rust
 # tests (unit, in-process HTTP, the store behaviour suite on SQLite and on DynamoDB through moto, Secrets
 # Manager rotation, end-to-end tests of keygate-local); third-party JWT libraries verifying keygate's
-# tokens; the smoke tool against a local server; the OpenAPI document validated (openapi-spec-validator)
-# and fuzzed against a local server (schemathesis); the CDK tests (jest); a real `cdk synth` of every stage
+# tokens; standard OAuth clients (Authlib, oauth4webapi) refreshing and revoking through the advertised
+# endpoints; the smoke tool against a local server; the OpenAPI document validated
+# (openapi-spec-validator) and fuzzed against a local server (schemathesis); the CDK tests (jest); a
+# real `cdk synth` of every stage
 # and the pipeline with the Rust functions built by cargo-lambda and cdk-nag enforced; cfn-lint on every
 # synthesised template.
 set -euo pipefail
@@ -55,6 +57,10 @@ bash tests/moto/with-moto.sh cargo test --workspace --locked
 
 step "third-party JWT libraries verify keygate's tokens through the JWKS"
 python tests/e2e/third_party_jwt.py "$target/debug/keygate-local"
+
+step "standard OAuth clients (Authlib, oauth4webapi): discovery, refresh, revocation"
+python tests/e2e/oauth_authlib.py "$target/debug/keygate-local"
+node tests/e2e/oauth-oauth4webapi.mjs "$target/debug/keygate-local"
 
 step "keygate-smoke against a local server on a free port"
 cargo build --locked -p keygate-smoke

@@ -73,6 +73,11 @@ export interface AuthSettings {
   /** JWT `aud`. */
   readonly audience: string;
   /**
+   * The `client_id`s /oauth/token and /oauth/revoke accept (public clients, no secret). Undefined:
+   * the audience alone, which access tokens already carry as `client_id`.
+   */
+  readonly oauthClientIds?: readonly string[];
+  /**
    * Issuer URL (`iss`). Undefined: the API's own base URL
    * https://<restApiId>.execute-api.<region>.<urlSuffix>/<apiStageName>.
    */

@@ -52,12 +52,17 @@ describe('REST API', () => {
       expect([route, r[route]]).toEqual([route, expect.stringMatching(liveAlias(name))]);
     }
     // Written out, so an empty or garbled contract cannot pass the loop above unnoticed.
-    expect(Object.keys(r).length).toBeGreaterThanOrEqual(9);
+    expect(Object.keys(r).length).toBeGreaterThanOrEqual(12);
     expect(r['POST /auth/login']).toMatch(/^Concurrencyloginlive/);
     expect(r['GET /.well-known/jwks.json']).toMatch(/^Concurrencywellknownlive/);
     expect(EXPOSURE['POST /auth/login']).toBe('expensive');
     expect(EXPOSURE['POST /auth/refresh']).toBe('token');
     expect(EXPOSURE['GET /auth/me']).toBe('light');
+    // The OAuth endpoints are served by the functions of their JSON twins (no binaries of their own).
+    expect(r['POST /oauth/token']).toMatch(/^Concurrencyrefreshlive/);
+    expect(r['POST /oauth/revoke']).toMatch(/^Concurrencylogoutlive/);
+    expect(r['GET /.well-known/oauth-authorization-server']).toMatch(/^Concurrencywellknownlive/);
+    expect(EXPOSURE['POST /oauth/token']).toBe('token');
     template.allResourcesProperties('AWS::ApiGateway::Method', {
       Integration: Match.objectLike({ Type: Match.stringLikeRegexp('AWS_PROXY|MOCK') }),
     });
@@ -159,8 +164,10 @@ describe('REST API', () => {
 
   test('aliases may be invoked by this API only, per method', () => {
     const perms = Object.values(resourcesOfType(template, 'AWS::Lambda::Permission')).filter((p) => p.Properties!.Principal === 'apigateway.amazonaws.com');
-    // One per route (FUNCTION_OF comes from the contract; the route test above checks it is not empty).
-    expect(perms).toHaveLength(Object.keys(FUNCTION_OF).length);
+    // One per route of the contract (13: keygate's JSON routes, the OAuth token and revocation
+    // endpoints, the three well-known documents, the OpenAPI document).
+    expect(perms).toHaveLength(apiRoutes().length);
+    expect(perms).toHaveLength(13);
     for (const p of perms) {
       expect(JSON.stringify(p.Properties!.SourceArn)).not.toContain('test-invoke-stage');
     }

@@ -83,7 +83,8 @@ describe('functions', () => {
     const publicId = logicalId(template, 'AWS::SecretsManager::Secret', 'KeysPublicKeySet');
     const tableId = logicalId(template, 'AWS::DynamoDB::Table', 'DataTable');
     const signs = ['login', 'refresh', 'change-password', 'rotate-keys'];
-    const readsPublic = ['me', 'logout-all', 'well-known', 'rotate-keys'];
+    // logout verifies the access tokens /oauth/revoke denies.
+    const readsPublic = ['me', 'logout-all', 'logout', 'well-known', 'rotate-keys'];
     for (const name of FUNCTION_NAMES) {
       const env = fn(template, name).Environment.Variables;
       // A function is told the name of the key secrets it may read, and only those.
@@ -126,7 +127,8 @@ describe('functions', () => {
         table: ['dynamodb:BatchWriteItem', 'dynamodb:ConditionCheckItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
         index: [],
       },
-      logout: { table: ['dynamodb:BatchWriteItem', 'dynamodb:GetItem', 'dynamodb:Query'], index: [] },
+      // PutItem: the deny-list entry of an access token revoked through /oauth/revoke.
+      logout: { table: ['dynamodb:BatchWriteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query'], index: [] },
       'logout-all': { table: ['dynamodb:GetItem', 'dynamodb:UpdateItem'], index: ['dynamodb:Query'] },
       'change-password': {
         table: ['dynamodb:ConditionCheckItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
@@ -186,7 +188,7 @@ describe('functions', () => {
       ]);
     });
 
-    test.each(['me', 'logout-all', 'well-known'] as FunctionName[])('%s: reads only the public key set, Decrypt only for it', (name) => {
+    test.each(['me', 'logout-all', 'logout', 'well-known'] as FunctionName[])('%s: reads only the public key set, Decrypt only for it', (name) => {
       expect(secretStatements(name)).toEqual([{ Sid: 'ReadPublicKeys', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: publicId } }]);
       expect(keyStatements(name)).toEqual([
         {
@@ -199,7 +201,7 @@ describe('functions', () => {
       ]);
     });
 
-    test.each(['register', 'logout'] as FunctionName[])('%s: no key secret and no use of the signing CMK at all', (name) => {
+    test.each(['register'] as FunctionName[])('%s: no key secret and no use of the signing CMK at all', (name) => {
       expect(secretStatements(name)).toEqual([]);
       expect(keyStatements(name)).toEqual([]);
     });
@@ -214,7 +216,7 @@ describe('functions', () => {
     test('with HS256 (explicit opt-in: a shared key has no public form) the verifiers read the signing secret instead', () => {
       const hs256 = customTemplate('dev', (s) => ({ ...s, auth: { ...s.auth, signingAlg: 'HS256' } }));
       const signing = logicalId(hs256, 'AWS::SecretsManager::Secret', 'KeysSecret');
-      for (const name of ['me', 'logout-all', 'well-known'] as FunctionName[]) {
+      for (const name of ['me', 'logout-all', 'logout', 'well-known'] as FunctionName[]) {
         const env = fn(hs256, name).Environment.Variables;
         expect(env.KEYGATE_KEYS_SECRET_ID).toEqual({ Ref: signing });
         expect(env.KEYGATE_PUBLIC_KEYS_SECRET_ID).toBeUndefined();
@@ -223,7 +225,7 @@ describe('functions', () => {
           .map((s) => s.Sid);
         expect(reads).toEqual(['ReadSigningKeys']);
       }
-      for (const name of ['register', 'logout'] as FunctionName[]) {
+      for (const name of ['register'] as FunctionName[]) {
         expect(fn(hs256, name).Environment.Variables.KEYGATE_KEYS_SECRET_ID).toBeUndefined();
       }
     });

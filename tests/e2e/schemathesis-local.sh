@@ -56,7 +56,7 @@ TOML
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
     `# a fixed seed: the same requests on every run, so a failure reproduces` \
     --seed 20261203 \
-    `# the example budget per operation and phase: about 4,000 requests, a minute or two on 2 cores` \
+    `# the example budget per operation and phase: about 5,000 requests, a minute or two on 2 cores` \
     --max-examples 200 \
     `# one request at a time (see the hashing gate above)` \
     --workers 1 \

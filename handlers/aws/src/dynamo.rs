@@ -5,6 +5,7 @@
 //! | user | `USER#<email>` | `PROFILE` | userId, email, passwordHash, createdAt, revokedBefore, failedLogins (attempts reserved), lockedUntil, lastAttemptAt, roles |
 //! | refresh token | `USER#<email>` | `REFRESH#<familyId>#<tokenId>` | tokenHash, issuedAt, expiresAt (TTL, s), familyExpiresAt, usedAt, replacedBy, fingerprintHash |
 //! | device token | `USER#<email>` | `DEVICE#<tokenHash>` | createdAt, expiresAt (TTL, s), failedLogins, lockedUntil, lastAttemptAt |
+//! | denied access token | `DENIED#<jti>` | `DENIED` | expiresAt (TTL, s: the token's `exp` plus the clock leeway) |
 //!
 //! Times are epoch milliseconds except `expiresAt`/`familyExpiresAt` (epoch seconds, DynamoDB's TTL
 //! unit). The GSI `byUserId` (KEYS_ONLY) finds a user by id; only user items carry `userId`.
@@ -30,6 +31,8 @@
 //! - `set_revoked_before`: UpdateItem that only raises the watermark.
 //! - `rotate_refresh_token`: one TransactWriteItems (Update presented, Put next, ConditionCheck user).
 //! - `revoke_family`: Query on the sk prefix, BatchWriteItem deletes (25 a batch).
+//! - `deny_access_token`: PutItem, conditional on no entry with a later expiry.
+//!   `is_access_token_denied`: GetItem (consistent, so a revocation holds from the next request).
 //! - Nothing scans.
 
 use std::collections::HashMap;
@@ -45,9 +48,9 @@ use aws_sdk_dynamodb::types::{
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
 use keygate_core::store::{
-    Attempt, AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion,
-    PasswordChange, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation,
-    StoreError, StoreResult, User, UserStore,
+    AccessTokenDenyList, Attempt, AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord,
+    LoginCompletion, PasswordChange, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome,
+    Rotation, StoreError, StoreResult, User, UserStore,
 };
 use keygate_core::throttle::LoginThrottle;
 use keygate_http::Endpoint;
@@ -70,17 +73,22 @@ impl DynamoCalls {
                 Endpoint::Register => (&["PutItem"], &[]),
                 Endpoint::Login => (&["GetItem", "UpdateItem", "TransactWriteItems"], &[]),
                 // A replay reads the live child (GetItem) or revokes the family (Query, BatchWriteItem).
-                Endpoint::Refresh => (
+                Endpoint::Refresh | Endpoint::OAuthToken => (
                     &["TransactWriteItems", "GetItem", "Query", "BatchWriteItem"],
                     &[],
                 ),
                 Endpoint::Logout => (&["GetItem", "Query", "BatchWriteItem"], &[]),
+                // A refresh token as logout; an access token's deny-list entry (PutItem).
+                Endpoint::OAuthRevoke => (&["GetItem", "Query", "BatchWriteItem", "PutItem"], &[]),
                 Endpoint::LogoutAll => (&["GetItem", "UpdateItem"], &["Query"]),
                 Endpoint::ChangePassword => {
                     (&["GetItem", "UpdateItem", "TransactWriteItems"], &["Query"])
                 }
                 Endpoint::Me => (&["GetItem"], &["Query"]),
-                Endpoint::Jwks | Endpoint::Discovery | Endpoint::OpenApi => (&[], &[]),
+                Endpoint::Jwks
+                | Endpoint::Discovery
+                | Endpoint::OAuthMetadata
+                | Endpoint::OpenApi => (&[], &[]),
             };
         DynamoCalls {
             table,
@@ -95,6 +103,8 @@ const PROFILE: &str = "PROFILE";
 const USER_PREFIX: &str = "USER#";
 const REFRESH_PREFIX: &str = "REFRESH#";
 const DEVICE_PREFIX: &str = "DEVICE#";
+const DENIED_PREFIX: &str = "DENIED#";
+const DENIED: &str = "DENIED";
 
 const USER_ID: &str = "userId";
 const EMAIL: &str = "email";
@@ -1227,6 +1237,50 @@ impl RefreshTokenStore for DynamoStore {
     async fn revoke_family(&self, email: &str, family_id: &str) -> StoreResult<usize> {
         self.delete_by_prefix(email, &format!("{REFRESH_PREFIX}{family_id}#"))
             .await
+    }
+}
+
+impl AccessTokenDenyList for DynamoStore {
+    async fn deny_access_token(&self, jti: &str, expires_at_s: i64) -> StoreResult<()> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(format!("{DENIED_PREFIX}{jti}")))
+            .item(SK, s(DENIED))
+            .item(EXPIRES_AT, n(expires_at_s))
+            .condition_expression(format!("attribute_not_exists(#{PK}) OR #{EXPIRES_AT} < :e"))
+            .set_expression_attribute_names(Some(names(&[PK, EXPIRES_AT])))
+            .expression_attribute_values(":e", n(expires_at_s))
+            .send()
+            .await;
+        match result {
+            // Already denied until later: nothing to change.
+            Err(e) if is_conditional_check_failed(&e) => Ok(()),
+            Err(e) => Err(sdk_error("PutItem", e)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn is_access_token_denied(&self, jti: &str, now_ms: i64) -> StoreResult<bool> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(format!("{DENIED_PREFIX}{jti}")))
+            .key(SK, s(DENIED))
+            .consistent_read(true)
+            .projection_expression(projection(&[EXPIRES_AT]))
+            .set_expression_attribute_names(Some(names(&[EXPIRES_AT])))
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        let Some(item) = output.item else {
+            return Ok(false);
+        };
+        // TTL deletion is lazy (days on DynamoDB, never on moto): the expiry decides.
+        let until_s: i64 = get_n(&item, EXPIRES_AT)?;
+        Ok(until_s.saturating_mul(1000) > now_ms)
     }
 }
 

@@ -87,13 +87,15 @@ pub enum AuditEvent {
     /// A refresh token was refused because the user's watermark revokes it.
     RefreshRevoked,
     Logout,
+    /// An access token was revoked through `/oauth/revoke`: denied until it expires.
+    AccessTokenRevoked,
     LogoutAll,
     PasswordChanged,
     PasswordChangeFailed,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 14] = [
+    pub const ALL: [AuditEvent; 15] = [
         AuditEvent::Registered,
         AuditEvent::RegisterDuplicate,
         AuditEvent::LoginSucceeded,
@@ -105,6 +107,7 @@ impl AuditEvent {
         AuditEvent::RefreshDeviceMismatch,
         AuditEvent::RefreshRevoked,
         AuditEvent::Logout,
+        AuditEvent::AccessTokenRevoked,
         AuditEvent::LogoutAll,
         AuditEvent::PasswordChanged,
         AuditEvent::PasswordChangeFailed,
@@ -123,6 +126,7 @@ impl AuditEvent {
             AuditEvent::RefreshDeviceMismatch => "refresh_device_mismatch",
             AuditEvent::RefreshRevoked => "refresh_revoked",
             AuditEvent::Logout => "logout",
+            AuditEvent::AccessTokenRevoked => "access_token_revoked",
             AuditEvent::LogoutAll => "logout_all",
             AuditEvent::PasswordChanged => "password_change",
             AuditEvent::PasswordChangeFailed => "password_change_failed",
@@ -141,7 +145,8 @@ impl AuditEvent {
                 "RefreshReuseDetected"
             }
             AuditEvent::RefreshRaceRefused | AuditEvent::RefreshRevoked => "RefreshRefused",
-            AuditEvent::Logout => "Logouts",
+            // Revoking an access token ends (what is left of) a session, as a logout does.
+            AuditEvent::Logout | AuditEvent::AccessTokenRevoked => "Logouts",
             AuditEvent::LogoutAll => "LogoutAll",
             AuditEvent::PasswordChanged => "PasswordChanged",
         }

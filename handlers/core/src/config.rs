@@ -31,6 +31,13 @@ pub const AUDIENCE: Setting = Setting {
     help: "Audience put in `aud` and required on verification",
     range: None,
 };
+pub const OAUTH_CLIENT_IDS: Setting = Setting {
+    env: "KEYGATE_OAUTH_CLIENT_IDS",
+    flag: "oauth-client-ids",
+    default: None,
+    help: "Comma-separated client ids the OAuth token and revocation endpoints accept (public clients, no secret; default: the audience, which access tokens carry as `client_id`)",
+    range: None,
+};
 pub const ACCESS_TOKEN_TTL: Setting = Setting {
     env: "KEYGATE_ACCESS_TOKEN_TTL_SECONDS",
     flag: "access-token-ttl-seconds",
@@ -156,6 +163,7 @@ pub const KEY_CACHE_TTL: Setting = Setting {
 pub const AUTH_SETTINGS: &[Setting] = &[
     ISSUER,
     AUDIENCE,
+    OAUTH_CLIENT_IDS,
     ACCESS_TOKEN_TTL,
     REFRESH_FAMILY_TTL,
     REFRESH_REUSE_GRACE,
@@ -196,6 +204,8 @@ impl ConfigError {
 pub struct AuthConfig {
     pub issuer: String,
     pub audience: String,
+    /// The `client_id`s `/oauth/token` and `/oauth/revoke` accept ([`OAUTH_CLIENT_IDS`]).
+    pub oauth_client_ids: Vec<String>,
     pub access_token_ttl_secs: u64,
     pub refresh_family_ttl_secs: u64,
     pub refresh_reuse_grace_secs: u64,
@@ -257,7 +267,33 @@ fn url(raw: &str) -> Result<String, String> {
     Ok(raw.trim_end_matches('/').to_owned())
 }
 
+/// A comma-separated list of client ids: each 1-256 visible ASCII characters (RFC 6749 appendix A.1
+/// allows any visible character; a comma cannot be in a list item), at least one.
+fn client_ids(raw: &str) -> Result<Vec<String>, String> {
+    let ids: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if ids.is_empty() {
+        return Err("names no client id".to_owned());
+    }
+    match ids
+        .iter()
+        .find(|id| id.len() > 256 || !id.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        Some(_) => Err("client ids are 1-256 visible ASCII characters".to_owned()),
+        None => Ok(ids),
+    }
+}
+
 impl AuthConfig {
+    /// Whether `/oauth/token` and `/oauth/revoke` accept `client_id` (exact, case-sensitive match).
+    pub fn accepts_client(&self, client_id: &str) -> bool {
+        self.oauth_client_ids.iter().any(|id| id == client_id)
+    }
+
     /// [`Self::key_cache_ttl_secs`] as the duration key sources take.
     pub fn key_cache_ttl(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.key_cache_ttl_secs)
@@ -273,15 +309,22 @@ impl AuthConfig {
         let max_length = read_number(&lookup, &PASSWORD_MAX_LENGTH)?;
         let required_classes =
             read_setting(&lookup, &PASSWORD_REQUIRE_CLASSES, CharClass::parse_list)?;
+        let audience = read_setting(&lookup, &AUDIENCE, |raw| {
+            if raw.is_empty() || raw.len() > 256 {
+                Err("must be 1-256 characters".to_owned())
+            } else {
+                Ok(raw.to_owned())
+            }
+        })?;
+        // No default of its own: the audience is the one client id tokens already name.
+        let oauth_client_ids = match lookup(OAUTH_CLIENT_IDS.env) {
+            Some(_) => read_setting(&lookup, &OAUTH_CLIENT_IDS, client_ids)?,
+            None => vec![audience.clone()],
+        };
         Ok(Self {
             issuer: read_setting(&lookup, &ISSUER, url)?,
-            audience: read_setting(&lookup, &AUDIENCE, |raw| {
-                if raw.is_empty() || raw.len() > 256 {
-                    Err("must be 1-256 characters".to_owned())
-                } else {
-                    Ok(raw.to_owned())
-                }
-            })?,
+            audience,
+            oauth_client_ids,
             access_token_ttl_secs: read_number(&lookup, &ACCESS_TOKEN_TTL)?,
             refresh_family_ttl_secs: read_number(&lookup, &REFRESH_FAMILY_TTL)?,
             refresh_reuse_grace_secs: read_number(&lookup, &REFRESH_REUSE_GRACE)?,
@@ -390,6 +433,32 @@ mod tests {
         ] {
             let err = config(&[("KEYGATE_ISSUER", "https://a.example"), (var, value)]).unwrap_err();
             assert_eq!(err.variable, var);
+        }
+    }
+
+    #[test]
+    fn oauth_client_ids_default_to_the_audience() {
+        let c = config(&[
+            ("KEYGATE_ISSUER", "https://a.example"),
+            ("KEYGATE_AUDIENCE", "shop"),
+        ])
+        .unwrap();
+        assert_eq!(c.oauth_client_ids, ["shop"]);
+        assert!(c.accepts_client("shop") && !c.accepts_client("Shop"));
+        let c = config(&[
+            ("KEYGATE_ISSUER", "https://a.example"),
+            ("KEYGATE_OAUTH_CLIENT_IDS", " web, mobile-app ,"),
+        ])
+        .unwrap();
+        assert_eq!(c.oauth_client_ids, ["web", "mobile-app"]);
+        assert!(!c.accepts_client("keygate"));
+        for bad in ["", " , ", "has space", &"x".repeat(257)] {
+            let err = config(&[
+                ("KEYGATE_ISSUER", "https://a.example"),
+                ("KEYGATE_OAUTH_CLIENT_IDS", bad),
+            ])
+            .unwrap_err();
+            assert_eq!(err.variable, "KEYGATE_OAUTH_CLIENT_IDS", "{bad:?}");
         }
     }
 

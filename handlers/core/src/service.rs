@@ -50,6 +50,13 @@ pub struct Profile {
     pub auth_time: i64,
 }
 
+/// The two kinds of token keygate issues to clients (RFC 7009's `token_type_hint` names them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
 /// The user behind a verified bearer token.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -424,8 +431,77 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
     /// POST /auth/logout: revokes the presented token's family. Answers the same whether or not the
     /// token was live (RFC 7009's rule), so it reveals nothing.
     pub async fn logout(&self, ctx: &RequestContext, refresh_token: &str) -> Result<(), AuthError> {
+        self.revoke_refresh_token(ctx, refresh_token)
+            .await
+            .map(drop)
+    }
+
+    /// POST /oauth/revoke (RFC 7009): a refresh token revokes its family (as [`Self::logout`]); an
+    /// access token that verifies is denied until it could no longer verify. `hint` only orders the
+    /// search (section 2.1: a server that does not find the token under the hinted type searches the
+    /// other). Anything else (unknown, expired, foreign, malformed) changes nothing and answers the
+    /// same; only an unavailable store or key set fails, so the client can retry.
+    pub async fn revoke(
+        &self,
+        ctx: &RequestContext,
+        token: &str,
+        hint: Option<TokenKind>,
+    ) -> Result<(), AuthError> {
+        let order = match hint {
+            Some(TokenKind::Access) => [TokenKind::Access, TokenKind::Refresh],
+            _ => [TokenKind::Refresh, TokenKind::Access],
+        };
+        for kind in order {
+            let found = match kind {
+                TokenKind::Refresh => self.revoke_refresh_token(ctx, token).await?,
+                TokenKind::Access => self.revoke_access_token(ctx, token).await?,
+            };
+            if found {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Denies a verified access token until its `exp` plus the leeway verification allows. Returns
+    /// whether `token` was a valid access token of this deployment.
+    async fn revoke_access_token(
+        &self,
+        ctx: &RequestContext,
+        token: &str,
+    ) -> Result<bool, AuthError> {
+        // Not a JWT at all (a refresh token searched here first under the hint): no key is read, so
+        // revoking a refresh token never depends on the key set.
+        if jsonwebtoken::decode_header(token).is_err() {
+            return Ok(false);
+        }
+        let claims =
+            match tokens::verify_from(&self.keys, &self.config, token, self.clock.now_ms()).await {
+                Ok(claims) => claims,
+                Err(AuthError::InvalidAccessToken) => return Ok(false),
+                Err(unavailable) => return Err(unavailable),
+            };
+        let until_s = claims.exp.saturating_add(self.config.leeway_secs as i64);
+        self.store.deny_access_token(&claims.jti, until_s).await?;
+        audit::emit(
+            ctx,
+            AuditEvent::AccessTokenRevoked,
+            Subject {
+                user_id: Some(&claims.sub),
+                ..Default::default()
+            },
+        );
+        Ok(true)
+    }
+
+    /// Revokes the family of a live refresh token. Returns whether `refresh_token` was one.
+    async fn revoke_refresh_token(
+        &self,
+        ctx: &RequestContext,
+        refresh_token: &str,
+    ) -> Result<bool, AuthError> {
         let Ok(presented) = RefreshToken::parse(refresh_token) else {
-            return Ok(());
+            return Ok(false);
         };
         let now = self.clock.now_ms();
         let (family_id, token_id) = (presented.family_id_hex(), presented.token_id_hex());
@@ -433,33 +509,41 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             .store
             .get_refresh_token(&presented.email, &family_id, &token_id, now)
             .await?;
-        if record.is_some_and(|r| hashes_match(&r.token_hash, &presented.hash())) {
-            self.store
-                .revoke_family(&presented.email, &family_id)
-                .await?;
-            let user_id = presented.user_id_string();
-            audit::emit(
-                ctx,
-                AuditEvent::Logout,
-                Subject {
-                    email: Some(&presented.email),
-                    user_id: Some(&user_id),
-                    family_id: Some(&family_id),
-                },
-            );
+        if !record.is_some_and(|r| hashes_match(&r.token_hash, &presented.hash())) {
+            return Ok(false);
         }
-        Ok(())
+        self.store
+            .revoke_family(&presented.email, &family_id)
+            .await?;
+        let user_id = presented.user_id_string();
+        audit::emit(
+            ctx,
+            AuditEvent::Logout,
+            Subject {
+                email: Some(&presented.email),
+                user_id: Some(&user_id),
+                family_id: Some(&family_id),
+            },
+        );
+        Ok(true)
     }
 
-    /// Verifies a bearer access token and loads its user, applying the revocation watermark.
+    /// Verifies a bearer access token and loads its user, applying the revocation watermark and the
+    /// deny-list of revoked access tokens: the one place every bearer route checks its token, so a
+    /// new route cannot forget either. The deny-list read runs concurrently with the user's, so it
+    /// adds one store read per bearer request but no round trip.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
-        let claims =
-            tokens::verify_from(&self.keys, &self.config, bearer, self.clock.now_ms()).await?;
-        let user = self
-            .store
-            .get_user_by_id(&claims.sub)
-            .await?
-            .ok_or(AuthError::InvalidAccessToken)?;
+        let now = self.clock.now_ms();
+        let claims = tokens::verify_from(&self.keys, &self.config, bearer, now).await?;
+        let (user, denied) = futures_util::future::join(
+            self.store.get_user_by_id(&claims.sub),
+            self.store.is_access_token_denied(&claims.jti, now),
+        )
+        .await;
+        if denied? {
+            return Err(AuthError::InvalidAccessToken);
+        }
+        let user = user?.ok_or(AuthError::InvalidAccessToken)?;
         let issued_ms = claims.issued_at_ms().ok_or(AuthError::InvalidAccessToken)?;
         if issued_ms < user.revoked_before_ms {
             return Err(AuthError::InvalidAccessToken);

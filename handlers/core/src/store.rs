@@ -1,4 +1,5 @@
-//! The storage port: users and refresh-token records, with the atomic operations the design needs.
+//! The storage port: users, refresh-token records and denied access tokens, with the atomic operations
+//! the design needs.
 //!
 //! Times: `*_ms` are milliseconds since the epoch; `expires_at_s` is in seconds (DynamoDB's TTL unit).
 //! Every read treats a record whose `expires_at_s * 1000 <= now_ms` as absent, because no store deletes
@@ -409,9 +410,30 @@ pub trait RefreshTokenStore: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<usize>> + Send;
 }
 
+/// Access tokens revoked before they expire (RFC 7009), by `jti`: every bearer check asks
+/// ([`crate::service::AuthService::authenticate`]). An entry lives until the token could no longer
+/// verify anyway (its `exp` plus the clock leeway), so the list holds only tokens that would still be
+/// accepted; stores whose expiry is lazy (DynamoDB's TTL, moto's none) compare it on every read.
+pub trait AccessTokenDenyList: Send + Sync + 'static {
+    /// Denies the access token whose `jti` is `jti` until `expires_at_s` (seconds). Denying a denied
+    /// token again keeps the later expiry.
+    fn deny_access_token(
+        &self,
+        jti: &str,
+        expires_at_s: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Whether the token with this `jti` is denied at `now_ms`; expired entries are absent.
+    fn is_access_token_denied(
+        &self,
+        jti: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
 /// Everything the service needs from storage.
-pub trait AuthStore: UserStore + RefreshTokenStore {}
-impl<T: UserStore + RefreshTokenStore> AuthStore for T {}
+pub trait AuthStore: UserStore + RefreshTokenStore + AccessTokenDenyList {}
+impl<T: UserStore + RefreshTokenStore + AccessTokenDenyList> AuthStore for T {}
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! Request handling over the `http` crate's types, so one function answers a request on Lambda (through
-//! `lambda_http`) and on the local server (through axum). Every error leaves as an RFC 9457
-//! `application/problem+json` document, mapped in one place ([`problem`]).
+//! `lambda_http`) and on the local server (through axum). Every error of keygate's JSON routes leaves
+//! as an RFC 9457 `application/problem+json` document, mapped in one place ([`problem`]); the OAuth
+//! endpoints answer RFC 6749 section 5.2 errors instead, mapped in one place too ([`oauth`]).
 
 use std::sync::LazyLock;
 use std::time::Instant;
@@ -15,6 +16,7 @@ use keygate_core::{AuthConfig, AuthError, AuthService, Clock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod oauth;
 pub mod openapi;
 mod problem;
 pub use problem::{Problem, problem};
@@ -51,6 +53,12 @@ pub enum Endpoint {
     Me,
     Jwks,
     Discovery,
+    /// RFC 6749 token endpoint: the refresh_token grant, form-encoded.
+    OAuthToken,
+    /// RFC 7009 revocation endpoint.
+    OAuthRevoke,
+    /// RFC 8414 authorization server metadata (the same document as [`Endpoint::Discovery`]).
+    OAuthMetadata,
     /// GET /openapi.json: the OpenAPI document of these routes ([`openapi`]).
     OpenApi,
 }
@@ -88,7 +96,7 @@ impl KeyAccess {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::Register,
         Endpoint::Login,
         Endpoint::Refresh,
@@ -98,6 +106,9 @@ impl Endpoint {
         Endpoint::Me,
         Endpoint::Jwks,
         Endpoint::Discovery,
+        Endpoint::OAuthToken,
+        Endpoint::OAuthRevoke,
+        Endpoint::OAuthMetadata,
         Endpoint::OpenApi,
     ];
 
@@ -114,11 +125,19 @@ impl Endpoint {
     /// its grant) follows. Verifying needs only public keys; signing needs the private set.
     pub fn key_access(self) -> KeyAccess {
         match self {
-            Endpoint::Login | Endpoint::Refresh | Endpoint::ChangePassword => KeyAccess::Private,
-            Endpoint::Me | Endpoint::LogoutAll | Endpoint::Jwks => KeyAccess::Public,
-            Endpoint::Register | Endpoint::Logout | Endpoint::Discovery | Endpoint::OpenApi => {
-                KeyAccess::None
+            Endpoint::Login
+            | Endpoint::Refresh
+            | Endpoint::ChangePassword
+            | Endpoint::OAuthToken => KeyAccess::Private,
+            // Revocation verifies an access token before it denies it.
+            Endpoint::Me | Endpoint::LogoutAll | Endpoint::Jwks | Endpoint::OAuthRevoke => {
+                KeyAccess::Public
             }
+            Endpoint::Register
+            | Endpoint::Logout
+            | Endpoint::Discovery
+            | Endpoint::OAuthMetadata
+            | Endpoint::OpenApi => KeyAccess::None,
         }
     }
 
@@ -134,6 +153,9 @@ impl Endpoint {
             Endpoint::Me => "me",
             Endpoint::Jwks => "jwks",
             Endpoint::Discovery => "discovery",
+            Endpoint::OAuthToken => "oauth_token",
+            Endpoint::OAuthRevoke => "oauth_revoke",
+            Endpoint::OAuthMetadata => "oauth_metadata",
             Endpoint::OpenApi => "openapi",
         }
     }
@@ -143,13 +165,17 @@ impl Endpoint {
     pub const fn uses_table(self) -> bool {
         !matches!(
             self,
-            Endpoint::Jwks | Endpoint::Discovery | Endpoint::OpenApi
+            Endpoint::Jwks | Endpoint::Discovery | Endpoint::OAuthMetadata | Endpoint::OpenApi
         )
     }
 
     pub fn method(self) -> Method {
         match self {
-            Endpoint::Me | Endpoint::Jwks | Endpoint::Discovery | Endpoint::OpenApi => Method::GET,
+            Endpoint::Me
+            | Endpoint::Jwks
+            | Endpoint::Discovery
+            | Endpoint::OAuthMetadata
+            | Endpoint::OpenApi => Method::GET,
             _ => Method::POST,
         }
     }
@@ -165,8 +191,17 @@ impl Endpoint {
             Endpoint::Me => "/auth/me",
             Endpoint::Jwks => "/.well-known/jwks.json",
             Endpoint::Discovery => "/.well-known/openid-configuration",
+            Endpoint::OAuthToken => "/oauth/token",
+            Endpoint::OAuthRevoke => "/oauth/revoke",
+            Endpoint::OAuthMetadata => "/.well-known/oauth-authorization-server",
             Endpoint::OpenApi => "/openapi.json",
         }
+    }
+
+    /// Whether the endpoint speaks OAuth (form-encoded requests, RFC 6749 errors) rather than
+    /// keygate's JSON and problem documents.
+    fn speaks_oauth(self) -> bool {
+        matches!(self, Endpoint::OAuthToken | Endpoint::OAuthRevoke)
     }
 
     /// Whether the endpoint reads a JSON body.
@@ -340,11 +375,13 @@ where
     C: Clock,
 {
     let (parts, body) = request.into_parts();
-    if body.len() > MAX_BODY_BYTES {
-        return Err(Problem::PayloadTooLarge);
-    }
-    if endpoint.takes_body() || !body.is_empty() {
-        require_json(&parts.headers)?;
+    if !endpoint.speaks_oauth() {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(Problem::PayloadTooLarge);
+        }
+        if endpoint.takes_body() || !body.is_empty() {
+            require_json(&parts.headers)?;
+        }
     }
     match endpoint {
         Endpoint::Register => {
@@ -403,7 +440,7 @@ where
                 JWKS_CACHE_CONTROL.as_str(),
             ))
         }
-        Endpoint::Discovery => {
+        Endpoint::Discovery | Endpoint::OAuthMetadata => {
             reject_body(&body)?;
             Ok(json(
                 StatusCode::OK,
@@ -419,34 +456,49 @@ where
                 "public, max-age=3600",
             ))
         }
+        // Form bodies and RFC 6749 errors: the OAuth module checks and answers the whole request.
+        Endpoint::OAuthToken | Endpoint::OAuthRevoke => {
+            Ok(oauth::answer(service, endpoint, ctx, &parts.headers, &body).await)
+        }
     }
 }
 
-/// GET /.well-known/openid-configuration: where the keys are and which algorithms sign; every URL
-/// is the issuer followed by a path of the route table ([`Endpoint::path`]).
+/// The metadata document served at both `/.well-known/openid-configuration` and RFC 8414's
+/// `/.well-known/oauth-authorization-server`: every URL is the issuer followed by a path of the route
+/// table ([`Endpoint::path`]), and it names only what exists and works.
+///
+/// - The token endpoint takes the `refresh_token` grant only (sessions start at keygate's own
+///   `/auth/login`; RFC 9700 section 2.4 rules out the password grant), from public clients.
+/// - No authorization endpoint, so `response_types_supported` (REQUIRED by RFC 8414 section 2) is the
+///   empty list: present for parsers that require it, naming no response type keygate lacks.
+/// - No `registration_endpoint` (`/auth/register` registers users, not RFC 7591 clients), no
+///   `id_token_*` or `subject_types_supported` (keygate issues no ID tokens), no `userinfo_endpoint`
+///   (`/auth/me` is not OIDC userinfo's shape): keygate's own JSON endpoints are listed by name under
+///   the vendor member `keygate_endpoints`.
 pub fn discovery(config: &AuthConfig) -> serde_json::Value {
     let url = |endpoint: Endpoint| format!("{}{}", config.issuer, endpoint.path());
     let alg = config.signing_alg.name();
-    // The well-known endpoints are published by their standard members (jwks_uri) or are this
-    // document; the others are listed under their names.
     let keygate_endpoints: serde_json::Map<String, serde_json::Value> = Endpoint::ALL
         .iter()
-        .filter(|e| !matches!(e, Endpoint::Jwks | Endpoint::Discovery))
+        .filter(|e| {
+            !e.speaks_oauth()
+                && !matches!(
+                    e,
+                    Endpoint::Jwks | Endpoint::Discovery | Endpoint::OAuthMetadata
+                )
+        })
         .map(|&e| (e.name().to_owned(), url(e).into()))
         .collect();
     serde_json::json!({
         "issuer": config.issuer,
         "jwks_uri": url(Endpoint::Jwks),
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [alg],
-        "access_token_signing_alg_values_supported": [alg],
+        "token_endpoint": url(Endpoint::OAuthToken),
+        "revocation_endpoint": url(Endpoint::OAuthRevoke),
+        "grant_types_supported": ["refresh_token"],
+        "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["none"],
-        "grant_types_supported": ["password", "refresh_token"],
-        "response_types_supported": ["token"],
-        "registration_endpoint": url(Endpoint::Register),
-        "token_endpoint": url(Endpoint::Login),
-        "userinfo_endpoint": url(Endpoint::Me),
-        "revocation_endpoint": url(Endpoint::Logout),
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "access_token_signing_alg_values_supported": [alg],
         "keygate_endpoints": keygate_endpoints,
     })
 }
@@ -595,6 +647,16 @@ mod key_access_tests {
         );
         assert_eq!(of(&[Endpoint::Register]), KeyAccess::None);
         assert_eq!(of(&[Endpoint::Logout]), KeyAccess::None);
+        // Revocation verifies the access tokens it denies; the token endpoint signs.
+        assert_eq!(
+            of(&[Endpoint::Logout, Endpoint::OAuthRevoke]),
+            KeyAccess::Public
+        );
+        assert_eq!(
+            of(&[Endpoint::Refresh, Endpoint::OAuthToken]),
+            KeyAccess::Private
+        );
+        assert_eq!(of(&[Endpoint::OAuthMetadata]), KeyAccess::None);
         assert_eq!(of(&[Endpoint::Discovery]), KeyAccess::None);
         assert_eq!(of(&[Endpoint::Me, Endpoint::Login]), KeyAccess::Private);
         assert_eq!(of(&[]), KeyAccess::None);
@@ -605,10 +667,10 @@ mod key_access_tests {
 mod discovery_tests {
     use super::*;
 
-    /// The document as it was before its URLs came from the route table: deriving them changes
-    /// nothing a client reads (the OpenAPI document joined the keygate endpoints since).
+    /// Exactly what exists: the OAuth endpoints, no password grant, no registration, userinfo or ID
+    /// token members; keygate's JSON endpoints under the vendor member.
     #[test]
-    fn the_document_is_built_from_the_route_table_unchanged() {
+    fn the_document_names_what_exists_and_nothing_else() {
         let config = AuthConfig::with_issuer("https://a.example");
         let i = "https://a.example";
         assert_eq!(
@@ -616,16 +678,13 @@ mod discovery_tests {
             serde_json::json!({
                 "issuer": i,
                 "jwks_uri": format!("{i}/.well-known/jwks.json"),
-                "subject_types_supported": ["public"],
-                "id_token_signing_alg_values_supported": ["ES256"],
-                "access_token_signing_alg_values_supported": ["ES256"],
+                "token_endpoint": format!("{i}/oauth/token"),
+                "revocation_endpoint": format!("{i}/oauth/revoke"),
+                "grant_types_supported": ["refresh_token"],
+                "response_types_supported": [],
                 "token_endpoint_auth_methods_supported": ["none"],
-                "grant_types_supported": ["password", "refresh_token"],
-                "response_types_supported": ["token"],
-                "registration_endpoint": format!("{i}/auth/register"),
-                "token_endpoint": format!("{i}/auth/login"),
-                "userinfo_endpoint": format!("{i}/auth/me"),
-                "revocation_endpoint": format!("{i}/auth/logout"),
+                "revocation_endpoint_auth_methods_supported": ["none"],
+                "access_token_signing_alg_values_supported": ["ES256"],
                 "keygate_endpoints": {
                     "register": format!("{i}/auth/register"),
                     "login": format!("{i}/auth/login"),

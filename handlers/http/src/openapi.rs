@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 use keygate_core::AuthConfig;
 use serde_json::Value;
 
-/// The document as kept in the repository; its `servers` names keygate-local's default address and
-/// its password bounds are the settings' defaults.
+/// The document as kept in the repository; its `servers` names keygate-local's default address, its
+/// password bounds and OAuth client ids are the settings' defaults.
 pub const DOCUMENT: &str = include_str!("../openapi.json");
 
 static PARSED: LazyLock<Value> =
@@ -20,16 +20,28 @@ const NEW_PASSWORDS: [(&str, &str); 2] = [
     ("PasswordChangeRequest", "new_password"),
 ];
 
+/// The OAuth requests whose `client_id` must be one of the deployment's client ids (a setting).
+const CLIENT_IDS: [&str; 2] = ["OAuthTokenRequest", "OAuthRevokeRequest"];
+
 /// The document as a deployment serves it: `servers` names that deployment's issuer, the base URL
 /// every path resolves against (the discovery document builds its URLs the same way), so a client or
-/// a fuzzer that fetches it calls the deployment that answered; the new-password bounds are its
-/// policy's.
+/// a fuzzer that fetches it calls the deployment that answered; the new-password bounds and the
+/// accepted OAuth client ids are its settings'.
 pub fn served(config: &AuthConfig) -> Value {
     let mut document = PARSED.clone();
     document["servers"] = serde_json::json!([{
         "url": config.issuer,
         "description": "the deployment that served this document (its issuer)",
     }]);
+    let client_ids = serde_json::json!(config.oauth_client_ids);
+    for schema in CLIENT_IDS {
+        document["components"]["schemas"][schema]["properties"]["client_id"]["enum"] =
+            client_ids.clone();
+    }
+    if let Some(first) = config.oauth_client_ids.first() {
+        document["components"]["links"]["OAuthRefresh"]["requestBody"]["client_id"] =
+            first.as_str().into();
+    }
     let policy = &config.password_policy;
     for (schema, member) in NEW_PASSWORDS {
         let password = &mut document["components"]["schemas"][schema]["properties"][member];
@@ -91,11 +103,12 @@ mod tests {
     }
 
     #[test]
-    fn the_served_document_names_the_issuer_and_the_policy_bounds() {
+    fn the_served_document_names_the_issuer_and_the_settings() {
         let mut config =
             AuthConfig::with_issuer("https://abc.execute-api.us-east-1.amazonaws.com/prod");
         config.password_policy.min_length = 20;
         config.password_policy.max_length = 100;
+        config.oauth_client_ids = vec!["web".into(), "ios".into()];
         let served = served(&config);
         assert_eq!(
             served["servers"][0]["url"],
@@ -111,9 +124,21 @@ mod tests {
             password["minLength"] = 20.into();
             password["maxLength"] = 100.into();
         }
+        for schema in CLIENT_IDS {
+            let client_id = &mut kept["components"]["schemas"][schema]["properties"]["client_id"];
+            assert_eq!(
+                client_id["enum"],
+                serde_json::json!(["keygate"]),
+                "{schema}"
+            );
+            client_id["enum"] = serde_json::json!(["web", "ios"]);
+        }
+        let link = &mut kept["components"]["links"]["OAuthRefresh"]["requestBody"]["client_id"];
+        assert_eq!(*link, "keygate");
+        *link = "web".into();
         assert_eq!(
             served, kept,
-            "only servers and the bounds differ from the kept file"
+            "only servers, bounds and client ids differ from the kept file"
         );
     }
 

@@ -1,4 +1,5 @@
-//! RFC 9457 problem documents: the single mapping from every error to a status and a body.
+//! RFC 9457 problem documents: the single mapping from every error of keygate's JSON routes (and of
+//! routing) to a status and a body. The OAuth endpoints map theirs in [`crate::oauth`].
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};

@@ -416,7 +416,7 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
     #[test]
     fn arbitrary_requests_never_get_a_5xx(
-        endpoint in 0usize..9,
+        endpoint in 0usize..Endpoint::ALL.len(),
         body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
         json_type in proptest::prelude::any::<bool>(),
         bearer in "[ -~]{0,80}",

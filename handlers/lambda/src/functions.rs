@@ -136,12 +136,16 @@ pub const LOGIN: ApiFunction<WithTable> = ApiFunction::new(
     "verify a password, issue tokens",
     &[Endpoint::Login],
 );
-pub const REFRESH: ApiFunction<WithTable> =
-    ApiFunction::new("refresh", "rotate a refresh token", &[Endpoint::Refresh]);
+// One function for both: the same rotation, and no second binary to link (each costs minutes in CI).
+pub const REFRESH: ApiFunction<WithTable> = ApiFunction::new(
+    "refresh",
+    "rotate a refresh token (keygate JSON and the OAuth token endpoint)",
+    &[Endpoint::Refresh, Endpoint::OAuthToken],
+);
 pub const LOGOUT: ApiFunction<WithTable> = ApiFunction::new(
     "logout",
-    "revoke one refresh-token family",
-    &[Endpoint::Logout],
+    "revoke one refresh-token family, or deny an access token (OAuth revocation)",
+    &[Endpoint::Logout, Endpoint::OAuthRevoke],
 );
 pub const LOGOUT_ALL: ApiFunction<WithTable> = ApiFunction::new(
     "logout-all",
@@ -157,8 +161,13 @@ pub const ME: ApiFunction<WithTable> =
     ApiFunction::new("me", "the caller profile", &[Endpoint::Me]);
 pub const WELL_KNOWN: ApiFunction<WithoutTable> = ApiFunction::new(
     "well-known",
-    "publish the public keys, the discovery and the OpenAPI documents",
-    &[Endpoint::Jwks, Endpoint::Discovery, Endpoint::OpenApi],
+    "publish the public keys and the discovery, OAuth metadata and OpenAPI documents",
+    &[
+        Endpoint::Jwks,
+        Endpoint::Discovery,
+        Endpoint::OAuthMetadata,
+        Endpoint::OpenApi,
+    ],
 );
 
 /// A keygate Lambda function, as the binary runs it.

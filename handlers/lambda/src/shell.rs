@@ -22,9 +22,9 @@ use keygate_aws::{DynamoStore, sdk, settings};
 use keygate_core::audit::AuditKey;
 use keygate_core::keys::{KeyError, KeySet, KeyTimeline};
 use keygate_core::store::{
-    AttemptCounter, AttemptScope, AuthStore, LoginCompletion, PasswordChange, RefreshRecord,
-    RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError, StoreResult, User,
-    UserStore,
+    AccessTokenDenyList, AttemptCounter, AttemptScope, AuthStore, LoginCompletion, PasswordChange,
+    RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError,
+    StoreResult, User, UserStore,
 };
 use keygate_core::{
     AuthConfig, AuthService, Clock as _, ConfigError, KeySource as _, SigningAlgorithm, SystemClock,
@@ -224,6 +224,15 @@ impl RefreshTokenStore for NoTable {
         no_table()
     }
     async fn revoke_family(&self, _: &str, _: &str) -> StoreResult<usize> {
+        no_table()
+    }
+}
+
+impl AccessTokenDenyList for NoTable {
+    async fn deny_access_token(&self, _: &str, _: i64) -> StoreResult<()> {
+        no_table()
+    }
+    async fn is_access_token_denied(&self, _: &str, _: i64) -> StoreResult<bool> {
         no_table()
     }
 }

@@ -20,10 +20,22 @@ fn rest_event(
     body: Option<Value>,
     bearer: Option<&str>,
 ) -> lambda_http::Request {
+    let body = body.map(|b| ("application/json", b.to_string()));
+    rest_event_with(method, path, body, bearer)
+}
+
+/// [`rest_event`] with a body of any content type (`(content type, body)`).
+fn rest_event_with(
+    method: &str,
+    path: &str,
+    body: Option<(&str, String)>,
+    bearer: Option<&str>,
+) -> lambda_http::Request {
     let mut headers = json!({"Host": "abc123.execute-api.us-east-1.amazonaws.com", "X-Correlation-Id": "corr-42"});
-    if body.is_some() {
-        headers["Content-Type"] = json!("application/json");
-    }
+    let body = body.map(|(content_type, body)| {
+        headers["Content-Type"] = json!(content_type);
+        body
+    });
     if let Some(token) = bearer {
         headers["Authorization"] = json!(format!("Bearer {token}"));
     }
@@ -48,7 +60,7 @@ fn rest_event(
             "identity": {"sourceIp": "203.0.113.9"}, "resourcePath": path, "httpMethod": method,
             "apiId": "abc123", "path": format!("/dev{path}"), "protocol": "HTTP/1.1"
         },
-        "body": body.map(|b| b.to_string()),
+        "body": body,
         "isBase64Encoded": false
     });
     lambda_http::request::from_str(&event.to_string()).expect("a REST proxy event")
@@ -61,6 +73,24 @@ async fn call<S: AuthStore, K: KeySource>(
     bearer: Option<&str>,
 ) -> (u16, Value) {
     let event = rest_event(endpoint.method().as_str(), endpoint.path(), body, bearer);
+    let response = answer(service, &[endpoint], event).await;
+    let status = response.status().as_u16();
+    let body = match response.body() {
+        lambda_http::Body::Text(text) => serde_json::from_str(text).unwrap(),
+        lambda_http::Body::Empty => Value::Null,
+        other => panic!("unexpected body {other:?}"),
+    };
+    (status, body)
+}
+
+/// An OAuth endpoint called with a form body, as an OAuth client sends it through API Gateway.
+async fn call_form<S: AuthStore, K: KeySource>(
+    service: &AuthService<S, K, SystemClock>,
+    endpoint: Endpoint,
+    form: &str,
+) -> (u16, Value) {
+    let body = Some(("application/x-www-form-urlencoded", form.to_owned()));
+    let event = rest_event_with(endpoint.method().as_str(), endpoint.path(), body, None);
     let response = answer(service, &[endpoint], event).await;
     let status = response.status().as_u16();
     let body = match response.body() {
@@ -192,6 +222,62 @@ async fn every_route_answers_through_the_lambda_event_conversion() {
         (200, Some("https://keygate.test"))
     );
     answered.push("openapi");
+    let (status, metadata) = call(&service, Endpoint::OAuthMetadata, None, None).await;
+    assert_eq!((status, &metadata), (200, &discovery));
+    answered.push("oauth-metadata");
+
+    let session = call(
+        &service,
+        Endpoint::Login,
+        Some(json!({"email": email, "password": NEW_PASSWORD})),
+        None,
+    )
+    .await
+    .1;
+    let grant = |token: &Value| {
+        format!(
+            "grant_type=refresh_token&client_id=keygate&refresh_token={}",
+            token.as_str().unwrap()
+        )
+    };
+    let (status, rotated) = call_form(
+        &service,
+        Endpoint::OAuthToken,
+        &grant(&session["refresh_token"]),
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    answered.push("oauth-token");
+    let form = format!(
+        "token={}&client_id=keygate",
+        rotated["access_token"].as_str().unwrap()
+    );
+    let (status, revoked) = call_form(&service, Endpoint::OAuthRevoke, &form).await;
+    assert_eq!((status, revoked), (200, Value::Null));
+    answered.push("oauth-revoke");
+    let (status, _) = call(
+        &service,
+        Endpoint::Me,
+        None,
+        rotated["access_token"].as_str(),
+    )
+    .await;
+    assert_eq!(status, 401, "a revoked access token is refused");
+    let form = format!("token={}", rotated["refresh_token"].as_str().unwrap());
+    assert_eq!(
+        call_form(&service, Endpoint::OAuthRevoke, &form).await.0,
+        200
+    );
+    let (status, refused) = call_form(
+        &service,
+        Endpoint::OAuthToken,
+        &grant(&rotated["refresh_token"]),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     assert_eq!(answered.len(), Endpoint::ALL.len());
 
     // A function answers only its own route.

@@ -899,3 +899,202 @@ async fn a_login_burst_past_the_hashing_queue_gets_503_and_jwks_keeps_answering(
     };
     server.stop().await;
 }
+
+/// Every URL-valued member of the metadata, with its JSON pointer (recursing into objects).
+fn urls_in(document: &Value, issuer: &str, at: &str, out: &mut Vec<(String, String)>) {
+    match document {
+        Value::String(text) if text.starts_with(issuer) && at != "/issuer" => {
+            out.push((at.to_owned(), text.clone()))
+        }
+        Value::Object(members) => {
+            for (name, value) in members {
+                urls_in(value, issuer, &format!("{at}/{name}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The discovery document and the RFC 8414 metadata are one document, and every URL it names exists
+/// and answers the way the document says: a GET of the JWKS, form POSTs to the token and revocation
+/// endpoints (as a public client: `client_id` in the body), keygate's own JSON endpoints as JSON.
+/// Every URL is called from the document itself, and the test fails on a URL it did not call.
+#[tokio::test]
+async fn every_url_the_metadata_names_answers_as_advertised() {
+    let dir = temp_dir("metadata");
+    let server = Server::start(&dir, &[]).await;
+    let response = server.get("/.well-known/openid-configuration", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let metadata: Value = response.json().await.unwrap();
+    let rfc_8414: Value = server
+        .get("/.well-known/oauth-authorization-server", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata, rfc_8414);
+    assert_eq!(metadata["issuer"], server.base);
+    let mut named = Vec::new();
+    urls_in(&metadata, &server.base, "", &mut named);
+    let mut called = std::collections::BTreeSet::new();
+    let at = |pointer: &str| -> String {
+        metadata
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{pointer} in {metadata}"))
+            .to_owned()
+    };
+    let client = &server.client;
+    let json_post = |pointer: &'static str, body: Value, bearer: Option<String>| {
+        let mut request = client.post(at(pointer)).json(&body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let form_post = |pointer: &'static str, form: String| {
+        client
+            .post(at(pointer))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+    };
+    assert_eq!(metadata["grant_types_supported"], json!(["refresh_token"]));
+    assert_eq!(
+        metadata["token_endpoint_auth_methods_supported"],
+        json!(["none"])
+    );
+    assert_eq!(
+        metadata["revocation_endpoint_auth_methods_supported"],
+        json!(["none"])
+    );
+
+    let jwks: Value = client
+        .get(at("/jwks_uri"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let alg = &metadata["access_token_signing_alg_values_supported"][0];
+    assert_eq!(&jwks["keys"][0]["alg"], alg);
+    called.insert("/jwks_uri");
+
+    let credentials = json!({"email": "meta@example.com", "password": PASSWORD});
+    let response = json_post("/keygate_endpoints/register", credentials.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    called.insert("/keygate_endpoints/register");
+    let login: Value = json_post("/keygate_endpoints/login", credentials.clone(), None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    called.insert("/keygate_endpoints/login");
+    let me = client
+        .get(at("/keygate_endpoints/me"))
+        .bearer_auth(s(&login, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    called.insert("/keygate_endpoints/me");
+    let refreshed = json_post(
+        "/keygate_endpoints/refresh",
+        json!({"refresh_token": login["refresh_token"]}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    let refreshed: Value = refreshed.json().await.unwrap();
+    called.insert("/keygate_endpoints/refresh");
+
+    // The token endpoint, as the metadata says: form POST, refresh_token grant, public client.
+    let client_id = "keygate";
+    let grant = |token: &str| {
+        format!("grant_type=refresh_token&client_id={client_id}&refresh_token={token}")
+    };
+    let response = form_post("/token_endpoint", grant(&s(&refreshed, "refresh_token")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let oauth: Value = response.json().await.unwrap();
+    assert_eq!(oauth["token_type"], "Bearer");
+    called.insert("/token_endpoint");
+
+    // The revocation endpoint: an access token, then a refresh token.
+    let access = s(&oauth, "access_token");
+    let response = form_post(
+        "/revocation_endpoint",
+        format!("token={access}&token_type_hint=access_token&client_id={client_id}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    called.insert("/revocation_endpoint");
+    let me = client
+        .get(at("/keygate_endpoints/me"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    problem(me, StatusCode::UNAUTHORIZED).await;
+    let response = form_post(
+        "/revocation_endpoint",
+        format!("token={}&client_id={client_id}", s(&oauth, "refresh_token")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let refused = form_post("/token_endpoint", grant(&s(&oauth, "refresh_token")))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(refused.headers()["content-type"], "application/json");
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"], "invalid_grant");
+
+    // keygate's remaining JSON endpoints, each the way its name says.
+    let session: Value = json_post("/keygate_endpoints/login", credentials.clone(), None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let changed = json_post(
+        "/keygate_endpoints/password",
+        json!({"current_password": PASSWORD, "new_password": "a much better passphrase 2026"}),
+        Some(s(&session, "access_token")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    let changed: Value = changed.json().await.unwrap();
+    called.insert("/keygate_endpoints/password");
+    let logout = json_post(
+        "/keygate_endpoints/logout",
+        json!({"refresh_token": changed["refresh_token"]}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    called.insert("/keygate_endpoints/logout");
+    let logout_all = client
+        .post(at("/keygate_endpoints/logout_all"))
+        .bearer_auth(s(&changed, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout_all.status(), StatusCode::NO_CONTENT);
+    called.insert("/keygate_endpoints/logout_all");
+
+    let named: std::collections::BTreeSet<&str> = named.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(named, called, "every URL the metadata names was called");
+    server.stop().await;
+}

@@ -41,9 +41,9 @@ use std::time::Duration;
 
 use keygate_core::Clock;
 use keygate_core::store::{
-    AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion, PasswordChange,
-    RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError,
-    StoreResult, User, UserStore,
+    AccessTokenDenyList, AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion,
+    PasswordChange, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation,
+    StoreError, StoreResult, User, UserStore,
 };
 use keygate_core::throttle::LoginThrottle;
 use rusqlite::types::Type;
@@ -100,6 +100,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX devices_by_expiry ON devices (expires_at_s);",
     // 4: the number of the user's latest refresh-token family (the live-family cap).
     "ALTER TABLE users ADD COLUMN family_seq INTEGER NOT NULL DEFAULT 0 CHECK (family_seq >= 0);",
+    // 5: access tokens revoked before their expiry (RFC 7009), by jti, until they would expire.
+    "CREATE TABLE denied_access_tokens (
+        jti          TEXT    NOT NULL PRIMARY KEY,
+        expires_at_s INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX denied_access_tokens_by_expiry ON denied_access_tokens (expires_at_s);",
 ];
 
 /// The schema version this build writes.
@@ -192,7 +198,8 @@ impl SqliteStore {
         self.inner.path.as_deref()
     }
 
-    /// Deletes every refresh token and device token that is expired at `now_ms`; returns how many.
+    /// Deletes every refresh token, device token and deny-list entry that is expired at `now_ms`;
+    /// returns how many.
     /// Reads already treat them as absent; this only reclaims space.
     pub async fn sweep_expired(&self, now_ms: i64) -> StoreResult<usize> {
         self.run("sweep_expired", move |conn| sweep(conn, now_ms))
@@ -561,7 +568,10 @@ fn sweep(conn: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
     let devices = conn
         .prepare_cached("DELETE FROM devices WHERE expires_at_s <= ?1")?
         .execute([now_s])?;
-    Ok(tokens + devices)
+    let denied = conn
+        .prepare_cached("DELETE FROM denied_access_tokens WHERE expires_at_s <= ?1")?
+        .execute([now_s])?;
+    Ok(tokens + devices + denied)
 }
 
 /// The rotation transaction: checks in the port's order, then writes, or changes nothing.
@@ -780,6 +790,33 @@ impl RefreshTokenStore for SqliteStore {
         self.run("revoke_family", move |conn| {
             conn.prepare_cached("DELETE FROM refresh_tokens WHERE email = ?1 AND family_id = ?2")?
                 .execute([&email, &family_id])
+        })
+        .await
+    }
+}
+
+impl AccessTokenDenyList for SqliteStore {
+    async fn deny_access_token(&self, jti: &str, expires_at_s: i64) -> StoreResult<()> {
+        let jti = jti.to_owned();
+        self.run("deny_access_token", move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO denied_access_tokens (jti, expires_at_s) VALUES (?1, ?2)
+                 ON CONFLICT (jti) DO UPDATE SET expires_at_s = max(expires_at_s, excluded.expires_at_s)",
+            )?
+            .execute(params![jti, expires_at_s])
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn is_access_token_denied(&self, jti: &str, now_ms: i64) -> StoreResult<bool> {
+        let jti = jti.to_owned();
+        self.run("is_access_token_denied", move |conn| {
+            // Alive while expires_at_s * 1000 > now_ms, i.e. expires_at_s > floor(now_ms / 1000).
+            conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM denied_access_tokens WHERE jti = ?1 AND expires_at_s > ?2)",
+            )?
+            .query_row(params![jti, now_ms.div_euclid(1000)], |row| row.get(0))
         })
         .await
     }

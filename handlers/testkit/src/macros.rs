@@ -40,6 +40,7 @@ macro_rules! store_behaviour_tests {
                 revoke_family_deletes_only_that_family,
                 revoke_large_families,
                 concurrent_rotations_have_one_winner,
+                denied_access_tokens_hold_until_they_expire,
             ],
             service_rules: [
                 service_register_login_refresh_logout,
@@ -65,6 +66,8 @@ macro_rules! store_behaviour_tests {
                 service_concurrent_refreshes_have_one_winner,
                 service_caps_live_families,
                 service_concurrent_logins_take_distinct_family_numbers,
+                service_revoked_access_token_is_refused_by_every_bearer_route,
+                service_revoked_refresh_token_ends_its_family,
             ],
         );
     };

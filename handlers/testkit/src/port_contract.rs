@@ -1257,3 +1257,45 @@ pub async fn concurrent_rotations_have_one_winner<S: AuthStore>(store: S) {
         Some(&winner.next)
     );
 }
+
+/// The deny-list: an entry holds until its expiry (reads compare it: no store deletes promptly),
+/// denying again keeps the later expiry, and entries are per `jti`.
+pub async fn denied_access_tokens_hold_until_they_expire<S: AuthStore>(store: S) {
+    let jti = random_uuid();
+    let other = random_uuid();
+    let until_s = NOW_MS / 1000 + 900;
+    assert!(!store.is_access_token_denied(&jti, NOW_MS).await.unwrap());
+    store.deny_access_token(&jti, until_s).await.unwrap();
+    assert!(store.is_access_token_denied(&jti, NOW_MS).await.unwrap());
+    assert!(
+        store
+            .is_access_token_denied(&jti, until_s * 1000 - 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .is_access_token_denied(&jti, until_s * 1000)
+            .await
+            .unwrap(),
+        "an expired entry is absent"
+    );
+    assert!(!store.is_access_token_denied(&other, NOW_MS).await.unwrap());
+
+    store.deny_access_token(&jti, until_s - 600).await.unwrap();
+    assert!(
+        store
+            .is_access_token_denied(&jti, until_s * 1000 - 1)
+            .await
+            .unwrap(),
+        "an earlier expiry does not shorten the entry"
+    );
+    store.deny_access_token(&jti, until_s + 60).await.unwrap();
+    assert!(
+        store
+            .is_access_token_denied(&jti, (until_s + 30) * 1000)
+            .await
+            .unwrap(),
+        "a later expiry extends it"
+    );
+}

@@ -1080,3 +1080,123 @@ pub async fn service_concurrent_logins_take_distinct_family_numbers<S: AuthStore
         assert_eq!(numbers.len(), n, "round {round}: one number per family");
     }
 }
+
+/// RFC 7009 with an access token: once revoked it is refused by every bearer route (me, logout-all,
+/// password change) until it expires, while the session's other tokens keep working; revoking junk,
+/// a foreign or an expired token answers the same and changes nothing.
+pub async fn service_revoked_access_token_is_refused_by_every_bearer_route<S: AuthStore>(store: S) {
+    use keygate_core::service::TokenKind;
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("revoke-access").await;
+    let session = h.login(&email, PASSWORD, None).await.unwrap();
+    h.service
+        .me(&session.access_token)
+        .await
+        .expect("me before revocation");
+    let other = h.login(&email, PASSWORD, None).await.unwrap();
+
+    h.service
+        .revoke(&h.ctx, &session.access_token, None)
+        .await
+        .expect("revocation answers");
+    refused_bearer(
+        h.service.me(&session.access_token).await,
+        "me with a revoked access token",
+    );
+    refused_bearer(
+        h.service.logout_all(&h.ctx, &session.access_token).await,
+        "logout-all with a revoked access token",
+    );
+    refused_bearer(
+        h.service
+            .change_password(&h.ctx, &session.access_token, PASSWORD, NEW_PASSWORD)
+            .await,
+        "a password change with a revoked access token",
+    );
+    h.service
+        .me(&other.access_token)
+        .await
+        .expect("another access token of the user still works");
+    let rotated = h
+        .refresh(&session.refresh_token, None)
+        .await
+        .expect("revoking an access token leaves its refresh token alone");
+    h.service
+        .me(&rotated.access_token)
+        .await
+        .expect("its new access token works");
+
+    // The hint only orders the search: an access token hinted as a refresh token is still found.
+    h.service
+        .revoke(&h.ctx, &rotated.access_token, Some(TokenKind::Refresh))
+        .await
+        .unwrap();
+    refused_bearer(
+        h.service.me(&rotated.access_token).await,
+        "a mis-hinted access token",
+    );
+
+    // Junk, a token of another deployment's key, and nothing at all change nothing.
+    let foreign = {
+        let key = generate_key(SigningAlgorithm::Es256, NOW_MS / 1000).unwrap();
+        let keys = KeySet::from_documents(&KeySetDocument { keys: vec![key] }, None).unwrap();
+        keygate_core::tokens::issue(&keys, h.service.config(), "someone", 0, h.now_ms())
+            .unwrap()
+            .token
+    };
+    for junk in ["", "not a token", "a.b.c", foreign.as_str(), "kgrt_AAAA"] {
+        h.service
+            .revoke(&h.ctx, junk, None)
+            .await
+            .expect("junk answers alike");
+        h.service
+            .revoke(&h.ctx, junk, Some(TokenKind::Access))
+            .await
+            .expect("junk answers alike");
+    }
+    h.service
+        .me(&other.access_token)
+        .await
+        .expect("junk revoked nothing");
+
+    // Past its expiry plus the leeway the token is refused by verification itself, and revoking it
+    // then is a no-op.
+    let ttl_ms = h.service.config().access_token_ttl_secs as i64 * 1000;
+    let leeway_ms = h.service.config().leeway_secs as i64 * 1000;
+    h.advance_ms(ttl_ms + leeway_ms + 1_000);
+    refused_bearer(
+        h.service.me(&other.access_token).await,
+        "an expired access token",
+    );
+    h.service
+        .revoke(&h.ctx, &other.access_token, Some(TokenKind::Access))
+        .await
+        .expect("revoking an expired token answers alike");
+}
+
+/// RFC 7009 with a refresh token: the same family revocation as logout, whatever the hint.
+pub async fn service_revoked_refresh_token_ends_its_family<S: AuthStore>(store: S) {
+    use keygate_core::service::TokenKind;
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("revoke-refresh").await;
+    let first = h.login(&email, PASSWORD, None).await.unwrap();
+    let other = h.login(&email, PASSWORD, None).await.unwrap();
+    h.advance_ms(1_000);
+    let second = h.refresh(&first.refresh_token, None).await.unwrap();
+    h.service
+        .revoke(&h.ctx, &second.refresh_token, Some(TokenKind::Access))
+        .await
+        .expect("revocation answers");
+    refused_refresh(
+        h.refresh(&second.refresh_token, None).await,
+        "a revoked refresh token",
+    );
+    assert_eq!(
+        h.drain_family(&first.refresh_token).await,
+        0,
+        "the family is gone"
+    );
+    h.refresh(&other.refresh_token, None)
+        .await
+        .expect("another session survives");
+}

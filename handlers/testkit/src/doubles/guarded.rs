@@ -3,8 +3,9 @@
 use std::future::Future;
 
 use keygate_core::store::{
-    AttemptCounter, AttemptScope, LoginCompletion, PasswordChange, RefreshRecord,
-    RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreResult, User, UserStore,
+    AccessTokenDenyList, AttemptCounter, AttemptScope, LoginCompletion, PasswordChange,
+    RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreResult, User,
+    UserStore,
 };
 use keygate_core::throttle::LoginThrottle;
 
@@ -107,5 +108,22 @@ impl<S: RefreshTokenStore> RefreshTokenStore for Guarded<S> {
         family_id: &str,
     ) -> impl Future<Output = StoreResult<usize>> + Send {
         self.store.revoke_family(email, family_id)
+    }
+}
+
+impl<S: AccessTokenDenyList> AccessTokenDenyList for Guarded<S> {
+    fn deny_access_token(
+        &self,
+        jti: &str,
+        expires_at_s: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        self.store.deny_access_token(jti, expires_at_s)
+    }
+    fn is_access_token_denied(
+        &self,
+        jti: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send {
+        self.store.is_access_token_denied(jti, now_ms)
     }
 }

@@ -5,9 +5,9 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use keygate_core::store::{
-    AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion, PasswordChange,
-    RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreResult, User,
-    UserStore,
+    AccessTokenDenyList, AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion,
+    PasswordChange, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation,
+    StoreResult, User, UserStore,
 };
 use keygate_core::throttle::LoginThrottle;
 
@@ -25,6 +25,8 @@ struct MemoryState {
     tokens: BTreeMap<(String, String, String), RefreshRecord>,
     /// Keyed by (email, token_hash).
     devices: BTreeMap<(String, String), DeviceRecord>,
+    /// Denied access tokens: jti -> until (seconds).
+    denied: BTreeMap<String, i64>,
 }
 
 type TokenKey = (String, String, String);
@@ -215,6 +217,24 @@ impl RefreshTokenStore for MemoryStore {
             s.tokens
                 .retain(|(e, f, _), _| !(e == email && f == family_id));
             before - s.tokens.len()
+        }))
+    }
+}
+
+impl AccessTokenDenyList for MemoryStore {
+    async fn deny_access_token(&self, jti: &str, expires_at_s: i64) -> StoreResult<()> {
+        self.with(|s| {
+            let until = s.denied.entry(jti.to_owned()).or_insert(expires_at_s);
+            *until = (*until).max(expires_at_s);
+        });
+        Ok(())
+    }
+
+    async fn is_access_token_denied(&self, jti: &str, now_ms: i64) -> StoreResult<bool> {
+        Ok(self.with(|s| {
+            s.denied
+                .get(jti)
+                .is_some_and(|until| until.saturating_mul(1000) > now_ms)
         }))
     }
 }
