@@ -981,6 +981,19 @@ async fn every_url_the_metadata_names_answers_as_advertised() {
     assert_eq!(&jwks["keys"][0]["alg"], alg);
     called.insert("/jwks_uri");
 
+    // The OpenAPI document names this server, whose every route it lists.
+    let openapi: Value = client
+        .get(at("/keygate_endpoints/openapi"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(openapi["servers"][0]["url"], server.base);
+    assert!(openapi["paths"]["/oauth/token"]["post"].is_object());
+    called.insert("/keygate_endpoints/openapi");
+
     let credentials = json!({"email": "meta@example.com", "password": PASSWORD});
     let response = json_post("/keygate_endpoints/register", credentials.clone(), None)
         .await
