@@ -248,6 +248,11 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             audit::emit(ctx, AuditEvent::LoginFailed, subject);
             return Err(AuthError::InvalidCredentials);
         };
+        // A watermark later than `now` was written, between reading the clock and the user, by a
+        // password change or logout-all that took it as its millisecond + 1: this login judged the
+        // state after it, so its session is issued at the watermark, not revoked by it. The
+        // completion below is conditional on this watermark, so a later revocation still wins.
+        let now = now.max(user.revoked_before_ms);
         let mut family_seq = user.family_seq + 1;
         let mut token = self.new_family(user, family_seq, now)?;
         let mut response = self.token_response(&token, &user.user_id, now).await?;

@@ -51,6 +51,7 @@ macro_rules! store_behaviour_tests {
                 service_family_lifetime_is_not_extended,
                 service_logout_all_watermark,
                 service_password_change_revokes_sessions,
+                service_login_right_after_a_revocation_is_not_revoked,
                 service_device_binding,
                 service_free_attempts_do_not_throttle,
                 service_throttle_window,

@@ -431,6 +431,47 @@ pub async fn service_password_change_revokes_sessions<S: AuthStore>(store: S) {
         .expect("the new password");
 }
 
+/// A login that starts in the very millisecond a password change or logout-all took its watermark
+/// (which is that millisecond + 1, so tokens issued in it before the change are revoked) judged the
+/// state after the change: its session works. The clock does not move between the calls.
+pub async fn service_login_right_after_a_revocation_is_not_revoked<S: AuthStore>(store: S) {
+    let h = ServiceHarness::new(store);
+    let (email, _) = h.registered("right-after").await;
+    let first = h.login(&email, PASSWORD, None).await.unwrap();
+    h.advance_ms(1_000);
+    h.service
+        .change_password(&h.ctx, &first.access_token, PASSWORD, NEW_PASSWORD)
+        .await
+        .expect("password change");
+    let after_change = h.login(&email, NEW_PASSWORD, None).await.unwrap();
+    h.service
+        .me(&after_change.access_token)
+        .await
+        .expect("a login after the change, in its millisecond, is live");
+    h.refresh(&after_change.refresh_token, None)
+        .await
+        .expect("and so is its refresh token");
+
+    h.advance_ms(1_000);
+    let bearer = h.login(&email, NEW_PASSWORD, None).await.unwrap();
+    h.service
+        .logout_all(&h.ctx, &bearer.access_token)
+        .await
+        .expect("logout-all");
+    refused_bearer(
+        h.service.me(&bearer.access_token).await,
+        "the token logged out",
+    );
+    let after_logout_all = h.login(&email, NEW_PASSWORD, None).await.unwrap();
+    h.service
+        .me(&after_logout_all.access_token)
+        .await
+        .expect("a login after logout-all, in its millisecond, is live");
+    h.refresh(&after_logout_all.refresh_token, None)
+        .await
+        .expect("and so is its refresh token");
+}
+
 /// A device-bound family presented with another (or no) device id is revoked; an unbound family
 /// presented with a device id too.
 pub async fn service_device_binding<S: AuthStore>(store: S) {
