@@ -2,6 +2,8 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { RouteExposure, StageName, stageSettings } from '../../cdk/config';
 import { apiRoutes } from '../../cdk/lib/catalog';
 import { customTemplate, logicalId, resourcesOfType, stageTemplate } from './helpers';
+import openapiJson from '../../handlers/http/openapi.json';
+import { REQUEST_MODELS } from '../../cdk/lib/api/models';
 
 /** "METHOD /path" of every contract endpoint -> its exposure and function (cdk/contract.json). */
 const EXPOSURE: Readonly<Record<string, RouteExposure>> = Object.fromEntries(apiRoutes().map(({ route }) => [`${route.method} ${route.path}`, route.exposure]));
@@ -142,6 +144,26 @@ describe('REST API', () => {
       expect(m.Properties!.RequestValidatorId).toBeDefined();
     }
     expect(methods.filter((m) => m.Properties!.RequestModels).length).toBe(5);
+  });
+
+  test('the request models are the JSON request bodies of the OpenAPI document', () => {
+    const doc = openapiJson as any;
+    const bodies = Object.values(doc.paths as Record<string, Record<string, any>>)
+      .flatMap((ops) => Object.values(ops))
+      .filter((op) => op.requestBody?.content?.['application/json']);
+    expect(Object.keys(REQUEST_MODELS).sort()).toEqual(bodies.map((op) => op.operationId).sort());
+    for (const op of bodies) {
+      const ref: string = op.requestBody.content['application/json'].schema.$ref;
+      const schema = doc.components.schemas[ref.split('/').pop()!];
+      const model = REQUEST_MODELS[op.operationId];
+      expect(model.required).toEqual(schema.required);
+      expect(Object.keys(model.properties!)).toEqual(Object.keys(schema.properties));
+    }
+    // Rendered into the template for a route, e.g. login's optional device token.
+    template.hasResourceProperties('AWS::ApiGateway::Model', {
+      Name: 'AuthLogin',
+      Schema: Match.objectLike({ required: ['email', 'password'], properties: Match.objectLike({ device_token: { type: 'string' } }) }),
+    });
   });
 
   test('gateway errors are problem+json', () => {
