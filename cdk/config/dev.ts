@@ -19,6 +19,7 @@ export const dev: StageSettings = {
     logLevel: 'info,keygate=debug',
   },
   api: {
+    kind: 'rest',
     stageName: 'dev',
     throttleRateLimit: 20,
     throttleBurstLimit: 40,

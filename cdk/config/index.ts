@@ -3,7 +3,7 @@ import { dev } from './dev';
 import { PIPELINE_DEFAULTS, PipelineSettings, SourceSettings } from './pipeline';
 import { prod } from './prod';
 import { staging } from './staging';
-import { ROUTE_EXPOSURES, STAGE_NAMES, StageName, StageSettings, ThrottleLimits, WAF_RATE_LIMITED_EXPOSURES } from './types';
+import { API_KINDS, ROUTE_EXPOSURES, STAGE_NAMES, StageName, StageSettings, ThrottleLimits, WAF_RATE_LIMITED_EXPOSURES } from './types';
 
 export * from './types';
 export * from './pipeline';
@@ -104,6 +104,7 @@ export function validateStageSettings(s: StageSettings): void {
   }
   check(s.functions.timeoutSeconds >= 1 && s.functions.timeoutSeconds <= 29, n, 'API function timeout must be 1..29 s');
   check(s.functions.rotationTimeoutSeconds >= 1 && s.functions.rotationTimeoutSeconds <= 900, n, 'rotation timeout must be 1..900 s');
+  check((API_KINDS as readonly string[]).includes(s.api.kind), n, `API kind must be one of ${API_KINDS.join(', ')}`);
   check(/^[A-Za-z0-9_-]+$/.test(s.api.stageName), n, 'API stage name may hold letters, digits, - and _');
   validateThrottles(s);
   for (const exposure of WAF_RATE_LIMITED_EXPOSURES) {

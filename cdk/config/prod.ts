@@ -22,6 +22,7 @@ export const prod: StageSettings = {
     logLevel: 'info',
   },
   api: {
+    kind: 'rest',
     stageName: 'prod',
     throttleRateLimit: 500,
     throttleBurstLimit: 1000,

@@ -22,6 +22,7 @@ export const staging: StageSettings = {
     logLevel: 'info',
   },
   api: {
+    kind: 'rest',
     stageName: 'staging',
     throttleRateLimit: 50,
     throttleBurstLimit: 100,

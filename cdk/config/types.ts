@@ -78,8 +78,9 @@ export interface AuthSettings {
    */
   readonly oauthClientIds?: readonly string[];
   /**
-   * Issuer URL (`iss`). Undefined: the API's own base URL
-   * https://<restApiId>.execute-api.<region>.<urlSuffix>/<apiStageName>.
+   * Issuer URL (`iss`). Undefined: the API's own base URL,
+   * https://<restApiId>.execute-api.<region>.<urlSuffix>/<apiStageName> (REST) or
+   * https://<apiId>.execute-api.<region>.<urlSuffix> (HTTP API, `$default` stage).
    */
   readonly issuer?: string;
   readonly signingAlg: SigningAlgorithm;
@@ -140,11 +141,24 @@ export interface ThrottleLimits {
   readonly burstLimit: number;
 }
 
+/**
+ * Which API Gateway API fronts the functions (docs/aws.md, "REST API or HTTP API"):
+ * - rest: REST API with a WAF web ACL, request validation, X-Ray and problem+json gateway errors
+ * - http: HTTP API, `$default` stage, no WAF and no request validation
+ */
+export const API_KINDS = ['rest', 'http'] as const;
+export type ApiKind = (typeof API_KINDS)[number];
+
 export interface ApiSettings {
-  /** API Gateway stage name; the last segment of the base URL and of the default issuer. */
+  readonly kind: ApiKind;
+  /**
+   * API Gateway stage name; the last segment of the base URL and of the default issuer. REST
+   * only: an HTTP API serves its `$default` stage at the root.
+   */
   readonly stageName: string;
   /**
-   * Stage default (the method setting for every resource and method). API Gateway applies it to
+   * Stage default (the method setting for every resource and method; an HTTP API's default route
+   * settings). API Gateway applies it to
    * each method on its own, not to the stage as a sum; here it bounds the methods without limits
    * of their own (CORS preflights) and is the ceiling of every route's limits.
    */

@@ -1,5 +1,6 @@
 import { CfnElement, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as pipelines from 'aws-cdk-lib/pipelines';
@@ -42,12 +43,18 @@ export function acknowledgePublicKeySecret(secret: IConstruct): void {
   );
 }
 
-/** A public method of the authentication API. */
+const PUBLIC_API_REASON =
+  'keygate is the token issuer: register, login, refresh, logout and the JWKS/discovery documents must be callable without a prior credential, and the bearer-protected routes (me, logout-all, password) verify the access token in the function (signature against the JWKS, iss, aud, exp, revokedBefore watermark), which a gateway authorizer cannot do for its own issuer.';
+
+/** A public method of the authentication API (REST). */
 export function acknowledgeAuthMethod(method: apigateway.Method): void {
-  const reason =
-    'keygate is the token issuer: register, login, refresh, logout and the JWKS/discovery documents must be callable without a prior credential, and the bearer-protected routes (me, logout-all, password) verify the access token in the function (signature against the JWKS, iss, aud, exp, revokedBefore watermark), which a gateway authorizer cannot do for its own issuer.';
-  ack(method, 'AwsSolutions-APIG4', reason);
-  ack(method, 'AwsSolutions-COG4', `${reason} Cognito is not used: keygate replaces it.`);
+  ack(method, 'AwsSolutions-APIG4', PUBLIC_API_REASON);
+  ack(method, 'AwsSolutions-COG4', `${PUBLIC_API_REASON} Cognito is not used: keygate replaces it.`);
+}
+
+/** A public route of the authentication API (HTTP API). */
+export function acknowledgeAuthRoute(route: apigwv2.HttpRoute): void {
+  ack(route, 'AwsSolutions-APIG4', PUBLIC_API_REASON);
 }
 
 /** The account-level role API Gateway uses to write access and execution logs. */

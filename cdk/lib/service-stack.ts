@@ -1,8 +1,9 @@
-import { Aws, CfnOutput, Fn, Stack, StackProps, Tags } from 'aws-cdk-lib';
+import { CfnOutput, Fn, Stack, StackProps, Tags } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { ApiFunctionName, FUNCTION_NAMES, FunctionName, StageSettings } from '../config';
 import { KeygateApi } from './api/api';
+import { KeygateHttpApi } from './api/http-api';
 import { ApiFirewall } from './api/waf';
 import { API_FUNCTIONS, routeOf } from './catalog';
 import { LiveAliases } from './concurrency/live-aliases';
@@ -20,7 +21,7 @@ export interface KeygateServiceStackProps extends StackProps {
   readonly manifestPath?: string;
 }
 
-/** Everything one keygate stage runs: data, keys, functions, API + WAF, concurrency, monitoring. */
+/** Everything one keygate stage runs: data, keys, functions, API (+ WAF for a REST API), concurrency, monitoring. */
 export class KeygateServiceStack extends Stack {
   readonly apiUrl: CfnOutput;
   readonly jwksUrl: CfnOutput;
@@ -28,10 +29,12 @@ export class KeygateServiceStack extends Stack {
   readonly tableName: CfnOutput;
   readonly table: KeygateTable;
   readonly keys: SigningKeys;
-  readonly api: KeygateApi;
+  /** The REST API, or the HTTP API with `api.kind: 'http'`. */
+  readonly api: KeygateApi | KeygateHttpApi;
   readonly functions: KeygateFunctions;
   readonly aliases: LiveAliases;
-  readonly firewall: ApiFirewall;
+  /** The WAF of the REST API (HTTP APIs cannot be associated with a web ACL). */
+  readonly firewall?: ApiFirewall;
   readonly monitoring: Monitoring;
 
   constructor(scope: Construct, id: string, props: KeygateServiceStackProps) {
@@ -45,7 +48,7 @@ export class KeygateServiceStack extends Stack {
 
     this.table = new KeygateTable(this, 'Data', { settings });
     this.keys = new SigningKeys(this, 'Keys', { settings });
-    this.api = new KeygateApi(this, 'Api', { settings });
+    this.api = settings.api.kind === 'http' ? new KeygateHttpApi(this, 'Api', { settings }) : new KeygateApi(this, 'Api', { settings });
     const issuer = settings.auth.issuer ?? this.api.defaultIssuer;
     this.functions = new KeygateFunctions(this, 'Functions', {
       settings,
@@ -60,16 +63,17 @@ export class KeygateServiceStack extends Stack {
     }
     this.aliases = new LiveAliases(this, 'Concurrency', { settings, functions: apiFunctions });
     this.api.addRoutes(this.aliases.byName);
-    this.firewall = new ApiFirewall(this, 'Firewall', { settings, stage: this.api.api.deploymentStage });
+    if (this.api instanceof KeygateApi) {
+      this.firewall = new ApiFirewall(this, 'Firewall', { settings, stage: this.api.api.deploymentStage });
+    }
     this.monitoring = new Monitoring(this, 'Observability', {
       settings,
-      stage: this.api.api.deploymentStage,
+      api: this.api.metrics,
       table: this.table.table,
       functions: functionsByName(this.functions),
     });
 
-    // The stage's base URL without a trailing slash (what clients and the smoke test prefix paths with).
-    const baseUrl = Fn.join('', ['https://', this.api.api.restApiId, '.execute-api.', Aws.REGION, '.', Aws.URL_SUFFIX, '/', this.api.api.deploymentStage.stageName]);
+    const baseUrl = this.api.baseUrl;
     this.apiUrl = new CfnOutput(this, 'ApiUrl', { value: baseUrl, description: 'Base URL of the API stage (no trailing slash)' });
     this.jwksUrl = new CfnOutput(this, 'JwksUrl', { value: Fn.join('', [baseUrl, routeOf('jwks').path]), description: 'JWKS of the signing keys' });
     this.issuer = new CfnOutput(this, 'Issuer', { value: issuer, description: 'iss of the access tokens' });

@@ -9,6 +9,10 @@ describe('stage settings', () => {
     }
   });
 
+  test('every stage fronts its functions with a REST API by default', () => {
+    expect(allStageSettings().map((s) => s.api.kind)).toEqual(['rest', 'rest', 'rest']);
+  });
+
   test('every function is x86_64 by default in every stage', () => {
     for (const s of allStageSettings()) {
       expect(s.functions.architecture).toBe('X86_64');
@@ -53,6 +57,7 @@ describe('stage settings', () => {
     ['a WAF window AWS does not offer', { waf: { ...stageSettings('dev').waf, authRateWindowSeconds: 30 as 60 } }],
     ['a malformed account', { target: { account: '12', region: 'us-east-1' } }],
     ['an API function timeout above 29 s', { functions: { ...stageSettings('dev').functions, timeoutSeconds: 30 } }],
+    ['an API kind API Gateway does not have', { api: { ...stageSettings('dev').api, kind: 'websocket' as 'rest' } }],
   ])('refuses %s', (_what, change) => {
     expect(() => validateStageSettings({ ...stageSettings('dev'), ...change })).toThrow(/invalid settings/);
   });

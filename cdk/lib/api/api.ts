@@ -1,4 +1,4 @@
-import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Aws, Duration, Fn, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -7,6 +7,9 @@ import { ApiFunctionName, ApiSettings, StageSettings } from '../../config';
 import { API_FUNCTIONS, FUNCTION_SPECS, apiRoutes } from '../catalog';
 import { acknowledgeAuthMethod } from '../nag';
 import { REQUEST_MODELS } from './models';
+
+/** Request headers a browser may send cross-origin (both API kinds). */
+export const CORS_HEADERS = ['Authorization', 'Content-Type', 'X-Correlation-Id'] as const;
 
 /**
  * Execution logging of every method. A method's own setting does not inherit these from the
@@ -67,7 +70,7 @@ export class KeygateApi extends Construct {
       ? {
           allowOrigins: [...api.cors.allowOrigins],
           allowMethods: ['GET', 'POST', 'OPTIONS'],
-          allowHeaders: ['Authorization', 'Content-Type', 'X-Correlation-Id'],
+          allowHeaders: [...CORS_HEADERS],
           maxAge: Duration.seconds(api.cors.maxAgeSeconds),
         }
       : undefined;
@@ -131,6 +134,16 @@ export class KeygateApi extends Construct {
    */
   get defaultIssuer(): string {
     return `https://${this.api.restApiId}.execute-api.${Aws.REGION}.${Aws.URL_SUFFIX}/${this.settings.api.stageName}`;
+  }
+
+  /** Base URL of the stage without a trailing slash (what clients and the smoke test prefix paths with). */
+  get baseUrl(): string {
+    return Fn.join('', ['https://', this.api.restApiId, '.execute-api.', Aws.REGION, '.', Aws.URL_SUFFIX, '/', this.api.deploymentStage.stageName]);
+  }
+
+  /** The 5xx and latency metrics of the stage (AWS/ApiGateway, dimensions ApiName and Stage). */
+  get metrics(): Pick<apigateway.Stage, 'metricServerError' | 'metricLatency'> {
+    return this.api.deploymentStage;
   }
 
   /** Adds the routes of every API function, integrated with the given aliases. */

@@ -1,5 +1,4 @@
 import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
-import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -14,9 +13,18 @@ import { CONTRACT, metricName } from '../contract';
 
 export interface MonitoringProps {
   readonly settings: StageSettings;
-  readonly stage: apigateway.Stage;
+  /**
+   * The API's 5xx and latency metrics: a REST stage's (5XXError, Latency by ApiName and Stage) or
+   * an HTTP API's (5xx, Latency by ApiId), both in AWS/ApiGateway.
+   */
+  readonly api: ApiMetrics;
   readonly table: dynamodb.Table;
   readonly functions: Readonly<Record<FunctionName, lambda.Function>>;
+}
+
+export interface ApiMetrics {
+  metricServerError(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
+  metricLatency(props?: cloudwatch.MetricOptions): cloudwatch.Metric;
 }
 
 const PERIOD = Duration.minutes(5);
@@ -33,7 +41,7 @@ export class Monitoring extends Construct {
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
-    const { settings, stage, table } = props;
+    const { settings, api, table } = props;
     const t = settings.observability.alarms;
     const prefix = `keygate-${settings.stageName}`;
     const namespace = metricsNamespace(settings.stageName);
@@ -87,8 +95,8 @@ export class Monitoring extends Construct {
     };
 
     // API
-    const api5xx = stage.metricServerError({ statistic: cloudwatch.Stats.AVERAGE, period: PERIOD });
-    const apiP95 = stage.metricLatency({ statistic: cloudwatch.Stats.percentile(95), period: PERIOD });
+    const api5xx = api.metricServerError({ statistic: cloudwatch.Stats.AVERAGE, period: PERIOD });
+    const apiP95 = api.metricLatency({ statistic: cloudwatch.Stats.percentile(95), period: PERIOD });
     alarm('api-5xx-rate', api5xx, t.api5xxRatePercent / 100, `API 5XX responses >= ${t.api5xxRatePercent}% of requests over 5 minutes`, cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD);
     alarm('api-p95-latency', apiP95, t.apiP95LatencyMs, `API p95 latency >= ${t.apiP95LatencyMs} ms over 5 minutes`);
 
