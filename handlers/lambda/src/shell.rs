@@ -600,6 +600,40 @@ mod tests {
         assert_eq!(converted.body().as_ref(), br#"{"email":"a@b.c"}"#);
     }
 
+    /// The `api.kind: 'http'` stages (cdk/lib/api/http-api.ts): payload format 2.0, on the `$default`
+    /// stage (no prefix) and on a named stage (prefix removed), form bodies included.
+    #[test]
+    fn an_http_api_event_reaches_keygate_http_without_its_stage() {
+        let event = |stage: &str, raw_path: &str| {
+            serde_json::json!({
+                "version": "2.0",
+                "routeKey": "POST /oauth/token",
+                "rawPath": raw_path,
+                "rawQueryString": "",
+                "headers": {"content-type": "application/x-www-form-urlencoded", "host": "abc.execute-api.eu-west-1.amazonaws.com"},
+                "requestContext": {
+                    "accountId": "123456789012", "apiId": "abc", "domainName": "abc.execute-api.eu-west-1.amazonaws.com",
+                    "domainPrefix": "abc", "requestId": "r-2", "routeKey": "POST /oauth/token", "stage": stage,
+                    "time": "03/Dec/2026:17:00:00 +0000", "timeEpoch": 1_796_317_200_000_i64,
+                    "http": {"method": "POST", "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.1", "userAgent": "test"}
+                },
+                "body": "grant_type=refresh_token&client_id=keygate",
+                "isBase64Encoded": false
+            })
+        };
+        for (stage, raw_path) in [("$default", "/oauth/token"), ("live", "/live/oauth/token")] {
+            let request =
+                lambda_http::request::from_str(&event(stage, raw_path).to_string()).unwrap();
+            let converted = to_http_request(request);
+            assert_eq!(converted.uri().path(), "/oauth/token", "{stage}");
+            assert_eq!(converted.method(), http::Method::POST);
+            assert_eq!(
+                converted.body().as_ref(),
+                b"grant_type=refresh_token&client_id=keygate"
+            );
+        }
+    }
+
     #[test]
     fn json_answers_go_back_as_text() {
         let response = to_lambda_response(http::Response::new(Bytes::from_static(b"{\"a\":1}")));
