@@ -6,6 +6,7 @@ import { Construct } from 'constructs';
 import { ApiFunctionName, ApiSettings, StageSettings } from '../../config';
 import { API_FUNCTIONS, FUNCTION_SPECS, apiRoutes } from '../catalog';
 import { acknowledgeAuthMethod } from '../nag';
+import { REST_ACCESS_LOG_FORMAT } from './access-log';
 import { REQUEST_MODELS } from './models';
 
 /** Request headers a browser may send cross-origin (both API kinds). */
@@ -91,26 +92,7 @@ export class KeygateApi extends Construct {
         methodOptions: routeMethodOptions(api),
         tracingEnabled: true,
         accessLogDestination: new apigateway.LogGroupLogDestination(this.accessLogs),
-        accessLogFormat: apigateway.AccessLogFormat.custom(
-          JSON.stringify({
-            requestId: '$context.requestId',
-            extendedRequestId: '$context.extendedRequestId',
-            ip: '$context.identity.sourceIp',
-            requestTime: '$context.requestTimeEpoch',
-            httpMethod: '$context.httpMethod',
-            resourcePath: '$context.resourcePath',
-            status: '$context.status',
-            protocol: '$context.protocol',
-            responseLength: '$context.responseLength',
-            responseLatency: '$context.responseLatency',
-            integrationLatency: '$context.integration.latency',
-            integrationStatus: '$context.integration.status',
-            errorMessage: '$context.error.message',
-            wafStatus: '$context.waf.status',
-            userAgent: '$context.identity.userAgent',
-            xrayTraceId: '$context.xrayTraceId',
-          }),
-        ),
+        accessLogFormat: apigateway.AccessLogFormat.custom(JSON.stringify(REST_ACCESS_LOG_FORMAT)),
       },
     });
 

@@ -8,30 +8,8 @@ import { Construct } from 'constructs';
 import { ApiFunctionName, ApiSettings, StageSettings } from '../../config';
 import { API_FUNCTIONS, FUNCTION_SPECS, apiRoutes } from '../catalog';
 import { acknowledgeAuthRoute } from '../nag';
+import { HTTP_ACCESS_LOG_FORMAT } from './access-log';
 import { CORS_HEADERS } from './api';
-
-/**
- * The access log of the HTTP API: the fields of the REST API's (cdk/lib/api/api.ts) that HTTP API
- * context variables offer. routeKey ("POST /auth/login") stands in for resourcePath; HTTP APIs have
- * no WAF and no X-Ray, so wafStatus and xrayTraceId have no counterpart.
- */
-export const HTTP_ACCESS_LOG_FORMAT = {
-  requestId: '$context.requestId',
-  extendedRequestId: '$context.extendedRequestId',
-  ip: '$context.identity.sourceIp',
-  requestTime: '$context.requestTimeEpoch',
-  httpMethod: '$context.httpMethod',
-  routeKey: '$context.routeKey',
-  status: '$context.status',
-  protocol: '$context.protocol',
-  responseLength: '$context.responseLength',
-  responseLatency: '$context.responseLatency',
-  integrationLatency: '$context.integration.latency',
-  integrationStatus: '$context.integration.status',
-  errorMessage: '$context.error.message',
-  integrationError: '$context.integration.error',
-  userAgent: '$context.identity.userAgent',
-} as const;
 
 /** `METHOD /path` of every API route -> the throttle of its exposure (an HTTP API stage's RouteSettings). */
 export function httpRouteSettings(api: ApiSettings): Record<string, { ThrottlingRateLimit: number; ThrottlingBurstLimit: number }> {
