@@ -1280,7 +1280,7 @@ impl AccessTokenDenyList for DynamoStore {
         };
         // TTL deletion is lazy (days on DynamoDB, never on moto): the expiry decides.
         let until_s: i64 = get_n(&item, EXPIRES_AT)?;
-        Ok(until_s.saturating_mul(1000) > now_ms)
+        Ok(!keygate_core::store::expired(until_s, now_ms))
     }
 }
 

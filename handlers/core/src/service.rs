@@ -17,7 +17,7 @@ use crate::password::{MAX_PASSWORD_BYTES, PasswordHasher, Verification};
 use crate::refresh::RefreshToken;
 use crate::store::{
     Attempt, AttemptCounter, AttemptScope, AuthStore, DeviceGrant, LoginCompletion, PasswordChange,
-    Reservation, RotateOutcome, Rotation, User,
+    Reservation, RotateOutcome, Rotation, User, expired,
 };
 use crate::tokens::{self, AccessClaims};
 
@@ -358,7 +358,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         let presented = RefreshToken::parse(refresh_token)?;
         let fingerprint_hash = fingerprint(device_id)?;
         let now = self.clock.now_ms();
-        if presented.family_expires_at_s.saturating_mul(1000) <= now {
+        if expired(presented.family_expires_at_s, now) {
             return Err(AuthError::InvalidRefreshToken);
         }
         // Keys first: if signing is impossible, fail before consuming the presented token.

@@ -11,6 +11,12 @@ use crate::crypto::hashes_match;
 pub use crate::throttle::AttemptCounter;
 use crate::throttle::LoginThrottle;
 
+/// The expiry rule of every stored item (the module's header): an item whose TTL attribute is
+/// `expires_at_s` (seconds) is expired, and read as absent, from `expires_at_s * 1000` ms on.
+pub fn expired(expires_at_s: i64, now_ms: i64) -> bool {
+    expires_at_s.saturating_mul(1000) <= now_ms
+}
+
 /// A user as stored under `USER#<email>` / `PROFILE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -128,7 +134,7 @@ impl DeviceRecord {
     /// revoked by the user's watermark (logout-all, a password change).
     pub fn trusted_for(&self, user: &User, now_ms: i64) -> bool {
         self.email == user.email
-            && self.expires_at_s.saturating_mul(1000) > now_ms
+            && !expired(self.expires_at_s, now_ms)
             && self.created_at_ms >= user.revoked_before_ms
     }
 }
@@ -173,7 +179,7 @@ pub struct RefreshRecord {
 
 impl RefreshRecord {
     pub fn is_expired(&self, now_ms: i64) -> bool {
-        self.expires_at_s.saturating_mul(1000) <= now_ms
+        expired(self.expires_at_s, now_ms)
     }
 }
 

@@ -70,6 +70,19 @@ pub fn operations(document: &Value) -> Vec<(String, String)> {
     operations
 }
 
+/// The sorted values of `schema`'s `property` enum in the kept document: what the tests of the problem
+/// and OAuth error mappings compare the emitted values with.
+#[cfg(test)]
+pub(crate) fn documented_enum(schema: &str, property: &str) -> Vec<String> {
+    let document: Value = serde_json::from_str(DOCUMENT).expect("the kept document is JSON");
+    let mut values: Vec<String> = serde_json::from_value(
+        document["components"]["schemas"][schema]["properties"][property]["enum"].clone(),
+    )
+    .expect("a string enum");
+    values.sort();
+    values
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use keygate_core::store::{
     AccessTokenDenyList, AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion,
     PasswordChange, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation,
-    StoreResult, User, UserStore,
+    StoreResult, User, UserStore, expired,
 };
 use keygate_core::throttle::LoginThrottle;
 
@@ -234,7 +234,7 @@ impl AccessTokenDenyList for MemoryStore {
         Ok(self.with(|s| {
             s.denied
                 .get(jti)
-                .is_some_and(|until| until.saturating_mul(1000) > now_ms)
+                .is_some_and(|&until| !expired(until, now_ms))
         }))
     }
 }
