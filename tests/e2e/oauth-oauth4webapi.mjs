@@ -8,13 +8,15 @@
 // first failure.
 //
 // usage: node oauth-oauth4webapi.mjs PATH/TO/keygate-local
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import * as oauth from 'oauth4webapi';
 
+const here = dirname(fileURLToPath(import.meta.url));
 const [binary] = process.argv.slice(2);
 if (!binary) {
   console.error('usage: node oauth-oauth4webapi.mjs PATH/TO/keygate-local');
@@ -80,6 +82,9 @@ try {
 
   const credentials = { email: `oauth4webapi-${Date.now()}@example.com`, password: 'oauth4webapi client check 2026' };
   assert((await json(endpoints.register, credentials)).status === 201, 'register');
+  // The mailed link, as the user would (logins need a verified email): tests/e2e/outbox.py reads
+  // keygate-local's file outbox, one reader for every e2e script.
+  execFileSync('python', [join(here, 'outbox.py'), 'verify', base, dataDir, credentials.email], { stdio: 'inherit' });
   const login = (await json(endpoints.login, credentials)).body;
 
   const refreshed = await oauth.processRefreshTokenResponse(

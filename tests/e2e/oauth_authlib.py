@@ -26,6 +26,7 @@ from authlib.integrations.requests_client import OAuth2Session, OAuthError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from outbox import verify  # noqa: E402  (the verification mail in keygate-local's file outbox)
 from third_party_jwt import start  # noqa: E402  (one way of starting keygate-local for these scripts)
 
 CLIENT_ID = "keygate"  # KEYGATE_OAUTH_CLIENT_IDS defaults to the audience
@@ -58,6 +59,7 @@ def check(binary):
             email = f"authlib-{secrets.token_hex(4)}@example.com"
             credentials = {"email": email, "password": "authlib client check " + secrets.token_hex(8)}
             assert http.post(endpoints["register"], json=credentials, timeout=30).status_code == 201
+            verify(base, data_dir, email)  # the mailed link, as the user would (logins need it)
             login = http.post(endpoints["login"], json=credentials, timeout=30).json()
 
             # The token endpoint comes from the metadata (OAuth2Client reads `token_endpoint` from it).

@@ -6,6 +6,7 @@
 # Everything it writes (the server's data, schemathesis' report) stays in a temporary folder.
 set -euo pipefail
 local_bin="$(realpath "$1")"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 schemathesis="$(command -v schemathesis)" ||
   { echo "schemathesis is not on PATH: install tests/requirements.txt (tests/run-all.sh does)" >&2; exit 1; }
 work="$(mktemp -d)"
@@ -44,6 +45,8 @@ fuzz() {
   local email="$name@example.com" password="schemathesis $name $(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
   curl -sf -X POST "$url/auth/register" -H 'content-type: application/json' \
     -d "{\"email\":\"$email\",\"password\":\"$password\"}" >/dev/null
+  # Logins need a verified email: the mailed link, from the file outbox (tests/e2e/outbox.py).
+  python "$here/outbox.py" verify "$url" "$work/data" "$email"
   cat >"$work/$name.toml" <<TOML
 [auth.dynamic.openapi.bearerAuth]
 path = "/auth/login"

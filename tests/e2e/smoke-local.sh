@@ -17,4 +17,5 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 [ -n "$url" ] || { echo "keygate-local did not start" >&2; exit 1; }
-"$smoke_bin" --base-url "$url"
+# The file mailer (the default) writes under the data folder: the smoke run reads its mails there.
+"$smoke_bin" --base-url "$url" --outbox "$data/outbox"

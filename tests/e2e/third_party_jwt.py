@@ -17,6 +17,9 @@ import urllib.request
 
 import jwt  # PyJWT
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from outbox import verify  # noqa: E402  (the verification mail in keygate-local's file outbox)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE_VERIFIER = os.path.join(HERE, "verify-jwt.mjs")
 
@@ -48,6 +51,7 @@ def check(alg, binary):
             email = f"jwt-{secrets.token_hex(4)}@example.com"
             password = "third party verification " + secrets.token_hex(8)
             user_id = call("POST", f"{base}/auth/register", {"email": email, "password": password})["user_id"]
+            verify(base, data_dir, email)  # the mailed link, as the user would (logins need it)
             token = call("POST", f"{base}/auth/login", {"email": email, "password": password})["access_token"]
             discovery = call("GET", f"{base}/.well-known/openid-configuration")
 

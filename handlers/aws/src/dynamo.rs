@@ -1,11 +1,13 @@
-//! The DynamoDB store: users and refresh tokens in one table.
+//! The DynamoDB store: users, their tokens and email codes, and the mail outbox, in one table.
 //!
 //! | item | pk | sk | attributes |
 //! | --- | --- | --- | --- |
-//! | user | `USER#<email>` | `PROFILE` | userId, email, passwordHash, createdAt, revokedBefore, failedLogins (attempts reserved), lockedUntil, lastAttemptAt, roles |
+//! | user | `USER#<email>` | `PROFILE` | userId, email, passwordHash, createdAt, revokedBefore, failedLogins (attempts reserved), lockedUntil, lastAttemptAt, roles, familySeq, emailVerified (BOOL; absent: false) |
 //! | refresh token | `USER#<email>` | `REFRESH#<familyId>#<tokenId>` | tokenHash, issuedAt, expiresAt (TTL, s), familyExpiresAt, usedAt, replacedBy, fingerprintHash |
 //! | device token | `USER#<email>` | `DEVICE#<tokenHash>` | createdAt, expiresAt (TTL, s), failedLogins, lockedUntil, lastAttemptAt |
 //! | denied access token | `DENIED#<jti>` | `DENIED` | expiresAt (TTL, s: the token's `exp` plus the clock leeway) |
+//! | email code | `USER#<email>` | `EMAILCODE#<purpose>` (`verify`, `reset`) | tokenHash, codeMac (both absent on a notice's record, which has no code), codeExpiresAt, attempts, consumed (BOOL), lastSentAt, windowStart, windowSends, expiresAt (TTL, s) |
+//! | outbox mail | `OUTBOX#<id>` | `MAIL` | sealed, createdAt, expiresAt (TTL, s) |
 //!
 //! Times are epoch milliseconds except `expiresAt`/`familyExpiresAt` (epoch seconds, DynamoDB's TTL
 //! unit). The GSI `byUserId` (KEYS_ONLY) finds a user by id; only user items carry `userId`.
@@ -33,7 +35,19 @@
 //! - `revoke_family`: Query on the sk prefix, BatchWriteItem deletes (25 a batch).
 //! - `deny_access_token`: PutItem, conditional on no entry with a later expiry.
 //!   `is_access_token_denied`: GetItem (consistent, so a revocation holds from the next request).
-//! - Nothing scans.
+//! - `request_mail`: two consistent GetItems, concurrently (the user and the record: one round trip),
+//!   then one TransactWriteItems on what they read: Put of the record conditional on its item being
+//!   exactly as read, ConditionCheck of the user, Put of the outbox mail. A refusal sends the same
+//!   transaction with ConditionChecks in place of both Puts, so it writes nothing but costs the
+//!   same round trips. If the user or record changed in between, it reads and decides again.
+//! - `get_email_code`: GetItem (consistent). `reserve_code_attempt`: UpdateItem `ADD attempts`,
+//!   conditional on a usable code, returning the record (ALL_NEW).
+//! - `verify_email`: one TransactWriteItems (Update record consumed, Update user emailVerified).
+//!   `reset_password`: one TransactWriteItems (Update record consumed, Update user, Put notice), and
+//!   a second when the stored watermark is already later than the reset's.
+//! - `delete_mail`: DeleteItem. `pending_mail`: Scan of the `OUTBOX#` items, the one operation that
+//!   scans: for the local server's worker (`keygate-local --store dynamodb`), tests and tools; on
+//!   AWS the table's stream feeds the mailer, so no function scans.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -47,10 +61,13 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, ConditionCheck, DeleteRequest, Put,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
+use keygate_core::email_code::MAX_CODE_ATTEMPTS;
 use keygate_core::store::{
-    AccessTokenDenyList, Attempt, AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord,
-    LoginCompletion, PasswordChange, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome,
-    Rotation, StoreError, StoreResult, User, UserStore,
+    AccessTokenDenyList, Attempt, AttemptCounter, AttemptScope, CodeConsumption, CodePurpose,
+    DeviceGrant, DeviceRecord, EmailCode, EmailCodeStore, LoginCompletion, MailOutcome,
+    MailRequest, OutboxMail, OutboxStore, PasswordChange, PasswordReset, RefreshRecord,
+    RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError, StoreResult, User,
+    UserStore, expired,
 };
 use keygate_core::throttle::LoginThrottle;
 use keygate_http::Endpoint;
@@ -67,10 +84,24 @@ pub struct DynamoCalls {
 }
 
 impl DynamoCalls {
+    /// The mailer function: it removes each outbox item it delivered (the stream brings the item).
+    pub const MAILER: DynamoCalls = DynamoCalls {
+        table: &["DeleteItem"],
+        by_user_id_index: &[],
+    };
+
     pub fn of(endpoint: Endpoint) -> DynamoCalls {
         let (table, by_user_id_index): (&'static [&'static str], &'static [&'static str]) =
             match endpoint {
-                Endpoint::Register => (&["PutItem"], &[]),
+                // The user's Put, then its mail request (reads, one transaction).
+                Endpoint::Register => (&["PutItem", "GetItem", "TransactWriteItems"], &[]),
+                Endpoint::EmailVerification | Endpoint::PasswordForgot => {
+                    (&["GetItem", "TransactWriteItems"], &[])
+                }
+                // A link's record is read (GetItem), a code's attempt counted (UpdateItem).
+                Endpoint::EmailVerify | Endpoint::PasswordReset => {
+                    (&["GetItem", "UpdateItem", "TransactWriteItems"], &[])
+                }
                 Endpoint::Login => (&["GetItem", "UpdateItem", "TransactWriteItems"], &[]),
                 // A replay reads the live child (GetItem) or revokes the family (Query, BatchWriteItem).
                 Endpoint::Refresh | Endpoint::OAuthToken => (
@@ -105,6 +136,9 @@ const REFRESH_PREFIX: &str = "REFRESH#";
 const DEVICE_PREFIX: &str = "DEVICE#";
 const DENIED_PREFIX: &str = "DENIED#";
 const DENIED: &str = "DENIED";
+const EMAIL_CODE_PREFIX: &str = "EMAILCODE#";
+const OUTBOX_PREFIX: &str = "OUTBOX#";
+const MAIL: &str = "MAIL";
 
 const USER_ID: &str = "userId";
 const EMAIL: &str = "email";
@@ -116,6 +150,7 @@ const LOCKED_UNTIL: &str = "lockedUntil";
 const LAST_ATTEMPT_AT: &str = "lastAttemptAt";
 const ROLES: &str = "roles";
 const FAMILY_SEQ: &str = "familySeq";
+const EMAIL_VERIFIED: &str = "emailVerified";
 
 const TOKEN_HASH: &str = "tokenHash";
 const ISSUED_AT: &str = "issuedAt";
@@ -124,6 +159,15 @@ const FAMILY_EXPIRES_AT: &str = "familyExpiresAt";
 const USED_AT: &str = "usedAt";
 const REPLACED_BY: &str = "replacedBy";
 const FINGERPRINT_HASH: &str = "fingerprintHash";
+
+const CODE_MAC: &str = "codeMac";
+const CODE_EXPIRES_AT: &str = "codeExpiresAt";
+const ATTEMPTS: &str = "attempts";
+const CONSUMED: &str = "consumed";
+const LAST_SENT_AT: &str = "lastSentAt";
+const WINDOW_START: &str = "windowStart";
+const WINDOW_SENDS: &str = "windowSends";
+const SEALED: &str = "sealed";
 
 const USER_ATTRIBUTES: &[&str] = &[
     USER_ID,
@@ -136,6 +180,7 @@ const USER_ATTRIBUTES: &[&str] = &[
     LAST_ATTEMPT_AT,
     ROLES,
     FAMILY_SEQ,
+    EMAIL_VERIFIED,
 ];
 const REFRESH_ATTRIBUTES: &[&str] = &[
     SK,
@@ -146,12 +191,25 @@ const REFRESH_ATTRIBUTES: &[&str] = &[
     REPLACED_BY,
     FINGERPRINT_HASH,
 ];
+const EMAIL_CODE_ATTRIBUTES: &[&str] = &[
+    TOKEN_HASH,
+    CODE_MAC,
+    CODE_EXPIRES_AT,
+    ATTEMPTS,
+    CONSUMED,
+    LAST_SENT_AT,
+    WINDOW_START,
+    WINDOW_SENDS,
+    EXPIRES_AT,
+];
+const OUTBOX_ATTRIBUTES: &[&str] = &[PK, SEALED, CREATED_AT, EXPIRES_AT];
 
 /// BatchWriteItem's limit.
 const BATCH_SIZE: usize = 25;
 /// Rounds of re-sending a batch's UnprocessedItems before giving up.
 const UNPROCESSED_ROUNDS: u32 = 8;
-/// Tries of the rotation transaction when it collides with a concurrent transaction on the same items.
+/// Tries of a transaction when it collides with a concurrent transaction on the same items (and of a
+/// mail request when the user or record it was decided on changed before its write).
 const CONFLICT_TRIES: u32 = 3;
 const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailed";
 /// Compare-and-set rounds of a reservation before it is refused. A round is lost only to another
@@ -182,12 +240,24 @@ fn refresh_sk(family_id: &str, token_id: &str) -> String {
     format!("{REFRESH_PREFIX}{family_id}#{token_id}")
 }
 
+fn email_code_sk(purpose: CodePurpose) -> String {
+    format!("{EMAIL_CODE_PREFIX}{}", purpose.as_str())
+}
+
+fn outbox_pk(id: &str) -> String {
+    format!("{OUTBOX_PREFIX}{id}")
+}
+
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
 fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
+}
+
+fn b(value: bool) -> AttributeValue {
+    AttributeValue::Bool(value)
 }
 
 /// `#a` placeholders for attribute names: `#pk` for `pk`, and so on (every name here is a plain word).
@@ -250,6 +320,14 @@ fn get_n<T: std::str::FromStr>(item: &Item, attribute: &str) -> StoreResult<T> {
     opt_n(item, attribute)?.ok_or_else(|| corrupt(attribute, "missing"))
 }
 
+fn opt_bool(item: &Item, attribute: &str) -> StoreResult<Option<bool>> {
+    match item.get(attribute) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::Bool(value)) => Ok(Some(*value)),
+        Some(_) => Err(corrupt(attribute, "not a boolean")),
+    }
+}
+
 fn user_item(user: &User) -> Item {
     HashMap::from([
         (PK.to_owned(), s(user_pk(&user.email))),
@@ -263,6 +341,7 @@ fn user_item(user: &User) -> Item {
         (LOCKED_UNTIL.to_owned(), n(user.attempts.locked_until_ms)),
         (LAST_ATTEMPT_AT.to_owned(), n(user.attempts.last_attempt_ms)),
         (FAMILY_SEQ.to_owned(), n(user.family_seq)),
+        (EMAIL_VERIFIED.to_owned(), b(user.email_verified)),
         (
             ROLES.to_owned(),
             AttributeValue::L(user.roles.iter().map(s).collect()),
@@ -293,6 +372,8 @@ fn user_from_item(item: &Item) -> StoreResult<User> {
         attempts: counter_from_item(item)?,
         roles,
         family_seq: opt_n(item, FAMILY_SEQ)?.unwrap_or(0),
+        // Users written before verification existed are unverified.
+        email_verified: opt_bool(item, EMAIL_VERIFIED)?.unwrap_or(false),
     })
 }
 
@@ -375,6 +456,78 @@ fn refresh_from_item(email: &str, item: &Item) -> StoreResult<RefreshRecord> {
         replaced_by: opt_s(item, REPLACED_BY)?,
         fingerprint_hash: opt_s(item, FINGERPRINT_HASH)?,
     })
+}
+
+/// The record's item. An empty hash or MAC (a notice's record, which has no code) is left out:
+/// absent reads back as empty, and conditions compare it as absent.
+fn email_code_item(record: &EmailCode) -> Item {
+    let mut item = HashMap::from([
+        (PK.to_owned(), s(user_pk(&record.email))),
+        (SK.to_owned(), s(email_code_sk(record.purpose))),
+        (CODE_EXPIRES_AT.to_owned(), n(record.code_expires_at_ms)),
+        (ATTEMPTS.to_owned(), n(record.attempts)),
+        (CONSUMED.to_owned(), b(record.consumed)),
+        (LAST_SENT_AT.to_owned(), n(record.last_sent_ms)),
+        (WINDOW_START.to_owned(), n(record.window_start_ms)),
+        (WINDOW_SENDS.to_owned(), n(record.window_sends)),
+        (EXPIRES_AT.to_owned(), n(record.expires_at_s)),
+    ]);
+    for (attribute, value) in [
+        (TOKEN_HASH, &record.token_hash),
+        (CODE_MAC, &record.code_mac),
+    ] {
+        if !value.is_empty() {
+            item.insert(attribute.to_owned(), s(value));
+        }
+    }
+    item
+}
+
+fn email_code_from_item(email: &str, purpose: CodePurpose, item: &Item) -> StoreResult<EmailCode> {
+    Ok(EmailCode {
+        email: email.to_owned(),
+        purpose,
+        token_hash: opt_s(item, TOKEN_HASH)?.unwrap_or_default(),
+        code_mac: opt_s(item, CODE_MAC)?.unwrap_or_default(),
+        code_expires_at_ms: get_n(item, CODE_EXPIRES_AT)?,
+        attempts: get_n(item, ATTEMPTS)?,
+        consumed: opt_bool(item, CONSUMED)?.ok_or_else(|| corrupt(CONSUMED, "missing"))?,
+        last_sent_ms: get_n(item, LAST_SENT_AT)?,
+        window_start_ms: get_n(item, WINDOW_START)?,
+        window_sends: get_n(item, WINDOW_SENDS)?,
+        expires_at_s: get_n(item, EXPIRES_AT)?,
+    })
+}
+
+fn outbox_item(mail: &OutboxMail) -> Item {
+    HashMap::from([
+        (PK.to_owned(), s(outbox_pk(&mail.id))),
+        (SK.to_owned(), s(MAIL)),
+        (SEALED.to_owned(), s(&mail.sealed)),
+        (CREATED_AT.to_owned(), n(mail.created_at_ms)),
+        (EXPIRES_AT.to_owned(), n(mail.expires_at_s)),
+    ])
+}
+
+fn outbox_from_item(item: &Item) -> StoreResult<OutboxMail> {
+    let pk = get_s(item, PK)?;
+    let id = pk
+        .strip_prefix(OUTBOX_PREFIX)
+        .ok_or_else(|| corrupt(PK, "not an outbox key"))?;
+    Ok(OutboxMail {
+        id: id.to_owned(),
+        sealed: get_s(item, SEALED)?,
+        created_at_ms: get_n(item, CREATED_AT)?,
+        expires_at_s: get_n(item, EXPIRES_AT)?,
+    })
+}
+
+/// The outbox mail of a stream record's new image (`None`: the item is not an outbox mail).
+pub fn outbox_mail_from_image(image: &Item) -> StoreResult<Option<OutboxMail>> {
+    match image.get(PK).and_then(|pk| pk.as_s().ok()) {
+        Some(pk) if pk.starts_with(OUTBOX_PREFIX) => outbox_from_item(image).map(Some),
+        _ => Ok(None),
+    }
 }
 
 fn is_conditional_check_failed<E: ProvideErrorMetadata>(
@@ -629,6 +782,96 @@ fn counter_condition(
     format!("{attempts} AND {locked} AND {last}")
 }
 
+/// `#attr = :attr` for a string, where the empty string is the absent attribute (see
+/// [`email_code_item`]). Names and values are added to `names`/`values`.
+fn string_equals_or_absent(
+    attribute: &'static str,
+    value: &str,
+    names: &mut Vec<&'static str>,
+    values: &mut HashMap<String, AttributeValue>,
+) -> String {
+    names.push(attribute);
+    if value.is_empty() {
+        return format!("attribute_not_exists(#{attribute})");
+    }
+    values.insert(format!(":{attribute}"), s(value));
+    format!("#{attribute} = :{attribute}")
+}
+
+/// The condition "the record's item is exactly `record`, attribute by attribute" (`None`: there is
+/// no item): a mail request writes only on the record it was decided on, whatever changed it since
+/// (another request, a code attempt, a consumption).
+fn email_code_as_read(
+    record: Option<&EmailCode>,
+    names: &mut Vec<&'static str>,
+    values: &mut HashMap<String, AttributeValue>,
+) -> String {
+    names.push(PK);
+    let Some(r) = record else {
+        return format!("attribute_not_exists(#{PK})");
+    };
+    let mut parts = vec![
+        format!("attribute_exists(#{PK})"),
+        string_equals_or_absent(TOKEN_HASH, &r.token_hash, names, values),
+        string_equals_or_absent(CODE_MAC, &r.code_mac, names, values),
+    ];
+    let numbers = [
+        (CODE_EXPIRES_AT, r.code_expires_at_ms),
+        (ATTEMPTS, i64::from(r.attempts)),
+        (LAST_SENT_AT, r.last_sent_ms),
+        (WINDOW_START, r.window_start_ms),
+        (WINDOW_SENDS, i64::from(r.window_sends)),
+        (EXPIRES_AT, r.expires_at_s),
+    ];
+    for (attribute, value) in numbers {
+        names.push(attribute);
+        values.insert(format!(":{attribute}"), n(value));
+        parts.push(format!("#{attribute} = :{attribute}"));
+    }
+    names.push(CONSUMED);
+    values.insert(format!(":{CONSUMED}"), b(r.consumed));
+    parts.push(format!("#{CONSUMED} = :{CONSUMED}"));
+    parts.join(" AND ")
+}
+
+/// The condition "the user is as the mail request's decision read it": absent, or present and, for a
+/// request only to unverified accounts, verified or not as read.
+fn user_as_read(
+    user: Option<&User>,
+    only_unverified: bool,
+    names: &mut Vec<&'static str>,
+    values: &mut HashMap<String, AttributeValue>,
+) -> String {
+    names.push(PK);
+    match user {
+        None => format!("attribute_not_exists(#{PK})"),
+        Some(_) if !only_unverified => format!("attribute_exists(#{PK})"),
+        Some(user) => {
+            names.push(EMAIL_VERIFIED);
+            values.insert(":verified".into(), b(true));
+            if user.email_verified {
+                format!("attribute_exists(#{PK}) AND #{EMAIL_VERIFIED} = :verified")
+            } else {
+                format!(
+                    "attribute_exists(#{PK}) AND (attribute_not_exists(#{EMAIL_VERIFIED}) OR #{EMAIL_VERIFIED} <> :verified)"
+                )
+            }
+        }
+    }
+}
+
+/// DynamoDB refuses an empty ExpressionAttributeValues map: `None` then.
+fn non_empty(values: HashMap<String, AttributeValue>) -> Option<HashMap<String, AttributeValue>> {
+    (!values.is_empty()).then_some(values)
+}
+
+/// The pause before try `attempt` (from 0) of a transaction that collided.
+async fn conflict_backoff(attempt: u32) {
+    if attempt > 0 {
+        tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+    }
+}
+
 /// The item a failed condition returned (ALL_OLD), if there was one.
 fn old_item<R>(error: &aws_sdk_dynamodb::error::SdkError<UpdateItemError, R>) -> Option<Item> {
     match error.as_service_error() {
@@ -848,6 +1091,228 @@ impl DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .expect("table, key and expressions are set")
+    }
+}
+
+/// How one TransactWriteItems ended.
+enum Transaction {
+    Applied,
+    /// A condition failed; nothing was written. The reasons, in the items' order.
+    Refused(Vec<CancellationReason>),
+    /// It collided with a concurrent transaction on one of its items; nothing was written.
+    Conflict,
+}
+
+impl DynamoStore {
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> StoreResult<Transaction> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(Transaction::Applied),
+            Err(error) => error,
+        };
+        match error.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                let reasons = cancelled.cancellation_reasons();
+                if reasons
+                    .iter()
+                    .any(|r| r.code() == Some(CONDITIONAL_CHECK_FAILED))
+                {
+                    return Ok(Transaction::Refused(reasons.to_vec()));
+                }
+                if reasons
+                    .iter()
+                    .any(|r| r.code() == Some("TransactionConflict"))
+                {
+                    return Ok(Transaction::Conflict);
+                }
+                let codes: Vec<&str> = (0..reasons.len()).map(|i| code(reasons, i)).collect();
+                Err(StoreError::Unavailable(format!(
+                    "DynamoDB TransactWriteItems cancelled: {codes:?}"
+                )))
+            }
+            Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                Ok(Transaction::Conflict)
+            }
+            _ => Err(sdk_error("TransactWriteItems", error)),
+        }
+    }
+
+    /// A conditional transaction, sent again when it collides with a concurrent one: `Ok(())` when
+    /// it applied, `Err(reasons)` when a condition failed.
+    async fn transact_until_decided(
+        &self,
+        items: Vec<TransactWriteItem>,
+        what: &str,
+    ) -> StoreResult<Result<(), Vec<CancellationReason>>> {
+        for attempt in 0..CONFLICT_TRIES {
+            conflict_backoff(attempt).await;
+            match self.transact(items.clone()).await? {
+                Transaction::Applied => return Ok(Ok(())),
+                Transaction::Refused(reasons) => return Ok(Err(reasons)),
+                Transaction::Conflict => {
+                    tracing::debug!(target: "keygate::aws", attempt, what, "transaction collided with a concurrent change; trying again")
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "DynamoDB TransactWriteItems: the {what} kept changing concurrently"
+        )))
+    }
+
+    /// The record as stored, expired or not (a mail request's decision needs its send limits, and
+    /// its write compares the item as read).
+    async fn read_email_code(
+        &self,
+        email: &str,
+        purpose: CodePurpose,
+    ) -> StoreResult<Option<EmailCode>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(email)))
+            .key(SK, s(email_code_sk(purpose)))
+            .consistent_read(true)
+            .projection_expression(projection(EMAIL_CODE_ATTRIBUTES))
+            .set_expression_attribute_names(Some(names(EMAIL_CODE_ATTRIBUTES)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        output
+            .item
+            .as_ref()
+            .map(|item| email_code_from_item(email, purpose, item))
+            .transpose()
+    }
+
+    fn condition_check(
+        &self,
+        pk: String,
+        sk: String,
+        condition: String,
+        attribute_names: &[&'static str],
+        values: HashMap<String, AttributeValue>,
+    ) -> TransactWriteItem {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key(PK, s(pk))
+            .key(SK, s(sk))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names(attribute_names)))
+            .set_expression_attribute_values(non_empty(values))
+            .build()
+            .expect("table, key and condition are set");
+        TransactWriteItem::builder().condition_check(check).build()
+    }
+
+    fn put_outbox_mail(&self, mail: &OutboxMail) -> TransactWriteItem {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(outbox_item(mail)))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .expect("table, item and condition are set");
+        TransactWriteItem::builder().put(put).build()
+    }
+
+    /// A mail request's one transaction, on the state `decision` was made from: the record (Put of
+    /// the new record, conditional on the item as read), the user (ConditionCheck: as read), the
+    /// mail (Put, on a fresh key). A refusal sends the same transaction with ConditionChecks in place
+    /// of the Puts: it writes nothing, but costs the same round trips as a queued mail, so the
+    /// answer's timing does not tell a known address from an unknown one, and the refusal too holds
+    /// only on the state it was decided on.
+    fn mail_request_items(
+        &self,
+        request: &MailRequest,
+        user: Option<&User>,
+        record: Option<&EmailCode>,
+        decision: &Result<EmailCode, MailOutcome>,
+    ) -> Vec<TransactWriteItem> {
+        let (mut record_names, mut record_values) = (Vec::new(), HashMap::new());
+        let record_condition = email_code_as_read(record, &mut record_names, &mut record_values);
+        let record_item = match decision {
+            Ok(next) => {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(email_code_item(next)))
+                    .condition_expression(record_condition)
+                    .set_expression_attribute_names(Some(names(&record_names)))
+                    .set_expression_attribute_values(non_empty(record_values))
+                    .build()
+                    .expect("table, item and condition are set");
+                TransactWriteItem::builder().put(put).build()
+            }
+            Err(_) => self.condition_check(
+                user_pk(&request.email),
+                email_code_sk(request.purpose),
+                record_condition,
+                &record_names,
+                record_values,
+            ),
+        };
+        let (mut user_names, mut user_values) = (Vec::new(), HashMap::new());
+        let user_condition = user_as_read(
+            user,
+            request.only_unverified,
+            &mut user_names,
+            &mut user_values,
+        );
+        let user_item = self.condition_check(
+            user_pk(&request.email),
+            PROFILE.to_owned(),
+            user_condition,
+            &user_names,
+            user_values,
+        );
+        let mail_item = match decision {
+            Ok(_) => self.put_outbox_mail(&request.mail),
+            Err(_) => self.condition_check(
+                outbox_pk(&request.mail.id),
+                MAIL.to_owned(),
+                format!("attribute_not_exists(#{PK})"),
+                &[PK],
+                HashMap::new(),
+            ),
+        };
+        vec![record_item, user_item, mail_item]
+    }
+
+    /// Marks the record consumed if [`CodeConsumption::allowed_by`] allows it: the live generation,
+    /// unconsumed, its code and item unexpired (the purpose is the key).
+    fn consume_code(&self, consumption: &CodeConsumption) -> TransactWriteItem {
+        let (mut attribute_names, mut values) = (
+            vec![PK, CONSUMED, CODE_EXPIRES_AT, EXPIRES_AT],
+            HashMap::new(),
+        );
+        let generation = string_equals_or_absent(
+            TOKEN_HASH,
+            &consumption.token_hash,
+            &mut attribute_names,
+            &mut values,
+        );
+        values.insert(":true".into(), b(true));
+        values.insert(":false".into(), b(false));
+        values.insert(":now".into(), n(consumption.now_ms));
+        values.insert(":nowSeconds".into(), n(consumption.now_ms.div_euclid(1000)));
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(&consumption.email)))
+            .key(SK, s(email_code_sk(consumption.purpose)))
+            .update_expression(format!("SET #{CONSUMED} = :true"))
+            .condition_expression(format!(
+                "attribute_exists(#{PK}) AND #{CONSUMED} = :false AND {generation} AND #{CODE_EXPIRES_AT} > :now AND #{EXPIRES_AT} > :nowSeconds"
+            ))
+            .set_expression_attribute_names(Some(names(&attribute_names)))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .expect("table, key and expressions are set");
+        TransactWriteItem::builder().update(update).build()
     }
 }
 
@@ -1284,6 +1749,236 @@ impl AccessTokenDenyList for DynamoStore {
     }
 }
 
+impl EmailCodeStore for DynamoStore {
+    async fn request_mail(&self, request: &MailRequest) -> StoreResult<MailOutcome> {
+        for attempt in 0..CONFLICT_TRIES {
+            conflict_backoff(attempt).await;
+            let (user, record) = tokio::join!(
+                self.get_profile(&request.email),
+                self.read_email_code(&request.email, request.purpose)
+            );
+            let (user, record) = (user?, record?);
+            let decision = request.decide(user.as_ref(), record.as_ref());
+            let items = self.mail_request_items(request, user.as_ref(), record.as_ref(), &decision);
+            match self.transact(items).await? {
+                Transaction::Applied => {
+                    return Ok(decision.map_or_else(|refused| refused, |_| MailOutcome::Queued));
+                }
+                Transaction::Refused(reasons) if code(&reasons, 2) == CONDITIONAL_CHECK_FAILED => {
+                    return Err(StoreError::Corrupt(
+                        "an outbox mail with this id already exists".into(),
+                    ));
+                }
+                Transaction::Refused(_) | Transaction::Conflict => {
+                    tracing::debug!(target: "keygate::aws", attempt, "the mail request's user or record changed since it was read; deciding again")
+                }
+            }
+        }
+        Err(StoreError::Unavailable(
+            "DynamoDB TransactWriteItems: the mail request's record kept changing concurrently"
+                .into(),
+        ))
+    }
+
+    async fn get_email_code(
+        &self,
+        email: &str,
+        purpose: CodePurpose,
+        now_ms: i64,
+    ) -> StoreResult<Option<EmailCode>> {
+        // TTL deletion is lazy (days on DynamoDB, never on moto): the expiry decides.
+        Ok(self
+            .read_email_code(email, purpose)
+            .await?
+            .filter(|record| !expired(record.expires_at_s, now_ms)))
+    }
+
+    async fn reserve_code_attempt(
+        &self,
+        email: &str,
+        purpose: CodePurpose,
+        now_ms: i64,
+    ) -> StoreResult<Option<EmailCode>> {
+        // The condition is EmailCode::usable; ADD counts each admitted attempt once, so concurrent
+        // attempts cannot pass the cap.
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(email)))
+            .key(SK, s(email_code_sk(purpose)))
+            .update_expression(format!("ADD #{ATTEMPTS} :one"))
+            .condition_expression(format!(
+                "attribute_exists(#{PK}) AND #{CONSUMED} = :false AND attribute_exists(#{TOKEN_HASH}) AND #{CODE_EXPIRES_AT} > :now AND #{ATTEMPTS} < :max AND #{EXPIRES_AT} > :nowSeconds"
+            ))
+            .set_expression_attribute_names(Some(names(&[
+                PK,
+                CONSUMED,
+                TOKEN_HASH,
+                CODE_EXPIRES_AT,
+                ATTEMPTS,
+                EXPIRES_AT,
+            ])))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":false", b(false))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":max", n(MAX_CODE_ATTEMPTS))
+            .expression_attribute_values(":nowSeconds", n(now_ms.div_euclid(1000)))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output
+                    .attributes
+                    .ok_or_else(|| corrupt(ATTEMPTS, "UpdateItem returned no attributes"))?;
+                email_code_from_item(email, purpose, &item).map(Some)
+            }
+            Err(e) if is_conditional_check_failed(&e) => Ok(None),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+
+    async fn verify_email(&self, consumption: &CodeConsumption) -> StoreResult<bool> {
+        let user = Update::builder()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(&consumption.email)))
+            .key(SK, s(PROFILE))
+            .update_expression(format!("SET #{EMAIL_VERIFIED} = :true"))
+            .condition_expression(format!("attribute_exists(#{PK})"))
+            .set_expression_attribute_names(Some(names(&[PK, EMAIL_VERIFIED])))
+            .expression_attribute_values(":true", b(true))
+            .build()
+            .expect("table, key and expressions are set");
+        let items = vec![
+            self.consume_code(consumption),
+            TransactWriteItem::builder().update(user).build(),
+        ];
+        Ok(self
+            .transact_until_decided(items, "verification record")
+            .await?
+            .is_ok())
+    }
+
+    async fn reset_password(&self, reset: &PasswordReset) -> StoreResult<bool> {
+        let email = &reset.consumption.email;
+        // The watermark only rises (User::reset_password): the first try raises it; if the stored
+        // one is already later, the second try keeps it.
+        let mut raise = true;
+        for _ in 0..2 {
+            let attribute_names = vec![
+                PASSWORD_HASH,
+                EMAIL_VERIFIED,
+                REVOKED_BEFORE,
+                FAILED_LOGINS,
+                LOCKED_UNTIL,
+                LAST_ATTEMPT_AT,
+            ];
+            let values = HashMap::from([
+                (":new".to_owned(), s(&reset.new_hash)),
+                (":true".to_owned(), b(true)),
+                (":watermark".to_owned(), n(reset.revoked_before_ms)),
+                (":zero".to_owned(), n(0)),
+            ]);
+            let effects = format!(
+                "#{PASSWORD_HASH} = :new, #{EMAIL_VERIFIED} = :true, #{FAILED_LOGINS} = :zero, #{LOCKED_UNTIL} = :zero, #{LAST_ATTEMPT_AT} = :zero"
+            );
+            let (set, condition) = if raise {
+                (
+                    format!("SET {effects}, #{REVOKED_BEFORE} = :watermark"),
+                    format!(
+                        "(attribute_not_exists(#{REVOKED_BEFORE}) OR #{REVOKED_BEFORE} < :watermark)"
+                    ),
+                )
+            } else {
+                (
+                    format!("SET {effects}"),
+                    format!("#{REVOKED_BEFORE} >= :watermark"),
+                )
+            };
+            let user = self.user_update(email, &set, condition, attribute_names, values);
+            let items = vec![
+                self.consume_code(&reset.consumption),
+                TransactWriteItem::builder().update(user).build(),
+                self.put_outbox_mail(&reset.notice),
+            ];
+            let reasons = match self.transact_until_decided(items, "reset record").await? {
+                Ok(()) => return Ok(true),
+                Err(reasons) => reasons,
+            };
+            if code(&reasons, 2) == CONDITIONAL_CHECK_FAILED {
+                return Err(StoreError::Corrupt(
+                    "an outbox mail with this id already exists".into(),
+                ));
+            }
+            let code_allowed = code(&reasons, 0) != CONDITIONAL_CHECK_FAILED;
+            let user = reasons
+                .get(1)
+                .filter(|r| r.code() == Some(CONDITIONAL_CHECK_FAILED))
+                .and_then(|r| r.item())
+                .map(user_from_item)
+                .transpose()?;
+            match user {
+                // Only the watermark's side of the user's condition failed: try the other side.
+                Some(user) if code_allowed => {
+                    raise = user.revoked_before_ms < reset.revoked_before_ms;
+                }
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl OutboxStore for DynamoStore {
+    async fn pending_mail(&self, limit: usize, now_ms: i64) -> StoreResult<Vec<OutboxMail>> {
+        // A Scan (see the module documentation): no request path and no function calls it, as the
+        // table's stream feeds the mailer on AWS.
+        let mut mails = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .filter_expression(format!(
+                    "begins_with(#{PK}, :outbox) AND #{EXPIRES_AT} > :nowSeconds"
+                ))
+                .projection_expression(projection(OUTBOX_ATTRIBUTES))
+                .set_expression_attribute_names(Some(names(OUTBOX_ATTRIBUTES)))
+                .expression_attribute_values(":outbox", s(OUTBOX_PREFIX))
+                .expression_attribute_values(":nowSeconds", n(now_ms.div_euclid(1000)))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Scan", e))?;
+            for item in output.items.unwrap_or_default() {
+                mails.push(outbox_from_item(&item)?);
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        mails.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        mails.truncate(limit);
+        Ok(mails)
+    }
+
+    async fn delete_mail(&self, id: &str) -> StoreResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(PK, s(outbox_pk(id)))
+            .key(SK, s(MAIL))
+            .send()
+            .await
+            .map_err(|e| sdk_error("DeleteItem", e))?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1319,10 +2014,97 @@ mod tests {
             },
             roles: vec!["admin".into()],
             family_seq: 6,
+            email_verified: true,
         };
         let item = user_item(&user);
         assert_eq!(item[PK], s("USER#ada@example.com"));
         assert_eq!(user_from_item(&item).unwrap(), user);
+    }
+
+    fn email_code() -> EmailCode {
+        EmailCode {
+            email: "ada@example.com".into(),
+            purpose: CodePurpose::Reset,
+            token_hash: "1".repeat(64),
+            code_mac: "2".repeat(64),
+            code_expires_at_ms: 1_800_000_900_000,
+            attempts: 3,
+            consumed: false,
+            last_sent_ms: 1_800_000_000_000,
+            window_start_ms: 1_799_999_000_000,
+            window_sends: 2,
+            expires_at_s: 1_800_002_601,
+        }
+    }
+
+    #[test]
+    fn email_code_and_outbox_items_round_trip() {
+        let record = email_code();
+        let item = email_code_item(&record);
+        assert_eq!(
+            (&item[PK], &item[SK]),
+            (&s("USER#ada@example.com"), &s("EMAILCODE#reset"))
+        );
+        assert_eq!(item[EXPIRES_AT], n(1_800_002_601));
+        assert_eq!(
+            email_code_from_item(&record.email, record.purpose, &item).unwrap(),
+            record
+        );
+        let notice = EmailCode {
+            token_hash: String::new(),
+            code_mac: String::new(),
+            consumed: true,
+            ..email_code()
+        };
+        let item = email_code_item(&notice);
+        assert!(
+            !item.contains_key(TOKEN_HASH) && !item.contains_key(CODE_MAC),
+            "no empty strings are stored"
+        );
+        assert_eq!(
+            email_code_from_item(&notice.email, notice.purpose, &item).unwrap(),
+            notice
+        );
+
+        let mail = OutboxMail {
+            id: "c".repeat(32),
+            sealed: "c2VhbGVk".into(),
+            created_at_ms: 1_800_000_000_000,
+            expires_at_s: 1_800_086_400,
+        };
+        let item = outbox_item(&mail);
+        assert_eq!(item[PK], s(format!("OUTBOX#{}", mail.id)));
+        assert!(
+            !item.contains_key(USER_ID),
+            "the byUserId index stays sparse"
+        );
+        assert_eq!(outbox_from_item(&item).unwrap(), mail);
+    }
+
+    #[test]
+    fn users_without_the_flag_are_unverified_and_bad_flags_are_corrupt() {
+        let mut item = sample_user_item();
+        item.remove(EMAIL_VERIFIED);
+        assert!(!user_from_item(&item).unwrap().email_verified);
+        item.insert(EMAIL_VERIFIED.into(), s("yes"));
+        assert!(matches!(user_from_item(&item), Err(StoreError::Corrupt(_))));
+        let mut code = email_code_item(&email_code());
+        code.remove(CONSUMED);
+        assert!(email_code_from_item("a@b.c", CodePurpose::Verify, &code).is_err());
+    }
+
+    fn sample_user_item() -> Item {
+        user_item(&User {
+            user_id: "u".into(),
+            email: "ada@example.com".into(),
+            password_hash: "h".into(),
+            created_at_ms: 1,
+            revoked_before_ms: 0,
+            attempts: AttemptCounter::default(),
+            roles: Vec::new(),
+            family_seq: 0,
+            email_verified: true,
+        })
     }
 
     #[test]

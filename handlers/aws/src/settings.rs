@@ -43,6 +43,14 @@ pub const METRICS_NAMESPACE: Setting = Setting {
     range: None,
 };
 
+pub const SES_CONFIGURATION_SET: Setting = Setting {
+    env: "KEYGATE_SES_CONFIGURATION_SET",
+    flag: "ses-configuration-set",
+    default: None,
+    help: "SES configuration set the mailer sends with (its event destination receives bounces and complaints); unset: none",
+    range: None,
+};
+
 /// Every setting of this crate.
 pub const AWS_SETTINGS: &[Setting] = &[
     TABLE_NAME,
@@ -50,6 +58,7 @@ pub const AWS_SETTINGS: &[Setting] = &[
     PUBLIC_KEYS_SECRET_ID,
     SERVER_KEY_SECRET_ID,
     METRICS_NAMESPACE,
+    SES_CONFIGURATION_SET,
 ];
 
 fn table_name(raw: &str) -> Result<String, String> {

@@ -21,12 +21,16 @@ use keygate_core::rotation::{
     AWSCURRENT, AWSPENDING, RotationStep, SecretVersionStore, StepOutcome, VersionedKeySource,
     run_step,
 };
-use keygate_core::store::{AttemptCounter, AttemptScope, StoreError, UserStore};
+use keygate_core::store::{
+    AttemptCounter, AttemptScope, CodePurpose, EmailCodeStore, MailOutcome, StoreError, User,
+    UserStore,
+};
 use keygate_core::{AuthConfig, AuthService, Clock as _, SystemClock};
 use keygate_http::Endpoint;
 use keygate_testkit::doubles::{ManualClock, MemoryStore, StaticKeySource};
 use keygate_testkit::fixtures::{
-    NEW_PASSWORD, PASSWORD, WRONG_PASSWORD, block_on, sample_user, test_audit_key, unique_email,
+    NEW_PASSWORD, PASSWORD, WRONG_PASSWORD, block_on, code_request, sample_user, test_audit_key,
+    unique_email,
 };
 use serde_json::Value;
 
@@ -523,6 +527,7 @@ moto_test!(
             &config,
             "00000000-0000-4000-8000-000000000001",
             now_ms / 1000,
+            true,
             now_ms,
         )
         .unwrap();
@@ -535,7 +540,8 @@ moto_test!(
                 &config,
                 "00000000-0000-4000-8000-000000000001",
                 now_ms / 1000,
-                now_ms,
+                true,
+                now_ms
             )
             .is_err(),
             "the public set cannot sign"
@@ -684,6 +690,53 @@ fn granted(endpoint: Endpoint, calls: Vec<String>) -> Vec<String> {
     calls
 }
 
+// The request endpoints answer alike for every address (DESIGN.md, rule 4): a mail request makes the
+// same calls whether it queued a mail or was refused, for a known address or an unknown one.
+moto_test!(
+    mail_requests_make_the_same_calls_whatever_the_outcome,
+    async {
+        let (client, log, _) = common::instrumented_dynamodb().await;
+        let table = common::create_table(&client).await;
+        let store = DynamoStore::new(client, table);
+        let unverified = User {
+            email_verified: false,
+            ..sample_user(&unique_email("mail-calls"))
+        };
+        let verified = sample_user(&unique_email("mail-calls"));
+        for user in [&unverified, &verified] {
+            assert!(store.create_user(user).await.unwrap());
+        }
+        let verify = CodePurpose::Verify;
+        let cases = [
+            (
+                code_request(&unverified.email, verify, NOW_MS),
+                MailOutcome::Queued,
+            ),
+            (
+                code_request(&unverified.email, verify, NOW_MS + 1),
+                MailOutcome::CoolingDown,
+            ),
+            (
+                code_request(&verified.email, verify, NOW_MS),
+                MailOutcome::AlreadyVerified,
+            ),
+            (
+                code_request(&unique_email("mail-nobody"), verify, NOW_MS),
+                MailOutcome::NoUser,
+            ),
+        ];
+        log.take();
+        for (request, outcome) in cases {
+            assert_eq!(store.request_mail(&request).await.unwrap(), outcome);
+            assert_eq!(
+                log.take(),
+                ["GetItem", "GetItem", "TransactWriteItems"],
+                "{outcome:?}: the user and record read in one round trip, then one transaction"
+            );
+        }
+    }
+);
+
 moto_test!(store_round_trips_per_endpoint, async {
     let (client, log, _) = common::instrumented_dynamodb().await;
     let table = common::create_table(&client).await;
@@ -694,6 +747,8 @@ moto_test!(store_round_trips_per_endpoint, async {
     // the child with one GetItem and revokes nothing).
     let mut config = AuthConfig::with_issuer("https://keygate.test");
     config.refresh_reuse_grace_secs = 0;
+    // The session endpoints' calls, right after registering: no verification in between.
+    config.require_verified_email = false;
     let service = AuthService::new(
         config,
         DynamoStore::new(client, table),
@@ -707,9 +762,9 @@ moto_test!(store_round_trips_per_endpoint, async {
 
     service.register(&ctx(), &email, PASSWORD).await.unwrap();
     assert_eq!(
-        granted(Endpoint::Register, log.take()),
-        ["PutItem"],
-        "register: one conditional PutItem"
+        sorted(granted(Endpoint::Register, log.take())),
+        ["GetItem", "GetItem", "PutItem", "TransactWriteItems"],
+        "register: one conditional PutItem, then its mail request (two reads at once, one transaction)"
     );
 
     let tokens = service

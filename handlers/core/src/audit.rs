@@ -8,7 +8,7 @@ use base64::Engine as _;
 
 use crate::crypto::{hex, random_bytes};
 
-/// The per-deployment 256-bit server key that keys [`email_hash`] (and, later, email codes). Kept
+/// The per-deployment 256-bit server key that keys [`email_hash`], email codes and the outbox's seal. Kept
 /// apart from the signing keys, so functions that only emit audit events never read those.
 #[derive(Clone)]
 pub struct AuditKey(hmac::Key);
@@ -48,6 +48,26 @@ impl AuditKey {
     /// A fresh key from the OS CSPRNG, kept in memory only.
     pub fn generate() -> Result<Self, String> {
         Ok(Self::from_bytes(&Self::fresh_bytes()?))
+    }
+
+    /// HMAC-SHA256 in hex of `parts`, each length-prefixed so no two part lists collide (the stored
+    /// form of email codes, [`crate::email_code::code_mac`]).
+    pub fn mac_hex(&self, parts: &[&[u8]]) -> String {
+        let mut context = hmac::Context::with_key(&self.0);
+        for part in parts {
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part);
+        }
+        hex(context.sign().as_ref())
+    }
+
+    /// A 256-bit key for `purpose` derived from this one (HMAC-SHA256 as the PRF of HKDF-Expand's
+    /// single block), so the server key seals outbox mails without being used twice alike.
+    pub fn derive(&self, purpose: &str) -> [u8; Self::LEN] {
+        let tag = hmac::sign(&self.0, &[purpose.as_bytes(), &[1u8]].concat());
+        let mut out = [0u8; Self::LEN];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     fn fresh_bytes() -> Result<[u8; Self::LEN], String> {
@@ -92,10 +112,27 @@ pub enum AuditEvent {
     LogoutAll,
     PasswordChanged,
     PasswordChangeFailed,
+    /// The right password on an account whose email is not verified (refused with 403).
+    LoginUnverified,
+    /// A verification mail was queued (on request or at registration).
+    EmailVerificationSent,
+    /// A register-attempt notice was queued for an existing account's owner.
+    RegisterNoticeSent,
+    /// A verification or notice mail was not queued: no account, already verified, cooldown, cap.
+    EmailMailSuppressed,
+    EmailVerified,
+    /// A wrong verification code, or a verification that lost its race.
+    EmailCodeFailed,
+    PasswordResetRequested,
+    /// A reset mail was not queued: no account, cooldown or cap.
+    PasswordResetSuppressed,
+    PasswordResetCompleted,
+    /// A wrong reset code, or a reset that lost its race.
+    PasswordResetFailed,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 15] = [
+    pub const ALL: [AuditEvent; 25] = [
         AuditEvent::Registered,
         AuditEvent::RegisterDuplicate,
         AuditEvent::LoginSucceeded,
@@ -111,6 +148,16 @@ impl AuditEvent {
         AuditEvent::LogoutAll,
         AuditEvent::PasswordChanged,
         AuditEvent::PasswordChangeFailed,
+        AuditEvent::LoginUnverified,
+        AuditEvent::EmailVerificationSent,
+        AuditEvent::RegisterNoticeSent,
+        AuditEvent::EmailMailSuppressed,
+        AuditEvent::EmailVerified,
+        AuditEvent::EmailCodeFailed,
+        AuditEvent::PasswordResetRequested,
+        AuditEvent::PasswordResetSuppressed,
+        AuditEvent::PasswordResetCompleted,
+        AuditEvent::PasswordResetFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -130,6 +177,16 @@ impl AuditEvent {
             AuditEvent::LogoutAll => "logout_all",
             AuditEvent::PasswordChanged => "password_change",
             AuditEvent::PasswordChangeFailed => "password_change_failed",
+            AuditEvent::LoginUnverified => "login_unverified",
+            AuditEvent::EmailVerificationSent => "email_verification_sent",
+            AuditEvent::RegisterNoticeSent => "register_notice_sent",
+            AuditEvent::EmailMailSuppressed => "email_mail_suppressed",
+            AuditEvent::EmailVerified => "email_verified",
+            AuditEvent::EmailCodeFailed => "email_code_failed",
+            AuditEvent::PasswordResetRequested => "password_reset_requested",
+            AuditEvent::PasswordResetSuppressed => "password_reset_suppressed",
+            AuditEvent::PasswordResetCompleted => "password_reset_completed",
+            AuditEvent::PasswordResetFailed => "password_reset_failed",
         }
     }
 
@@ -149,6 +206,15 @@ impl AuditEvent {
             AuditEvent::Logout | AuditEvent::AccessTokenRevoked => "Logouts",
             AuditEvent::LogoutAll => "LogoutAll",
             AuditEvent::PasswordChanged => "PasswordChanged",
+            AuditEvent::LoginUnverified => "LoginUnverified",
+            AuditEvent::EmailVerificationSent | AuditEvent::RegisterNoticeSent => "MailQueued",
+            AuditEvent::EmailMailSuppressed | AuditEvent::PasswordResetSuppressed => {
+                "MailSuppressed"
+            }
+            AuditEvent::EmailVerified => "EmailVerified",
+            AuditEvent::EmailCodeFailed | AuditEvent::PasswordResetFailed => "EmailCodeFailed",
+            AuditEvent::PasswordResetRequested => "PasswordResetRequested",
+            AuditEvent::PasswordResetCompleted => "PasswordResetCompleted",
         }
     }
 
@@ -158,6 +224,8 @@ impl AuditEvent {
             AuditEvent::RefreshReuseDetected
                 | AuditEvent::RefreshDeviceMismatch
                 | AuditEvent::LoginThrottled
+                | AuditEvent::EmailCodeFailed
+                | AuditEvent::PasswordResetFailed
         )
     }
 }
@@ -176,19 +244,22 @@ pub struct Subject<'a> {
     pub email: Option<&'a str>,
     pub user_id: Option<&'a str>,
     pub family_id: Option<&'a str>,
+    /// Why, where an event has several causes (a suppressed mail, a failed code); never a secret.
+    pub reason: Option<&'a str>,
 }
 
 pub fn emit(ctx: &RequestContext, event: AuditEvent, subject: Subject<'_>) {
     let email_hash = subject.email.map(|email| email_hash(&ctx.audit_key, email));
-    let (user_id, family_id) = (
+    let (user_id, family_id, reason) = (
         subject.user_id.unwrap_or(""),
         subject.family_id.unwrap_or(""),
+        subject.reason.unwrap_or(""),
     );
     let email_hash = email_hash.as_deref().unwrap_or("");
     if event.is_warning() {
-        tracing::warn!(target: "keygate::audit", event = event.name(), request_id = %ctx.request_id, correlation_id = %ctx.correlation_id, user_id, email_hash, family_id);
+        tracing::warn!(target: "keygate::audit", event = event.name(), request_id = %ctx.request_id, correlation_id = %ctx.correlation_id, user_id, email_hash, family_id, reason);
     } else {
-        tracing::info!(target: "keygate::audit", event = event.name(), request_id = %ctx.request_id, correlation_id = %ctx.correlation_id, user_id, email_hash, family_id);
+        tracing::info!(target: "keygate::audit", event = event.name(), request_id = %ctx.request_id, correlation_id = %ctx.correlation_id, user_id, email_hash, family_id, reason);
     }
     metrics::counter!(event.metric()).increment(1);
 }

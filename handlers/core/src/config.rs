@@ -150,6 +150,48 @@ pub const CLOCK_LEEWAY: Setting = Setting {
     help: "Clock-skew leeway when verifying exp and nbf",
     range: Some((0, 120)),
 };
+pub const APP_URL: Setting = Setting {
+    env: "KEYGATE_APP_URL",
+    flag: "app-url",
+    default: None,
+    help: "Base URL of the app whose pages /verify-email and /reset-password open the links in mails (default: the issuer; never taken from a request)",
+    range: None,
+};
+pub const REQUIRE_VERIFIED_EMAIL: Setting = Setting {
+    env: "KEYGATE_REQUIRE_VERIFIED_EMAIL",
+    flag: "require-verified-email",
+    default: Some("true"),
+    help: "Refuse logins (403 email-not-verified) of accounts whose email is not verified: true or false",
+    range: None,
+};
+pub const EMAIL_VERIFICATION_TTL: Setting = Setting {
+    env: "KEYGATE_EMAIL_VERIFICATION_TTL_SECONDS",
+    flag: "email-verification-ttl-seconds",
+    default: Some("86400"),
+    help: "How long a verification link and code work, in seconds",
+    range: Some((300, 604_800)),
+};
+pub const PASSWORD_RESET_TTL: Setting = Setting {
+    env: "KEYGATE_PASSWORD_RESET_TTL_SECONDS",
+    flag: "password-reset-ttl-seconds",
+    default: Some("900"),
+    help: "How long a password-reset link and code work, in seconds",
+    range: Some((300, 3600)),
+};
+pub const EMAIL_COOLDOWN: Setting = Setting {
+    env: "KEYGATE_EMAIL_COOLDOWN_SECONDS",
+    flag: "email-cooldown-seconds",
+    default: Some("60"),
+    help: "Least time between two mails of one kind (verification, reset) to one account; requests inside it answer 202 and send nothing",
+    range: Some((0, 3600)),
+};
+pub const EMAIL_HOURLY_CAP: Setting = Setting {
+    env: "KEYGATE_EMAIL_HOURLY_CAP",
+    flag: "email-hourly-cap",
+    default: Some("5"),
+    help: "Most mails of one kind to one account per hour; further requests answer 202 and send nothing",
+    range: Some((1, 100)),
+};
 
 pub const KEY_CACHE_TTL: Setting = Setting {
     env: "KEYGATE_KEY_CACHE_TTL_SECONDS",
@@ -181,6 +223,12 @@ pub const AUTH_SETTINGS: &[Setting] = &[
     DEVICE_TOKEN_TTL,
     CLOCK_LEEWAY,
     KEY_CACHE_TTL,
+    APP_URL,
+    REQUIRE_VERIFIED_EMAIL,
+    EMAIL_VERIFICATION_TTL,
+    PASSWORD_RESET_TTL,
+    EMAIL_COOLDOWN,
+    EMAIL_HOURLY_CAP,
 ];
 
 /// A setting that is missing or out of range; names the variable so the fix is obvious.
@@ -219,6 +267,21 @@ pub struct AuthConfig {
     /// How long a shell keeps a key set before reading its store again; a rotation's lead waits for
     /// it ([`crate::keys::KeyTimeline`]).
     pub key_cache_ttl_secs: u64,
+    /// Where the links in mails point ([`APP_URL`]), without a trailing slash.
+    pub app_url: String,
+    pub require_verified_email: bool,
+    pub email_verification_ttl_secs: u64,
+    pub password_reset_ttl_secs: u64,
+    pub email_limits: SendLimits,
+}
+
+/// The per-account limits on mails of one purpose, applied silently (the request still answers 202).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendLimits {
+    /// At least this long between two mails of one purpose.
+    pub cooldown_ms: i64,
+    /// At most this many mails of one purpose per hour.
+    pub hourly_cap: u32,
 }
 
 /// Reads one setting through `lookup` (falling back to its default) and parses it.
@@ -254,6 +317,14 @@ where
         }
         T::try_from(value).map_err(|_| format!("{value} does not fit this setting's type"))
     })
+}
+
+fn boolean(raw: &str) -> Result<bool, String> {
+    match raw {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("`{raw}` is neither true nor false")),
+    }
 }
 
 fn url(raw: &str) -> Result<String, String> {
@@ -321,8 +392,15 @@ impl AuthConfig {
             Some(_) => read_setting(&lookup, &OAUTH_CLIENT_IDS, client_ids)?,
             None => vec![audience.clone()],
         };
+        let issuer = read_setting(&lookup, &ISSUER, url)?;
+        // No default of its own: the issuer is the one address a deployment is sure to have.
+        let app_url = match lookup(APP_URL.env) {
+            Some(_) => read_setting(&lookup, &APP_URL, url)?,
+            None => issuer.clone(),
+        };
+        let cooldown_secs: i64 = read_number(&lookup, &EMAIL_COOLDOWN)?;
         Ok(Self {
-            issuer: read_setting(&lookup, &ISSUER, url)?,
+            issuer,
             audience,
             oauth_client_ids,
             access_token_ttl_secs: read_number(&lookup, &ACCESS_TOKEN_TTL)?,
@@ -348,6 +426,14 @@ impl AuthConfig {
             device_token_ttl_secs: read_number(&lookup, &DEVICE_TOKEN_TTL)?,
             leeway_secs: read_number(&lookup, &CLOCK_LEEWAY)?,
             key_cache_ttl_secs: read_number(&lookup, &KEY_CACHE_TTL)?,
+            app_url,
+            require_verified_email: read_setting(&lookup, &REQUIRE_VERIFIED_EMAIL, boolean)?,
+            email_verification_ttl_secs: read_number(&lookup, &EMAIL_VERIFICATION_TTL)?,
+            password_reset_ttl_secs: read_number(&lookup, &PASSWORD_RESET_TTL)?,
+            email_limits: SendLimits {
+                cooldown_ms: cooldown_secs * 1000,
+                hourly_cap: read_number(&lookup, &EMAIL_HOURLY_CAP)?,
+            },
         })
     }
 

@@ -19,6 +19,13 @@ pub enum AuthError {
     InvalidRefreshToken,
     #[error("the access token is missing, invalid, expired or revoked")]
     InvalidAccessToken,
+    /// The right password, but the account's email is not verified and the deployment requires it.
+    #[error("the account's email address is not verified yet")]
+    EmailNotVerified,
+    /// A verification or reset link or code that is unknown, used, expired, superseded or out of
+    /// attempts: deliberately one variant.
+    #[error("the link or code is invalid, used or expired")]
+    InvalidCode,
     #[error(transparent)]
     Keys(#[from] KeyError),
     #[error(transparent)]

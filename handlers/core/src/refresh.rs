@@ -1,9 +1,11 @@
 //! Refresh tokens: opaque strings that carry what is needed to find their record in one request.
 //!
 //! `kgrt_` + base64url of: version (1) | issued_at_ms (8) | auth_time_s (8) | family_expires_at_s (8) |
-//! family_seq (8, version 2 only) | user_id (16) | family_id (16) | token_id (16) | secret (32) |
-//! email (UTF-8, rest). Version 1, the layout from before family sequence numbers, is family 0 and
-//! still parses; every family opened since is numbered from 1 and written as version 2.
+//! family_seq (8, versions 2 and 3) | flags (1, version 3 only: bit 0 = email verified at login) |
+//! user_id (16) | family_id (16) | token_id (16) | secret (32) | email (UTF-8, rest). Version 1, the
+//! layout from before family sequence numbers, is family 0; version 2, from before the verified
+//! flag, reads as unverified; both still parse and their children keep their version. Every family
+//! opened since is written as version 3.
 //! The store keeps only the SHA-256 of the whole string, and a rotation succeeds only if that hash
 //! matches, so every field read back from a presented token is authenticated by the store.
 
@@ -19,10 +21,13 @@ pub const PREFIX: &str = "kgrt_";
 /// Version 1 has no family sequence number (it is 0); version 2 carries it.
 const UNNUMBERED: u8 = 1;
 const NUMBERED: u8 = 2;
+const FLAGGED: u8 = 3;
 const UNNUMBERED_LEN: usize = 1 + 8 + 8 + 8 + 16 + 16 + 16 + 32;
 const NUMBERED_LEN: usize = UNNUMBERED_LEN + 8;
+const FLAGGED_LEN: usize = NUMBERED_LEN + 1;
+const EMAIL_VERIFIED: u8 = 1;
 /// Longest possible encoded token, checked before decoding anything.
-pub const MAX_LEN: usize = PREFIX.len() + (NUMBERED_LEN + MAX_EMAIL_LEN).div_ceil(3) * 4;
+pub const MAX_LEN: usize = PREFIX.len() + (FLAGGED_LEN + MAX_EMAIL_LEN).div_ceil(3) * 4;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct RefreshToken {
@@ -33,6 +38,9 @@ pub struct RefreshToken {
     /// The family's number among the user's families, in login order (see
     /// [`crate::store::User::family_seq`]); 0 for families opened before families were numbered.
     pub family_seq: u64,
+    /// Whether the user's email was verified when the family began (the `email_verified` claim of
+    /// every access token the family issues); `None` in tokens from before version 3, read as false.
+    pub email_verified: Option<bool>,
     pub user_id: [u8; 16],
     pub family_id: [u8; 16],
     pub token_id: [u8; 16],
@@ -56,6 +64,7 @@ impl RefreshToken {
         email: &str,
         user_id: [u8; 16],
         family_seq: u64,
+        email_verified: bool,
         now_ms: i64,
         family_ttl_secs: u64,
     ) -> Result<Self, AuthError> {
@@ -65,6 +74,7 @@ impl RefreshToken {
             auth_time_s: now_s,
             family_expires_at_s: now_s.saturating_add(family_ttl_secs as i64),
             family_seq,
+            email_verified: Some(email_verified),
             user_id,
             family_id: random_bytes()?,
             token_id: random_bytes()?,
@@ -83,18 +93,31 @@ impl RefreshToken {
         })
     }
 
+    /// Whether the session's access tokens say the email is verified.
+    pub fn session_email_verified(&self) -> bool {
+        self.email_verified.unwrap_or(false)
+    }
+
+    fn version(&self) -> u8 {
+        match (self.family_seq, self.email_verified) {
+            (_, Some(_)) => FLAGGED,
+            (0, None) => UNNUMBERED,
+            (_, None) => NUMBERED,
+        }
+    }
+
     fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(NUMBERED_LEN + self.email.len());
-        out.push(if self.family_seq == 0 {
-            UNNUMBERED
-        } else {
-            NUMBERED
-        });
+        let mut out = Vec::with_capacity(FLAGGED_LEN + self.email.len());
+        let version = self.version();
+        out.push(version);
         out.extend_from_slice(&self.issued_at_ms.to_be_bytes());
         out.extend_from_slice(&self.auth_time_s.to_be_bytes());
         out.extend_from_slice(&self.family_expires_at_s.to_be_bytes());
-        if self.family_seq != 0 {
+        if version != UNNUMBERED {
             out.extend_from_slice(&self.family_seq.to_be_bytes());
+        }
+        if let Some(verified) = self.email_verified {
+            out.push(if verified { EMAIL_VERIFIED } else { 0 });
         }
         out.extend_from_slice(&self.user_id);
         out.extend_from_slice(&self.family_id);
@@ -119,6 +142,7 @@ impl RefreshToken {
         let fixed_len = match bytes.first() {
             Some(&UNNUMBERED) => UNNUMBERED_LEN,
             Some(&NUMBERED) => NUMBERED_LEN,
+            Some(&FLAGGED) => FLAGGED_LEN,
             _ => return Err(invalid()),
         };
         if bytes.len() <= fixed_len {
@@ -130,9 +154,14 @@ impl RefreshToken {
             return Err(invalid());
         }
         let bytes8 = |at: usize| -> [u8; 8] { fixed[at..at + 8].try_into().expect("8 bytes") };
-        let (family_seq, ids) = match fixed_len {
-            NUMBERED_LEN => (u64::from_be_bytes(bytes8(25)), 33),
-            _ => (0, 25),
+        let (family_seq, email_verified, ids) = match fixed_len {
+            FLAGGED_LEN => match fixed[33] {
+                0 => (u64::from_be_bytes(bytes8(25)), Some(false), 34),
+                EMAIL_VERIFIED => (u64::from_be_bytes(bytes8(25)), Some(true), 34),
+                _ => return Err(invalid()),
+            },
+            NUMBERED_LEN => (u64::from_be_bytes(bytes8(25)), None, 33),
+            _ => (0, None, 25),
         };
         let arr16 = |at: usize| -> [u8; 16] { fixed[at..at + 16].try_into().expect("16 bytes") };
         let parsed = Self {
@@ -140,6 +169,7 @@ impl RefreshToken {
             auth_time_s: i64::from_be_bytes(bytes8(9)),
             family_expires_at_s: i64::from_be_bytes(bytes8(17)),
             family_seq,
+            email_verified,
             user_id: arr16(ids),
             family_id: arr16(ids + 16),
             token_id: arr16(ids + 32),
@@ -193,14 +223,22 @@ mod tests {
     use super::*;
 
     fn token() -> RefreshToken {
-        RefreshToken::new_family("ada@example.com", [7; 16], 3, 1_700_000_000_123, 30 * 86400)
-            .unwrap()
+        RefreshToken::new_family(
+            "ada@example.com",
+            [7; 16],
+            3,
+            true,
+            1_700_000_000_123,
+            30 * 86400,
+        )
+        .unwrap()
     }
 
     #[test]
     fn unnumbered_tokens_from_before_family_numbers_still_parse() {
         let old = RefreshToken {
             family_seq: 0,
+            email_verified: None,
             ..token()
         };
         let encoded = old.encode();
@@ -212,11 +250,41 @@ mod tests {
         assert_eq!(parsed, old);
         assert_eq!(parsed.child(1_700_000_100_000).unwrap().family_seq, 0);
         // The numbered layout with number 0 is not canonical: one token, one spelling.
-        let mut numbered = token().to_bytes();
+        let version_2 = RefreshToken {
+            email_verified: None,
+            ..token()
+        };
+        let mut numbered = version_2.to_bytes();
         numbered[25..33].copy_from_slice(&0u64.to_be_bytes());
         let spelled = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(&numbered));
         assert!(RefreshToken::parse(&spelled).is_err());
         assert!(token().encode().len() > encoded.len());
+    }
+
+    #[test]
+    fn version_2_tokens_read_as_unverified_and_keep_their_version() {
+        let old = RefreshToken {
+            email_verified: None,
+            ..token()
+        };
+        let encoded = old.encode();
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(&encoded[PREFIX.len()..]).unwrap()[0],
+            NUMBERED
+        );
+        let parsed = RefreshToken::parse(&encoded).unwrap();
+        assert!(!parsed.session_email_verified());
+        assert_eq!(
+            parsed.child(1_700_000_100_000).unwrap().email_verified,
+            None
+        );
+        let fresh = RefreshToken::parse(&token().encode()).unwrap();
+        assert!(fresh.session_email_verified());
+        // A flags byte other than 0 or 1 has no meaning: refused.
+        let mut bytes = token().to_bytes();
+        bytes[33] = 2;
+        let spelled = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(&bytes));
+        assert!(RefreshToken::parse(&spelled).is_err());
     }
 
     #[test]

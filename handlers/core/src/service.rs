@@ -11,8 +11,13 @@ use crate::config::AuthConfig;
 use crate::crypto::{hashes_match, random_bytes, sha256_hex};
 use crate::device;
 use crate::email::normalize_email;
+use crate::email_code::{
+    CodeConsumption, CodePurpose, CodeSecrets, EmailCode, MailAction, MailOutcome, MailRequest,
+    PasswordReset, PresentedToken, is_code_shaped,
+};
 use crate::error::AuthError;
 use crate::keys::KeySource;
+use crate::mail::{self, Mail, MailSealer, MailSecret};
 use crate::password::{MAX_PASSWORD_BYTES, PasswordHasher, Verification};
 use crate::refresh::RefreshToken;
 use crate::store::{
@@ -48,7 +53,19 @@ pub struct Profile {
     pub roles: Vec<String>,
     /// When the presented access token's session authenticated with a password, seconds.
     pub auth_time: i64,
+    /// Whether the user proved they own `email` (read from the account, not the token).
+    pub email_verified: bool,
 }
+
+/// What proves a verification or a reset: the link's token, or the mailed code with its address.
+#[derive(Debug, Clone, Copy)]
+pub enum EmailProof<'a> {
+    Token(&'a str),
+    Code { email: &'a str, code: &'a str },
+}
+
+/// How long an undelivered notice (which carries no code) waits in the outbox.
+const NOTICE_TTL_SECS: i64 = 86_400;
 
 /// The two kinds of token keygate issues to clients (RFC 7009's `token_type_hint` names them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +103,7 @@ pub struct AuthService<S, K, C> {
     clock: C,
     hasher: PasswordHasher,
     audit_key: AuditKey,
+    sealer: MailSealer,
 }
 
 impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
@@ -103,12 +121,18 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             keys,
             clock,
             hasher,
+            sealer: MailSealer::new(&audit_key),
             audit_key,
         })
     }
 
     pub fn audit_key(&self) -> &AuditKey {
         &self.audit_key
+    }
+
+    /// Opens outbox mails for delivery ([`mail::deliver`]).
+    pub fn sealer(&self) -> &MailSealer {
+        &self.sealer
     }
 
     /// The context of one request, carrying this deployment's audit key.
@@ -124,6 +148,11 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         &self.config
     }
 
+    /// The clock every rule of this service reads (a worker beside it reads the same time).
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
     pub fn store(&self) -> &S {
         &self.store
     }
@@ -133,7 +162,8 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
     }
 
     /// POST /auth/register. An email that already has an account gets the same answer as a new one
-    /// (with a random id) after the same work, so registration cannot enumerate users.
+    /// (with a random id) after the same work, so registration cannot enumerate users: a new account
+    /// is sent its verification mail, an existing one's owner a notice, each by one mail request.
     pub async fn register(
         &self,
         ctx: &RequestContext,
@@ -156,28 +186,264 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             attempts: AttemptCounter::default(),
             roles: Vec::new(),
             family_seq: 0,
+            email_verified: false,
         };
-        if self.store.create_user(&user).await? {
-            audit::emit(
-                ctx,
-                AuditEvent::Registered,
-                Subject {
-                    email: Some(&email),
-                    user_id: Some(&user_id),
-                    ..Default::default()
-                },
-            );
+        let created = self.store.create_user(&user).await?;
+        let subject = Subject {
+            email: Some(&email),
+            user_id: created.then_some(user_id.as_str()),
+            ..Default::default()
+        };
+        if created {
+            audit::emit(ctx, AuditEvent::Registered, subject);
         } else {
+            audit::emit(ctx, AuditEvent::RegisterDuplicate, subject);
+        }
+        // Both mails are built, so both answers do the same work; the request decides which is sent.
+        let now = self.clock.now_ms();
+        let (verification, secrets) = self.code_mail_request(&email, CodePurpose::Verify, now)?;
+        let request = if created {
+            verification
+        } else {
+            drop(secrets);
+            let notice = Mail::register_attempt(&email, &self.config.app_url);
+            MailRequest {
+                action: MailAction::Notice,
+                only_unverified: false,
+                mail: self
+                    .sealer
+                    .seal(&notice, now, now.div_euclid(1000) + NOTICE_TTL_SECS)?,
+                ..verification
+            }
+        };
+        let outcome = self.store.request_mail(&request).await?;
+        let event = match (created, outcome) {
+            (true, MailOutcome::Queued) => AuditEvent::EmailVerificationSent,
+            (false, MailOutcome::Queued) => AuditEvent::RegisterNoticeSent,
+            _ => AuditEvent::EmailMailSuppressed,
+        };
+        audit::emit(
+            ctx,
+            event,
+            Subject {
+                reason: Some(outcome_reason(outcome)),
+                ..subject
+            },
+        );
+        Ok(Registered { user_id })
+    }
+
+    /// The request for a mail with a fresh link and code of `purpose` to `email` (whatever the
+    /// account's state: the store decides), and the secrets it carries, sealed in its mail.
+    fn code_mail_request(
+        &self,
+        email: &str,
+        purpose: CodePurpose,
+        now: i64,
+    ) -> Result<(MailRequest, CodeSecrets), AuthError> {
+        let (ttl_secs, path) = match purpose {
+            CodePurpose::Verify => (self.config.email_verification_ttl_secs, mail::VERIFY_PATH),
+            CodePurpose::Reset => (self.config.password_reset_ttl_secs, mail::RESET_PATH),
+        };
+        let secrets = CodeSecrets::new(&self.audit_key, purpose, email)?;
+        let link = mail::link(&self.config.app_url, path, &secrets.token);
+        let secret = MailSecret {
+            link: &link,
+            code: &secrets.code,
+            valid_for_secs: ttl_secs,
+        };
+        let message = match purpose {
+            CodePurpose::Verify => Mail::verification(email, &secret),
+            CodePurpose::Reset => Mail::password_reset(email, &secret),
+        };
+        let code_expires_at_ms = now.saturating_add(ttl_secs as i64 * 1000);
+        // A mail is useless once its code has expired: the outbox drops it then.
+        let sealed = self
+            .sealer
+            .seal(&message, now, code_expires_at_ms.div_euclid(1000) + 1)?;
+        let request = MailRequest {
+            email: email.to_owned(),
+            purpose,
+            action: MailAction::Issue {
+                token_hash: secrets.token_hash.clone(),
+                code_mac: secrets.code_mac.clone(),
+                code_expires_at_ms,
+            },
+            only_unverified: purpose == CodePurpose::Verify,
+            limits: self.config.email_limits,
+            now_ms: now,
+            mail: sealed,
+        };
+        Ok((request, secrets))
+    }
+
+    /// POST /auth/email/verification and POST /auth/password/forgot: queues a mail with a new link
+    /// and code (killing the previous ones) if the account exists, still needs it (verification) and
+    /// is within its send limits. The caller answers 202 whatever happened: one mail request, the
+    /// same work, for every address.
+    pub async fn request_code(
+        &self,
+        ctx: &RequestContext,
+        email: &str,
+        purpose: CodePurpose,
+    ) -> Result<(), AuthError> {
+        let email = normalize_email(email)?;
+        let (request, _secrets) = self.code_mail_request(&email, purpose, self.clock.now_ms())?;
+        let outcome = self.store.request_mail(&request).await?;
+        let event = match (purpose, outcome) {
+            (CodePurpose::Verify, MailOutcome::Queued) => AuditEvent::EmailVerificationSent,
+            (CodePurpose::Verify, _) => AuditEvent::EmailMailSuppressed,
+            (CodePurpose::Reset, MailOutcome::Queued) => AuditEvent::PasswordResetRequested,
+            (CodePurpose::Reset, _) => AuditEvent::PasswordResetSuppressed,
+        };
+        audit::emit(
+            ctx,
+            event,
+            Subject {
+                email: Some(&email),
+                reason: Some(outcome_reason(outcome)),
+                ..Default::default()
+            },
+        );
+        Ok(())
+    }
+
+    /// The record whose live code `proof` proves for `purpose`, or `InvalidCode`. A code attempt is
+    /// counted (reserved) before the code is compared, so concurrency cannot exceed the attempt cap;
+    /// a link token is 256 bits and counts nothing, so nobody can kill a link by guessing at it.
+    async fn proven_record(
+        &self,
+        ctx: &RequestContext,
+        purpose: CodePurpose,
+        proof: EmailProof<'_>,
+        now: i64,
+    ) -> Result<EmailCode, AuthError> {
+        match proof {
+            EmailProof::Token(token) => {
+                let presented = PresentedToken::parse(purpose, token)?;
+                self.store
+                    .get_email_code(&presented.email, purpose, now)
+                    .await?
+                    .filter(|record| record.accepts_token(&presented, now))
+                    .ok_or(AuthError::InvalidCode)
+            }
+            EmailProof::Code { email, code } => {
+                let email = normalize_email(email).map_err(|_| AuthError::InvalidCode)?;
+                if !is_code_shaped(code) {
+                    return Err(AuthError::InvalidCode);
+                }
+                let record = self
+                    .store
+                    .reserve_code_attempt(&email, purpose, now)
+                    .await?
+                    .ok_or(AuthError::InvalidCode)?;
+                if record.accepts_code(&self.audit_key, code) {
+                    return Ok(record);
+                }
+                let event = match purpose {
+                    CodePurpose::Verify => AuditEvent::EmailCodeFailed,
+                    CodePurpose::Reset => AuditEvent::PasswordResetFailed,
+                };
+                audit::emit(
+                    ctx,
+                    event,
+                    Subject {
+                        email: Some(&email),
+                        reason: Some("wrong_code"),
+                        ..Default::default()
+                    },
+                );
+                Err(AuthError::InvalidCode)
+            }
+        }
+    }
+
+    /// POST /auth/email/verify: consumes the live verification and marks the email verified, in one
+    /// conditional write; of concurrent uses of one code, one succeeds.
+    pub async fn verify_email(
+        &self,
+        ctx: &RequestContext,
+        proof: EmailProof<'_>,
+    ) -> Result<(), AuthError> {
+        let now = self.clock.now_ms();
+        let record = self
+            .proven_record(ctx, CodePurpose::Verify, proof, now)
+            .await?;
+        let consumption = CodeConsumption {
+            email: record.email.clone(),
+            purpose: CodePurpose::Verify,
+            token_hash: record.token_hash.clone(),
+            now_ms: now,
+        };
+        let subject = Subject {
+            email: Some(&record.email),
+            ..Default::default()
+        };
+        if !self.store.verify_email(&consumption).await? {
             audit::emit(
                 ctx,
-                AuditEvent::RegisterDuplicate,
+                AuditEvent::EmailCodeFailed,
                 Subject {
-                    email: Some(&email),
-                    ..Default::default()
+                    reason: Some("lost_race"),
+                    ..subject
                 },
             );
+            return Err(AuthError::InvalidCode);
         }
-        Ok(Registered { user_id })
+        audit::emit(ctx, AuditEvent::EmailVerified, subject);
+        Ok(())
+    }
+
+    /// POST /auth/password/reset: checks the policy before anything is spent, proves the live reset,
+    /// then one conditional write consumes it, sets the new hash, marks the email verified, revokes
+    /// every session and device token (the watermark), clears the failure counter and queues the
+    /// "password changed" notice. Of concurrent resets with one code, exactly one succeeds. It does
+    /// not log in.
+    pub async fn reset_password(
+        &self,
+        ctx: &RequestContext,
+        proof: EmailProof<'_>,
+        new_password: &str,
+    ) -> Result<(), AuthError> {
+        self.config.password_policy.check(new_password)?;
+        let record = self
+            .proven_record(ctx, CodePurpose::Reset, proof, self.clock.now_ms())
+            .await?;
+        let new_hash = self.hasher.hash(new_password)?;
+        // Taken after hashing, as in change_password: a login that completed before this write took
+        // its issue time earlier, so its session is revoked (+1: this very millisecond too).
+        let now = self.clock.now_ms();
+        let notice = Mail::password_changed(&record.email, &self.config.app_url);
+        let reset = PasswordReset {
+            consumption: CodeConsumption {
+                email: record.email.clone(),
+                purpose: CodePurpose::Reset,
+                token_hash: record.token_hash.clone(),
+                now_ms: now,
+            },
+            new_hash,
+            revoked_before_ms: now + 1,
+            notice: self
+                .sealer
+                .seal(&notice, now, now.div_euclid(1000) + NOTICE_TTL_SECS)?,
+        };
+        let subject = Subject {
+            email: Some(&record.email),
+            ..Default::default()
+        };
+        if !self.store.reset_password(&reset).await? {
+            audit::emit(
+                ctx,
+                AuditEvent::PasswordResetFailed,
+                Subject {
+                    reason: Some("lost_race"),
+                    ..subject
+                },
+            );
+            return Err(AuthError::InvalidCode);
+        }
+        audit::emit(ctx, AuditEvent::PasswordResetCompleted, subject);
+        Ok(())
     }
 
     /// POST /auth/login. The attempt is reserved before the password is judged (see
@@ -248,6 +514,13 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             audit::emit(ctx, AuditEvent::LoginFailed, subject);
             return Err(AuthError::InvalidCredentials);
         };
+        if self.config.require_verified_email && !user.email_verified {
+            // The password was right: the attempt changes no window, and nothing is issued.
+            self.settle(&email, &attempt, attempt.counter.locked_until_ms)
+                .await?;
+            audit::emit(ctx, AuditEvent::LoginUnverified, subject);
+            return Err(AuthError::EmailNotVerified);
+        }
         // A watermark later than `now` was written, between reading the clock and the user, by a
         // password change or logout-all that took it as its millisecond + 1: this login judged the
         // state after it, so its session is issued at the watermark, not revoked by it. The
@@ -343,6 +616,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             &user.email,
             user_id.into_bytes(),
             family_seq,
+            user.email_verified,
             now,
             self.config.refresh_family_ttl_secs,
         )
@@ -383,11 +657,18 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             email: Some(&presented.email),
             user_id: Some(&user_id),
             family_id: Some(&family_id),
+            ..Default::default()
         };
         match self.store.rotate_refresh_token(&rotation).await? {
             RotateOutcome::Rotated => {
-                let access =
-                    tokens::issue(&keys, &self.config, &user_id, presented.auth_time_s, now)?;
+                let access = tokens::issue(
+                    &keys,
+                    &self.config,
+                    &user_id,
+                    presented.auth_time_s,
+                    presented.session_email_verified(),
+                    now,
+                )?;
                 audit::emit(ctx, AuditEvent::RefreshRotated, subject);
                 Ok(TokenResponse {
                     access_token: access.token,
@@ -528,6 +809,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
                 email: Some(&presented.email),
                 user_id: Some(&user_id),
                 family_id: Some(&family_id),
+                ..Default::default()
             },
         );
         Ok(true)
@@ -565,6 +847,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             created_at: user.created_at_ms.div_euclid(1000),
             roles: user.roles,
             auth_time: claims.auth_time,
+            email_verified: user.email_verified,
         })
     }
 
@@ -678,7 +961,14 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         now: i64,
     ) -> Result<TokenResponse, AuthError> {
         let keys = self.keys.key_set().await?;
-        let access = tokens::issue(&keys, &self.config, user_id, token.auth_time_s, now)?;
+        let access = tokens::issue(
+            &keys,
+            &self.config,
+            user_id,
+            token.auth_time_s,
+            token.session_email_verified(),
+            now,
+        )?;
         Ok(TokenResponse {
             access_token: access.token,
             token_type: "Bearer",
@@ -691,6 +981,17 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
     /// GET /.well-known/jwks.json.
     pub async fn jwks(&self) -> Result<Value, AuthError> {
         Ok(self.keys.key_set().await?.jwks())
+    }
+}
+
+/// The audit `reason` of a mail request's outcome (never sent to the client).
+fn outcome_reason(outcome: MailOutcome) -> &'static str {
+    match outcome {
+        MailOutcome::Queued => "queued",
+        MailOutcome::NoUser => "no_account",
+        MailOutcome::AlreadyVerified => "already_verified",
+        MailOutcome::CoolingDown => "cooldown",
+        MailOutcome::HourlyCapReached => "hourly_cap",
     }
 }
 

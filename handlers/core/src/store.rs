@@ -1,5 +1,5 @@
-//! The storage port: users, refresh-token records and denied access tokens, with the atomic operations
-//! the design needs.
+//! The storage port: users, refresh-token records, denied access tokens, email codes and the mail
+//! outbox, with the atomic operations the design needs.
 //!
 //! Times: `*_ms` are milliseconds since the epoch; `expires_at_s` is in seconds (DynamoDB's TTL unit).
 //! Every read treats a record whose `expires_at_s * 1000 <= now_ms` as absent, because no store deletes
@@ -7,6 +7,7 @@
 
 use std::future::Future;
 
+pub use crate::config::SendLimits;
 use crate::crypto::hashes_match;
 pub use crate::throttle::AttemptCounter;
 use crate::throttle::LoginThrottle;
@@ -37,6 +38,8 @@ pub struct User {
     /// reaches `n` plus the live-family cap ([`Rotation::retired_at_seq`]), so at most that many of
     /// the user's families can refresh, without listing or deleting any.
     pub family_seq: u64,
+    /// Whether the user proved they own `email` (a verification or a password reset).
+    pub email_verified: bool,
 }
 
 /// The port's state changes on a user, as pure rules: the memory and SQLite stores apply them to the
@@ -437,9 +440,328 @@ pub trait AccessTokenDenyList: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
+// Email verification and password reset ([`crate::email_code`] makes and checks their secrets):
+// the records and the pure rules the stores apply atomically.
+
+/// Wrong or right, a record admits this many code attempts; then it is dead.
+pub const MAX_CODE_ATTEMPTS: u32 = 5;
+/// The hourly cap's window.
+pub const SEND_WINDOW_MS: i64 = 3_600_000;
+
+/// What a record (and its mails) is for. One live record per purpose and account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CodePurpose {
+    Verify,
+    Reset,
+}
+
+impl CodePurpose {
+    pub const ALL: [CodePurpose; 2] = [CodePurpose::Verify, CodePurpose::Reset];
+
+    /// The stored name (the DynamoDB sort key is `EMAILCODE#<name>`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodePurpose::Verify => "verify",
+            CodePurpose::Reset => "reset",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+/// A verification or reset record as stored under `USER#<email>` / `EMAILCODE#<purpose>`: the live
+/// link and code (hashes only), their attempts, and the send limits of the purpose, which outlive
+/// the code (the item's TTL is the later of the two).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailCode {
+    pub email: String,
+    pub purpose: CodePurpose,
+    /// SHA-256 hex of the live link token: also the record's generation, which every conditional
+    /// write on the code compares. Empty when no code was ever issued (a notice's record).
+    pub token_hash: String,
+    /// HMAC of the live code ([`code_mac`]).
+    pub code_mac: String,
+    /// The code and link work until this instant.
+    pub code_expires_at_ms: i64,
+    /// Code attempts made on this generation, right or wrong.
+    pub attempts: u32,
+    pub consumed: bool,
+    /// The last mail of this purpose was queued at this instant.
+    pub last_sent_ms: i64,
+    /// The hourly cap's window began at this instant and has queued `window_sends` mails.
+    pub window_start_ms: i64,
+    pub window_sends: u32,
+    /// Seconds (the TTL attribute): the later of the code's end and the send window's end.
+    pub expires_at_s: i64,
+}
+
+impl EmailCode {
+    /// Whether the code and link of this record can still be used at `now_ms`. Its send limits stay
+    /// in force until the item itself expires.
+    pub fn usable(&self, now_ms: i64) -> bool {
+        !self.consumed
+            && !self.token_hash.is_empty()
+            && self.code_expires_at_ms > now_ms
+            && self.attempts < MAX_CODE_ATTEMPTS
+            && !expired(self.expires_at_s, now_ms)
+    }
+
+    /// [`EmailCodeStore::reserve_code_attempt`](crate::store::EmailCodeStore): the record with one
+    /// more attempt counted, if it is usable.
+    pub fn reserve_attempt(&self, now_ms: i64) -> Option<EmailCode> {
+        self.usable(now_ms).then(|| EmailCode {
+            attempts: self.attempts + 1,
+            ..self.clone()
+        })
+    }
+}
+
+/// What a mail request asks for beyond the mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailAction {
+    /// Replace the purpose's live code with this one (the previous link and code die).
+    Issue {
+        token_hash: String,
+        code_mac: String,
+        code_expires_at_ms: i64,
+    },
+    /// A notice: keep the live code, count the mail on the purpose's limits.
+    Notice,
+}
+
+/// One request for a mail of `purpose` to the account `email`: decided and written by
+/// [`EmailCodeStore::request_mail`](crate::store::EmailCodeStore) in one atomic step with the user
+/// and record it read.
+#[derive(Debug, Clone)]
+pub struct MailRequest {
+    pub email: String,
+    pub purpose: CodePurpose,
+    pub action: MailAction,
+    /// Verification mails go only to accounts whose email is not verified yet.
+    pub only_unverified: bool,
+    pub limits: SendLimits,
+    pub now_ms: i64,
+    pub mail: OutboxMail,
+}
+
+/// How a mail request ended. Only `Queued` wrote anything; the client sees 202 whatever it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailOutcome {
+    Queued,
+    NoUser,
+    AlreadyVerified,
+    CoolingDown,
+    HourlyCapReached,
+}
+
+impl MailRequest {
+    /// The rule: the record to write (with the mail) if the request is admitted, or why not, given
+    /// the user and the purpose's record as read in the same atomic step.
+    pub fn decide(
+        &self,
+        user: Option<&User>,
+        record: Option<&EmailCode>,
+    ) -> Result<EmailCode, MailOutcome> {
+        let user = user.ok_or(MailOutcome::NoUser)?;
+        if self.only_unverified && user.email_verified {
+            return Err(MailOutcome::AlreadyVerified);
+        }
+        let now = self.now_ms;
+        let record = record.filter(|r| !expired(r.expires_at_s, now));
+        let (window_start_ms, window_sends) = match record {
+            Some(r) => {
+                if now < r.last_sent_ms.saturating_add(self.limits.cooldown_ms) {
+                    return Err(MailOutcome::CoolingDown);
+                }
+                if now < r.window_start_ms.saturating_add(SEND_WINDOW_MS) {
+                    if r.window_sends >= self.limits.hourly_cap {
+                        return Err(MailOutcome::HourlyCapReached);
+                    }
+                    (r.window_start_ms, r.window_sends + 1)
+                } else {
+                    (now, 1)
+                }
+            }
+            None => (now, 1),
+        };
+        let base = match (&self.action, record) {
+            (
+                MailAction::Issue {
+                    token_hash,
+                    code_mac,
+                    code_expires_at_ms,
+                },
+                _,
+            ) => EmailCode {
+                email: self.email.clone(),
+                purpose: self.purpose,
+                token_hash: token_hash.clone(),
+                code_mac: code_mac.clone(),
+                code_expires_at_ms: *code_expires_at_ms,
+                attempts: 0,
+                consumed: false,
+                last_sent_ms: now,
+                window_start_ms,
+                window_sends,
+                expires_at_s: 0,
+            },
+            (MailAction::Notice, Some(r)) => r.clone(),
+            (MailAction::Notice, None) => EmailCode {
+                email: self.email.clone(),
+                purpose: self.purpose,
+                token_hash: String::new(),
+                code_mac: String::new(),
+                code_expires_at_ms: 0,
+                attempts: 0,
+                consumed: true,
+                last_sent_ms: now,
+                window_start_ms,
+                window_sends,
+                expires_at_s: 0,
+            },
+        };
+        let mut next = EmailCode {
+            last_sent_ms: now,
+            window_start_ms,
+            window_sends,
+            ..base
+        };
+        let window_end_ms = window_start_ms.saturating_add(SEND_WINDOW_MS);
+        let end_ms = next.code_expires_at_ms.max(window_end_ms);
+        next.expires_at_s = end_ms.div_euclid(1000) + 1;
+        Ok(next)
+    }
+}
+
+/// Consumes a record's live code: applied only if the record still holds the generation
+/// `token_hash`, is unconsumed and its code unexpired at `now_ms` (the reservation already counted
+/// the attempt). Of concurrent consumptions of one generation exactly one applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeConsumption {
+    pub email: String,
+    pub purpose: CodePurpose,
+    pub token_hash: String,
+    pub now_ms: i64,
+}
+
+impl CodeConsumption {
+    /// Whether `record` (as read in the consumption's atomic step) allows it.
+    pub fn allowed_by(&self, record: Option<&EmailCode>) -> bool {
+        record.is_some_and(|r| {
+            r.purpose == self.purpose
+                && !r.consumed
+                && r.token_hash == self.token_hash
+                && r.code_expires_at_ms > self.now_ms
+                && !expired(r.expires_at_s, self.now_ms)
+        })
+    }
+}
+
+/// A password reset's one conditional write: the consumption, then on the user the new hash, the
+/// email marked verified, the watermark raised (every session and device token dies), the failure
+/// counter cleared, and the "password changed" notice put in the outbox. Nothing if the consumption
+/// is not allowed or the user is gone.
+#[derive(Debug, Clone)]
+pub struct PasswordReset {
+    pub consumption: CodeConsumption,
+    pub new_hash: String,
+    pub revoked_before_ms: i64,
+    pub notice: OutboxMail,
+}
+
+impl User {
+    /// [`PasswordReset`] on the user.
+    pub fn reset_password(&mut self, reset: &PasswordReset) {
+        self.password_hash = reset.new_hash.clone();
+        self.email_verified = true;
+        self.revoked_before_ms = self.revoked_before_ms.max(reset.revoked_before_ms);
+        self.attempts = AttemptCounter::default();
+    }
+}
+
+/// A sealed mail waiting for delivery ([`crate::mail`]), stored under its own key (`OUTBOX#<id>`),
+/// apart from any user, so the worker finds mails without knowing whose they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMail {
+    /// 128 random bits in hex; also the seal's associated data.
+    pub id: String,
+    /// Standard base64 of nonce | AES-256-GCM ciphertext and tag ([`crate::mail::MailSealer`]).
+    pub sealed: String,
+    pub created_at_ms: i64,
+    /// Seconds (the TTL attribute): an undelivered mail is dropped after this.
+    pub expires_at_s: i64,
+}
+
+/// Email verification and password-reset records ([`crate::email_code`]): every change is one
+/// atomic step on the state it was decided on.
+pub trait EmailCodeStore: Send + Sync + 'static {
+    /// Reads the user and the record of `request.purpose` and applies [`MailRequest::decide`] in one
+    /// atomic step: when admitted, the new record and `request.mail` are written together, and
+    /// nothing otherwise. A store makes the same number of round trips whatever the outcome, so the
+    /// answer's timing tells nothing.
+    fn request_mail(
+        &self,
+        request: &MailRequest,
+    ) -> impl Future<Output = StoreResult<MailOutcome>> + Send;
+
+    /// Reads a record as it is (expired items are absent; whether its code is usable is
+    /// [`EmailCode::usable`]'s call).
+    fn get_email_code(
+        &self,
+        email: &str,
+        purpose: CodePurpose,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Option<EmailCode>>> + Send;
+
+    /// Counts one code attempt on the record, atomically, if [`EmailCode::reserve_attempt`] admits
+    /// it, and returns the record as written; `None`: no usable record, nothing written. Under any
+    /// concurrency at most [`crate::email_code::MAX_CODE_ATTEMPTS`] attempts are admitted.
+    fn reserve_code_attempt(
+        &self,
+        email: &str,
+        purpose: CodePurpose,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Option<EmailCode>>> + Send;
+
+    /// Consumes a verification and marks the user's email verified, in one conditional write
+    /// ([`CodeConsumption::allowed_by`], and the user must exist). Returns whether it applied.
+    fn verify_email(
+        &self,
+        consumption: &CodeConsumption,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// The conditional write described on [`PasswordReset`]. Returns whether it applied.
+    fn reset_password(
+        &self,
+        reset: &PasswordReset,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
+/// The worker's side of the outbox.
+pub trait OutboxStore: Send + Sync + 'static {
+    /// Up to `limit` unexpired mails, oldest first. The local server's worker polls this; on AWS the
+    /// table's stream feeds the mailer instead, and this (a scan) serves tests and tools.
+    fn pending_mail(
+        &self,
+        limit: usize,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Vec<OutboxMail>>> + Send;
+
+    /// Removes a delivered (or undeliverable) mail; removing a missing one is not an error.
+    fn delete_mail(&self, id: &str) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
 /// Everything the service needs from storage.
-pub trait AuthStore: UserStore + RefreshTokenStore + AccessTokenDenyList {}
-impl<T: UserStore + RefreshTokenStore + AccessTokenDenyList> AuthStore for T {}
+pub trait AuthStore:
+    UserStore + RefreshTokenStore + AccessTokenDenyList + EmailCodeStore + OutboxStore
+{
+}
+impl<T: UserStore + RefreshTokenStore + AccessTokenDenyList + EmailCodeStore + OutboxStore>
+    AuthStore for T
+{
+}
 
 #[cfg(test)]
 mod tests {
@@ -490,6 +812,7 @@ mod tests {
             attempts: AttemptCounter::default(),
             roles: Vec::new(),
             family_seq: 1,
+            email_verified: true,
         }
     }
 

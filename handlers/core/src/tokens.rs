@@ -29,6 +29,10 @@ pub struct AccessClaims {
     /// revocation watermark needs (`iat` has one-second resolution).
     pub jti: String,
     pub client_id: String,
+    /// Whether the user's email was verified when the session began. Absent in tokens issued before
+    /// the claim existed, which still verify (read as false).
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 impl AccessClaims {
@@ -57,6 +61,7 @@ pub fn issue(
     config: &AuthConfig,
     user_id: &str,
     auth_time_s: i64,
+    email_verified: bool,
     now_ms: i64,
 ) -> Result<IssuedAccessToken, AuthError> {
     issue_with_key(
@@ -64,6 +69,7 @@ pub fn issue(
         config,
         user_id,
         auth_time_s,
+        email_verified,
         now_ms,
     )
 }
@@ -75,6 +81,7 @@ pub fn issue_with_key(
     config: &AuthConfig,
     user_id: &str,
     auth_time_s: i64,
+    email_verified: bool,
     now_ms: i64,
 ) -> Result<IssuedAccessToken, AuthError> {
     let random: [u8; 10] = random_bytes()?;
@@ -90,6 +97,7 @@ pub fn issue_with_key(
         auth_time: auth_time_s,
         jti: jti.hyphenated().to_string(),
         client_id: config.audience.clone(),
+        email_verified,
     };
     let mut header = Header::new(key.alg.jwt_algorithm());
     header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
@@ -203,11 +211,11 @@ mod tests {
             let config = AuthConfig::with_issuer("https://auth.example.com");
             let (private, public_doc) = crate::keys::one_key_and_its_public_set(alg);
             let public = KeySet::from_public(&public_doc).unwrap();
-            let token = issue(&private, &config, "u", 1, 1_000).unwrap();
+            let token = issue(&private, &config, "u", 1, true, 1_000).unwrap();
             verify(&public, &config, &token.token, 1_000).unwrap();
             assert!(
                 matches!(
-                    issue(&public, &config, "u", 1, 1_000),
+                    issue(&public, &config, "u", 1, true, 1_000),
                     Err(AuthError::Keys(KeyError::Unavailable(_)))
                 ),
                 "{alg}: a public set cannot sign"
@@ -232,7 +240,7 @@ mod tests {
             SigningAlgorithm::Hs256,
         ] {
             let (keys, config) = setup(alg);
-            let issued = issue(&keys, &config, "user-1", 1_799_999_000, NOW).unwrap();
+            let issued = issue(&keys, &config, "user-1", 1_799_999_000, true, NOW).unwrap();
             let (header, claims) = parts(&issued.token);
             assert_eq!(header["typ"], "at+jwt");
             assert_eq!(header["alg"], alg.name());
@@ -253,7 +261,7 @@ mod tests {
     #[test]
     fn expiry_and_not_before_use_the_leeway() {
         let (keys, config) = setup(SigningAlgorithm::Es256);
-        let token = issue(&keys, &config, "u", 0, NOW).unwrap().token;
+        let token = issue(&keys, &config, "u", 0, true, NOW).unwrap().token;
         assert!(verify(&keys, &config, &token, NOW + 900_000 + 29_000).is_ok());
         assert!(verify(&keys, &config, &token, NOW + 900_000 + 30_000).is_err());
         assert!(verify(&keys, &config, &token, NOW - 30_000).is_ok());
@@ -263,7 +271,7 @@ mod tests {
     #[test]
     fn wrong_issuer_audience_or_key_is_refused() {
         let (keys, config) = setup(SigningAlgorithm::Es256);
-        let token = issue(&keys, &config, "u", 0, NOW).unwrap().token;
+        let token = issue(&keys, &config, "u", 0, true, NOW).unwrap().token;
         let other_issuer = AuthConfig::with_issuer("https://evil.example.com");
         assert!(verify(&keys, &other_issuer, &token, NOW).is_err());
         let mut other_audience = config.clone();
@@ -276,7 +284,7 @@ mod tests {
     #[test]
     fn alg_none_and_algorithm_confusion_are_refused() {
         let (keys, config) = setup(SigningAlgorithm::Es256);
-        let token = issue(&keys, &config, "u", 0, NOW).unwrap().token;
+        let token = issue(&keys, &config, "u", 0, true, NOW).unwrap().token;
         let (_, claims) = parts(&token);
         let kid = keys.signing_key(NOW).kid.clone();
         let enc = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
@@ -314,7 +322,7 @@ mod tests {
     #[test]
     fn tampered_claims_fail_the_signature() {
         let (keys, config) = setup(SigningAlgorithm::EdDsa);
-        let token = issue(&keys, &config, "u", 0, NOW).unwrap().token;
+        let token = issue(&keys, &config, "u", 0, true, NOW).unwrap().token;
         let mut pieces: Vec<String> = token.split('.').map(str::to_owned).collect();
         let (_, mut claims) = parts(&token);
         claims["sub"] = "admin".into();

@@ -394,9 +394,16 @@ async fn a_verifier_whose_cache_predates_a_rotation_accepts_the_new_key_after_on
     let after_lead = NOW + TIMELINE.lead_secs * 1000;
     clock.advance_ms(after_lead - NOW);
     let signer = KeySet::from_documents(&current_document(&store).await, None).unwrap();
-    let token = tokens::issue(&signer, &config, "user-1", after_lead / 1000, after_lead)
-        .unwrap()
-        .token;
+    let token = tokens::issue(
+        &signer,
+        &config,
+        "user-1",
+        after_lead / 1000,
+        true,
+        after_lead,
+    )
+    .unwrap()
+    .token;
     assert!(tokens::verify(&stale, &config, &token, after_lead).is_err());
     let claims = tokens::verify_from(&verifier, &config, &token, after_lead)
         .await
@@ -694,7 +701,7 @@ async fn two_rotations(timeline: KeyTimeline, gap_s: i64) -> Findings {
                 continue;
             }
             let keys = instance.key_set().await.unwrap();
-            let token = tokens::issue(&keys, &config, "user-1", t, now_ms)
+            let token = tokens::issue(&keys, &config, "user-1", t, true, now_ms)
                 .unwrap()
                 .token;
             let kid = keys.signing_key(now_ms).kid.clone();

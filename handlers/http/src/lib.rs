@@ -11,7 +11,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use keygate_core::audit::{AuditKey, RequestContext};
 use keygate_core::keys::{JWKS_MAX_AGE_SECS, KeyError, KeySource};
-use keygate_core::store::{AuthStore, StoreError};
+use keygate_core::service::EmailProof;
+use keygate_core::store::{AuthStore, CodePurpose, StoreError};
 use keygate_core::{AuthConfig, AuthError, AuthService, Clock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -61,6 +62,14 @@ pub enum Endpoint {
     OAuthMetadata,
     /// GET /openapi.json: the OpenAPI document of these routes ([`openapi`]).
     OpenApi,
+    /// (Re)sends the verification mail; 202 whatever the address.
+    EmailVerification,
+    /// Consumes a verification link's token or a mailed code.
+    EmailVerify,
+    /// Sends a password-reset mail; 202 whatever the address.
+    PasswordForgot,
+    /// Sets a new password with a reset link's token or a mailed code.
+    PasswordReset,
 }
 
 /// The keys an endpoint (or a function serving several) reads, least first: a function needs the
@@ -96,7 +105,7 @@ impl KeyAccess {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 13] = [
+    pub const ALL: [Endpoint; 17] = [
         Endpoint::Register,
         Endpoint::Login,
         Endpoint::Refresh,
@@ -110,6 +119,10 @@ impl Endpoint {
         Endpoint::OAuthRevoke,
         Endpoint::OAuthMetadata,
         Endpoint::OpenApi,
+        Endpoint::EmailVerification,
+        Endpoint::EmailVerify,
+        Endpoint::PasswordForgot,
+        Endpoint::PasswordReset,
     ];
 
     /// Whether the endpoint runs argon2id (about 20 ms of one core and 19 MiB per request at the
@@ -117,7 +130,10 @@ impl Endpoint {
     pub fn hashes_password(self) -> bool {
         matches!(
             self,
-            Endpoint::Register | Endpoint::Login | Endpoint::ChangePassword
+            Endpoint::Register
+                | Endpoint::Login
+                | Endpoint::ChangePassword
+                | Endpoint::PasswordReset
         )
     }
 
@@ -137,7 +153,11 @@ impl Endpoint {
             | Endpoint::Logout
             | Endpoint::Discovery
             | Endpoint::OAuthMetadata
-            | Endpoint::OpenApi => KeyAccess::None,
+            | Endpoint::OpenApi
+            | Endpoint::EmailVerification
+            | Endpoint::EmailVerify
+            | Endpoint::PasswordForgot
+            | Endpoint::PasswordReset => KeyAccess::None,
         }
     }
 
@@ -157,6 +177,10 @@ impl Endpoint {
             Endpoint::OAuthRevoke => "oauth_revoke",
             Endpoint::OAuthMetadata => "oauth_metadata",
             Endpoint::OpenApi => "openapi",
+            Endpoint::EmailVerification => "email_verification",
+            Endpoint::EmailVerify => "email_verify",
+            Endpoint::PasswordForgot => "password_forgot",
+            Endpoint::PasswordReset => "password_reset",
         }
     }
 
@@ -195,6 +219,10 @@ impl Endpoint {
             Endpoint::OAuthRevoke => "/oauth/revoke",
             Endpoint::OAuthMetadata => "/.well-known/oauth-authorization-server",
             Endpoint::OpenApi => "/openapi.json",
+            Endpoint::EmailVerification => "/auth/email/verification",
+            Endpoint::EmailVerify => "/auth/email/verify",
+            Endpoint::PasswordForgot => "/auth/password/forgot",
+            Endpoint::PasswordReset => "/auth/password/reset",
         }
     }
 
@@ -213,6 +241,10 @@ impl Endpoint {
                 | Endpoint::Refresh
                 | Endpoint::Logout
                 | Endpoint::ChangePassword
+                | Endpoint::EmailVerification
+                | Endpoint::EmailVerify
+                | Endpoint::PasswordForgot
+                | Endpoint::PasswordReset
         )
     }
 }
@@ -255,6 +287,38 @@ struct LogoutBody {
 struct PasswordBody {
     current_password: String,
     new_password: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailBody {
+    email: String,
+}
+
+/// `{token}` (the link's) or `{email, code}` (the mailed code), and for a reset `new_password`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProofBody {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    new_password: Option<String>,
+}
+
+impl ProofBody {
+    fn proof(&self) -> Result<EmailProof<'_>, Problem> {
+        match (&self.token, &self.email, &self.code) {
+            (Some(token), None, None) => Ok(EmailProof::Token(token)),
+            (None, Some(email), Some(code)) => Ok(EmailProof::Code { email, code }),
+            _ => Err(Problem::BadRequest(
+                "send either `token` (from the mailed link) or `email` and `code`".into(),
+            )),
+        }
+    }
 }
 
 /// Picks the endpoint for a method and path among those this process serves: 404 for an unknown
@@ -455,6 +519,37 @@ where
                 &openapi::served(service.config()),
                 "public, max-age=3600",
             ))
+        }
+        Endpoint::EmailVerification | Endpoint::PasswordForgot => {
+            let b: EmailBody = parse(&body)?;
+            let purpose = if endpoint == Endpoint::PasswordForgot {
+                CodePurpose::Reset
+            } else {
+                CodePurpose::Verify
+            };
+            service.request_code(ctx, &b.email, purpose).await?;
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+        Endpoint::EmailVerify => {
+            let b: ProofBody = parse(&body)?;
+            if b.new_password.is_some() {
+                return Err(Problem::BadRequest(
+                    "unknown field `new_password`: verification sets no password".into(),
+                ));
+            }
+            service.verify_email(ctx, b.proof()?).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        Endpoint::PasswordReset => {
+            let b: ProofBody = parse(&body)?;
+            let new_password = b
+                .new_password
+                .as_deref()
+                .ok_or_else(|| Problem::BadRequest("missing field `new_password`".into()))?;
+            service
+                .reset_password(ctx, b.proof()?, new_password)
+                .await?;
+            Ok(empty(StatusCode::NO_CONTENT))
         }
         // Form bodies and RFC 6749 errors: the OAuth module checks and answers the whole request.
         Endpoint::OAuthToken | Endpoint::OAuthRevoke => {
@@ -694,6 +789,10 @@ mod discovery_tests {
                     "password": format!("{i}/auth/password"),
                     "me": format!("{i}/auth/me"),
                     "openapi": format!("{i}/openapi.json"),
+                    "email_verification": format!("{i}/auth/email/verification"),
+                    "email_verify": format!("{i}/auth/email/verify"),
+                    "password_forgot": format!("{i}/auth/password/forgot"),
+                    "password_reset": format!("{i}/auth/password/reset"),
                 },
             })
         );

@@ -15,9 +15,10 @@ static PARSED: LazyLock<Value> =
     LazyLock::new(|| serde_json::from_str(DOCUMENT).expect("openapi.json is JSON (tested)"));
 
 /// The new passwords the policy judges: their length bounds are settings.
-const NEW_PASSWORDS: [(&str, &str); 2] = [
+const NEW_PASSWORDS: [(&str, &str); 3] = [
     ("RegisterRequest", "password"),
     ("PasswordChangeRequest", "new_password"),
+    ("PasswordResetRequest", "new_password"),
 ];
 
 /// The OAuth requests whose `client_id` must be one of the deployment's client ids (a setting).

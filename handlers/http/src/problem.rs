@@ -125,6 +125,18 @@ fn shape(problem: &Problem) -> Shape {
                 "Invalid access token",
                 &error.to_string(),
             ),
+            AuthError::EmailNotVerified => s(
+                StatusCode::FORBIDDEN,
+                "email-not-verified",
+                "Email not verified",
+                "verify the email address with the link or code mailed to it, or ask for a new mail at /auth/email/verification",
+            ),
+            AuthError::InvalidCode => s(
+                StatusCode::BAD_REQUEST,
+                "invalid-code",
+                "Invalid link or code",
+                &error.to_string(),
+            ),
             e if is_unavailable(e) => s(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily-unavailable",
@@ -212,6 +224,8 @@ mod tests {
             AuthError::InvalidCredentials,
             AuthError::InvalidRefreshToken,
             AuthError::InvalidAccessToken,
+            AuthError::EmailNotVerified,
+            AuthError::InvalidCode,
             AuthError::Keys(KeyError::NoValidKeySet("none yet".into())),
             AuthError::Keys(KeyError::Unavailable("down".into())),
             AuthError::Keys(KeyError::Generation),
@@ -226,6 +240,8 @@ mod tests {
                 | AuthError::InvalidCredentials
                 | AuthError::InvalidRefreshToken
                 | AuthError::InvalidAccessToken
+                | AuthError::EmailNotVerified
+                | AuthError::InvalidCode
                 | AuthError::Keys(_)
                 | AuthError::Store(_)
                 | AuthError::Internal(_) => {}

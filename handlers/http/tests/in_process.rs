@@ -7,10 +7,12 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use keygate_core::SigningAlgorithm;
 use keygate_core::keys::{KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, generate_key};
+use keygate_core::store::OutboxStore;
 use keygate_core::{AuthConfig, AuthService};
 use keygate_http::{Endpoint, MAX_BODY_BYTES, MAX_HEADER_BYTES, handle};
 use keygate_store_sqlite::SqliteStore;
 use keygate_testkit::doubles::{ManualClock, StaticKeySource};
+use keygate_testkit::email_rules::link_token;
 use keygate_testkit::fixtures::test_audit_key;
 use serde_json::{Value, json};
 
@@ -78,6 +80,28 @@ fn get(path: &str, bearer: Option<&str>) -> Request<Bytes> {
     builder.body(Bytes::new()).unwrap()
 }
 
+/// Verifies `email` through `POST /auth/email/verify` with the token of the last mail queued for it.
+async fn verify_mailed<K: KeySource>(service: &Service<K>, email: &str) {
+    let mails = service
+        .store()
+        .pending_mail(100, NOW)
+        .await
+        .unwrap()
+        .iter()
+        .map(|item| service.sealer().open(item).unwrap())
+        .filter(|mail| mail.to == email)
+        .collect::<Vec<_>>();
+    let token = link_token(mails.last().expect("a mail to the address"));
+    let (status, headers, _) = send(
+        service,
+        &Endpoint::ALL,
+        post("/auth/email/verify", json!({ "token": token })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(headers["cache-control"], "no-store");
+}
+
 async fn login<K: KeySource>(service: &Service<K>) -> Value {
     let (status, _, _) = send(
         service,
@@ -89,6 +113,7 @@ async fn login<K: KeySource>(service: &Service<K>) -> Value {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED);
+    verify_mailed(service, "ada@example.com").await;
     let (status, headers, tokens) = send(
         service,
         &Endpoint::ALL,
@@ -395,6 +420,7 @@ async fn missing_keys_answer_503_and_consume_nothing() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "registration needs no key");
+    verify_mailed(&service, "ada@example.com").await;
     for req in [
         get("/.well-known/jwks.json", None),
         post(
@@ -462,4 +488,148 @@ async fn the_openapi_document_is_served_naming_the_issuer_as_its_server() {
     )
     .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// The mail-sending endpoints answer a known, an unknown, a cooling-down and a verified address
+/// with the same status, headers and (empty) body; the proof endpoints map their errors.
+#[tokio::test]
+async fn email_endpoints_answer_alike_and_map_their_errors() {
+    let (service, _) = service();
+    let register = |email: &str| {
+        post(
+            "/auth/register",
+            json!({"email": email, "password": PASSWORD}),
+        )
+    };
+    assert_eq!(
+        send(&service, &Endpoint::ALL, register("ada@example.com"))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let (status, _, problem) = send(
+        &service,
+        &Endpoint::ALL,
+        post(
+            "/auth/login",
+            json!({"email": "ada@example.com", "password": PASSWORD}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(problem["type"], "urn:keygate:problem:email-not-verified");
+
+    for path in ["/auth/email/verification", "/auth/password/forgot"] {
+        let mut answers = Vec::new();
+        // Unverified and cooling down (its registration mail was just sent), unknown, then
+        // known; the last one is verified by then for the verification endpoint.
+        for email in ["ada@example.com", "nobody@example.com", "ADA@example.com"] {
+            let response = handle(
+                &service,
+                &Endpoint::ALL,
+                post(path, json!({ "email": email })),
+                "req-1",
+            )
+            .await;
+            let (mut parts, body) = response.into_parts();
+            parts.headers.remove("x-correlation-id");
+            answers.push((parts.status, parts.headers, body));
+        }
+        assert_eq!(answers[0].0, StatusCode::ACCEPTED, "{path}");
+        assert!(answers[0].2.is_empty());
+        assert!(
+            answers.iter().all(|a| *a == answers[0]),
+            "{path}: every address gets the same answer"
+        );
+        let (status, _, problem) = send(
+            &service,
+            &Endpoint::ALL,
+            post(path, json!({ "email": "not an email" })),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(problem["type"], "urn:keygate:problem:invalid-email");
+    }
+
+    let refused = [
+        (
+            "/auth/email/verify",
+            json!({"token": "kgev_x", "email": "ada@example.com", "code": "12345678"}),
+            "urn:keygate:problem:invalid-request",
+        ),
+        (
+            "/auth/email/verify",
+            json!({"email": "ada@example.com"}),
+            "urn:keygate:problem:invalid-request",
+        ),
+        (
+            "/auth/email/verify",
+            json!({"token": "kgev_x", "new_password": PASSWORD}),
+            "urn:keygate:problem:invalid-request",
+        ),
+        (
+            "/auth/email/verify",
+            json!({"token": "kgev_not-a-token"}),
+            "urn:keygate:problem:invalid-code",
+        ),
+        (
+            "/auth/email/verify",
+            json!({"email": "ada@example.com", "code": "00000000"}),
+            "urn:keygate:problem:invalid-code",
+        ),
+        (
+            "/auth/password/reset",
+            json!({"token": "kgpr_x"}),
+            "urn:keygate:problem:invalid-request",
+        ),
+        (
+            "/auth/password/reset",
+            json!({"token": "kgpr_x", "new_password": "short"}),
+            "urn:keygate:problem:password-policy",
+        ),
+        (
+            "/auth/password/reset",
+            json!({"email": "nobody@example.com", "code": "12345678", "new_password": PASSWORD}),
+            "urn:keygate:problem:invalid-code",
+        ),
+    ];
+    for (path, body, problem_type) in refused {
+        let (status, _, problem) = send(&service, &Endpoint::ALL, post(path, body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}");
+        assert_eq!(problem["type"], problem_type, "{path} {body}");
+    }
+
+    // The latest reset mail (the earlier ones were superseded or refused by the cooldown).
+    let mails = service.store().pending_mail(100, NOW).await.unwrap();
+    let reset = mails
+        .iter()
+        .map(|item| service.sealer().open(item).unwrap())
+        .rfind(|mail| mail.kind == keygate_core::mail::MailKind::PasswordReset)
+        .expect("a reset mail");
+    let new_password = "a brand new passphrase, long enough";
+    let (status, headers, body) = send(
+        &service,
+        &Endpoint::ALL,
+        post(
+            "/auth/password/reset",
+            json!({"token": link_token(&reset), "new_password": new_password}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(body, Value::Null, "a reset issues no tokens");
+    let (status, _, tokens) = send(
+        &service,
+        &Endpoint::ALL,
+        post(
+            "/auth/login",
+            json!({"email": "ada@example.com", "password": new_password}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "the reset verified the email too");
+    let access = tokens["access_token"].as_str().unwrap();
+    let (_, _, me) = send(&service, &Endpoint::ALL, get("/auth/me", Some(access))).await;
+    assert_eq!(me["email_verified"], true);
 }

@@ -20,7 +20,12 @@ const CLIENT: &str = "keygate";
 
 type Service<K> = AuthService<SqliteStore, K, Arc<ManualClock>>;
 
+/// The OAuth endpoints' tests log in directly: email verification is in_process.rs's subject.
 fn service_with(config: AuthConfig) -> (Service<StaticKeySource>, Arc<ManualClock>) {
+    let config = AuthConfig {
+        require_verified_email: false,
+        ..config
+    };
     let clock = Arc::new(ManualClock::new(NOW));
     let key = generate_key(SigningAlgorithm::Es256, 0).unwrap();
     let keys = StaticKeySource(Arc::new(
@@ -560,10 +565,16 @@ async fn missing_keys_are_temporarily_unavailable() {
     )
     .unwrap();
     // A well-formed refresh token, so the refresh reaches the key set.
-    let refresh =
-        keygate_core::refresh::RefreshToken::new_family("ada@example.com", [7; 16], 1, NOW, 86_400)
-            .unwrap()
-            .encode();
+    let refresh = keygate_core::refresh::RefreshToken::new_family(
+        "ada@example.com",
+        [7; 16],
+        1,
+        true,
+        NOW,
+        86_400,
+    )
+    .unwrap()
+    .encode();
     let token = send(&service, form("/oauth/token", &grant(&refresh))).await;
     assert_eq!(
         token.oauth_error(StatusCode::SERVICE_UNAVAILABLE),

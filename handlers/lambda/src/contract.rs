@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use keygate_core::audit::AuditEvent;
 use keygate_core::config::{AUTH_SETTINGS, Setting};
+use keygate_core::mail::MAIL_SETTINGS;
 use keygate_http::{Endpoint, KeyAccess, LATENCY_METRIC};
 use serde::Serialize;
 
@@ -14,7 +15,8 @@ use keygate_aws::dynamo::DynamoCalls;
 use keygate_aws::settings::AWS_SETTINGS;
 
 use crate::functions::{
-    BINARY, FUNCTIONS, Function, FunctionFacts, LAMBDA_SETTINGS, ROTATE_KEYS_SUMMARY,
+    BINARY, FUNCTIONS, Function, FunctionFacts, LAMBDA_SETTINGS, MAILER_NAME, MAILER_SUMMARY,
+    ROTATE_KEYS_NAME, ROTATE_KEYS_SUMMARY,
 };
 use crate::telemetry;
 
@@ -56,8 +58,8 @@ struct TableCalls {
 
 #[derive(Serialize)]
 struct SettingEntry {
-    /// `core` (every function and the local server), `aws` (the AWS adapters) or `lambda` (the
-    /// Lambda shell).
+    /// `core` (every function and the local server), `mail` (the mailers: the local server's and
+    /// the mailer function), `aws` (the AWS adapters) or `lambda` (the Lambda shell).
     scope: &'static str,
     env: &'static str,
     flag: &'static str,
@@ -92,10 +94,18 @@ fn keys_name(access: KeyAccess) -> &'static str {
 }
 
 fn function(function: Function) -> FunctionEntry {
-    match function.api() {
-        Some(facts) => api_function(&facts),
-        None => FunctionEntry {
-            name: function.name(),
+    match function {
+        Function::Api(f) => api_function(&f.facts()),
+        Function::ApiWithoutTable(f) => api_function(&f.facts()),
+        Function::Mailer => FunctionEntry {
+            name: MAILER_NAME,
+            summary: MAILER_SUMMARY,
+            keys: "none",
+            endpoints: Vec::new(),
+            dynamodb: Some(table_calls([DynamoCalls::MAILER].into_iter())),
+        },
+        Function::RotateKeys => FunctionEntry {
+            name: ROTATE_KEYS_NAME,
             summary: ROTATE_KEYS_SUMMARY,
             keys: "rotate",
             endpoints: Vec::new(),
@@ -104,19 +114,22 @@ fn function(function: Function) -> FunctionEntry {
     }
 }
 
+fn table_calls(calls: impl Iterator<Item = DynamoCalls> + Clone) -> TableCalls {
+    TableCalls {
+        table: calls
+            .clone()
+            .flat_map(|c| c.table.iter().copied())
+            .collect(),
+        by_user_id_index: calls
+            .flat_map(|c| c.by_user_id_index.iter().copied())
+            .collect(),
+    }
+}
+
 fn api_function(function: &FunctionFacts) -> FunctionEntry {
-    let dynamodb = function.uses_table.then(|| {
-        let calls = function.endpoints.iter().map(|&e| DynamoCalls::of(e));
-        TableCalls {
-            table: calls
-                .clone()
-                .flat_map(|c| c.table.iter().copied())
-                .collect(),
-            by_user_id_index: calls
-                .flat_map(|c| c.by_user_id_index.iter().copied())
-                .collect(),
-        }
-    });
+    let dynamodb = function
+        .uses_table
+        .then(|| table_calls(function.endpoints.iter().map(|&e| DynamoCalls::of(e))));
     FunctionEntry {
         name: function.name,
         summary: function.summary,
@@ -156,6 +169,7 @@ pub fn render() -> String {
         settings: AUTH_SETTINGS
             .iter()
             .map(|s| setting("core", s))
+            .chain(MAIL_SETTINGS.iter().map(|s| setting("mail", s)))
             .chain(AWS_SETTINGS.iter().map(|s| setting("aws", s)))
             .chain(LAMBDA_SETTINGS.iter().map(|s| setting("lambda", s)))
             .collect(),

@@ -13,7 +13,7 @@ pub const FUNCTION: Setting = Setting {
     env: "KEYGATE_FUNCTION",
     flag: "function",
     default: None,
-    help: "The keygate function this Lambda function runs (register, login, ..., rotate-keys)",
+    help: "The keygate function this Lambda function runs (register, login, ..., mailer, rotate-keys)",
     range: None,
 };
 
@@ -159,6 +159,17 @@ pub const CHANGE_PASSWORD: ApiFunction<WithTable> = ApiFunction::new(
 );
 pub const ME: ApiFunction<WithTable> =
     ApiFunction::new("me", "the caller profile", &[Endpoint::Me]);
+// One function for the four: none signs or verifies a token, and only a reset hashes a password.
+pub const ACCOUNT_EMAIL: ApiFunction<WithTable> = ApiFunction::new(
+    "account-email",
+    "email verification and password reset (each queues its mail in the outbox)",
+    &[
+        Endpoint::EmailVerification,
+        Endpoint::EmailVerify,
+        Endpoint::PasswordForgot,
+        Endpoint::PasswordReset,
+    ],
+);
 pub const WELL_KNOWN: ApiFunction<WithoutTable> = ApiFunction::new(
     "well-known",
     "publish the public keys and the discovery, OAuth metadata and OpenAPI documents",
@@ -175,14 +186,18 @@ pub const WELL_KNOWN: ApiFunction<WithoutTable> = ApiFunction::new(
 pub enum Function {
     Api(&'static ApiFunction<WithTable>),
     ApiWithoutTable(&'static ApiFunction<WithoutTable>),
+    /// Delivers the outbox's mails through SES, fed by the table's stream ([`crate::shell::run_mailer`]).
+    Mailer,
     /// Secrets Manager's rotation function for the signing-key secret ([`crate::shell::run_rotation`]).
     RotateKeys,
 }
 
+pub const MAILER_NAME: &str = "mailer";
+pub const MAILER_SUMMARY: &str = "deliver outbox mails through Amazon SES (the table's stream)";
 pub const ROTATE_KEYS_NAME: &str = "rotate-keys";
 pub const ROTATE_KEYS_SUMMARY: &str = "Secrets Manager rotation of the signing-key set";
 
-/// Every function, in the order the API lists them, rotate-keys last.
+/// Every function, in the order the API lists them, then the mailer and rotate-keys.
 pub const FUNCTIONS: &[Function] = &[
     Function::Api(&REGISTER),
     Function::Api(&LOGIN),
@@ -191,7 +206,9 @@ pub const FUNCTIONS: &[Function] = &[
     Function::Api(&LOGOUT_ALL),
     Function::Api(&CHANGE_PASSWORD),
     Function::Api(&ME),
+    Function::Api(&ACCOUNT_EMAIL),
     Function::ApiWithoutTable(&WELL_KNOWN),
+    Function::Mailer,
     Function::RotateKeys,
 ];
 
@@ -200,16 +217,17 @@ impl Function {
         match self {
             Function::Api(f) => f.name,
             Function::ApiWithoutTable(f) => f.name,
+            Function::Mailer => MAILER_NAME,
             Function::RotateKeys => ROTATE_KEYS_NAME,
         }
     }
 
-    /// An API function's facts; none for rotate-keys, which serves no endpoint.
+    /// An API function's facts; none for the mailer and rotate-keys, which serve no endpoint.
     pub fn api(self) -> Option<FunctionFacts> {
         match self {
             Function::Api(f) => Some(f.facts()),
             Function::ApiWithoutTable(f) => Some(f.facts()),
-            Function::RotateKeys => None,
+            Function::Mailer | Function::RotateKeys => None,
         }
     }
 
@@ -247,7 +265,7 @@ mod tests {
                 Some(function.name())
             );
         }
-        assert_eq!(FUNCTIONS.len(), 9);
+        assert_eq!(FUNCTIONS.len(), 11);
         for unknown in ["", "Login", "login ", "keygate", "rotate_keys"] {
             assert!(Function::named(unknown).is_none(), "{unknown}");
         }

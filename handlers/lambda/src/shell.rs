@@ -16,15 +16,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
+use keygate_aws::outbox_stream::{StreamEvent, deliver_batch};
 use keygate_aws::rotation::{RotationEvent, rotate_step};
 use keygate_aws::secrets::{self, SecretsManagerKeySource};
+use keygate_aws::ses::{SesMailer, SesSettings};
 use keygate_aws::{DynamoStore, sdk, settings};
 use keygate_core::audit::AuditKey;
 use keygate_core::keys::{KeyError, KeySet, KeyTimeline};
+use keygate_core::mail::MailSealer;
 use keygate_core::store::{
-    AccessTokenDenyList, AttemptCounter, AttemptScope, AuthStore, LoginCompletion, PasswordChange,
-    RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError,
-    StoreResult, User, UserStore,
+    AccessTokenDenyList, AttemptCounter, AttemptScope, AuthStore, CodeConsumption, CodePurpose,
+    EmailCode, EmailCodeStore, LoginCompletion, MailOutcome, MailRequest, OutboxMail, OutboxStore,
+    PasswordChange, PasswordReset, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome,
+    Rotation, StoreError, StoreResult, User, UserStore,
 };
 use keygate_core::{
     AuthConfig, AuthService, Clock as _, ConfigError, KeySource as _, SigningAlgorithm, SystemClock,
@@ -228,6 +232,43 @@ impl RefreshTokenStore for NoTable {
     }
 }
 
+impl EmailCodeStore for NoTable {
+    async fn request_mail(&self, _: &MailRequest) -> StoreResult<MailOutcome> {
+        no_table()
+    }
+    async fn get_email_code(
+        &self,
+        _: &str,
+        _: CodePurpose,
+        _: i64,
+    ) -> StoreResult<Option<EmailCode>> {
+        no_table()
+    }
+    async fn reserve_code_attempt(
+        &self,
+        _: &str,
+        _: CodePurpose,
+        _: i64,
+    ) -> StoreResult<Option<EmailCode>> {
+        no_table()
+    }
+    async fn verify_email(&self, _: &CodeConsumption) -> StoreResult<bool> {
+        no_table()
+    }
+    async fn reset_password(&self, _: &PasswordReset) -> StoreResult<bool> {
+        no_table()
+    }
+}
+
+impl OutboxStore for NoTable {
+    async fn pending_mail(&self, _: usize, _: i64) -> StoreResult<Vec<OutboxMail>> {
+        no_table()
+    }
+    async fn delete_mail(&self, _: &str) -> StoreResult<()> {
+        no_table()
+    }
+}
+
 impl AccessTokenDenyList for NoTable {
     async fn deny_access_token(&self, _: &str, _: i64) -> StoreResult<()> {
         no_table()
@@ -321,6 +362,7 @@ pub fn run_function_from_env() -> ExitCode {
     {
         Some(Function::Api(function)) => run_http(function),
         Some(Function::ApiWithoutTable(function)) => run_http(function),
+        Some(Function::Mailer) => run_mailer(),
         Some(Function::RotateKeys) => run_rotation(),
         None => start(async {
             let names: Vec<&str> = FUNCTIONS.iter().map(|f| f.name()).collect();
@@ -513,6 +555,61 @@ async fn report_init_error(error_type: &str, message: &str) {
         ),
         Err(e) => eprintln!("reporting the init error to the Runtime API: {e}"),
     }
+}
+
+/// `main` of the mailer function: init (the table, the server key the outbox is sealed under, the SES
+/// client and sender), then each batch of the table's stream is delivered
+/// ([`keygate_aws::outbox_stream::deliver_batch`]) and answered with its item failures.
+pub fn run_mailer() -> ExitCode {
+    start(async move {
+        let lookup = settings::env_lookup;
+        let read = || -> Result<_, ConfigError> {
+            Ok((
+                <WithTable as Storage>::read_settings(&lookup)?,
+                SesSettings::from_lookup(&lookup)?,
+                settings::read_metrics_namespace(&lookup)?,
+            ))
+        };
+        let (table, ses, namespace) = match read() {
+            Ok(read) => read,
+            Err(e) => return init_failed("Runtime.ConfigError", &e.to_string()).await,
+        };
+        let metrics = match telemetry::init_metrics(&namespace) {
+            Ok(metrics) => metrics,
+            Err(e) => return init_failed("Runtime.InitError", &e).await,
+        };
+        let sdk_config = sdk::load().await;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), table.table_name);
+        let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
+        let server_key = match secrets::read_server_key(&secrets, &table.server_key_secret_id).await
+        {
+            Ok(key) => key,
+            Err(e) => return init_failed("Runtime.InitError", &e).await,
+        };
+        let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(&sdk_config), ses);
+        // Lives as long as the execution environment.
+        let state: &'static (DynamoStore, SesMailer, MailSealer, AuditKey) = Box::leak(Box::new((
+            store,
+            mailer,
+            MailSealer::new(&server_key),
+            server_key,
+        )));
+        let handler = move |event: lambda_runtime::LambdaEvent<StreamEvent>| async move {
+            let (store, mailer, sealer, key) = state;
+            let answer = deliver_batch(
+                store,
+                mailer,
+                sealer,
+                key,
+                event.payload,
+                SystemClock.now_ms(),
+            )
+            .await;
+            Ok::<_, lambda_runtime::Error>(answer)
+        };
+        // The metrics layer flushes the EMF document after each batch (MailSent, MailDropped).
+        ended(metrics_cloudwatch_embedded::lambda::handler::run(metrics, handler).await)
+    })
 }
 
 /// `main` of the rotate-keys function: each Secrets Manager event runs one step

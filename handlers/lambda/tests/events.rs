@@ -101,6 +101,22 @@ async fn call_form<S: AuthStore, K: KeySource>(
     (status, body)
 }
 
+/// The link token of the latest mail with one queued for `email` (the memory store's outbox).
+async fn last_mail_token<S: AuthStore, K: KeySource>(
+    service: &AuthService<S, K, SystemClock>,
+    email: &str,
+) -> String {
+    let now = keygate_core::Clock::now_ms(&SystemClock);
+    let items = service.store().pending_mail(1_000, now).await.unwrap();
+    let mail = items
+        .iter()
+        .map(|item| service.sealer().open(item).unwrap())
+        .filter(|mail| mail.to == email && mail.text.contains("#token="))
+        .last()
+        .expect("a mail with a link");
+    keygate_testkit::email_rules::link_token(&mail)
+}
+
 #[tokio::test]
 async fn every_route_answers_through_the_lambda_event_conversion() {
     let keys = StaticKeySource(Arc::new(
@@ -134,6 +150,28 @@ async fn every_route_answers_through_the_lambda_event_conversion() {
     assert_eq!(status, 201, "{body}");
     answered.push("register");
     let user_id = body["user_id"].as_str().unwrap().to_owned();
+
+    let (status, refused) = call(&service, Endpoint::Login, Some(credentials.clone()), None).await;
+    assert_eq!(status, 403, "not verified yet: {refused}");
+    let (status, _) = call(
+        &service,
+        Endpoint::EmailVerification,
+        Some(json!({ "email": email })),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    answered.push("email-verification");
+    let token = last_mail_token(&service, &email).await;
+    let (status, body) = call(
+        &service,
+        Endpoint::EmailVerify,
+        Some(json!({ "token": token })),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    answered.push("email-verify");
 
     let (status, login) = call(&service, Endpoint::Login, Some(credentials.clone()), None).await;
     assert_eq!(status, 200, "{login}");
@@ -278,6 +316,25 @@ async fn every_route_answers_through_the_lambda_event_conversion() {
         (status, refused["error"].as_str()),
         (400, Some("invalid_grant"))
     );
+    let (status, _) = call(
+        &service,
+        Endpoint::PasswordForgot,
+        Some(json!({ "email": email })),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    answered.push("password-forgot");
+    let token = last_mail_token(&service, &email).await;
+    let (status, body) = call(
+        &service,
+        Endpoint::PasswordReset,
+        Some(json!({ "token": token, "new_password": "a reset passphrase, long enough" })),
+        None,
+    )
+    .await;
+    assert_eq!((status, body), (204, Value::Null));
+    answered.push("password-reset");
     assert_eq!(answered.len(), Endpoint::ALL.len());
 
     // A function answers only its own route.

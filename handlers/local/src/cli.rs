@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use clap::{Arg, ArgMatches, Command};
 use keygate_aws::settings::{TABLE_NAME, read_table_name};
 use keygate_core::config::{AUTH_SETTINGS, ISSUER, Setting};
+use keygate_core::mail::MAIL_FROM;
 use keygate_core::{AuthConfig, ConfigError};
+
+use crate::mailer::{LocalMailer, MAILER};
 
 /// Where users and refresh tokens live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +38,16 @@ pub struct Options {
 
 /// Settings of keygate-aws the local server offers too.
 const LOCAL_AWS_SETTINGS: [Setting; 1] = [TABLE_NAME];
+/// Mail delivery: where mails go, and their sender (core's, shared with the AWS mailer).
+const LOCAL_MAIL_SETTINGS: [Setting; 2] = [MAILER, MAIL_FROM];
+
+/// Every setting with a flag, beyond the fixed ones (`--addr`, `--data-dir`, `--store`).
+fn settings() -> impl Iterator<Item = &'static Setting> {
+    AUTH_SETTINGS
+        .iter()
+        .chain(LOCAL_AWS_SETTINGS.iter())
+        .chain(LOCAL_MAIL_SETTINGS.iter())
+}
 
 fn setting_arg(setting: &Setting) -> Arg {
     let mut arg = Arg::new(setting.flag)
@@ -84,7 +97,7 @@ fn command() -> Command {
                 .value_parser(["sqlite", "dynamodb"])
                 .help("sqlite: the embedded database in the data folder; dynamodb: the table KEYGATE_TABLE_NAME through the standard AWS environment (credentials, region, AWS_ENDPOINT_URL_DYNAMODB)"),
         );
-    for setting in AUTH_SETTINGS.iter().chain(LOCAL_AWS_SETTINGS.iter()) {
+    for setting in settings() {
         command = command.arg(setting_arg(setting));
     }
     command
@@ -128,10 +141,7 @@ impl Options {
     /// A value by environment-variable name, from the flag, the environment or the default; global
     /// flags given after `rotate-keys` are found there.
     fn lookup(&self, env: &str) -> Option<String> {
-        let setting = AUTH_SETTINGS
-            .iter()
-            .chain(LOCAL_AWS_SETTINGS.iter())
-            .find(|s| s.env == env)?;
+        let setting = settings().find(|s| s.env == env)?;
         let from = |m: &ArgMatches| m.get_one::<String>(setting.flag).cloned();
         self.matches
             .subcommand()
@@ -152,6 +162,16 @@ impl Options {
 
     pub fn table_name(&self) -> Result<String, ConfigError> {
         read_table_name(&|env: &str| self.lookup(env))
+    }
+
+    /// The mailer `--mailer` and `--mail-from` describe (both have defaults).
+    pub fn mailer(&self) -> Result<LocalMailer, ConfigError> {
+        let value = |setting: &Setting| {
+            self.lookup(setting.env)
+                .or(setting.default.map(str::to_owned))
+                .unwrap_or_default()
+        };
+        LocalMailer::from_settings(&value(&MAILER), &value(&MAIL_FROM), &self.data_dir)
     }
 }
 
@@ -180,7 +200,7 @@ mod tests {
         assert_eq!(config.password_policy.min_length, 20);
         assert_eq!(config.key_cache_ttl(), std::time::Duration::from_secs(300));
         let help = command().render_long_help().to_string();
-        for setting in AUTH_SETTINGS.iter().chain(LOCAL_AWS_SETTINGS.iter()) {
+        for setting in settings() {
             assert!(
                 help.contains(setting.flag) && help.contains(setting.env),
                 "{}",
@@ -192,7 +212,7 @@ mod tests {
     #[test]
     fn the_configuration_doc_lists_every_setting() {
         let doc = include_str!("../../../docs/configuration.md");
-        for setting in AUTH_SETTINGS.iter().chain(LOCAL_AWS_SETTINGS.iter()) {
+        for setting in settings() {
             assert!(
                 doc.contains(setting.env) && doc.contains(&format!("--{}", setting.flag)),
                 "{} missing from docs/configuration.md",

@@ -4,6 +4,7 @@
 mod cli;
 mod keyfile;
 mod keys;
+mod mailer;
 mod server;
 
 use std::process::ExitCode;

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::cli::{Options, StoreKind};
 use crate::keys;
+use crate::mailer::{self, LocalMailer};
 
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -56,6 +57,7 @@ pub async fn run(options: Options) -> Result<(), String> {
     let keys = FileKeySource::new(FileVersionStore::new(&options.data_dir), SystemClock, ttl);
     keys.key_set().await.map_err(|e| e.to_string())?;
     let audit_key = keys::ensure_server_key(&options.data_dir)?;
+    let mailer = options.mailer().map_err(|e| e.to_string())?;
     match options.store {
         StoreKind::Sqlite => {
             let store = SqliteStore::open_in_dir(&options.data_dir).map_err(|e| {
@@ -66,14 +68,14 @@ pub async fn run(options: Options) -> Result<(), String> {
             })?;
             // Reads already ignore expired tokens; the sweep only reclaims space.
             let _sweeper = store.spawn_sweeper(SystemClock, std::time::Duration::from_secs(600));
-            serve(listener, addr, config, store, keys, audit_key).await
+            serve(listener, addr, config, store, keys, audit_key, mailer).await
         }
         StoreKind::Dynamodb => {
             let table = options.table_name().map_err(|e| e.to_string())?;
             let sdk = keygate_aws::sdk::load().await;
             let store = keygate_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
             store.warm_up().await;
-            serve(listener, addr, config, store, keys, audit_key).await
+            serve(listener, addr, config, store, keys, audit_key, mailer).await
         }
     }
 }
@@ -118,9 +120,14 @@ async fn serve<S: AuthStore>(
     store: S,
     keys: LocalKeys,
     audit_key: AuditKey,
+    mailer: LocalMailer,
 ) -> Result<(), String> {
-    let service =
-        AuthService::new(config, store, keys, SystemClock, audit_key).map_err(|e| e.to_string())?;
+    let service = Arc::new(
+        AuthService::new(config, store, keys, SystemClock, audit_key).map_err(|e| e.to_string())?,
+    );
+    let mail_to = mailer.describe();
+    let app_url = service.config().app_url.clone();
+    let _outbox_worker = mailer::spawn_outbox_worker(service.clone(), mailer);
     let app = Router::new()
         .fallback(answer::<S, LocalKeys>)
         .with_state(Arc::new(Local {
@@ -128,6 +135,11 @@ async fn serve<S: AuthStore>(
             hashing: HashingGate::for_this_machine(),
         }));
     println!("listening on http://{addr}");
+    println!(
+        "mail: {mail_to}; their links open {app_url}{} and {app_url}{}",
+        keygate_core::mail::VERIFY_PATH,
+        keygate_core::mail::RESET_PATH
+    );
     println!(
         "try: curl -s -X POST http://{addr}/auth/register -H 'content-type: application/json' -d '{{\"email\":\"ada@example.com\",\"password\":\"correct horse battery staple\"}}'"
     );
@@ -140,7 +152,7 @@ async fn serve<S: AuthStore>(
 }
 
 struct Local<S, K> {
-    service: AuthService<S, K, SystemClock>,
+    service: Arc<AuthService<S, K, SystemClock>>,
     hashing: HashingGate,
 }
 

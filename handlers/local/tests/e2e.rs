@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use keygate_smoke::mailbox::{FileOutbox, code_in as text_code, token_in as text_token};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -15,6 +16,8 @@ const PASSWORD: &str = "correct horse battery staple";
 struct Server {
     child: Child,
     base: String,
+    /// Where the file mailer (the default) writes its `.eml` files.
+    outbox: PathBuf,
     logs: Arc<Mutex<String>>,
     client: Client,
 }
@@ -67,6 +70,7 @@ impl Server {
         Server {
             child,
             base,
+            outbox: data_dir.join("outbox"),
             logs,
             client: Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -127,10 +131,34 @@ impl Server {
             )
             .await;
         assert_eq!(response.status(), StatusCode::CREATED);
-        response.json::<Value>().await.unwrap()["user_id"]
+        let user_id = response.json::<Value>().await.unwrap()["user_id"]
             .as_str()
             .unwrap()
-            .to_owned()
+            .to_owned();
+        self.verify_by_mail(email).await;
+        user_id
+    }
+
+    /// Proves `email` as its owner would: opens the verification mail the file mailer wrote into
+    /// the data folder's `outbox/` and sends its link's token to `/auth/email/verify`.
+    async fn verify_by_mail(&self, email: &str) {
+        let mail = self.take_mail(email, "#token=kgev_").await;
+        let token = text_token(&mail).expect("the verification mail has a link");
+        let response = self
+            .post("/auth/email/verify", json!({ "token": token }))
+            .await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+
+    /// The decoded text of the mail to `email` holding `needle`, waited for (the outbox worker
+    /// sends within a fraction of a second), and removed from the folder.
+    async fn take_mail(&self, email: &str, needle: &str) -> String {
+        FileOutbox {
+            dir: self.outbox.clone(),
+        }
+        .take(email, needle, Duration::from_secs(10))
+        .await
+        .unwrap()
     }
 
     async fn login(&self, email: &str, password: &str) -> Value {
@@ -1000,6 +1028,25 @@ async fn every_url_the_metadata_names_answers_as_advertised() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     called.insert("/keygate_endpoints/register");
+    let resend = json_post(
+        "/keygate_endpoints/email_verification",
+        json!({"email": "meta@example.com"}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resend.status(), StatusCode::ACCEPTED);
+    called.insert("/keygate_endpoints/email_verification");
+    let mail = server.take_mail("meta@example.com", "#token=kgev_").await;
+    let verified = json_post(
+        "/keygate_endpoints/email_verify",
+        json!({"token": text_token(&mail).unwrap()}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(verified.status(), StatusCode::NO_CONTENT);
+    called.insert("/keygate_endpoints/email_verify");
     let login: Value = json_post("/keygate_endpoints/login", credentials.clone(), None)
         .await
         .unwrap()
@@ -1106,6 +1153,29 @@ async fn every_url_the_metadata_names_answers_as_advertised() {
         .unwrap();
     assert_eq!(logout_all.status(), StatusCode::NO_CONTENT);
     called.insert("/keygate_endpoints/logout_all");
+    let forgot = json_post(
+        "/keygate_endpoints/password_forgot",
+        json!({"email": "meta@example.com"}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(forgot.status(), StatusCode::ACCEPTED);
+    called.insert("/keygate_endpoints/password_forgot");
+    let mail = server.take_mail("meta@example.com", "#token=kgpr_").await;
+    let reset = json_post(
+        "/keygate_endpoints/password_reset",
+        json!({
+            "email": "meta@example.com",
+            "code": text_code(&mail).unwrap(),
+            "new_password": "a reset passphrase for the metadata check",
+        }),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+    called.insert("/keygate_endpoints/password_reset");
 
     let named: std::collections::BTreeSet<&str> = named.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(named, called, "every URL the metadata names was called");

@@ -1,4 +1,5 @@
-//! keygate's embedded store: the core's storage port ([`UserStore`], [`RefreshTokenStore`]) on SQLite.
+//! keygate's embedded store: the core's storage port ([`UserStore`], [`RefreshTokenStore`],
+//! [`AccessTokenDenyList`], [`EmailCodeStore`], [`OutboxStore`]) on SQLite.
 //!
 //! The relational form of the DynamoDB single table (`handlers/aws/src/dynamo.rs`): `users` keyed by normalised email (with a unique
 //! `user_id`, the `byUserId` index's job) and `refresh_tokens` keyed by `(email, family_id, token_id)`
@@ -14,6 +15,10 @@
 //!   nothing; settling a window and raising the watermark are conditional single-statement updates;
 //! - device tokens live in `devices`, keyed by `(email, token_hash)`, each with its own attempt
 //!   counter; a reservation reads the user and the device in its transaction;
+//! - email verification and reset records live in `email_codes`, keyed by `(email, purpose)`; a mail
+//!   request, a code attempt and a consumption (with its user change and notice) are each one
+//!   IMMEDIATE transaction that applies the core's rule (`keygate_core::email_code`), and sealed mails
+//!   wait in `outbox` until the local server's worker delivers them;
 //! - expired refresh tokens (`expires_at_s * 1000 <= now_ms`) are absent on every read, and deleted
 //!   by [`SqliteStore::sweep_expired`] (which the local server calls periodically, or through
 //!   [`SqliteStore::spawn_sweeper`]) and opportunistically after every [`SWEEP_EVERY_ROTATIONS`]th
@@ -41,9 +46,10 @@ use std::time::Duration;
 
 use keygate_core::Clock;
 use keygate_core::store::{
-    AccessTokenDenyList, AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion,
-    PasswordChange, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation,
-    StoreError, StoreResult, User, UserStore,
+    AccessTokenDenyList, AttemptCounter, AttemptScope, CodeConsumption, CodePurpose, DeviceGrant,
+    DeviceRecord, EmailCode, EmailCodeStore, LoginCompletion, MailOutcome, MailRequest, OutboxMail,
+    OutboxStore, PasswordChange, PasswordReset, RefreshRecord, RefreshTokenStore, Reservation,
+    RotateOutcome, Rotation, StoreError, StoreResult, User, UserStore, expired,
 };
 use keygate_core::throttle::LoginThrottle;
 use rusqlite::types::Type;
@@ -106,12 +112,45 @@ const MIGRATIONS: &[&str] = &[
         expires_at_s INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX denied_access_tokens_by_expiry ON denied_access_tokens (expires_at_s);",
+    // 6: email verification and password reset: the user's proven email, one record per (email,
+    // purpose) (the `EMAILCODE#<purpose>` sort key), the sealed mail outbox, and the counter every mail
+    // request commits (see `request_mail`). Existing accounts read as unverified: nobody proved them.
+    "ALTER TABLE users ADD COLUMN email_verified INTEGER NOT NULL DEFAULT 0 CHECK (email_verified IN (0, 1));
+    CREATE TABLE email_codes (
+        email              TEXT    NOT NULL,
+        purpose            TEXT    NOT NULL,
+        token_hash         TEXT    NOT NULL,
+        code_mac           TEXT    NOT NULL,
+        code_expires_at_ms INTEGER NOT NULL,
+        attempts           INTEGER NOT NULL CHECK (attempts >= 0),
+        consumed           INTEGER NOT NULL CHECK (consumed IN (0, 1)),
+        last_sent_ms       INTEGER NOT NULL,
+        window_start_ms    INTEGER NOT NULL,
+        window_sends       INTEGER NOT NULL CHECK (window_sends >= 0),
+        expires_at_s       INTEGER NOT NULL,
+        PRIMARY KEY (email, purpose)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX email_codes_by_expiry ON email_codes (expires_at_s);
+    CREATE TABLE outbox (
+        id            TEXT    NOT NULL PRIMARY KEY,
+        sealed        TEXT    NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_s  INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX outbox_by_age ON outbox (created_at_ms, id);
+    CREATE TABLE mail_requests (
+        id       INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+        requests INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO mail_requests (id, requests) VALUES (1, 0);",
 ];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
-const USER_COLUMNS: &str = "user_id, email, password_hash, created_at_ms, revoked_before_ms, failed_logins, locked_until_ms, roles, last_attempt_ms, family_seq";
+const USER_COLUMNS: &str = "user_id, email, password_hash, created_at_ms, revoked_before_ms, failed_logins, locked_until_ms, roles, last_attempt_ms, family_seq, email_verified";
+const CODE_COLUMNS: &str = "email, purpose, token_hash, code_mac, code_expires_at_ms, attempts, consumed, last_sent_ms, window_start_ms, window_sends, expires_at_s";
+const OUTBOX_COLUMNS: &str = "id, sealed, created_at_ms, expires_at_s";
 const DEVICE_COLUMNS: &str = "email, token_hash, created_at_ms, expires_at_s, failed_logins, locked_until_ms, last_attempt_ms";
 const TOKEN_COLUMNS: &str = "email, family_id, token_id, token_hash, issued_at_ms, expires_at_s, used_at_ms, replaced_by, fingerprint_hash";
 
@@ -198,8 +237,8 @@ impl SqliteStore {
         self.inner.path.as_deref()
     }
 
-    /// Deletes every refresh token, device token and deny-list entry that is expired at `now_ms`;
-    /// returns how many.
+    /// Deletes every refresh token, device token, deny-list entry, email code and outbox mail that is
+    /// expired at `now_ms`; returns how many.
     /// Reads already treat them as absent; this only reclaims space.
     pub async fn sweep_expired(&self, now_ms: i64) -> StoreResult<usize> {
         self.run("sweep_expired", move |conn| sweep(conn, now_ms))
@@ -349,6 +388,7 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         family_seq: u64::try_from(row.get::<_, i64>(9)?).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(9, Type::Integer, Box::new(e))
         })?,
+        email_verified: row.get(10)?,
     })
 }
 
@@ -508,21 +548,139 @@ fn update_user(
             }
         }
     }
-    tx.prepare_cached(
+    write_user(&tx, &user)?;
+    insert_token(&tx, token)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// Writes the fields the port's rules change on a user (all but the identity, roles and creation time).
+fn write_user(conn: &Connection, user: &User) -> rusqlite::Result<()> {
+    conn.prepare_cached(
         "UPDATE users SET password_hash = ?2, revoked_before_ms = ?3, failed_logins = ?4,
-             locked_until_ms = ?5, last_attempt_ms = ?6, family_seq = ?7
+             locked_until_ms = ?5, last_attempt_ms = ?6, family_seq = ?7, email_verified = ?8
          WHERE email = ?1",
     )?
     .execute(params![
-        email,
+        user.email,
         user.password_hash,
         user.revoked_before_ms,
         user.attempts.attempts,
         user.attempts.locked_until_ms,
         user.attempts.last_attempt_ms,
-        seq_to_sql(user.family_seq)?
-    ])?;
-    insert_token(&tx, token)?;
+        seq_to_sql(user.family_seq)?,
+        user.email_verified
+    ])
+    .map(drop)
+}
+
+fn code_from_row(row: &Row<'_>) -> rusqlite::Result<EmailCode> {
+    let purpose: String = row.get(1)?;
+    let purpose = CodePurpose::parse(&purpose).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(1, Type::Text, "unknown purpose".into())
+    })?;
+    Ok(EmailCode {
+        email: row.get(0)?,
+        purpose,
+        token_hash: row.get(2)?,
+        code_mac: row.get(3)?,
+        code_expires_at_ms: row.get(4)?,
+        attempts: row.get(5)?,
+        consumed: row.get(6)?,
+        last_sent_ms: row.get(7)?,
+        window_start_ms: row.get(8)?,
+        window_sends: row.get(9)?,
+        expires_at_s: row.get(10)?,
+    })
+}
+
+/// The record, expired or not.
+fn get_code(
+    conn: &Connection,
+    email: &str,
+    purpose: CodePurpose,
+) -> rusqlite::Result<Option<EmailCode>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CODE_COLUMNS} FROM email_codes WHERE email = ?1 AND purpose = ?2"
+    ))?
+    .query_row([email, purpose.as_str()], code_from_row)
+    .optional()
+}
+
+fn put_code(conn: &Connection, c: &EmailCode) -> rusqlite::Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO email_codes ({CODE_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))?
+    .execute(params![
+        c.email,
+        c.purpose.as_str(),
+        c.token_hash,
+        c.code_mac,
+        c.code_expires_at_ms,
+        c.attempts,
+        c.consumed,
+        c.last_sent_ms,
+        c.window_start_ms,
+        c.window_sends,
+        c.expires_at_s
+    ])
+    .map(drop)
+}
+
+fn insert_mail(conn: &Connection, m: &OutboxMail) -> rusqlite::Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES (?1, ?2, ?3, ?4)"
+    ))?
+    .execute(params![m.id, m.sealed, m.created_at_ms, m.expires_at_s])
+    .map(drop)
+}
+
+/// The mail request transaction: reads the user and the record, applies the core's rule
+/// (`MailRequest::decide`) and, when admitted, writes the record and the mail. Every request, admitted
+/// or not, commits the `mail_requests` counter: both answers cost one committed write and its fsync,
+/// as `create_user` does, so the time of a 202 tells nothing about the address.
+fn request_mail(conn: &mut Connection, request: &MailRequest) -> rusqlite::Result<MailOutcome> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let user = get_user_where(&tx, "email", &request.email)?;
+    let record = get_code(&tx, &request.email, request.purpose)?;
+    let outcome = match request.decide(user.as_ref(), record.as_ref()) {
+        Ok(record) => {
+            put_code(&tx, &record)?;
+            insert_mail(&tx, &request.mail)?;
+            MailOutcome::Queued
+        }
+        Err(refused) => refused,
+    };
+    tx.prepare_cached("UPDATE mail_requests SET requests = requests + 1 WHERE id = 1")?
+        .execute([])?;
+    tx.commit()?;
+    Ok(outcome)
+}
+
+/// Consumes the record `consumption` names if it allows it, and applies `change` to its user, in one
+/// IMMEDIATE transaction; `notice` goes into the outbox in the same commit. Nothing otherwise.
+fn consume_code(
+    conn: &mut Connection,
+    consumption: &CodeConsumption,
+    change: impl FnOnce(&mut User),
+    notice: Option<&OutboxMail>,
+) -> rusqlite::Result<bool> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let record = get_code(&tx, &consumption.email, consumption.purpose)?;
+    if !consumption.allowed_by(record.as_ref()) {
+        return Ok(false);
+    }
+    let Some(mut user) = get_user_where(&tx, "email", &consumption.email)? else {
+        return Ok(false);
+    };
+    change(&mut user);
+    write_user(&tx, &user)?;
+    tx.prepare_cached("UPDATE email_codes SET consumed = 1 WHERE email = ?1 AND purpose = ?2")?
+        .execute([&consumption.email, consumption.purpose.as_str()])?;
+    if let Some(notice) = notice {
+        insert_mail(&tx, notice)?;
+    }
     tx.commit()?;
     Ok(true)
 }
@@ -571,7 +729,13 @@ fn sweep(conn: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
     let denied = conn
         .prepare_cached("DELETE FROM denied_access_tokens WHERE expires_at_s <= ?1")?
         .execute([now_s])?;
-    Ok(tokens + devices + denied)
+    let codes = conn
+        .prepare_cached("DELETE FROM email_codes WHERE expires_at_s <= ?1")?
+        .execute([now_s])?;
+    let mails = conn
+        .prepare_cached("DELETE FROM outbox WHERE expires_at_s <= ?1")?
+        .execute([now_s])?;
+    Ok(tokens + devices + denied + codes + mails)
 }
 
 /// The rotation transaction: checks in the port's order, then writes, or changes nothing.
@@ -617,7 +781,7 @@ impl UserStore for SqliteStore {
             // The returned id says which happened (ids are random UUIDs).
             let stored_id: String = conn
                 .prepare_cached(&format!(
-                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                      ON CONFLICT (email) DO UPDATE SET email = users.email
                      RETURNING user_id"
                 ))?
@@ -632,7 +796,8 @@ impl UserStore for SqliteStore {
                         user.attempts.locked_until_ms,
                         roles,
                         user.attempts.last_attempt_ms,
-                        seq_to_sql(user.family_seq)?
+                        seq_to_sql(user.family_seq)?,
+                        user.email_verified
                     ],
                     |row| row.get(0),
                 )?;
@@ -817,6 +982,104 @@ impl AccessTokenDenyList for SqliteStore {
                 "SELECT EXISTS (SELECT 1 FROM denied_access_tokens WHERE jti = ?1 AND expires_at_s > ?2)",
             )?
             .query_row(params![jti, now_ms.div_euclid(1000)], |row| row.get(0))
+        })
+        .await
+    }
+}
+
+impl EmailCodeStore for SqliteStore {
+    async fn request_mail(&self, request: &MailRequest) -> StoreResult<MailOutcome> {
+        let request = request.clone();
+        self.run("request_mail", move |conn| request_mail(conn, &request))
+            .await
+    }
+
+    async fn get_email_code(
+        &self,
+        email: &str,
+        purpose: CodePurpose,
+        now_ms: i64,
+    ) -> StoreResult<Option<EmailCode>> {
+        let email = email.to_owned();
+        self.run("get_email_code", move |conn| {
+            Ok(get_code(conn, &email, purpose)?.filter(|r| !expired(r.expires_at_s, now_ms)))
+        })
+        .await
+    }
+
+    async fn reserve_code_attempt(
+        &self,
+        email: &str,
+        purpose: CodePurpose,
+        now_ms: i64,
+    ) -> StoreResult<Option<EmailCode>> {
+        let email = email.to_owned();
+        self.run("reserve_code_attempt", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(reserved) =
+                get_code(&tx, &email, purpose)?.and_then(|r| r.reserve_attempt(now_ms))
+            else {
+                return Ok(None);
+            };
+            tx.prepare_cached(
+                "UPDATE email_codes SET attempts = ?3 WHERE email = ?1 AND purpose = ?2",
+            )?
+            .execute(params![email, purpose.as_str(), reserved.attempts])?;
+            tx.commit()?;
+            Ok(Some(reserved))
+        })
+        .await
+    }
+
+    async fn verify_email(&self, consumption: &CodeConsumption) -> StoreResult<bool> {
+        let consumption = consumption.clone();
+        self.run("verify_email", move |conn| {
+            consume_code(conn, &consumption, |user| user.email_verified = true, None)
+        })
+        .await
+    }
+
+    async fn reset_password(&self, reset: &PasswordReset) -> StoreResult<bool> {
+        let reset = reset.clone();
+        self.run("reset_password", move |conn| {
+            consume_code(
+                conn,
+                &reset.consumption,
+                |user| user.reset_password(&reset),
+                Some(&reset.notice),
+            )
+        })
+        .await
+    }
+}
+
+impl OutboxStore for SqliteStore {
+    async fn pending_mail(&self, limit: usize, now_ms: i64) -> StoreResult<Vec<OutboxMail>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run("pending_mail", move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE expires_at_s > ?1
+                 ORDER BY created_at_ms, id LIMIT ?2"
+            ))?
+            .query_map(params![now_ms.div_euclid(1000), limit], |row| {
+                Ok(OutboxMail {
+                    id: row.get(0)?,
+                    sealed: row.get(1)?,
+                    created_at_ms: row.get(2)?,
+                    expires_at_s: row.get(3)?,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    async fn delete_mail(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.run("delete_mail", move |conn| {
+            conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+                .execute([id])
+                .map(drop)
         })
         .await
     }

@@ -7,11 +7,18 @@ use std::sync::Arc;
 use keygate_core::AuthConfig;
 use keygate_core::audit::AuditKey;
 use keygate_core::crypto::{hex, sha256_hex};
-use keygate_core::store::{AttemptCounter, DeviceRecord, RefreshRecord, Rotation, User};
+use keygate_core::email_code::{CodeSecrets, MailAction};
+use keygate_core::mail::{Mail, MailSealer};
+use keygate_core::store::{
+    AttemptCounter, CodePurpose, DeviceRecord, MailRequest, OutboxMail, RefreshRecord, Rotation,
+    User,
+};
 use keygate_core::throttle::LoginThrottle;
 
 /// The instant the store-level behaviours start at (2026-01-01T00:00:00Z), milliseconds.
 pub const NOW_MS: i64 = 1_767_225_600_000;
+/// How long the store-level fixtures' email codes work (a reset's default lifetime), milliseconds.
+pub const CODE_TTL_MS: i64 = 15 * 60 * 1000;
 /// Refresh-family lifetime the store-level fixtures use, seconds.
 pub const FAMILY_TTL_S: i64 = 30 * 24 * 3600;
 /// How many rotations of one token the race behaviours start at once.
@@ -69,6 +76,7 @@ pub fn sample_user(email: &str) -> User {
         attempts: AttemptCounter::default(),
         roles: vec!["reader".to_owned(), "writer".to_owned()],
         family_seq: 7,
+        email_verified: true,
     }
 }
 
@@ -127,6 +135,48 @@ pub fn rotation_of(record: &RefreshRecord, now_ms: i64) -> Rotation {
     }
 }
 
+/// A sealed notice to `to` as the outbox holds it (the store never opens it).
+pub fn outbox_mail(to: &str, created_at_ms: i64, expires_at_s: i64) -> OutboxMail {
+    MailSealer::new(&test_audit_key())
+        .seal(
+            &Mail::password_changed(to, "https://app.keygate.test"),
+            created_at_ms,
+            expires_at_s,
+        )
+        .expect("sealing a mail")
+}
+
+/// A request for a fresh link and code of `purpose` to `email` at `now_ms`, as the service makes
+/// one: verification mails only to unverified accounts, the configured send limits, and a mail that
+/// lives as long as its code.
+pub fn code_request(email: &str, purpose: CodePurpose, now_ms: i64) -> MailRequest {
+    let secrets = CodeSecrets::new(&test_audit_key(), purpose, email).expect("code secrets");
+    let code_expires_at_ms = now_ms + CODE_TTL_MS;
+    MailRequest {
+        email: email.to_owned(),
+        purpose,
+        action: MailAction::Issue {
+            token_hash: secrets.token_hash.clone(),
+            code_mac: secrets.code_mac.clone(),
+            code_expires_at_ms,
+        },
+        only_unverified: purpose == CodePurpose::Verify,
+        limits: test_config().email_limits,
+        now_ms,
+        mail: outbox_mail(email, now_ms, code_expires_at_ms.div_euclid(1000) + 1),
+    }
+}
+
+/// A notice of `purpose` to `email` at `now_ms` (the register-attempt mail's request): it keeps the
+/// live code and counts on the purpose's limits.
+pub fn notice_request(email: &str, purpose: CodePurpose, now_ms: i64) -> MailRequest {
+    MailRequest {
+        action: MailAction::Notice,
+        only_unverified: false,
+        ..code_request(email, purpose, now_ms)
+    }
+}
+
 /// The throttle the store-level behaviours reserve with (the defaults).
 pub fn test_throttle() -> LoginThrottle {
     test_config().throttle
@@ -161,7 +211,17 @@ pub fn test_audit_key() -> AuditKey {
     AuditKey::from_bytes(&[0x5a; AuditKey::LEN])
 }
 
-/// Default configuration (argon2id at its default cost, 10 s grace, 30-day families) for a test issuer.
+/// Default configuration (argon2id at its default cost, 10 s grace, 30-day families) for a test issuer,
+/// except that logins do not require a verified email: the behaviours of sessions register and log
+/// in directly. The email behaviours use [`verified_email_config`].
 pub fn test_config() -> AuthConfig {
+    AuthConfig {
+        require_verified_email: false,
+        ..verified_email_config()
+    }
+}
+
+/// The defaults as they are, verified emails required: what a deployment runs.
+pub fn verified_email_config() -> AuthConfig {
     AuthConfig::with_issuer("https://keygate.test")
 }

@@ -11,7 +11,9 @@
 //!   updates, the rotation's checks and their order, expiry on read, family revocation, races.
 //! - [`service_rules`]: the endpoints' security rules through [`AuthService`] with a manual clock and
 //!   a generated ES256 key (`service_*`), so each store is shown to carry them.
-//! - [`store_behaviour_tests!`]: one `#[test]` per behaviour of both layers:
+//! - [`email_rules`]: email verification and password reset through the service (`email_*`), the
+//!   mails read back from the store's outbox as a user reads their inbox.
+//! - [`store_behaviour_tests!`]: one `#[test]` per behaviour of the three:
 //!
 //! ```ignore
 //! // tests/behaviour.rs of a store crate (dev-dependency: keygate-testkit)
@@ -33,6 +35,7 @@
 //! [`AuthService`]: keygate_core::AuthService
 
 pub mod doubles;
+pub mod email_rules;
 pub mod fixtures;
 mod macros;
 pub mod port_contract;

@@ -1,7 +1,7 @@
 //! One `#[test]` per behaviour, for a store crate's test file.
 
 /// One `#[test]` per behaviour of [`port_contract`](crate::port_contract) and
-/// [`service_rules`](crate::service_rules), each on a store from `$factory` (an expression of a future
+/// [`service_rules`](crate::service_rules) and [`email_rules`](crate::email_rules), each on a store from `$factory` (an expression of a future
 /// yielding the store, evaluated once per test). Put it in a module per store setup.
 ///
 /// With `skip_unless = predicate`, each test first calls `predicate(behaviour_name)` (any
@@ -41,6 +41,21 @@ macro_rules! store_behaviour_tests {
                 revoke_large_families,
                 concurrent_rotations_have_one_winner,
                 denied_access_tokens_hold_until_they_expire,
+                queued_mail_requests_write_the_record_and_the_mail,
+                refused_mail_requests_write_nothing,
+                concurrent_mail_requests_queue_one_mail,
+                a_new_code_replaces_the_previous_one,
+                code_attempts_are_capped_under_concurrency,
+                code_attempts_need_a_live_code,
+                concurrent_verifications_have_one_winner,
+                concurrent_resets_have_one_winner,
+                consumptions_refuse_dead_codes,
+                reset_password_applies_the_reset,
+                code_purposes_are_separate,
+                expired_email_codes_are_absent,
+                pending_mail_is_oldest_first_and_bounded,
+                delete_mail_removes_only_that_mail,
+                email_verified_round_trips,
             ],
             service_rules: [
                 service_register_login_refresh_logout,
@@ -69,6 +84,16 @@ macro_rules! store_behaviour_tests {
                 service_concurrent_logins_take_distinct_family_numbers,
                 service_revoked_access_token_is_refused_by_every_bearer_route,
                 service_revoked_refresh_token_ends_its_family,
+            ],
+            email_rules: [
+                email_verification_gates_login,
+                email_taken_registration_mails_a_notice,
+                email_codes_die_after_five_attempts,
+                email_concurrent_wrong_codes_respect_the_cap,
+                email_new_request_kills_the_old_and_limits_hold,
+                email_codes_are_bound_and_expire,
+                email_reset_password_ends_every_session,
+                email_concurrent_resets_have_one_winner,
             ],
         );
     };

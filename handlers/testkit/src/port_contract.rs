@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use keygate_core::crypto::sha256_hex;
+use keygate_core::email_code::{MAX_CODE_ATTEMPTS, SEND_WINDOW_MS};
 use keygate_core::store::{
-    Attempt, AttemptCounter, AttemptScope, AuthStore, DeviceGrant, DeviceRecord, LoginCompletion,
-    PasswordChange, RefreshRecord, Reservation, RotateOutcome, Rotation, User,
+    Attempt, AttemptCounter, AttemptScope, AuthStore, CodeConsumption, CodePurpose, DeviceGrant,
+    DeviceRecord, EmailCode, LoginCompletion, MailOutcome, MailRequest, OutboxMail, PasswordChange,
+    PasswordReset, RefreshRecord, Reservation, RotateOutcome, Rotation, User,
 };
 
 use crate::fixtures::*;
@@ -1298,4 +1300,894 @@ pub async fn denied_access_tokens_hold_until_they_expire<S: AuthStore>(store: S)
             .unwrap(),
         "a later expiry extends it"
     );
+}
+
+/// How many writers of one email-code record the races start at once (a DynamoDB transaction that
+/// collides with another is tried again only a few times).
+const CONSUMERS: usize = 8;
+
+/// A user whose email is not verified yet (verification mails go only to such accounts).
+async fn new_unverified_user<S: AuthStore>(store: &S, tag: &str) -> User {
+    let mut user = sample_user(&unique_email(tag));
+    user.email_verified = false;
+    assert!(store.create_user(&user).await.expect("create_user"));
+    user
+}
+
+async fn code_of<S: AuthStore>(
+    store: &S,
+    email: &str,
+    purpose: CodePurpose,
+    now_ms: i64,
+) -> Option<EmailCode> {
+    store
+        .get_email_code(email, purpose, now_ms)
+        .await
+        .expect("get_email_code")
+}
+
+/// Sends `request` for `user`, which the rule admits given the record stored now, and checks that
+/// the store wrote the rule's record and queued the mail. Returns the record.
+async fn queue<S: AuthStore>(store: &S, user: &User, request: &MailRequest) -> EmailCode {
+    let stored = code_of(store, &request.email, request.purpose, request.now_ms).await;
+    let expected = request
+        .decide(Some(user), stored.as_ref())
+        .expect("the rule admits this request");
+    assert_eq!(
+        store.request_mail(request).await.expect("request_mail"),
+        MailOutcome::Queued
+    );
+    assert_eq!(
+        code_of(store, &request.email, request.purpose, request.now_ms)
+            .await
+            .as_ref(),
+        Some(&expected),
+        "a queued request writes the rule's record"
+    );
+    assert_eq!(
+        queued(store, &request.mail.id, request.now_ms)
+            .await
+            .as_ref(),
+        Some(&request.mail),
+        "a queued request writes its mail"
+    );
+    expected
+}
+
+/// Sends `request`, which must be refused with `outcome`, and checks that it wrote nothing.
+async fn refused<S: AuthStore>(store: &S, request: &MailRequest, outcome: MailOutcome) {
+    let before = code_of(store, &request.email, request.purpose, request.now_ms).await;
+    assert_eq!(
+        store.request_mail(request).await.expect("request_mail"),
+        outcome
+    );
+    assert_eq!(
+        code_of(store, &request.email, request.purpose, request.now_ms).await,
+        before,
+        "a refused request ({outcome:?}) leaves the record as it was"
+    );
+    assert_eq!(
+        queued(store, &request.mail.id, request.now_ms).await,
+        None,
+        "a refused request ({outcome:?}) queues no mail"
+    );
+}
+
+/// The outbox mail with this id, if it is pending at `now_ms`.
+async fn queued<S: AuthStore>(store: &S, id: &str, now_ms: i64) -> Option<OutboxMail> {
+    store
+        .pending_mail(usize::MAX, now_ms)
+        .await
+        .expect("pending_mail")
+        .into_iter()
+        .find(|m| m.id == id)
+}
+
+/// The consumption of `record`'s live code at `now_ms`.
+fn consumption_of(record: &EmailCode, now_ms: i64) -> CodeConsumption {
+    CodeConsumption {
+        email: record.email.clone(),
+        purpose: record.purpose,
+        token_hash: record.token_hash.clone(),
+        now_ms,
+    }
+}
+
+/// A reset with `record`'s live code at `now_ms`, as the service makes one: a new hash, the
+/// watermark just after `now_ms`, and its notice.
+fn reset_of(record: &EmailCode, now_ms: i64) -> PasswordReset {
+    PasswordReset {
+        consumption: consumption_of(record, now_ms),
+        new_hash: fake_hash("reset"),
+        revoked_before_ms: now_ms + 1,
+        notice: outbox_mail(&record.email, now_ms, now_ms.div_euclid(1000) + 86_400),
+    }
+}
+
+/// A queued request writes the record [`MailRequest::decide`] makes from the stored one, and its
+/// mail, together: a first code, a second after the cooldown (counted in the same window), the
+/// other purpose's independently, and a notice, which keeps the live code.
+pub async fn queued_mail_requests_write_the_record_and_the_mail<S: AuthStore>(store: S) {
+    let limits = test_config().email_limits;
+    let user = new_unverified_user(&store, "mail-queued").await;
+    let first = queue(
+        &store,
+        &user,
+        &code_request(&user.email, CodePurpose::Verify, NOW_MS),
+    )
+    .await;
+    assert_eq!(
+        (first.attempts, first.consumed, first.window_sends),
+        (0, false, 1)
+    );
+    let reset = queue(
+        &store,
+        &user,
+        &code_request(&user.email, CodePurpose::Reset, NOW_MS),
+    )
+    .await;
+    assert_eq!(
+        code_of(&store, &user.email, CodePurpose::Verify, NOW_MS).await,
+        Some(first.clone()),
+        "a mail of one purpose leaves the other's record alone"
+    );
+    let later = NOW_MS + limits.cooldown_ms;
+    let second = queue(
+        &store,
+        &user,
+        &code_request(&user.email, CodePurpose::Verify, later),
+    )
+    .await;
+    assert_eq!(
+        (second.window_start_ms, second.window_sends),
+        (NOW_MS, 2),
+        "the second mail counts in the first one's window"
+    );
+    let noticed = queue(
+        &store,
+        &user,
+        &notice_request(&user.email, CodePurpose::Reset, later),
+    )
+    .await;
+    assert_eq!(
+        (&noticed.token_hash, noticed.attempts, noticed.consumed),
+        (&reset.token_hash, reset.attempts, reset.consumed),
+        "a notice keeps the live code"
+    );
+
+    let verified = new_user(&store, "mail-notice").await;
+    let notice = queue(
+        &store,
+        &verified,
+        &notice_request(&verified.email, CodePurpose::Verify, NOW_MS),
+    )
+    .await;
+    assert!(
+        !notice.usable(NOW_MS),
+        "a notice without a live code makes no usable record"
+    );
+}
+
+/// Refused requests write nothing, neither record nor mail: no such user, an address already
+/// verified, the cooldown, the hourly cap. After the window, mails flow again.
+pub async fn refused_mail_requests_write_nothing<S: AuthStore>(store: S) {
+    let limits = test_config().email_limits;
+    assert!(
+        limits.cooldown_ms * i64::from(limits.hourly_cap) < SEND_WINDOW_MS,
+        "the cap must be reachable inside one window at the cooldown's pace"
+    );
+    let nobody = unique_email("mail-nobody");
+    for purpose in CodePurpose::ALL {
+        refused(
+            &store,
+            &code_request(&nobody, purpose, NOW_MS),
+            MailOutcome::NoUser,
+        )
+        .await;
+    }
+    assert_eq!(store.get_user(&nobody).await.unwrap(), None);
+
+    let verified = new_user(&store, "mail-verified").await;
+    refused(
+        &store,
+        &code_request(&verified.email, CodePurpose::Verify, NOW_MS),
+        MailOutcome::AlreadyVerified,
+    )
+    .await;
+
+    let user = new_unverified_user(&store, "mail-limits").await;
+    let first = queue(
+        &store,
+        &user,
+        &code_request(&user.email, CodePurpose::Verify, NOW_MS),
+    )
+    .await;
+    refused(
+        &store,
+        &code_request(
+            &user.email,
+            CodePurpose::Verify,
+            NOW_MS + limits.cooldown_ms - 1,
+        ),
+        MailOutcome::CoolingDown,
+    )
+    .await;
+    refused(
+        &store,
+        &notice_request(&user.email, CodePurpose::Verify, NOW_MS + 1),
+        MailOutcome::CoolingDown,
+    )
+    .await;
+    for sent in 1..limits.hourly_cap {
+        let at = NOW_MS + i64::from(sent) * limits.cooldown_ms;
+        queue(
+            &store,
+            &user,
+            &code_request(&user.email, CodePurpose::Verify, at),
+        )
+        .await;
+    }
+    let capped_at = NOW_MS + i64::from(limits.hourly_cap) * limits.cooldown_ms;
+    refused(
+        &store,
+        &code_request(&user.email, CodePurpose::Verify, capped_at),
+        MailOutcome::HourlyCapReached,
+    )
+    .await;
+    let next_window = first.window_start_ms + SEND_WINDOW_MS;
+    let fresh = queue(
+        &store,
+        &user,
+        &code_request(&user.email, CodePurpose::Verify, next_window),
+    )
+    .await;
+    assert_eq!(
+        (fresh.window_start_ms, fresh.window_sends),
+        (next_window, 1)
+    );
+}
+
+/// Mail requests released together for one account: one is queued, with its record and mail; the
+/// others are cooling down and wrote nothing.
+pub async fn concurrent_mail_requests_queue_one_mail<S: AuthStore>(store: S) {
+    let store = Arc::new(store);
+    let user = new_unverified_user(&*store, "mail-race").await;
+    let requests: Vec<MailRequest> = (0..CONSUMERS)
+        .map(|_| code_request(&user.email, CodePurpose::Verify, NOW_MS))
+        .collect();
+    let outcomes = released_together(CONSUMERS, |i| {
+        let (store, request) = (store.clone(), requests[i].clone());
+        async move {
+            store
+                .request_mail(&request)
+                .await
+                .expect("a concurrent mail request must not fail")
+        }
+    })
+    .await;
+    let winners: Vec<&MailRequest> = requests
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| **outcome == MailOutcome::Queued)
+        .map(|(request, _)| request)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "one request per cooldown may queue a mail"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, MailOutcome::Queued | MailOutcome::CoolingDown)),
+        "the others are cooling down: {outcomes:?}"
+    );
+    let winner = winners[0];
+    assert_eq!(
+        code_of(&*store, &user.email, CodePurpose::Verify, NOW_MS).await,
+        Some(winner.decide(Some(&user), None).expect("admitted")),
+        "the record is the winner's"
+    );
+    for request in &requests {
+        let mail = queued(&*store, &request.mail.id, NOW_MS).await;
+        if request.mail.id == winner.mail.id {
+            assert_eq!(mail.as_ref(), Some(&request.mail));
+        } else {
+            assert_eq!(mail, None, "a refused request queues no mail");
+        }
+    }
+}
+
+/// A new code replaces the previous generation: the old link and code no longer consume, its
+/// attempts do not carry over, and the new one works.
+pub async fn a_new_code_replaces_the_previous_one<S: AuthStore>(store: S) {
+    let limits = test_config().email_limits;
+    let user = new_user(&store, "code-generation").await;
+    let old = queue(
+        &store,
+        &user,
+        &code_request(&user.email, CodePurpose::Reset, NOW_MS),
+    )
+    .await;
+    store
+        .reserve_code_attempt(&user.email, CodePurpose::Reset, NOW_MS + 1)
+        .await
+        .unwrap()
+        .expect("an attempt on the live code");
+    let later = NOW_MS + limits.cooldown_ms;
+    let new = queue(
+        &store,
+        &user,
+        &code_request(&user.email, CodePurpose::Reset, later),
+    )
+    .await;
+    assert_ne!(new.token_hash, old.token_hash);
+    assert_eq!(new.attempts, 0, "a new code starts with no attempts");
+
+    let stale = reset_of(&old, later + 1);
+    assert!(!store.reset_password(&stale).await.unwrap());
+    assert_eq!(user_of(&store, &user.email).await, user);
+    assert_eq!(queued(&store, &stale.notice.id, later + 1).await, None);
+    assert!(
+        !store
+            .verify_email(&consumption_of(&old, later + 1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .reset_password(&reset_of(&new, later + 1))
+            .await
+            .unwrap()
+    );
+}
+
+/// Code attempts released together: at most [`MAX_CODE_ATTEMPTS`] are admitted, each returning the
+/// record as written with its own count; then none, and no unknown record is created.
+pub async fn code_attempts_are_capped_under_concurrency<S: AuthStore>(store: S) {
+    let store = Arc::new(store);
+    let user = new_unverified_user(&*store, "code-attempts").await;
+    let issued = queue(
+        &*store,
+        &user,
+        &code_request(&user.email, CodePurpose::Verify, NOW_MS),
+    )
+    .await;
+    let results = released_together(CONCURRENCY, |_| {
+        let (store, email) = (store.clone(), user.email.clone());
+        async move {
+            store
+                .reserve_code_attempt(&email, CodePurpose::Verify, NOW_MS + 1)
+                .await
+                .expect("a concurrent code attempt must not fail")
+        }
+    })
+    .await;
+    let mut admitted: Vec<EmailCode> = results.into_iter().flatten().collect();
+    admitted.sort_by_key(|r| r.attempts);
+    let counts: Vec<u32> = admitted.iter().map(|r| r.attempts).collect();
+    assert_eq!(
+        counts,
+        (1..=MAX_CODE_ATTEMPTS).collect::<Vec<_>>(),
+        "exactly the allowed attempts are admitted, each counted once"
+    );
+    for record in &admitted {
+        assert_eq!(
+            EmailCode {
+                attempts: 0,
+                ..record.clone()
+            },
+            issued,
+            "an attempt changes only the count"
+        );
+    }
+    let stored = code_of(&*store, &user.email, CodePurpose::Verify, NOW_MS + 1).await;
+    assert_eq!(stored.map(|r| r.attempts), Some(MAX_CODE_ATTEMPTS));
+    assert_eq!(
+        store
+            .reserve_code_attempt(&user.email, CodePurpose::Verify, NOW_MS + 2)
+            .await
+            .unwrap(),
+        None,
+        "a record out of attempts admits none"
+    );
+
+    let nobody = unique_email("code-nobody");
+    assert_eq!(
+        store
+            .reserve_code_attempt(&nobody, CodePurpose::Verify, NOW_MS)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        code_of(&*store, &nobody, CodePurpose::Verify, NOW_MS).await,
+        None
+    );
+}
+
+/// Attempts are refused, writing nothing, on a record whose code is consumed, expired or was never
+/// issued (a notice's record).
+pub async fn code_attempts_need_a_live_code<S: AuthStore>(store: S) {
+    let user = new_unverified_user(&store, "code-dead").await;
+    let record = queue(
+        &store,
+        &user,
+        &code_request(&user.email, CodePurpose::Verify, NOW_MS),
+    )
+    .await;
+    let expiry = record.code_expires_at_ms;
+    assert_eq!(
+        store
+            .reserve_code_attempt(&user.email, CodePurpose::Verify, expiry)
+            .await
+            .unwrap(),
+        None,
+        "an expired code admits no attempt"
+    );
+    assert_eq!(
+        code_of(&store, &user.email, CodePurpose::Verify, NOW_MS).await,
+        Some(record.clone())
+    );
+    assert!(
+        store
+            .verify_email(&consumption_of(&record, NOW_MS + 1))
+            .await
+            .unwrap()
+    );
+    let consumed = code_of(&store, &user.email, CodePurpose::Verify, NOW_MS + 2).await;
+    assert_eq!(
+        store
+            .reserve_code_attempt(&user.email, CodePurpose::Verify, NOW_MS + 2)
+            .await
+            .unwrap(),
+        None,
+        "a consumed code admits no attempt"
+    );
+    assert_eq!(
+        code_of(&store, &user.email, CodePurpose::Verify, NOW_MS + 2).await,
+        consumed
+    );
+
+    let other = new_user(&store, "code-notice").await;
+    let notice = queue(
+        &store,
+        &other,
+        &notice_request(&other.email, CodePurpose::Verify, NOW_MS),
+    )
+    .await;
+    assert_eq!(
+        store
+            .reserve_code_attempt(&other.email, CodePurpose::Verify, NOW_MS + 1)
+            .await
+            .unwrap(),
+        None,
+        "a notice's record has no code to attempt"
+    );
+    assert_eq!(
+        code_of(&store, &other.email, CodePurpose::Verify, NOW_MS + 1).await,
+        Some(notice)
+    );
+}
+
+/// Concurrent verifications with one code: exactly one applies; the email is verified and the
+/// record consumed, nothing else changed.
+pub async fn concurrent_verifications_have_one_winner<S: AuthStore>(store: S) {
+    let store = Arc::new(store);
+    let user = new_unverified_user(&*store, "verify-race").await;
+    let record = queue(
+        &*store,
+        &user,
+        &code_request(&user.email, CodePurpose::Verify, NOW_MS),
+    )
+    .await;
+    let consumption = consumption_of(&record, NOW_MS + 1);
+    let results = released_together(CONSUMERS, |_| {
+        let (store, consumption) = (store.clone(), consumption.clone());
+        async move {
+            store
+                .verify_email(&consumption)
+                .await
+                .expect("a concurrent verification must not fail")
+        }
+    })
+    .await;
+    assert_eq!(
+        results.iter().filter(|applied| **applied).count(),
+        1,
+        "exactly one consumption of a code may apply"
+    );
+    assert_eq!(
+        user_of(&*store, &user.email).await,
+        User {
+            email_verified: true,
+            ..user
+        }
+    );
+    assert_eq!(
+        code_of(&*store, &record.email, CodePurpose::Verify, NOW_MS + 1).await,
+        Some(EmailCode {
+            consumed: true,
+            ..record
+        })
+    );
+}
+
+/// Concurrent resets with one code: exactly one applies, with its own hash and notice; the losers'
+/// notices are not queued.
+pub async fn concurrent_resets_have_one_winner<S: AuthStore>(store: S) {
+    let store = Arc::new(store);
+    let user = new_user(&*store, "reset-race").await;
+    let record = queue(
+        &*store,
+        &user,
+        &code_request(&user.email, CodePurpose::Reset, NOW_MS),
+    )
+    .await;
+    let resets: Vec<PasswordReset> = (0..CONSUMERS)
+        .map(|_| reset_of(&record, NOW_MS + 1))
+        .collect();
+    let results = released_together(CONSUMERS, |i| {
+        let (store, reset) = (store.clone(), resets[i].clone());
+        async move {
+            store
+                .reset_password(&reset)
+                .await
+                .expect("a concurrent reset must not fail")
+        }
+    })
+    .await;
+    let winners: Vec<&PasswordReset> = resets
+        .iter()
+        .zip(&results)
+        .filter(|(_, applied)| **applied)
+        .map(|(reset, _)| reset)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one reset with a code may apply");
+    let winner = winners[0];
+    let mut expected = user.clone();
+    expected.reset_password(winner);
+    assert_eq!(user_of(&*store, &user.email).await, expected);
+    for reset in &resets {
+        let notice = queued(&*store, &reset.notice.id, NOW_MS + 1).await;
+        if reset.notice.id == winner.notice.id {
+            assert_eq!(notice.as_ref(), Some(&reset.notice));
+        } else {
+            assert_eq!(notice, None, "a losing reset queues no notice");
+        }
+    }
+}
+
+/// Consumptions need the record's live generation: none without a record, with another
+/// generation's hash, once the code expired, or once it was consumed; a refusal changes nothing.
+pub async fn consumptions_refuse_dead_codes<S: AuthStore>(store: S) {
+    let user = new_unverified_user(&store, "consume-dead").await;
+    let no_record = CodeConsumption {
+        email: user.email.clone(),
+        purpose: CodePurpose::Verify,
+        token_hash: sha256_hex(random_hex(32).as_bytes()),
+        now_ms: NOW_MS,
+    };
+    assert!(!store.verify_email(&no_record).await.unwrap());
+    let record = queue(
+        &store,
+        &user,
+        &code_request(&user.email, CodePurpose::Verify, NOW_MS),
+    )
+    .await;
+    let refusals = [
+        ("another generation", no_record.clone()),
+        (
+            "an expired code",
+            consumption_of(&record, record.code_expires_at_ms),
+        ),
+    ];
+    for (why, consumption) in refusals {
+        assert!(
+            !store.verify_email(&consumption).await.unwrap(),
+            "{why} must not verify"
+        );
+        assert_eq!(user_of(&store, &user.email).await, user, "{why}");
+        assert_eq!(
+            code_of(&store, &user.email, CodePurpose::Verify, NOW_MS).await,
+            Some(record.clone()),
+            "{why}"
+        );
+    }
+    let live = consumption_of(&record, NOW_MS + 1);
+    assert!(store.verify_email(&live).await.unwrap());
+    assert!(
+        !store.verify_email(&live).await.unwrap(),
+        "a consumed code must not verify again"
+    );
+
+    let owner = new_user(&store, "reset-dead").await;
+    let reset = queue(
+        &store,
+        &owner,
+        &code_request(&owner.email, CodePurpose::Reset, NOW_MS),
+    )
+    .await;
+    let other_generation = PasswordReset {
+        consumption: CodeConsumption {
+            token_hash: sha256_hex(random_hex(32).as_bytes()),
+            ..consumption_of(&reset, NOW_MS + 1)
+        },
+        ..reset_of(&reset, NOW_MS + 1)
+    };
+    let expired = reset_of(&reset, reset.code_expires_at_ms);
+    for (why, attempt) in [
+        ("another generation", other_generation),
+        ("an expired code", expired),
+    ] {
+        assert!(
+            !store.reset_password(&attempt).await.unwrap(),
+            "{why} must not reset"
+        );
+        assert_eq!(user_of(&store, &owner.email).await, owner, "{why}");
+        assert_eq!(
+            queued(&store, &attempt.notice.id, NOW_MS).await,
+            None,
+            "{why} queues no notice"
+        );
+    }
+    let live = reset_of(&reset, NOW_MS + 1);
+    assert!(store.reset_password(&live).await.unwrap());
+    let again = PasswordReset {
+        notice: outbox_mail(&owner.email, NOW_MS + 2, NOW_MS / 1000 + 86_400),
+        ..reset_of(&reset, NOW_MS + 2)
+    };
+    assert!(
+        !store.reset_password(&again).await.unwrap(),
+        "a consumed code must not reset again"
+    );
+    assert_eq!(queued(&store, &again.notice.id, NOW_MS + 2).await, None);
+}
+
+/// A reset applies exactly [`User::reset_password`]'s effects (the new hash, the email verified, the
+/// watermark raised and never lowered, the counter cleared), consumes the code and queues its notice.
+pub async fn reset_password_applies_the_reset<S: AuthStore>(store: S) {
+    let attempts = AttemptCounter {
+        attempts: 4,
+        locked_until_ms: NOW_MS + 60_000,
+        last_attempt_ms: NOW_MS - 1_000,
+    };
+    for (tag, revoked_before_ms) in [
+        ("reset-raise", NOW_MS - 5_000),
+        ("reset-keep", NOW_MS + 3_600_000),
+    ] {
+        let user = User {
+            email_verified: false,
+            revoked_before_ms,
+            attempts,
+            ..sample_user(&unique_email(tag))
+        };
+        assert!(store.create_user(&user).await.unwrap());
+        let record = queue(
+            &store,
+            &user,
+            &code_request(&user.email, CodePurpose::Reset, NOW_MS),
+        )
+        .await;
+        let reset = reset_of(&record, NOW_MS + 1_000);
+        assert!(store.reset_password(&reset).await.unwrap());
+        let mut expected = user.clone();
+        expected.reset_password(&reset);
+        let stored = user_of(&store, &user.email).await;
+        assert_eq!(stored, expected);
+        assert_eq!(
+            stored.revoked_before_ms,
+            revoked_before_ms.max(reset.revoked_before_ms),
+            "the watermark is raised, never lowered"
+        );
+        assert_eq!(
+            code_of(&store, &user.email, CodePurpose::Reset, NOW_MS + 1_000).await,
+            Some(EmailCode {
+                consumed: true,
+                ..record
+            })
+        );
+        assert_eq!(
+            queued(&store, &reset.notice.id, NOW_MS + 1_000)
+                .await
+                .as_ref(),
+            Some(&reset.notice)
+        );
+    }
+}
+
+/// A record of one purpose does not satisfy the other: neither its consumption nor its attempts.
+pub async fn code_purposes_are_separate<S: AuthStore>(store: S) {
+    let user = new_unverified_user(&store, "code-purposes").await;
+    let verify = queue(
+        &store,
+        &user,
+        &code_request(&user.email, CodePurpose::Verify, NOW_MS),
+    )
+    .await;
+    let reset = queue(
+        &store,
+        &user,
+        &code_request(&user.email, CodePurpose::Reset, NOW_MS),
+    )
+    .await;
+    let at = NOW_MS + 1;
+    let reset_with_verification = PasswordReset {
+        consumption: CodeConsumption {
+            purpose: CodePurpose::Reset,
+            ..consumption_of(&verify, at)
+        },
+        ..reset_of(&verify, at)
+    };
+    assert!(
+        !store
+            .reset_password(&reset_with_verification)
+            .await
+            .unwrap()
+    );
+    let verify_with_reset = CodeConsumption {
+        purpose: CodePurpose::Verify,
+        ..consumption_of(&reset, at)
+    };
+    assert!(!store.verify_email(&verify_with_reset).await.unwrap());
+    assert_eq!(user_of(&store, &user.email).await, user);
+
+    store
+        .reserve_code_attempt(&user.email, CodePurpose::Reset, at)
+        .await
+        .unwrap()
+        .expect("an attempt on the reset code");
+    assert_eq!(
+        code_of(&store, &user.email, CodePurpose::Verify, at).await,
+        Some(verify.clone()),
+        "an attempt counts on its own purpose's record only"
+    );
+    assert!(
+        store
+            .verify_email(&consumption_of(&verify, at))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        code_of(&store, &user.email, CodePurpose::Reset, at)
+            .await
+            .map(|r| r.consumed),
+        Some(false),
+        "a verification leaves the reset code live"
+    );
+}
+
+/// Records are absent from their item's expiry on (reads compare it: stores never delete), and a
+/// request after it starts afresh.
+pub async fn expired_email_codes_are_absent<S: AuthStore>(store: S) {
+    let user = new_unverified_user(&store, "code-expiry").await;
+    let record = queue(
+        &store,
+        &user,
+        &code_request(&user.email, CodePurpose::Verify, NOW_MS),
+    )
+    .await;
+    let expiry_ms = record.expires_at_s * 1000;
+    assert!(
+        expiry_ms > record.code_expires_at_ms,
+        "the send limits outlive the code"
+    );
+    assert_eq!(
+        code_of(&store, &user.email, CodePurpose::Verify, expiry_ms - 1).await,
+        Some(record.clone())
+    );
+    assert_eq!(
+        code_of(&store, &user.email, CodePurpose::Verify, expiry_ms).await,
+        None,
+        "an expired record is absent"
+    );
+    assert_eq!(
+        code_of(&store, &user.email, CodePurpose::Verify, NOW_MS).await,
+        Some(record),
+        "reading at a later instant deletes nothing"
+    );
+    let fresh = queue(
+        &store,
+        &user,
+        &code_request(&user.email, CodePurpose::Verify, expiry_ms),
+    )
+    .await;
+    assert_eq!(
+        (fresh.window_start_ms, fresh.window_sends),
+        (expiry_ms, 1),
+        "a request after the expiry starts a new window"
+    );
+}
+
+/// The outbox lists unexpired mails oldest first, up to the limit.
+pub async fn pending_mail_is_oldest_first_and_bounded<S: AuthStore>(store: S) {
+    // Long after every other behaviour's mails expired: in a store shared between behaviours, only
+    // this one's mails are pending at these instants.
+    let start = NOW_MS + 10 * 365 * 86_400_000;
+    let lasting_s = start.div_euclid(1000) + 86_400;
+    let short = outbox_mail("short@keygate.test", start, start.div_euclid(1000) + 30);
+    let mails: Vec<OutboxMail> = (1..=3)
+        .map(|i| outbox_mail("mail@keygate.test", start + i * 1_000, lasting_s))
+        .collect();
+    // Queued out of order, each by its own account.
+    for mail in [&mails[1], &short, &mails[2], &mails[0]] {
+        let user = new_user(&store, "outbox").await;
+        let request = MailRequest {
+            mail: mail.clone(),
+            ..code_request(&user.email, CodePurpose::Reset, start)
+        };
+        assert_eq!(
+            store.request_mail(&request).await.unwrap(),
+            MailOutcome::Queued
+        );
+    }
+    let mut everything = vec![short.clone()];
+    everything.extend(mails.iter().cloned());
+    assert_eq!(
+        store.pending_mail(10, start + 10_000).await.unwrap(),
+        everything
+    );
+    let after_short = start + 60_000;
+    assert_eq!(
+        store.pending_mail(10, after_short).await.unwrap(),
+        mails,
+        "an expired mail is not pending"
+    );
+    assert_eq!(
+        store.pending_mail(2, after_short).await.unwrap(),
+        mails[..2].to_vec(),
+        "the limit keeps the oldest"
+    );
+    assert_eq!(
+        store.pending_mail(0, after_short).await.unwrap(),
+        Vec::new()
+    );
+}
+
+/// Deleting a mail removes it and only it; deleting a missing one is not an error.
+pub async fn delete_mail_removes_only_that_mail<S: AuthStore>(store: S) {
+    let first = new_user(&store, "delete-mail").await;
+    let second = new_user(&store, "delete-mail").await;
+    let kept = code_request(&first.email, CodePurpose::Reset, NOW_MS);
+    let deleted = code_request(&second.email, CodePurpose::Reset, NOW_MS);
+    queue(&store, &first, &kept).await;
+    let record = queue(&store, &second, &deleted).await;
+    store.delete_mail(&deleted.mail.id).await.unwrap();
+    assert_eq!(queued(&store, &deleted.mail.id, NOW_MS).await, None);
+    assert_eq!(
+        queued(&store, &kept.mail.id, NOW_MS).await.as_ref(),
+        Some(&kept.mail)
+    );
+    store
+        .delete_mail(&deleted.mail.id)
+        .await
+        .expect("deleting a deleted mail");
+    store
+        .delete_mail(&random_hex(16))
+        .await
+        .expect("deleting an unknown mail");
+    assert_eq!(
+        code_of(&store, &second.email, CodePurpose::Reset, NOW_MS).await,
+        Some(record),
+        "deleting a mail leaves its record alone"
+    );
+}
+
+/// `email_verified` round-trips through create, and both lookups, either way.
+pub async fn email_verified_round_trips<S: AuthStore>(store: S) {
+    for email_verified in [false, true] {
+        let user = User {
+            email_verified,
+            ..sample_user(&unique_email("verified-flag"))
+        };
+        assert!(store.create_user(&user).await.unwrap());
+        assert_eq!(
+            store.get_user(&user.email).await.unwrap().as_ref(),
+            Some(&user)
+        );
+        assert_eq!(
+            store.get_user_by_id(&user.user_id).await.unwrap(),
+            Some(user)
+        );
+    }
 }

@@ -120,7 +120,7 @@ impl<S: AuthStore> ServiceHarness<S> {
     }
 }
 
-fn refused_refresh(result: Result<TokenResponse, AuthError>, why: &str) {
+pub(crate) fn refused_refresh(result: Result<TokenResponse, AuthError>, why: &str) {
     match result {
         Err(AuthError::InvalidRefreshToken) => {}
         Err(other) => panic!("{why}: expected InvalidRefreshToken, got {other:?}"),
@@ -128,7 +128,7 @@ fn refused_refresh(result: Result<TokenResponse, AuthError>, why: &str) {
     }
 }
 
-fn refused_login(result: Result<TokenResponse, AuthError>, why: &str) {
+pub(crate) fn refused_login(result: Result<TokenResponse, AuthError>, why: &str) {
     match result {
         Err(AuthError::InvalidCredentials) => {}
         Err(other) => panic!("{why}: expected InvalidCredentials, got {other:?}"),
@@ -136,7 +136,7 @@ fn refused_login(result: Result<TokenResponse, AuthError>, why: &str) {
     }
 }
 
-fn refused_bearer<T: std::fmt::Debug>(result: Result<T, AuthError>, why: &str) {
+pub(crate) fn refused_bearer<T: std::fmt::Debug>(result: Result<T, AuthError>, why: &str) {
     match result {
         Err(AuthError::InvalidAccessToken) => {}
         other => panic!("{why}: expected InvalidAccessToken, got {other:?}"),
@@ -1181,7 +1181,7 @@ pub async fn service_revoked_access_token_is_refused_by_every_bearer_route<S: Au
     let foreign = {
         let key = generate_key(SigningAlgorithm::Es256, NOW_MS / 1000).unwrap();
         let keys = KeySet::from_documents(&KeySetDocument { keys: vec![key] }, None).unwrap();
-        keygate_core::tokens::issue(&keys, h.service.config(), "someone", 0, h.now_ms())
+        keygate_core::tokens::issue(&keys, h.service.config(), "someone", 0, true, h.now_ms())
             .unwrap()
             .token
     };

@@ -3,9 +3,10 @@
 use std::future::Future;
 
 use keygate_core::store::{
-    AccessTokenDenyList, AttemptCounter, AttemptScope, LoginCompletion, PasswordChange,
-    RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreResult, User,
-    UserStore,
+    AccessTokenDenyList, AttemptCounter, AttemptScope, CodeConsumption, CodePurpose, EmailCode,
+    EmailCodeStore, LoginCompletion, MailOutcome, MailRequest, OutboxMail, OutboxStore,
+    PasswordChange, PasswordReset, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome,
+    Rotation, StoreResult, User, UserStore,
 };
 use keygate_core::throttle::LoginThrottle;
 
@@ -125,5 +126,55 @@ impl<S: AccessTokenDenyList> AccessTokenDenyList for Guarded<S> {
         now_ms: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send {
         self.store.is_access_token_denied(jti, now_ms)
+    }
+}
+
+impl<S: EmailCodeStore> EmailCodeStore for Guarded<S> {
+    fn request_mail(
+        &self,
+        request: &MailRequest,
+    ) -> impl Future<Output = StoreResult<MailOutcome>> + Send {
+        self.store.request_mail(request)
+    }
+    fn get_email_code(
+        &self,
+        email: &str,
+        purpose: CodePurpose,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Option<EmailCode>>> + Send {
+        self.store.get_email_code(email, purpose, now_ms)
+    }
+    fn reserve_code_attempt(
+        &self,
+        email: &str,
+        purpose: CodePurpose,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Option<EmailCode>>> + Send {
+        self.store.reserve_code_attempt(email, purpose, now_ms)
+    }
+    fn verify_email(
+        &self,
+        consumption: &CodeConsumption,
+    ) -> impl Future<Output = StoreResult<bool>> + Send {
+        self.store.verify_email(consumption)
+    }
+    fn reset_password(
+        &self,
+        reset: &PasswordReset,
+    ) -> impl Future<Output = StoreResult<bool>> + Send {
+        self.store.reset_password(reset)
+    }
+}
+
+impl<S: OutboxStore> OutboxStore for Guarded<S> {
+    fn pending_mail(
+        &self,
+        limit: usize,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Vec<OutboxMail>>> + Send {
+        self.store.pending_mail(limit, now_ms)
+    }
+    fn delete_mail(&self, id: &str) -> impl Future<Output = StoreResult<()>> + Send {
+        self.store.delete_mail(id)
     }
 }

@@ -5,9 +5,10 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use keygate_core::store::{
-    AccessTokenDenyList, AttemptCounter, AttemptScope, DeviceGrant, DeviceRecord, LoginCompletion,
-    PasswordChange, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation,
-    StoreResult, User, UserStore, expired,
+    AccessTokenDenyList, AttemptCounter, AttemptScope, CodeConsumption, CodePurpose, DeviceGrant,
+    DeviceRecord, EmailCode, EmailCodeStore, LoginCompletion, MailOutcome, MailRequest, OutboxMail,
+    OutboxStore, PasswordChange, PasswordReset, RefreshRecord, RefreshTokenStore, Reservation,
+    RotateOutcome, Rotation, StoreResult, User, UserStore, expired,
 };
 use keygate_core::throttle::LoginThrottle;
 
@@ -27,6 +28,10 @@ struct MemoryState {
     devices: BTreeMap<(String, String), DeviceRecord>,
     /// Denied access tokens: jti -> until (seconds).
     denied: BTreeMap<String, i64>,
+    /// Keyed by (email, purpose).
+    codes: BTreeMap<(String, CodePurpose), EmailCode>,
+    /// Keyed by id.
+    outbox: BTreeMap<String, OutboxMail>,
 }
 
 type TokenKey = (String, String, String);
@@ -236,5 +241,104 @@ impl AccessTokenDenyList for MemoryStore {
                 .get(jti)
                 .is_some_and(|&until| !expired(until, now_ms))
         }))
+    }
+}
+
+impl EmailCodeStore for MemoryStore {
+    async fn request_mail(&self, request: &MailRequest) -> StoreResult<MailOutcome> {
+        Ok(self.with(|s| {
+            let key = (request.email.clone(), request.purpose);
+            match request.decide(s.users.get(&request.email), s.codes.get(&key)) {
+                Ok(record) => {
+                    s.codes.insert(key, record);
+                    s.outbox
+                        .insert(request.mail.id.clone(), request.mail.clone());
+                    MailOutcome::Queued
+                }
+                Err(outcome) => outcome,
+            }
+        }))
+    }
+
+    async fn get_email_code(
+        &self,
+        email: &str,
+        purpose: CodePurpose,
+        now_ms: i64,
+    ) -> StoreResult<Option<EmailCode>> {
+        Ok(self.with(|s| {
+            s.codes
+                .get(&(email.to_owned(), purpose))
+                .filter(|r| !expired(r.expires_at_s, now_ms))
+                .cloned()
+        }))
+    }
+
+    async fn reserve_code_attempt(
+        &self,
+        email: &str,
+        purpose: CodePurpose,
+        now_ms: i64,
+    ) -> StoreResult<Option<EmailCode>> {
+        Ok(self.with(|s| {
+            let record = s.codes.get_mut(&(email.to_owned(), purpose))?;
+            let next = record.reserve_attempt(now_ms)?;
+            *record = next.clone();
+            Some(next)
+        }))
+    }
+
+    async fn verify_email(&self, consumption: &CodeConsumption) -> StoreResult<bool> {
+        Ok(self.with(|s| {
+            let key = (consumption.email.clone(), consumption.purpose);
+            if !consumption.allowed_by(s.codes.get(&key)) {
+                return false;
+            }
+            let Some(user) = s.users.get_mut(&consumption.email) else {
+                return false;
+            };
+            user.email_verified = true;
+            s.codes.get_mut(&key).expect("checked above").consumed = true;
+            true
+        }))
+    }
+
+    async fn reset_password(&self, reset: &PasswordReset) -> StoreResult<bool> {
+        Ok(self.with(|s| {
+            let c = &reset.consumption;
+            let key = (c.email.clone(), c.purpose);
+            if !c.allowed_by(s.codes.get(&key)) {
+                return false;
+            }
+            let Some(user) = s.users.get_mut(&c.email) else {
+                return false;
+            };
+            user.reset_password(reset);
+            s.codes.get_mut(&key).expect("checked above").consumed = true;
+            s.outbox
+                .insert(reset.notice.id.clone(), reset.notice.clone());
+            true
+        }))
+    }
+}
+
+impl OutboxStore for MemoryStore {
+    async fn pending_mail(&self, limit: usize, now_ms: i64) -> StoreResult<Vec<OutboxMail>> {
+        Ok(self.with(|s| {
+            let mut mails: Vec<OutboxMail> = s
+                .outbox
+                .values()
+                .filter(|m| !expired(m.expires_at_s, now_ms))
+                .cloned()
+                .collect();
+            mails.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+            mails.truncate(limit);
+            mails
+        }))
+    }
+
+    async fn delete_mail(&self, id: &str) -> StoreResult<()> {
+        self.with(|s| s.outbox.remove(id));
+        Ok(())
     }
 }

@@ -76,6 +76,7 @@ fn access_tokens(c: &mut Criterion) {
                     &config,
                     "0196a3c2-7d5e-7000-8000-000000000000",
                     now / 1000,
+                    true,
                     now,
                 )
                 .expect("sign")
@@ -86,6 +87,7 @@ fn access_tokens(c: &mut Criterion) {
             &config,
             "0196a3c2-7d5e-7000-8000-000000000000",
             now / 1000,
+            true,
             now,
         )
         .expect("sign")
@@ -104,6 +106,7 @@ fn refresh_tokens(c: &mut Criterion) {
         "someone@example.com",
         [7; 16],
         1,
+        true,
         SystemClock.now_ms(),
         86_400,
     )
@@ -184,6 +187,7 @@ fn endpoints(c: &mut Criterion) {
                 "bench@example.com",
                 [1; 16],
                 1,
+                true,
                 SystemClock.now_ms(),
                 86_400,
             )

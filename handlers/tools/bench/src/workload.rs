@@ -147,9 +147,16 @@ impl Fixture {
     /// An access token for `user_id`, signed now with the secret's current key (as login would sign it).
     pub fn mint_access_token(&self, user_id: &str) -> Result<String, String> {
         let now_ms = keygate_core::Clock::now_ms(&keygate_core::SystemClock);
-        tokens::issue(&self.keys, &self.config, user_id, now_ms / 1000, now_ms)
-            .map(|t| t.token)
-            .map_err(|e| e.to_string())
+        tokens::issue(
+            &self.keys,
+            &self.config,
+            user_id,
+            now_ms / 1000,
+            true,
+            now_ms,
+        )
+        .map(|t| t.token)
+        .map_err(|e| e.to_string())
     }
 
     /// The next request for `kind` in the variant `label`, or why none can be made.

@@ -3,5 +3,6 @@
 
 pub mod client;
 pub mod jwt;
+pub mod mailbox;
 pub mod scenario;
 pub mod secrets;

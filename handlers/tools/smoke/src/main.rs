@@ -16,7 +16,10 @@ password), one line per step, stopping at the first failure:
   discovery             GET /.well-known/openid-configuration: issuer and jwks_uri present
   jwks                  GET jwks_uri: public signing keys with kid and alg, nothing private or symmetric
   register              POST /auth/register: 201 {user_id}
-  login                 POST /auth/login: 200 token response, token_type Bearer
+  verify-email          (--outbox) the registration mail's link token: POST /auth/email/verify 204
+  login                 POST /auth/login: 200 token response, token_type Bearer; without --outbox a
+                        403 email-not-verified problem is accepted and the session steps are
+                        skipped, saying so
   verify-token          the access token verified offline against the JWKS (kid, alg from the JWK,
                         signature, typ at+jwt, iss = discovery issuer, aud = --audience,
                         sub = user_id, exp in the future, lifetime at most 15 minutes)
@@ -30,6 +33,10 @@ password), one line per step, stopping at the first failure:
   refresh-after-logout  that refresh token: 401
   logout-all            POST /auth/logout-all with its access token: 204
   me-after-logout-all   GET /auth/me with that access token: 401
+  forgot                (--outbox) POST /auth/password/forgot: 202, empty body
+  reset                 (--outbox) the reset mail's code: POST /auth/password/reset 204; then the old
+                        password gets 401
+  login-after-reset     (--outbox) the new password logs in
 
 Every HTTP call has the --timeout-secs timeout. Tokens and the password are never printed, not even
 with --verbose. Throwaway users remain in the deployment (there is no delete endpoint); all their
@@ -61,6 +68,12 @@ struct Cli {
     /// Audience the access tokens must carry in `aud` (the deployment's KEYGATE_AUDIENCE).
     #[arg(long, value_name = "AUD", default_value = "keygate")]
     audience: String,
+
+    /// keygate-local's file outbox (`<data-dir>/outbox` with `--mailer file`): the throwaway user's
+    /// mails are read there, so the email-verification and password-reset steps run. Without it they
+    /// are skipped (say so on the output).
+    #[arg(long, value_name = "DIR")]
+    outbox: Option<std::path::PathBuf>,
 
     /// Print details under each step (issuer, key ids, user id, refusals); never tokens or passwords.
     #[arg(long, short)]
@@ -101,6 +114,10 @@ fn main() -> ExitCode {
             email_domain: cli.email_domain.clone(),
             audience: cli.audience.clone(),
             verbose: cli.verbose,
+            outbox: cli
+                .outbox
+                .clone()
+                .map(|dir| keygate_smoke::mailbox::FileOutbox { dir }),
         })
     });
     let options = match options {

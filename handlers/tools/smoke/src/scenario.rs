@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::client::{Http, Reply};
 use crate::jwt::{self, Expected, Jwks};
+use crate::mailbox::{FileOutbox, code_in, token_in};
 use crate::secrets::{self, Redactor, Secret};
 
 /// Exit codes.
@@ -24,7 +25,13 @@ pub struct Options {
     pub email_domain: String,
     pub audience: String,
     pub verbose: bool,
+    /// keygate-local's file outbox (`<data-dir>/outbox`): with it the throwaway user proves its email
+    /// with the mailed link and the reset flow runs; without it those steps are skipped.
+    pub outbox: Option<FileOutbox>,
 }
+
+/// How long a mail may take to reach the outbox (keygate-local's worker polls every 250 ms).
+const MAIL_WAIT: Duration = Duration::from_secs(15);
 
 /// Why a step failed.
 #[derive(Debug)]
@@ -223,7 +230,19 @@ impl Smoke {
         step!("discovery", self.discovery());
         step!("jwks", self.fetch_jwks());
         step!("register", self.register());
-        let first = step!("login", self.login());
+        if self.opts.outbox.is_some() {
+            step!("verify-email", self.verify_email());
+        } else {
+            self.out.line(
+                "skip verify-email, forgot, reset, login-after-reset: no --outbox (keygate-smoke reads mail from a file outbox only)",
+            );
+        }
+        let Some(first) = step!("login", self.first_login()) else {
+            self.out.line(
+                "skip every session step: the deployment requires a verified email (403 email-not-verified, as it must) and this run cannot read its mail",
+            );
+            return Ok(());
+        };
         step!("verify-token", self.verify_access(&first.access, "login"));
         step!("me", self.me(&first.access));
         let second = step!("refresh", self.refresh(&first.refresh, &first.access));
@@ -259,6 +278,13 @@ impl Smoke {
             "me-after-logout-all",
             self.expect_me_refused(&session.access)
         );
+        if self.opts.outbox.is_some() {
+            step!("forgot", self.forgot());
+            step!("reset", self.reset());
+            let fresh = step!("login-after-reset", self.login());
+            // The one session this run has left.
+            let _ = self.post_empty("/auth/logout-all", &fresh.access).await;
+        }
         Ok(())
     }
 
@@ -349,6 +375,91 @@ impl Smoke {
         self.user_id = user_id.to_owned();
         self.notes.push(format!("user_id {user_id}"));
         Ok(())
+    }
+
+    /// The first login: a 403 `email-not-verified` problem is the deployment's rule when its mail
+    /// cannot be read here (no `--outbox`), and ends the run's session steps (`None`).
+    async fn first_login(&mut self) -> StepResult<Option<Tokens>> {
+        if self.opts.outbox.is_none() {
+            let body = json!({"email": self.email, "password": self.password.expose()});
+            let reply = self.post("/auth/login", &body, None).await?;
+            let unverified = reply.status == 403
+                && reply.json().ok().and_then(|d| {
+                    d.get("type")
+                        .and_then(Value::as_str)
+                        .map(|t| t == "urn:keygate:problem:email-not-verified")
+                }) == Some(true);
+            if unverified {
+                self.notes.push(format!("refused: {}", reply.describe()));
+                return Ok(None);
+            }
+            return self.token_response(&reply).map(Some);
+        }
+        self.login().await.map(Some)
+    }
+
+    /// The registration's mail, from the outbox: its link's token verifies the email (204).
+    async fn verify_email(&mut self) -> StepResult<()> {
+        let text = self.mail("#token=kgev_").await?;
+        let token =
+            token_in(&text).ok_or("expected a link with a token in the verification mail")?;
+        self.out.redactor.add(&token);
+        if let Some(code) = code_in(&text) {
+            self.out.redactor.add(&code);
+        }
+        let reply = self
+            .post("/auth/email/verify", &json!({ "token": token }), None)
+            .await?;
+        Ok(expect_status(&reply, 204, "204 from /auth/email/verify")?)
+    }
+
+    /// POST /auth/password/forgot: 202 with an empty body.
+    async fn forgot(&mut self) -> StepResult<()> {
+        let reply = self
+            .post(
+                "/auth/password/forgot",
+                &json!({ "email": self.email }),
+                None,
+            )
+            .await?;
+        expect_status(&reply, 202, "202 from /auth/password/forgot")?;
+        if !reply.body.is_empty() {
+            return Err("expected an empty body from /auth/password/forgot".into());
+        }
+        Ok(())
+    }
+
+    /// The reset mail's code sets a new password (204); the old one is refused afterwards.
+    async fn reset(&mut self) -> StepResult<()> {
+        let text = self.mail("#token=kgpr_").await?;
+        let code = code_in(&text).ok_or("expected an 8-digit code in the reset mail")?;
+        self.out.redactor.add(&code);
+        if let Some(token) = token_in(&text) {
+            self.out.redactor.add(&token);
+        }
+        let new_password = secrets::random_password().map_err(StepError::Check)?;
+        self.out.redactor.add(new_password.expose());
+        let body =
+            json!({"email": self.email, "code": code, "new_password": new_password.expose()});
+        let reply = self.post("/auth/password/reset", &body, None).await?;
+        expect_status(&reply, 204, "204 from /auth/password/reset")?;
+        let old = json!({"email": self.email, "password": self.password.expose()});
+        let refused = self.post("/auth/login", &old, None).await?;
+        if refused.status != 401 {
+            return Err(format!(
+                "expected 401 for the old password after the reset, got {}",
+                refused.describe()
+            )
+            .into());
+        }
+        self.password = new_password;
+        Ok(())
+    }
+
+    /// The decoded text of the throwaway user's next mail holding `needle`.
+    async fn mail(&self, needle: &str) -> StepResult<String> {
+        let outbox = self.opts.outbox.as_ref().ok_or("no --outbox")?;
+        Ok(outbox.take(&self.email, needle, MAIL_WAIT).await?)
     }
 
     async fn login(&mut self) -> StepResult<Tokens> {

@@ -44,6 +44,7 @@ fn claims(keys: &KeySet) -> Value {
         &AuthConfig::with_issuer(ISSUER),
         "user-1",
         now(),
+        true,
         now() * 1000,
     )
     .unwrap()
@@ -83,6 +84,7 @@ fn core_tokens_verify_for_every_public_algorithm() {
             &AuthConfig::with_issuer(ISSUER),
             "user-1",
             now(),
+            true,
             now() * 1000,
         )
         .unwrap()
@@ -102,6 +104,7 @@ fn claim_mismatches_are_named() {
         &AuthConfig::with_issuer(ISSUER),
         "user-1",
         now(),
+        true,
         now() * 1000,
     )
     .unwrap()

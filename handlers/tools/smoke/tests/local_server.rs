@@ -1,5 +1,5 @@
 //! The smoke tool against the real local server (`keygate-local`, started on a free port with a fresh
-//! data directory): every step must pass. This is the same check the pipeline runs against each stage.
+//! data directory): every step must pass, the mail steps through its file outbox. This is the same check the pipeline runs against each stage.
 //!
 //! The server binary is `$KEYGATE_LOCAL_BIN` when set; otherwise this test builds it with
 //! `cargo build -p keygate-local` (same target directory and profile, so it is up to date, and a
@@ -101,7 +101,28 @@ async fn the_local_server_passes_every_smoke_step() {
     });
     tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
 
+    // Without the outbox, the deployment's rule is what can be checked: a verified email is required.
     let output = smoke(&["--base-url", &base_url, "--verbose"]).await;
+    let (out, err) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}\n{err}");
+    assert!(out.contains("skip every session step"), "{out}");
+    assert!(
+        out.lines()
+            .last()
+            .unwrap_or("")
+            .starts_with("passed: 4 steps"),
+        "{out}"
+    );
+
+    let outbox = data_dir.path().join("outbox");
+    let output = smoke(&[
+        "--base-url",
+        &base_url,
+        "--verbose",
+        "--outbox",
+        outbox.to_str().unwrap(),
+    ])
+    .await;
     let (out, err) = text(&output);
     let _ = server.kill().await;
     assert_eq!(
@@ -114,9 +135,11 @@ async fn the_local_server_passes_every_smoke_step() {
         out.lines()
             .last()
             .unwrap_or("")
-            .starts_with("passed: 15 steps"),
+            .starts_with("passed: 19 steps"),
         "{out}"
     );
-    // Nothing secret reached the output: no refresh token (kgrt_ prefix) and no JWT.
-    assert!(!out.contains("kgrt_") && !out.contains("eyJ"), "{out}");
+    // Nothing secret reached the output: no refresh token (kgrt_ prefix), no JWT, no mailed link.
+    for secret in ["kgrt_", "eyJ", "kgev_", "kgpr_"] {
+        assert!(!out.contains(secret), "{secret} in {out}");
+    }
 }
