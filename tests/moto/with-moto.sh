@@ -5,7 +5,7 @@
 #
 # Starts `moto_server` from the project virtualenv (.venv; see setup-venv.sh) on a free loopback port and
 # exports, for the command only:
-#   AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_SECRETS_MANAGER   http://127.0.0.1:<port>
+#   AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL_SESV2   http://127.0.0.1:<port>
 #   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (dummies), AWS_REGION, AWS_DEFAULT_REGION (us-east-1)
 #   AWS_EC2_METADATA_DISABLED=true, AWS_CONFIG_FILE/AWS_SHARED_CREDENTIALS_FILE=/dev/null (no profile
 #   or instance credentials can leak in)
@@ -58,6 +58,7 @@ echo "moto_server 5.2.5 on $endpoint (pid $moto_pid, log $log)" >&2
 status=0
 env -u AWS_SESSION_TOKEN -u AWS_PROFILE \
     AWS_ENDPOINT_URL_DYNAMODB="$endpoint" AWS_ENDPOINT_URL_SECRETS_MANAGER="$endpoint" \
+    AWS_ENDPOINT_URL_SESV2="$endpoint" \
     AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
     AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
     AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \

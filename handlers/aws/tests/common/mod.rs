@@ -23,9 +23,10 @@ use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use keygate_aws::DynamoStore;
 
-pub const ENDPOINT_VARS: [&str; 2] = [
+pub const ENDPOINT_VARS: [&str; 3] = [
     "AWS_ENDPOINT_URL_DYNAMODB",
     "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    "AWS_ENDPOINT_URL_SESV2",
 ];
 
 /// Whether the moto endpoints are configured; prints why a test is skipped when not.
