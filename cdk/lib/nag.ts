@@ -43,6 +43,15 @@ export function acknowledgePublicKeySecret(secret: IConstruct): void {
   );
 }
 
+/** The mailer's dead-letter queue (the on-failure destination of its stream mapping). */
+export function acknowledgeMailDeadLetterQueue(queue: IConstruct): void {
+  ack(
+    queue,
+    'AwsSolutions-SQS3',
+    'This queue is itself the dead-letter queue: the on-failure destination of the mailer\'s stream mapping, which Lambda writes the coordinates of failed batches to; an alarm fires on its first message and an operator reads it, so there is nothing to redrive it to.',
+  );
+}
+
 const PUBLIC_API_REASON =
   'keygate is the token issuer: register, login, refresh, logout and the JWKS/discovery documents must be callable without a prior credential, and the bearer-protected routes (me, logout-all, password) verify the access token in the function (signature against the JWKS, iss, aud, exp, revokedBefore watermark), which a gateway authorizer cannot do for its own issuer.';
 

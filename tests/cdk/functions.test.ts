@@ -12,7 +12,9 @@ const PASCAL: Record<FunctionName, string> = {
   'logout-all': 'LogoutAll',
   'change-password': 'ChangePassword',
   me: 'Me',
+  'account-email': 'AccountEmail',
   'well-known': 'WellKnown',
+  mailer: 'Mailer',
   'rotate-keys': 'RotateKeys',
 };
 
