@@ -149,6 +149,9 @@ function validateMail(s: StageSettings): void {
   const m = s.mail;
   const a = s.observability.alarms;
   check(DOMAIN.test(m.senderDomain), n, `mail sender domain ${m.senderDomain} is not a lower-case DNS name`);
+  if (m.customMailFromDomain !== undefined) {
+    check(DOMAIN.test(m.customMailFromDomain) && m.customMailFromDomain.endsWith(`.${m.senderDomain}`), n, `custom MAIL FROM domain must be a subdomain of ${m.senderDomain}`);
+  }
   check(/^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/.test(m.fromLocalPart) && m.fromLocalPart.length <= 64, n, 'mail from local part is not a plain local part');
   check(/^[^<>"\\\r\n]*[^<>"\\\r\n\s][^<>"\\\r\n]*$/.test(m.fromName), n, 'mail from name must be non-empty without <, >, quotes, backslashes or line breaks');
   check(/^https:\/\/[a-z0-9.-]+(:\d+)?(\/[^\s?#]*)?$/.test(m.appUrl) && !m.appUrl.endsWith('/'), n, 'mail app URL must be an https URL without a query, fragment or trailing slash');

@@ -248,6 +248,12 @@ export interface MailSettings {
   readonly fromName: string;
   /** Local part of the sender address; KEYGATE_MAIL_FROM is `fromName <fromLocalPart@senderDomain>`. */
   readonly fromLocalPart: string;
+  /**
+   * A subdomain of senderDomain to use as the MAIL FROM (Return-Path) domain, so SPF aligns with
+   * the sender for DMARC; its MX and SPF records are stack outputs. Undefined: SES's own
+   * amazonses.com MAIL FROM (DKIM alone aligns).
+   */
+  readonly customMailFromDomain?: string;
   /** https base URL of the app whose /verify-email and /reset-password pages the links in mails open. */
   readonly appUrl: string;
   /** Refuse logins of accounts whose email is not verified (403 email-not-verified). */

@@ -96,6 +96,17 @@ export class KeygateServiceStack extends Stack {
         description: `DKIM CNAME ${i + 1} of 3 for ${settings.mail.senderDomain} (name CNAME value)`,
       });
     });
+    const mailFromDomain = settings.mail.customMailFromDomain;
+    if (mailFromDomain) {
+      new CfnOutput(this, 'MailFromMxRecord', {
+        value: `${mailFromDomain} MX 10 feedback-smtp.${this.region}.amazonses.com`,
+        description: 'MX record of the custom MAIL FROM domain (name MX priority value)',
+      });
+      new CfnOutput(this, 'MailFromSpfRecord', {
+        value: `${mailFromDomain} TXT "v=spf1 include:amazonses.com ~all"`,
+        description: 'SPF record of the custom MAIL FROM domain (name TXT value)',
+      });
+    }
     new CfnOutput(this, 'MailEventsTopicArn', { value: this.mail.eventsTopic.topicArn, description: 'SNS topic of SES bounces, complaints and rejects' });
     new CfnOutput(this, 'MailDeadLetterQueueUrl', { value: this.outbox.deadLetterQueue.queueUrl, description: 'Failed mailer batches (stream coordinates)' });
 

@@ -1,6 +1,6 @@
 import { FUNCTION_NAMES, stageSettings } from '../../cdk/config';
 import { MAILER_BATCH_SIZE, MAILER_RETRY_ATTEMPTS } from '../../cdk/lib/mail/outbox-delivery';
-import { logicalId, resourcesOfType, stageTemplate } from './helpers';
+import { customTemplate, logicalId, resourcesOfType, stageTemplate } from './helpers';
 
 /** Every statement of every policy attached to the role of the function whose KEYGATE_FUNCTION is `name`. */
 function roleStatements(template: ReturnType<typeof stageTemplate>['template'], name: string): any[] {
@@ -143,6 +143,19 @@ describe('mail', () => {
     const statements = topicPolicy.Properties!.PolicyDocument.Statement as any[];
     expect(statements.some((s) => s.Principal?.Service === 'ses.amazonaws.com' && s.Action === 'sns:Publish' && s.Condition.StringEquals['AWS:SourceArn'])).toBe(true);
     expect(JSON.stringify(statements)).toContain('"aws:SecureTransport":"false"');
+  });
+
+  test('no custom MAIL FROM unless the stage names one; then the identity uses it and the stack outputs its MX and SPF records', () => {
+    expect(resourcesOfType(template, 'AWS::SES::EmailIdentity')[identityId].Properties!.MailFromAttributes).toBeUndefined();
+    expect(Object.keys(template.findOutputs('*')).filter((k) => k.startsWith('MailFrom'))).toEqual([]);
+    const t = customTemplate('dev', (s) => ({ ...s, mail: { ...s.mail, customMailFromDomain: 'bounce.dev.auth.example.com' } }));
+    t.hasResourceProperties('AWS::SES::EmailIdentity', {
+      EmailIdentity: 'dev.auth.example.com',
+      MailFromAttributes: { MailFromDomain: 'bounce.dev.auth.example.com', BehaviorOnMxFailure: 'USE_DEFAULT_VALUE' },
+    });
+    const outputs = t.findOutputs('*');
+    expect(outputs.MailFromMxRecord.Value).toBe('bounce.dev.auth.example.com MX 10 feedback-smtp.us-east-1.amazonses.com');
+    expect(outputs.MailFromSpfRecord.Value).toBe('bounce.dev.auth.example.com TXT "v=spf1 include:amazonses.com ~all"');
   });
 
   test('the sender of every stage is an address of its own identity', () => {

@@ -49,7 +49,7 @@ export function baseEnvironment(settings: StageSettings, issuer: string): Record
  * requirement, code lifetimes, cooldown and cap): the stage's mail values that are contract settings.
  */
 export function mailRulesEnvironment(settings: StageSettings): Record<string, string> {
-  const { senderDomain: _domain, fromName: _name, fromLocalPart: _local, ...rules } = settings.mail;
+  const { senderDomain: _domain, fromName: _name, fromLocalPart: _local, customMailFromDomain: _mailFrom, ...rules } = settings.mail;
   return environmentFor(rules);
 }
 

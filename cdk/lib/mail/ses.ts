@@ -12,7 +12,8 @@ export interface MailIdentityProps {
 
 /**
  * What the stage sends mail as: the SES domain identity of `mail.senderDomain` (Easy DKIM, whose
- * three CNAMEs the stack outputs), and the configuration set every send names. The set requires
+ * three CNAMEs the stack outputs; optionally a custom MAIL FROM domain, whose MX and SPF records it
+ * outputs too), and the configuration set every send names. The set requires
  * TLS to the receiving server (the mails carry codes), keeps bounced and complaining addresses on
  * the account's suppression list, and reports bounces, complaints and rejects to an encrypted SNS
  * topic for whoever subscribes (docs/aws.md, "Mail"); the alarms watch the account's reputation
@@ -37,6 +38,9 @@ export class MailIdentity extends Construct {
     this.identity = new ses.EmailIdentity(this, 'Identity', {
       identity: ses.Identity.domain(settings.mail.senderDomain),
       configurationSet: this.configurationSet,
+      mailFromDomain: settings.mail.customMailFromDomain,
+      // Until its MX record resolves, SES falls back to amazonses.com rather than refusing mail.
+      mailFromBehaviorOnMxFailure: settings.mail.customMailFromDomain ? ses.MailFromBehaviorOnMxFailure.USE_DEFAULT_VALUE : undefined,
     });
 
     const topicKey = new kms.Key(this, 'EventsTopicKey', {
