@@ -55,7 +55,7 @@ describe('functions', () => {
   const { template } = stageTemplate('dev');
   const dev = stageSettings('dev');
 
-  test('nine functions, one per binary, all provided.al2023 on x86_64 with active tracing', () => {
+  test('eleven functions, one binary, all provided.al2023 on x86_64 with active tracing', () => {
     template.resourceCountIs('AWS::Lambda::Function', FUNCTION_NAMES.length);
     for (const name of FUNCTION_NAMES) {
       const p = fn(template, name);
