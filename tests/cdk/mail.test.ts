@@ -115,6 +115,7 @@ describe('mail', () => {
 
   test('the configuration set requires TLS, suppresses bounces and complaints, reports them to an encrypted topic', () => {
     expect(resourcesOfType(template, 'AWS::SES::ConfigurationSet')[setId].Properties).toMatchObject({
+      Name: 'keygate-dev',
       DeliveryOptions: { TlsPolicy: 'REQUIRE' },
       ReputationOptions: { ReputationMetricsEnabled: true },
       SendingOptions: { SendingEnabled: true },

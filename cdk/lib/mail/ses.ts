@@ -30,6 +30,9 @@ export class MailIdentity extends Construct {
     const { settings } = props;
 
     this.configurationSet = new ses.ConfigurationSet(this, 'ConfigurationSet', {
+      // Named: a generated name grows with the stack name, and the mailer refuses one that is not
+      // 1-64 letters, digits, '-' or '_' (handlers/aws/src/ses.rs); one set per stage and account.
+      configurationSetName: `keygate-${settings.stageName}`,
       tlsPolicy: ses.ConfigurationSetTlsPolicy.REQUIRE,
       reputationMetrics: true,
       sendingEnabled: true,
