@@ -155,7 +155,6 @@ function validateMail(s: StageSettings): void {
   check(/^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/.test(m.fromLocalPart) && m.fromLocalPart.length <= 64, n, 'mail from local part is not a plain local part');
   check(/^[^<>"\\\r\n]*[^<>"\\\r\n\s][^<>"\\\r\n]*$/.test(m.fromName), n, 'mail from name must be non-empty without <, >, quotes, backslashes or line breaks');
   check(/^https:\/\/[a-z0-9.-]+(:\d+)?(\/[^\s?#]*)?$/.test(m.appUrl) && !m.appUrl.endsWith('/'), n, 'mail app URL must be an https URL without a query, fragment or trailing slash');
-  check(m.passwordResetTtlSeconds <= m.emailVerificationTtlSeconds, n, 'a reset link must not outlive a verification link (the mailer drops mails older than the reset TTL)');
   check(a.sesBounceRatePercent > 0 && a.sesBounceRatePercent < 5, n, 'SES bounce-rate alarm must be above 0 and below 5% (where SES reviews the account)');
   check(a.sesComplaintRatePercent > 0 && a.sesComplaintRatePercent < 0.1, n, 'SES complaint-rate alarm must be above 0 and below 0.1% (where SES reviews the account)');
   check(Number.isInteger(a.mailerIteratorAgeSeconds) && a.mailerIteratorAgeSeconds >= 60, n, 'mailer iterator-age alarm must be a whole number of seconds, at least 60');
