@@ -16,7 +16,7 @@ export interface MailIdentityProps {
  * outputs too), and the configuration set every send names. The set requires
  * TLS to the receiving server (the mails carry codes), keeps bounced and complaining addresses on
  * the account's suppression list, and reports bounces, complaints and rejects to an encrypted SNS
- * topic for whoever subscribes (docs/aws.md, "Mail"); the alarms watch the account's reputation
+ * topic for whoever subscribes (docs/aws.md, "Mail (SES)"); the alarms watch the account's reputation
  * rates (cdk/lib/observability/monitoring.ts).
  */
 export class MailIdentity extends Construct {
