@@ -1,4 +1,4 @@
-import { AlarmThresholds, AuthSettings, FunctionName, TableSettings } from './types';
+import { AlarmThresholds, AuthSettings, FunctionName, MailSettings, TableSettings } from './types';
 
 /**
  * Values shared by every stage. A stage file may override any of them; whatever differs between
@@ -10,7 +10,8 @@ export const DEFAULT_REGION = 'us-east-1';
 
 /**
  * Memory per function in MB. register, login and change-password run argon2id (19 MiB, t=2) on
- * every call: Lambda gives CPU in proportion to memory, so they get more.
+ * every call, account-email on every password reset: Lambda gives CPU in proportion to memory, so
+ * they get more.
  */
 export const MEMORY_MB: Readonly<Record<FunctionName, number>> = {
   register: 1024,
@@ -20,7 +21,9 @@ export const MEMORY_MB: Readonly<Record<FunctionName, number>> = {
   'logout-all': 256,
   'change-password': 1024,
   me: 256,
+  'account-email': 1024,
   'well-known': 128,
+  mailer: 256,
   'rotate-keys': 512,
 };
 
@@ -35,6 +38,18 @@ export const AUTH_DEFAULTS: AuthSettings = {
   passwordMaxLength: 128,
   passwordRequireClasses: [],
   keyCacheTtlSeconds: 300,
+};
+
+/** The account rules of mail (the contract's defaults); the sender and app URL are the stage's own. */
+export const MAIL_RULE_DEFAULTS: Pick<
+  MailSettings,
+  'requireVerifiedEmail' | 'emailVerificationTtlSeconds' | 'passwordResetTtlSeconds' | 'emailCooldownSeconds' | 'emailHourlyCap'
+> = {
+  requireVerifiedEmail: true,
+  emailVerificationTtlSeconds: 86_400,
+  passwordResetTtlSeconds: 900,
+  emailCooldownSeconds: 60,
+  emailHourlyCap: 5,
 };
 
 /** On-demand, PITR, customer-managed encryption: only deletion protection differs by stage. */
@@ -52,4 +67,8 @@ export const ALARM_DEFAULTS: AlarmThresholds = {
   lambdaErrorsPer5Minutes: 5,
   lambdaThrottlesPer5Minutes: 1,
   dynamoThrottlesPer5Minutes: 1,
+  sesBounceRatePercent: 2,
+  sesComplaintRatePercent: 0.05,
+  mailerIteratorAgeSeconds: 300,
+  mailDroppedPer5Minutes: 5,
 };

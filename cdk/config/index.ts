@@ -93,9 +93,10 @@ export function validateStageSettings(s: StageSettings): void {
   check(s.target.account === undefined || /^\d{12}$/.test(s.target.account), n, 'account must be 12 digits');
   check(/^[a-z]{2}(-[a-z]+)+-\d$/.test(s.target.region), n, `region ${s.target.region} is not a region name`);
   // The functions' own ranges (cdk/contract.json), so a value they would refuse fails the synth.
-  for (const problem of outOfRange(s.auth)) {
+  for (const problem of [...outOfRange(s.auth), ...outOfRange(s.mail)]) {
     check(false, n, problem);
   }
+  validateMail(s);
   check(s.auth.passwordMinLength <= s.auth.passwordMaxLength, n, 'password min length must not exceed the max length');
   check(s.auth.refreshFamilyTtlSeconds > s.auth.accessTokenTtlSeconds, n, 'refresh family TTL must exceed the access token TTL');
   check(s.keys.rotationDays >= 1 && s.keys.rotationDays <= 1000, n, 'rotation days must be 1..1000');
@@ -104,6 +105,7 @@ export function validateStageSettings(s: StageSettings): void {
   }
   check(s.functions.timeoutSeconds >= 1 && s.functions.timeoutSeconds <= 29, n, 'API function timeout must be 1..29 s');
   check(s.functions.rotationTimeoutSeconds >= 1 && s.functions.rotationTimeoutSeconds <= 900, n, 'rotation timeout must be 1..900 s');
+  check(s.functions.mailerTimeoutSeconds >= 1 && s.functions.mailerTimeoutSeconds <= 900, n, 'mailer timeout must be 1..900 s');
   check((API_KINDS as readonly string[]).includes(s.api.kind), n, `API kind must be one of ${API_KINDS.join(', ')}`);
   check(/^[A-Za-z0-9_-]+$/.test(s.api.stageName), n, 'API stage name may hold letters, digits, - and _');
   validateThrottles(s);
@@ -132,6 +134,36 @@ export function validateStageSettings(s: StageSettings): void {
   if (s.auth.issuer !== undefined) {
     check(/^https:\/\/[^\s]+$/.test(s.auth.issuer) && !s.auth.issuer.endsWith('/'), n, 'custom issuer must be an https URL without a trailing slash');
   }
+}
+
+/** A DNS name of at least two labels, lower case (how SES and the DKIM records spell it). */
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+
+/**
+ * The sender must be an address of the stage's SES identity and a well-formed `Name <address>`
+ * (the mailer refuses anything else at init); the app URL is where the links in mails point, so
+ * https and without a trailing slash (the functions append /verify-email and /reset-password).
+ */
+function validateMail(s: StageSettings): void {
+  const n = s.stageName;
+  const m = s.mail;
+  const a = s.observability.alarms;
+  check(DOMAIN.test(m.senderDomain), n, `mail sender domain ${m.senderDomain} is not a lower-case DNS name`);
+  if (m.customMailFromDomain !== undefined) {
+    check(DOMAIN.test(m.customMailFromDomain) && m.customMailFromDomain.endsWith(`.${m.senderDomain}`), n, `custom MAIL FROM domain must be a subdomain of ${m.senderDomain}`);
+  }
+  check(/^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/.test(m.fromLocalPart) && m.fromLocalPart.length <= 64, n, 'mail from local part is not a plain local part');
+  check(/^[^<>"\\\r\n]*[^<>"\\\r\n\s][^<>"\\\r\n]*$/.test(m.fromName), n, 'mail from name must be non-empty without <, >, quotes, backslashes or line breaks');
+  check(/^https:\/\/[a-z0-9.-]+(:\d+)?(\/[^\s?#]*)?$/.test(m.appUrl) && !m.appUrl.endsWith('/'), n, 'mail app URL must be an https URL without a query, fragment or trailing slash');
+  check(a.sesBounceRatePercent > 0 && a.sesBounceRatePercent < 5, n, 'SES bounce-rate alarm must be above 0 and below 5% (where SES reviews the account)');
+  check(a.sesComplaintRatePercent > 0 && a.sesComplaintRatePercent < 0.1, n, 'SES complaint-rate alarm must be above 0 and below 0.1% (where SES reviews the account)');
+  check(Number.isInteger(a.mailerIteratorAgeSeconds) && a.mailerIteratorAgeSeconds >= 60, n, 'mailer iterator-age alarm must be a whole number of seconds, at least 60');
+  check(Number.isInteger(a.mailDroppedPer5Minutes) && a.mailDroppedPer5Minutes >= 1, n, 'mail-dropped alarm must be a whole number, at least 1');
+}
+
+/** KEYGATE_MAIL_FROM of a stage: `Name <local@domain>`. */
+export function mailFrom(m: StageSettings['mail']): string {
+  return `${m.fromName} <${m.fromLocalPart}@${m.senderDomain}>`;
 }
 
 /**

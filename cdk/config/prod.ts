@@ -1,4 +1,4 @@
-import { ALARM_DEFAULTS, AUTH_DEFAULTS, DEFAULT_REGION, MEMORY_MB, ON_DEMAND_TABLE } from './common';
+import { ALARM_DEFAULTS, AUTH_DEFAULTS, DEFAULT_REGION, MAIL_RULE_DEFAULTS, MEMORY_MB, ON_DEMAND_TABLE } from './common';
 import { StageSettings } from './types';
 
 /**
@@ -14,11 +14,19 @@ export const prod: StageSettings = {
   table: { ...ON_DEMAND_TABLE, deletionProtection: true },
   keys: { rotationDays: 30 },
   auth: AUTH_DEFAULTS,
+  mail: {
+    ...MAIL_RULE_DEFAULTS,
+    senderDomain: 'auth.example.com',
+    fromName: 'keygate',
+    fromLocalPart: 'no-reply',
+    appUrl: 'https://app.example.com',
+  },
   functions: {
     architecture: 'X86_64',
     memoryMb: MEMORY_MB,
     timeoutSeconds: 10,
     rotationTimeoutSeconds: 60,
+    mailerTimeoutSeconds: 30,
     logLevel: 'info',
   },
   api: {

@@ -17,13 +17,15 @@ export const FUNCTION_NAMES = [
   'logout-all',
   'change-password',
   'me',
+  'account-email',
   'well-known',
+  'mailer',
   'rotate-keys',
 ] as const;
 export type FunctionName = (typeof FUNCTION_NAMES)[number];
 
-/** The functions behind the API (every function but the rotation function). */
-export type ApiFunctionName = Exclude<FunctionName, 'rotate-keys'>;
+/** The functions behind the API (every function but the stream-triggered mailer and the rotation function). */
+export type ApiFunctionName = Exclude<FunctionName, 'mailer' | 'rotate-keys'>;
 
 /** Functions that can carry provisioned concurrency on their `live` alias. */
 export type WarmFunctionName = 'login' | 'refresh';
@@ -109,6 +111,8 @@ export interface FunctionSettings {
   readonly timeoutSeconds: number;
   /** Timeout of rotate-keys (key generation plus four Secrets Manager calls). */
   readonly rotationTimeoutSeconds: number;
+  /** Timeout of the mailer: one batch of the table's stream, an SES call and a delete per mail. */
+  readonly mailerTimeoutSeconds: number;
   /** RUST_LOG. */
   readonly logLevel: string;
 }
@@ -221,6 +225,49 @@ export interface AlarmThresholds {
   readonly lambdaThrottlesPer5Minutes: number;
   /** DynamoDB throttled requests per 5 minutes. */
   readonly dynamoThrottlesPer5Minutes: number;
+  /**
+   * SES account bounce rate (Reputation.BounceRate), in percent of sent mail. SES reviews an
+   * account at 5% and may pause its sending at 10%, so alarm below that.
+   */
+  readonly sesBounceRatePercent: number;
+  /** SES account complaint rate (Reputation.ComplaintRate), in percent; SES reviews at 0.1%, pauses at 0.5%. */
+  readonly sesComplaintRatePercent: number;
+  /** Age of the oldest stream record the mailer has not finished, in seconds (mail delayed that long). */
+  readonly mailerIteratorAgeSeconds: number;
+  /**
+   * Mails the mailer dropped per 5 minutes (`MailDropped`: SES refused them for good, e.g. a sandbox
+   * recipient that is not verified, or they could not be opened).
+   */
+  readonly mailDroppedPer5Minutes: number;
+}
+
+/**
+ * The stage's mail: who sends it (the SES domain identity and the sender) and the account rules
+ * the API functions apply. The fields from appUrl on are settings of cdk/contract.json, passed
+ * under the variable of the setting whose flag is their name in kebab-case, checked against its range.
+ */
+export interface MailSettings {
+  /** Domain of the stage's SES identity (DKIM CNAMEs published in its DNS zone), e.g. dev.auth.example.com. */
+  readonly senderDomain: string;
+  /** Display name of the sender. */
+  readonly fromName: string;
+  /** Local part of the sender address; KEYGATE_MAIL_FROM is `fromName <fromLocalPart@senderDomain>`. */
+  readonly fromLocalPart: string;
+  /**
+   * A subdomain of senderDomain to use as the MAIL FROM (Return-Path) domain, so SPF aligns with
+   * the sender for DMARC; its MX and SPF records are stack outputs. Undefined: SES's own
+   * amazonses.com MAIL FROM (DKIM alone aligns).
+   */
+  readonly customMailFromDomain?: string;
+  /** https base URL of the app whose /verify-email and /reset-password pages the links in mails open. */
+  readonly appUrl: string;
+  /** Refuse logins of accounts whose email is not verified (403 email-not-verified). */
+  readonly requireVerifiedEmail: boolean;
+  readonly emailVerificationTtlSeconds: number;
+  /** Also the mailer's maximum record age: a reset mail older than this is useless. */
+  readonly passwordResetTtlSeconds: number;
+  readonly emailCooldownSeconds: number;
+  readonly emailHourlyCap: number;
 }
 
 export interface ObservabilitySettings {
@@ -244,6 +291,7 @@ export interface StageSettings {
   readonly table: TableSettings;
   readonly keys: KeySettings;
   readonly auth: AuthSettings;
+  readonly mail: MailSettings;
   readonly functions: FunctionSettings;
   readonly api: ApiSettings;
   readonly waf: WafSettings;

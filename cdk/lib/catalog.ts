@@ -53,11 +53,20 @@ export interface FunctionSpec {
 }
 
 /**
- * Hashing a password makes a route expensive; one that signs tokens from a credential without a
- * hash (refresh) is the token class; the rest are light.
+ * The endpoints that queue a mail to an address the caller names, on every call that passes the
+ * per-account cooldown: each costs an SES send and, aimed at addresses that bounce, the account's
+ * sending reputation. The contract does not flag them (it flags hashing), so they are named here
+ * and checked against it. register mails too (the notice to the owner of a taken address) but
+ * hashes anyway.
+ */
+export const MAIL_SENDING_ENDPOINTS: readonly string[] = ['email_verification', 'password_forgot'];
+
+/**
+ * Hashing a password or sending a mail makes a route expensive; one that signs tokens from a
+ * credential without a hash (refresh) is the token class; the rest are light.
  */
 function exposureOf(endpoint: ContractEndpoint): RouteExposure {
-  if (endpoint.hashes_password) {
+  if (endpoint.hashes_password || MAIL_SENDING_ENDPOINTS.includes(endpoint.name)) {
     return 'expensive';
   }
   return endpoint.keys === 'private' ? 'token' : 'light';
@@ -80,12 +89,18 @@ function specs(): Record<FunctionName, FunctionSpec> {
   if (names.join() !== FUNCTION_NAMES.join()) {
     throw new Error(`cdk/contract.json lists the functions ${names.join(', ')}; cdk/config/types.ts FUNCTION_NAMES has ${FUNCTION_NAMES.join(', ')}`);
   }
+  const endpoints = CONTRACT.functions.flatMap((f) => f.endpoints.map((e) => e.name));
+  for (const name of MAIL_SENDING_ENDPOINTS) {
+    if (!endpoints.includes(name)) {
+      throw new Error(`cdk/lib/catalog.ts MAIL_SENDING_ENDPOINTS names ${name}, which cdk/contract.json does not list`);
+    }
+  }
   return Object.fromEntries(CONTRACT.functions.map((f) => [f.name, spec(f)])) as Record<FunctionName, FunctionSpec>;
 }
 
 export const FUNCTION_SPECS: Readonly<Record<FunctionName, FunctionSpec>> = specs();
 
-/** The functions behind the API: every function with an endpoint (all but rotate-keys). */
+/** The functions behind the API: every function with an endpoint (all but mailer and rotate-keys). */
 export const API_FUNCTIONS: readonly ApiFunctionName[] = FUNCTION_NAMES.filter((n): n is ApiFunctionName => FUNCTION_SPECS[n].routes.length > 0);
 
 /**

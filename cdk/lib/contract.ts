@@ -6,7 +6,7 @@ import contractJson from '../contract.json';
  * The CDK takes routes, grants, environment names and metric names from here only.
  */
 
-export type DynamoCall = 'GetItem' | 'PutItem' | 'UpdateItem' | 'Query' | 'BatchWriteItem' | 'TransactWriteItems';
+export type DynamoCall = 'GetItem' | 'PutItem' | 'UpdateItem' | 'DeleteItem' | 'Query' | 'BatchWriteItem' | 'TransactWriteItems';
 export type EndpointKeys = 'none' | 'public' | 'private';
 
 export interface ContractEndpoint {
@@ -30,8 +30,11 @@ export interface ContractFunction {
 }
 
 export interface ContractSetting {
-  /** 'core': every function and the local server; 'aws': the AWS adapters; 'lambda': the Lambda shell. */
-  readonly scope: 'core' | 'aws' | 'lambda';
+  /**
+   * 'core': every function and the local server; 'mail': the mail senders (the mailer, the local
+   * server); 'aws': the AWS adapters; 'lambda': the Lambda shell.
+   */
+  readonly scope: 'core' | 'mail' | 'aws' | 'lambda';
   readonly env: string;
   /** The local server's flag; its camelCase form names the CDK value that sets it. */
   readonly flag: string;

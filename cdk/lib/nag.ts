@@ -21,7 +21,7 @@ export function acknowledgeServerKey(secret: IConstruct): void {
   ack(
     secret,
     'AwsSolutions-SMG4',
-    'The server key keys the audit email hashes (and, later, email codes); rotating it would make hashes logged before and after unrelatable, so it is replaced deliberately rather than on a schedule. It is encrypted with the customer-managed key and readable only by the functions that emit audit events.',
+    'The server key keys the audit email hashes, the HMAC of the mailed codes and the seal of the mail outbox; rotating it would make hashes logged before and after unrelatable and void every live code and queued mail, so it is replaced deliberately rather than on a schedule. It is encrypted with the customer-managed key and readable only by the functions with table access (those that emit audit events, check codes or deliver mail).',
   );
 }
 
@@ -43,8 +43,17 @@ export function acknowledgePublicKeySecret(secret: IConstruct): void {
   );
 }
 
+/** The mailer's dead-letter queue (the on-failure destination of its stream mapping). */
+export function acknowledgeMailDeadLetterQueue(queue: IConstruct): void {
+  ack(
+    queue,
+    'AwsSolutions-SQS3',
+    'This queue is itself the dead-letter queue: the on-failure destination of the mailer\'s stream mapping, which Lambda writes the coordinates of failed batches to; an alarm fires on its first message and an operator reads it, so there is nothing to redrive it to.',
+  );
+}
+
 const PUBLIC_API_REASON =
-  'keygate is the token issuer: register, login, refresh, logout and the JWKS/discovery documents must be callable without a prior credential, and the bearer-protected routes (me, logout-all, password) verify the access token in the function (signature against the JWKS, iss, aud, exp, revokedBefore watermark), which a gateway authorizer cannot do for its own issuer.';
+  'keygate is the token issuer: register, login, refresh, logout, email verification, password reset and the JWKS/discovery documents must be callable without a prior credential, and the bearer-protected routes (me, logout-all, password) verify the access token in the function (signature against the JWKS, iss, aud, exp, revokedBefore watermark), which a gateway authorizer cannot do for its own issuer.';
 
 /** A public method of the authentication API (REST). */
 export function acknowledgeAuthMethod(method: apigateway.Method): void {

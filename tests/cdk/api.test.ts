@@ -65,6 +65,15 @@ describe('REST API', () => {
     expect(r['POST /oauth/revoke']).toMatch(/^Concurrencylogoutlive/);
     expect(r['GET /.well-known/oauth-authorization-server']).toMatch(/^Concurrencywellknownlive/);
     expect(EXPOSURE['POST /oauth/token']).toBe('token');
+    // account-email: the two routes that mail an address the caller names are expensive like the
+    // reset, which hashes; checking a code is not.
+    for (const path of ['/auth/email/verification', '/auth/email/verify', '/auth/password/forgot', '/auth/password/reset']) {
+      expect(r[`POST ${path}`]).toMatch(/^Concurrencyaccountemaillive/);
+    }
+    expect(EXPOSURE['POST /auth/email/verification']).toBe('expensive');
+    expect(EXPOSURE['POST /auth/password/forgot']).toBe('expensive');
+    expect(EXPOSURE['POST /auth/password/reset']).toBe('expensive');
+    expect(EXPOSURE['POST /auth/email/verify']).toBe('light');
     template.allResourcesProperties('AWS::ApiGateway::Method', {
       Integration: Match.objectLike({ Type: Match.stringLikeRegexp('AWS_PROXY|MOCK') }),
     });
@@ -134,7 +143,8 @@ describe('REST API', () => {
 
   test('request validation of JSON bodies with models on the POST routes that take one', () => {
     template.hasResourceProperties('AWS::ApiGateway::RequestValidator', { ValidateRequestBody: true, ValidateRequestParameters: true });
-    template.resourceCountIs('AWS::ApiGateway::Model', 5);
+    // register, login, refresh, logout, password, and account-email's four.
+    template.resourceCountIs('AWS::ApiGateway::Model', 9);
     template.hasResourceProperties('AWS::ApiGateway::Model', {
       ContentType: 'application/json',
       Schema: Match.objectLike({ type: 'object', required: ['email', 'password'] }),
@@ -143,7 +153,16 @@ describe('REST API', () => {
     for (const m of methods) {
       expect(m.Properties!.RequestValidatorId).toBeDefined();
     }
-    expect(methods.filter((m) => m.Properties!.RequestModels).length).toBe(5);
+    expect(methods.filter((m) => m.Properties!.RequestModels).length).toBe(9);
+  });
+
+  test('account-email bodies: an email; a token or an email and code (none required); a new password', () => {
+    const model = (name: string) => Object.values(resourcesOfType(template, 'AWS::ApiGateway::Model')).find((m) => m.Properties!.Name === name)!.Properties!.Schema;
+    const str = { type: 'string' };
+    expect(model('AuthEmailVerification')).toMatchObject({ type: 'object', required: ['email'], properties: { email: str } });
+    expect(model('AuthPasswordForgot')).toMatchObject({ type: 'object', required: ['email'], properties: { email: str } });
+    expect(model('AuthEmailVerify')).toMatchObject({ type: 'object', required: [], properties: { token: str, email: str, code: str } });
+    expect(model('AuthPasswordReset')).toMatchObject({ type: 'object', required: ['new_password'], properties: { token: str, email: str, code: str, new_password: str } });
   });
 
   test('the request models are the JSON request bodies of the OpenAPI document', () => {
@@ -156,7 +175,8 @@ describe('REST API', () => {
       const ref: string = op.requestBody.content['application/json'].schema.$ref;
       const schema = doc.components.schemas[ref.split('/').pop()!];
       const model = REQUEST_MODELS[op.operationId];
-      expect(model.required).toEqual(schema.required);
+      // A body whose members are all optional (email_verify) has no `required` in the document.
+      expect(model.required).toEqual(schema.required ?? []);
       expect(Object.keys(model.properties!)).toEqual(Object.keys(schema.properties));
     }
     // Rendered into the template for a route, e.g. login's optional device token.
@@ -186,10 +206,10 @@ describe('REST API', () => {
 
   test('aliases may be invoked by this API only, per method', () => {
     const perms = Object.values(resourcesOfType(template, 'AWS::Lambda::Permission')).filter((p) => p.Properties!.Principal === 'apigateway.amazonaws.com');
-    // One per route of the contract (13: keygate's JSON routes, the OAuth token and revocation
-    // endpoints, the three well-known documents, the OpenAPI document).
+    // One per route of the contract (17: keygate's JSON routes, account-email's four, the OAuth
+    // token and revocation endpoints, the three well-known documents, the OpenAPI document).
     expect(perms).toHaveLength(apiRoutes().length);
-    expect(perms).toHaveLength(13);
+    expect(perms).toHaveLength(17);
     for (const p of perms) {
       expect(JSON.stringify(p.Properties!.SourceArn)).not.toContain('test-invoke-stage');
     }

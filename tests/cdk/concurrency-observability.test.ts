@@ -1,11 +1,15 @@
 import { Match } from 'aws-cdk-lib/assertions';
+import { FUNCTION_NAMES } from '../../cdk/config';
+import { API_FUNCTIONS } from '../../cdk/lib/catalog';
 import { logicalId, resourcesOfType, stageTemplate } from './helpers';
 
 describe('live aliases and provisioned concurrency', () => {
-  test('every API function has a live alias; rotate-keys does not need one', () => {
+  test('every API function has a live alias; the mailer and rotate-keys do not need one', () => {
     const { template } = stageTemplate('dev');
     const aliases = Object.values(resourcesOfType(template, 'AWS::Lambda::Alias'));
-    expect(aliases).toHaveLength(8);
+    expect(aliases).toHaveLength(API_FUNCTIONS.length);
+    expect(API_FUNCTIONS).toHaveLength(9);
+    expect(API_FUNCTIONS).not.toContain('mailer');
     for (const a of aliases) {
       expect(a.Properties!.Name).toBe('live');
       expect(a.Properties!.FunctionVersion).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/CurrentVersion/), 'Version'] });
@@ -80,7 +84,7 @@ describe('observability', () => {
   };
 
   test('every alarm notifies the topic', () => {
-    const topicId = logicalId(template, 'AWS::SNS::Topic', '');
+    const topicId = logicalId(template, 'AWS::SNS::Topic', 'ObservabilityAlarmTopic');
     for (const a of Object.values(resourcesOfType(template, 'AWS::CloudWatch::Alarm'))) {
       expect(a.Properties!.AlarmActions).toEqual([{ Ref: topicId }]);
     }
@@ -108,28 +112,68 @@ describe('observability', () => {
     expect(names).toEqual(['ReadThrottleEvents', 'WriteThrottleEvents']);
   });
 
-  test('errors and throttles for each of the nine functions', () => {
-    for (const fn of ['register', 'login', 'refresh', 'logout', 'logout-all', 'change-password', 'me', 'well-known', 'rotate-keys']) {
+  test('errors and throttles for each of the eleven functions', () => {
+    expect(FUNCTION_NAMES).toHaveLength(11);
+    for (const fn of FUNCTION_NAMES) {
       expect(alarm(`${fn}-errors`)).toMatchObject({ MetricName: 'Errors', Namespace: 'AWS/Lambda' });
       expect(alarm(`${fn}-throttles`)).toMatchObject({ MetricName: 'Throttles', Namespace: 'AWS/Lambda' });
     }
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 5 + 18);
+    // 5 API, EMF and table alarms, 5 mail alarms, 2 per function.
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 5 + 5 + 2 * FUNCTION_NAMES.length);
+  });
+
+  test('mail: a message in the dead-letter queue, the mailer behind its stream, the SES reputation rates', () => {
+    const queueId = logicalId(template, 'AWS::SQS::Queue', 'OutboxDeadLetterQueue');
+    expect(alarm('mail-dead-letters')).toMatchObject({
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queueId, 'QueueName'] } }],
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+    });
+    const mailerId = logicalId(template, 'AWS::Lambda::Function', 'FunctionsMailerFunction');
+    expect(alarm('mailer-iterator-age')).toMatchObject({
+      Namespace: 'AWS/Lambda',
+      MetricName: 'IteratorAge',
+      Statistic: 'Maximum',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: mailerId } }],
+      Threshold: 300_000,
+    });
+    // Account-level rates (no dimension), as fractions: 2% and 0.05%.
+    expect(alarm('ses-bounce-rate')).toMatchObject({ Namespace: 'AWS/SES', MetricName: 'Reputation.BounceRate', Statistic: 'Maximum', Threshold: 0.02, Period: 3600 });
+    expect(alarm('ses-complaint-rate')).toMatchObject({ Namespace: 'AWS/SES', MetricName: 'Reputation.ComplaintRate', Threshold: 0.0005 });
+    expect(alarm('ses-bounce-rate').Dimensions).toBeUndefined();
+    expect(alarm('mail-dropped')).toMatchObject({ MetricName: 'MailDropped', Statistic: 'Sum', Threshold: 5 });
   });
 
   test('one dashboard with the same signals', () => {
     template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
     const body = JSON.stringify(Object.values(resourcesOfType(template, 'AWS::CloudWatch::Dashboard'))[0].Properties!.DashboardBody);
-    for (const signal of ['5XXError', 'Latency', 'LoginFailed', 'RefreshReuseDetected', 'ReadThrottleEvents', 'Errors', 'Throttles']) {
+    for (const signal of ['5XXError', 'Latency', 'LoginFailed', 'RefreshReuseDetected', 'ReadThrottleEvents', 'Errors', 'Throttles', 'MailQueued', 'MailSuppressed', 'PasswordResetCompleted', 'IteratorAge', 'Reputation.BounceRate']) {
       expect(body).toContain(signal);
     }
   });
 });
 
 describe('outputs', () => {
-  test('ApiUrl, JwksUrl, Issuer, TableName', () => {
+  test('ApiUrl, JwksUrl, Issuer, TableName, the DKIM records, the mail topic and dead-letter queue', () => {
     const { template } = stageTemplate('dev');
     const outputs = template.findOutputs('*');
-    expect(Object.keys(outputs).sort()).toEqual(['ApiUrl', 'Issuer', 'JwksUrl', 'TableName']);
+    expect(Object.keys(outputs).sort()).toEqual([
+      'ApiUrl',
+      'Issuer',
+      'JwksUrl',
+      'MailDeadLetterQueueUrl',
+      'MailDkimRecord1',
+      'MailDkimRecord2',
+      'MailDkimRecord3',
+      'MailEventsTopicArn',
+      'TableName',
+    ]);
+    const identityId = logicalId(template, 'AWS::SES::EmailIdentity', 'MailIdentity');
+    expect(outputs.MailDkimRecord1.Value).toEqual({
+      'Fn::Join': [' ', [{ 'Fn::GetAtt': [identityId, 'DkimDNSTokenName1'] }, 'CNAME', { 'Fn::GetAtt': [identityId, 'DkimDNSTokenValue1'] }]],
+    });
     const tableId = logicalId(template, 'AWS::DynamoDB::Table', 'DataTable');
     expect(outputs.TableName.Value).toEqual({ Ref: tableId });
     expect(JSON.stringify(outputs.JwksUrl.Value)).toContain('/.well-known/jwks.json');
@@ -140,6 +184,11 @@ describe('outputs', () => {
     const { customTemplate } = require('./helpers') as typeof import('./helpers');
     const t = customTemplate('prod', (s) => ({ ...s, auth: { ...s.auth, issuer: 'https://auth.example.com' } }));
     expect(t.findOutputs('Issuer').Issuer.Value).toBe('https://auth.example.com');
-    t.allResourcesProperties('AWS::Lambda::Function', { Environment: { Variables: Match.objectLike({ KEYGATE_ISSUER: 'https://auth.example.com' }) } });
+    // Every function that reads the issuer (all but the mailer, which signs and verifies nothing).
+    const fns = Object.values(t.findResources('AWS::Lambda::Function')).filter((f) => f.Properties.Environment.Variables.KEYGATE_FUNCTION !== 'mailer');
+    expect(fns).toHaveLength(10);
+    for (const f of fns) {
+      expect(f.Properties.Environment.Variables.KEYGATE_ISSUER).toBe('https://auth.example.com');
+    }
   });
 });

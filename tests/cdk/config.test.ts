@@ -1,4 +1,4 @@
-import { ROUTE_EXPOSURES, STAGE_NAMES, StageSettings, ThrottleLimits, allStageSettings, metricsNamespace, pipelineSettings, pipelineStageSettings, stageSettings, validateStageSettings } from '../../cdk/config';
+import { ROUTE_EXPOSURES, STAGE_NAMES, mailFrom, StageSettings, ThrottleLimits, allStageSettings, metricsNamespace, pipelineSettings, pipelineStageSettings, stageSettings, validateStageSettings } from '../../cdk/config';
 import { validationOverrides } from './helpers';
 
 describe('stage settings', () => {
@@ -58,8 +58,64 @@ describe('stage settings', () => {
     ['a malformed account', { target: { account: '12', region: 'us-east-1' } }],
     ['an API function timeout above 29 s', { functions: { ...stageSettings('dev').functions, timeoutSeconds: 30 } }],
     ['an API kind API Gateway does not have', { api: { ...stageSettings('dev').api, kind: 'websocket' as 'rest' } }],
+    ['a mailer timeout above 900 s', { functions: { ...stageSettings('dev').functions, mailerTimeoutSeconds: 901 } }],
   ])('refuses %s', (_what, change) => {
     expect(() => validateStageSettings({ ...stageSettings('dev'), ...change })).toThrow(/invalid settings/);
+  });
+});
+
+describe('mail settings', () => {
+  const dev = stageSettings('dev');
+  const withMail = (change: Partial<StageSettings['mail']>): StageSettings => ({ ...dev, mail: { ...dev.mail, ...change } });
+  const withAlarms = (change: Partial<StageSettings['observability']['alarms']>): StageSettings => ({
+    ...dev,
+    observability: { ...dev.observability, alarms: { ...dev.observability.alarms, ...change } },
+  });
+
+  test('every stage sends from its own domain, links to an https app, and requires verified email', () => {
+    const stages = allStageSettings();
+    for (const s of stages) {
+      expect(s.mail.appUrl).toMatch(/^https:\/\//);
+      expect(s.mail.requireVerifiedEmail).toBe(true);
+      expect(mailFrom(s.mail)).toBe(`keygate <no-reply@${s.mail.senderDomain}>`);
+    }
+    expect(new Set(stages.map((s) => s.mail.senderDomain)).size).toBe(stages.length);
+    expect(stageSettings('prod').mail.senderDomain).toBe('auth.example.com');
+  });
+
+  test.each([
+    ['a sender domain with one label', { senderDomain: 'localhost' }],
+    ['a sender domain in upper case', { senderDomain: 'Auth.Example.com' }],
+    ['a sender domain with a scheme', { senderDomain: 'https://auth.example.com' }],
+    ['a sender domain with a trailing dot', { senderDomain: 'auth.example.com.' }],
+    ['a local part with an @', { fromLocalPart: 'no-reply@evil.example' }],
+    ['a from name with an angle bracket', { fromName: 'keygate <admin@evil.example>' }],
+    ['a from name with a line break', { fromName: 'keygate\r\nBcc: x@evil.example' }],
+    ['an empty from name', { fromName: ' ' }],
+    ['an http app URL', { appUrl: 'http://app.example.com' }],
+    ['an app URL with a trailing slash', { appUrl: 'https://app.example.com/' }],
+    ['an app URL with a query', { appUrl: 'https://app.example.com/?x=1' }],
+    ['a reset TTL below the contract minimum', { passwordResetTtlSeconds: 299 }],
+    ['a reset TTL above the contract maximum', { passwordResetTtlSeconds: 3601 }],
+    ['an hourly cap of 0', { emailHourlyCap: 0 }],
+    ['a fractional cooldown', { emailCooldownSeconds: 1.5 }],
+    ['a custom MAIL FROM domain outside the sender domain', { customMailFromDomain: 'bounce.example.org' }],
+    ['the sender domain itself as custom MAIL FROM domain', { customMailFromDomain: 'dev.auth.example.com' }],
+  ])('refuses %s', (_what, change) => {
+    expect(() => validateStageSettings(withMail(change as Partial<StageSettings['mail']>))).toThrow(/invalid settings/);
+  });
+
+  test('accepts an app URL with a path and a port, and a subdomain sender', () => {
+    expect(() => validateStageSettings(withMail({ appUrl: 'https://example.com:8443/app', senderDomain: 'mail.dev.example.co.uk' }))).not.toThrow();
+  });
+
+  test.each([
+    ['a bounce-rate alarm at the review threshold', { sesBounceRatePercent: 5 }],
+    ['a complaint-rate alarm at the review threshold', { sesComplaintRatePercent: 0.1 }],
+    ['a zero bounce-rate alarm', { sesBounceRatePercent: 0 }],
+    ['an iterator-age alarm under a minute', { mailerIteratorAgeSeconds: 30 }],
+  ])('refuses %s', (_what, change) => {
+    expect(() => validateStageSettings(withAlarms(change))).toThrow(/invalid settings/);
   });
 });
 

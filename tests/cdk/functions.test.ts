@@ -12,7 +12,9 @@ const PASCAL: Record<FunctionName, string> = {
   'logout-all': 'LogoutAll',
   'change-password': 'ChangePassword',
   me: 'Me',
+  'account-email': 'AccountEmail',
   'well-known': 'WellKnown',
+  mailer: 'Mailer',
   'rotate-keys': 'RotateKeys',
 };
 
@@ -53,7 +55,7 @@ describe('functions', () => {
   const { template } = stageTemplate('dev');
   const dev = stageSettings('dev');
 
-  test('nine functions, one per binary, all provided.al2023 on x86_64 with active tracing', () => {
+  test('eleven functions, one binary, all provided.al2023 on x86_64 with active tracing', () => {
     template.resourceCountIs('AWS::Lambda::Function', FUNCTION_NAMES.length);
     for (const name of FUNCTION_NAMES) {
       const p = fn(template, name);
@@ -85,7 +87,7 @@ describe('functions', () => {
     const signs = ['login', 'refresh', 'change-password', 'rotate-keys'];
     // logout verifies the access tokens /oauth/revoke denies.
     const readsPublic = ['me', 'logout-all', 'logout', 'well-known', 'rotate-keys'];
-    for (const name of FUNCTION_NAMES) {
+    for (const name of FUNCTION_NAMES.filter((n) => n !== 'mailer')) {
       const env = fn(template, name).Environment.Variables;
       // A function is told the name of the key secrets it may read, and only those.
       expect(env.KEYGATE_KEYS_SECRET_ID).toEqual(signs.includes(name) ? { Ref: secretId } : undefined);
@@ -108,7 +110,37 @@ describe('functions', () => {
       } else {
         expect(env.KEYGATE_TABLE_NAME).toEqual({ Ref: tableId });
       }
+      // The account rules of mail reach every API function (login refuses unverified accounts,
+      // register mails the owner of a taken address), and the sender none of them.
+      const api = FUNCTION_SPECS[name].routes.length > 0;
+      expect(env.KEYGATE_APP_URL).toBe(api ? 'https://dev.app.example.com' : undefined);
+      expect(env.KEYGATE_REQUIRE_VERIFIED_EMAIL).toBe(api ? 'true' : undefined);
+      expect(env.KEYGATE_EMAIL_VERIFICATION_TTL_SECONDS).toBe(api ? '86400' : undefined);
+      expect(env.KEYGATE_PASSWORD_RESET_TTL_SECONDS).toBe(api ? '900' : undefined);
+      expect(env.KEYGATE_EMAIL_COOLDOWN_SECONDS).toBe(api ? '60' : undefined);
+      expect(env.KEYGATE_EMAIL_HOURLY_CAP).toBe(api ? '5' : undefined);
+      expect(env.KEYGATE_MAIL_FROM).toBeUndefined();
+      expect(env.KEYGATE_SES_CONFIGURATION_SET).toBeUndefined();
     }
+  });
+
+  test('the mailer is told its table, server key, sender, configuration set and namespace, and nothing of the token policy', () => {
+    const tableId = logicalId(template, 'AWS::DynamoDB::Table', 'DataTable');
+    const serverKeyId = logicalId(template, 'AWS::SecretsManager::Secret', 'KeysServerKey');
+    const setId = logicalId(template, 'AWS::SES::ConfigurationSet', 'MailConfigurationSet');
+    expect(fn(template, 'mailer').Environment.Variables).toEqual({
+      KEYGATE_FUNCTION: 'mailer',
+      KEYGATE_TABLE_NAME: { Ref: tableId },
+      KEYGATE_SERVER_KEY_SECRET_ID: { Ref: serverKeyId },
+      KEYGATE_METRICS_NAMESPACE: 'Keygate/dev',
+      KEYGATE_MAIL_FROM: 'keygate <no-reply@dev.auth.example.com>',
+      KEYGATE_SES_CONFIGURATION_SET: { Ref: setId },
+      RUST_LOG: dev.functions.logLevel,
+    });
+    expect(fn(template, 'mailer').Timeout).toBe(dev.functions.mailerTimeoutSeconds);
+    expect(fn(template, 'account-email').Timeout).toBe(dev.functions.timeoutSeconds);
+    expect(fn(template, 'account-email').MemorySize).toBe(1024);
+    expect(fn(template, 'mailer').MemorySize).toBe(256);
   });
 
   test('the issuer is the API base URL built from the API id, region and stage (no cycle)', () => {
@@ -121,7 +153,8 @@ describe('functions', () => {
   test.each(FUNCTION_NAMES.filter((n) => FUNCTION_SPECS[n].tableAccess))('%s: exactly the table actions of the contract', (name) => {
     const tableId = logicalId(template, 'AWS::DynamoDB::Table', 'DataTable');
     const expected: Record<string, { table: string[]; index: string[] }> = {
-      register: { table: ['dynamodb:PutItem'], index: [] },
+      // TransactWriteItems: the user with its email lock, or the notice to the owner of a taken address.
+      register: { table: ['dynamodb:ConditionCheckItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], index: [] },
       login: { table: ['dynamodb:ConditionCheckItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], index: [] },
       refresh: {
         table: ['dynamodb:BatchWriteItem', 'dynamodb:ConditionCheckItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
@@ -135,14 +168,18 @@ describe('functions', () => {
         index: ['dynamodb:Query'],
       },
       me: { table: ['dynamodb:GetItem'], index: ['dynamodb:Query'] },
+      'account-email': { table: ['dynamodb:ConditionCheckItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], index: [] },
+      // The mailer removes what it sent; it reads the outbox from the stream, not the table.
+      mailer: { table: ['dynamodb:DeleteItem'], index: [] },
     };
     const stmts = statements(template, name);
     expect(actionsOn(stmts, isTable(tableId))).toEqual(expected[name].table);
     expect(actionsOn(stmts, isIndex(tableId))).toEqual(expected[name].index);
-    // No statement reaches DynamoDB on anything but this table and its index.
+    // No statement reaches DynamoDB on anything but this table and its index (the mailer: and its stream).
+    const isStream = (r: any) => name === 'mailer' && JSON.stringify(r) === JSON.stringify({ 'Fn::GetAtt': [tableId, 'StreamArn'] });
     for (const s of stmts) {
       if (([] as string[]).concat(s.Action).some((a) => a.startsWith('dynamodb:'))) {
-        expect(([] as any[]).concat(s.Resource).every((r) => isTable(tableId)(r) || isIndex(tableId)(r))).toBe(true);
+        expect(([] as any[]).concat(s.Resource).every((r) => isTable(tableId)(r) || isIndex(tableId)(r) || isStream(r))).toBe(true);
       }
     }
   });

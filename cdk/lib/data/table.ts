@@ -13,8 +13,9 @@ export interface KeygateTableProps {
 
 /**
  * The single keygate table: users and refresh tokens (pk/sk), TTL on expiresAt, one sparse
- * KEYS_ONLY index byUserId. On demand by default; provisioned with target-tracking auto scaling
- * when the stage asks for it.
+ * KEYS_ONLY index byUserId, and a NEW_IMAGE stream: the mailer reads the outbox inserts from it
+ * (cdk/lib/mail/outbox-delivery.ts). On demand by default; provisioned with target-tracking auto
+ * scaling when the stage asks for it.
  */
 export class KeygateTable extends Construct {
   readonly table: dynamodb.Table;
@@ -41,6 +42,8 @@ export class KeygateTable extends Construct {
       partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
       timeToLiveAttribute: TTL_ATTRIBUTE,
+      // NEW_IMAGE: an outbox insert carries the sealed mail itself; no old images are needed.
+      stream: dynamodb.StreamViewType.NEW_IMAGE,
       billingMode: provisioned ? dynamodb.BillingMode.PROVISIONED : dynamodb.BillingMode.PAY_PER_REQUEST,
       readCapacity: provisioned?.read.min,
       writeCapacity: provisioned?.write.min,

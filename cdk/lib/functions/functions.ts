@@ -1,11 +1,12 @@
 import { Aws, Duration } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { FUNCTION_NAMES, FunctionName, StageSettings, metricsNamespace } from '../../config';
+import { FUNCTION_NAMES, FunctionName, StageSettings, mailFrom, metricsNamespace } from '../../config';
 import { FUNCTION_SPECS, KeyAccess, iamActionsFor, keyAccessUnder } from '../catalog';
 import { environmentFor } from '../contract';
 import { KeygateTable } from '../data/table';
 import { SigningKeys } from '../keys/signing-keys';
+import { MailIdentity } from '../mail/ses';
 import { KeygateFunction } from './rust-function';
 
 export interface KeygateFunctionsProps {
@@ -13,6 +14,8 @@ export interface KeygateFunctionsProps {
   readonly manifestPath: string;
   readonly table: KeygateTable;
   readonly keys: SigningKeys;
+  /** The SES identity and configuration set the mailer sends with. */
+  readonly mail: MailIdentity;
   /** The issuer setting's value (a plain string: must not reference the API's deployment stage). */
   readonly issuer: string;
 }
@@ -42,9 +45,37 @@ export function baseEnvironment(settings: StageSettings, issuer: string): Record
 }
 
 /**
+ * The account rules of mail every API function applies (app URL of the links, verified-email
+ * requirement, code lifetimes, cooldown and cap): the stage's mail values that are contract settings.
+ */
+export function mailRulesEnvironment(settings: StageSettings): Record<string, string> {
+  const { senderDomain: _domain, fromName: _name, fromLocalPart: _local, customMailFromDomain: _mailFrom, ...rules } = settings.mail;
+  return environmentFor(rules);
+}
+
+/**
+ * The mailer's whole environment: it reads only its table, the server key the outbox is sealed
+ * under, the sender and configuration set, and the metrics namespace (keygate_lambda::shell::run_mailer),
+ * so it is told nothing of the token policy.
+ */
+export function mailerEnvironment(settings: StageSettings, table: KeygateTable, keys: SigningKeys, mail: MailIdentity): Record<string, string> {
+  return {
+    ...environmentFor({
+      tableName: table.table.tableName,
+      serverKeySecretId: keys.serverKey.secretArn,
+      metricsNamespace: metricsNamespace(settings.stageName),
+      mailFrom: mailFrom(settings.mail),
+      sesConfigurationSet: mail.configurationSet.configurationSetName,
+    }),
+    RUST_LOG: settings.functions.logLevel,
+  };
+}
+
+/**
  * Every keygate function, each with exactly the table calls the contract lists for it and read
  * access to the key secret its catalog `keys` names (none for register and logout); rotate-keys
- * gets the rotation permissions instead.
+ * gets the rotation permissions instead, and the mailer alone may send mail (as the stage's SES
+ * identity, with its configuration set).
  */
 export class KeygateFunctions extends Construct {
   readonly byName: Readonly<Record<FunctionName, KeygateFunction>>;
@@ -53,23 +84,29 @@ export class KeygateFunctions extends Construct {
     super(scope, id);
     const { settings, table, keys } = props;
     const env = baseEnvironment(settings, props.issuer);
+    const apiEnv = mailRulesEnvironment(settings);
     const byName = {} as Record<FunctionName, KeygateFunction>;
 
     for (const name of FUNCTION_NAMES) {
       const spec = FUNCTION_SPECS[name];
       const access = keyAccessUnder(spec.keys, settings.auth.signingAlg);
-      const environment: Record<string, string> = { ...env, ...keyEnvironment(access, keys) };
-      // The functions with table access are the ones that emit audit events (the Rust shell reads
-      // the server key exactly when it has a table).
-      if (spec.tableAccess) {
-        Object.assign(environment, environmentFor({ tableName: table.table.tableName, serverKeySecretId: keys.serverKey.secretArn }));
+      let environment: Record<string, string>;
+      if (name === 'mailer') {
+        environment = mailerEnvironment(settings, table, keys, props.mail);
+      } else {
+        environment = { ...env, ...(spec.routes.length > 0 ? apiEnv : {}), ...keyEnvironment(access, keys) };
+        // The functions with table access are the ones that emit audit events (the Rust shell reads
+        // the server key exactly when it has a table).
+        if (spec.tableAccess) {
+          Object.assign(environment, environmentFor({ tableName: table.table.tableName, serverKeySecretId: keys.serverKey.secretArn }));
+        }
       }
       const f = new KeygateFunction(this, pascal(name), {
         name,
         settings,
         manifestPath: props.manifestPath,
         environment,
-        timeout: Duration.seconds(name === 'rotate-keys' ? settings.functions.rotationTimeoutSeconds : settings.functions.timeoutSeconds),
+        timeout: Duration.seconds(timeoutSeconds(name, settings)),
       });
       byName[name] = f;
 
@@ -79,6 +116,7 @@ export class KeygateFunctions extends Construct {
       }
       keys.grantRead(f.fn, access);
     }
+    props.mail.grantSend(byName.mailer.role);
     keys.addRotation(byName['rotate-keys'].fn, settings.keys.rotationDays);
     this.byName = byName;
   }
@@ -107,6 +145,17 @@ function grantTableAccess(
         conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${Aws.REGION}.amazonaws.com` } },
       }),
     );
+  }
+}
+
+function timeoutSeconds(name: FunctionName, settings: StageSettings): number {
+  switch (name) {
+    case 'rotate-keys':
+      return settings.functions.rotationTimeoutSeconds;
+    case 'mailer':
+      return settings.functions.mailerTimeoutSeconds;
+    default:
+      return settings.functions.timeoutSeconds;
   }
 }
 

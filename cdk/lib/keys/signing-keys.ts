@@ -106,10 +106,11 @@ export class SigningKeys extends Construct {
     });
     acknowledgePublicKeySecret(this.publicSecret);
 
-    // The 256-bit server key (audit email hashes, later email codes), apart from the signing keys so
-    // functions that only emit audit events never read those. 64 lowercase hex digits.
+    // The 256-bit server key (audit email hashes, mailed-code HMACs, the outbox seal), apart from
+    // the signing keys so functions that only emit audit events or deliver mail never read those.
+    // 64 lowercase hex digits.
     this.serverKey = new secretsmanager.Secret(this, 'ServerKey', {
-      description: `keygate ${settings.stageName}: server key (HMAC key of audit email hashes)`,
+      description: `keygate ${settings.stageName}: server key (audit email hashes, mailed-code HMACs, outbox seal)`,
       encryptionKey: this.key,
       generateSecretString: {
         passwordLength: 64,

@@ -6,6 +6,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import { FUNCTION_NAMES, FunctionName, StageSettings, metricsNamespace } from '../../config';
@@ -20,6 +21,8 @@ export interface MonitoringProps {
   readonly api: ApiMetrics;
   readonly table: dynamodb.Table;
   readonly functions: Readonly<Record<FunctionName, lambda.Function>>;
+  /** The on-failure destination of the mailer's stream mapping. */
+  readonly mailDeadLetterQueue: sqs.IQueue;
 }
 
 export interface ApiMetrics {
@@ -28,11 +31,18 @@ export interface ApiMetrics {
 }
 
 const PERIOD = Duration.minutes(5);
+/**
+ * SES updates the account's reputation rates a few times an hour at most, over a window of its
+ * own: the alarms take the highest value in an hour.
+ */
+const REPUTATION_PERIOD = Duration.hours(1);
 
 /**
  * Alarms to an encrypted SNS topic and one dashboard over the same signals: API 5xx rate and p95
  * latency, the functions' EMF metrics LoginFailed and RefreshReuseDetected, DynamoDB throttling,
- * and errors and throttles of every function.
+ * errors and throttles of every function, and mail: a message in the mailer's dead-letter queue,
+ * mails dropped, the mailer falling behind its stream, and the SES account's bounce and complaint
+ * rates.
  */
 export class Monitoring extends Construct {
   readonly topic: sns.Topic;
@@ -119,6 +129,22 @@ export class Monitoring extends Construct {
     });
     alarm('dynamodb-throttles', ddbThrottles, t.dynamoThrottlesPer5Minutes, 'DynamoDB read or write throttle events on the keygate table');
 
+    // Mail. The reputation rates are the account's (AWS/SES, no dimension): the numbers SES reviews
+    // and pauses an account on, whatever configuration set or stage sent the mail; counting the
+    // configuration set's bounce events instead would need a rate computed over a window unlike SES's.
+    const dlqMessages = props.mailDeadLetterQueue.metricApproximateNumberOfMessagesVisible({ statistic: cloudwatch.Stats.MAXIMUM, period: PERIOD });
+    alarm('mail-dead-letters', dlqMessages, 1, 'The mailer gave up on a stream batch (its retries or record age ran out): mails were not sent; see docs/aws.md, "Mail"');
+    const iteratorAge = props.functions.mailer.metric('IteratorAge', { statistic: cloudwatch.Stats.MAXIMUM, period: PERIOD });
+    alarm('mailer-iterator-age', iteratorAge, t.mailerIteratorAgeSeconds * 1000, `The mailer is ${t.mailerIteratorAgeSeconds} s or more behind the table stream: mails are delayed`);
+    const mailDropped = emf('MailDropped');
+    alarm('mail-dropped', mailDropped, t.mailDroppedPer5Minutes, `${mailDropped.metricName} >= ${t.mailDroppedPer5Minutes} in 5 minutes: SES refused mails for good (a sandbox recipient, a bad sender) and users got no link`);
+    const reputation = (metricName: string): cloudwatch.Metric =>
+      new cloudwatch.Metric({ namespace: 'AWS/SES', metricName, statistic: cloudwatch.Stats.MAXIMUM, period: REPUTATION_PERIOD });
+    const bounceRate = reputation('Reputation.BounceRate');
+    const complaintRate = reputation('Reputation.ComplaintRate');
+    alarm('ses-bounce-rate', bounceRate, t.sesBounceRatePercent / 100, `SES account bounce rate >= ${t.sesBounceRatePercent}% (SES reviews the account at 5%)`);
+    alarm('ses-complaint-rate', complaintRate, t.sesComplaintRatePercent / 100, `SES account complaint rate >= ${t.sesComplaintRatePercent}% (SES reviews the account at 0.1%)`);
+
     // Lambda, per function
     const errorMetrics: cloudwatch.IMetric[] = [];
     const throttleMetrics: cloudwatch.IMetric[] = [];
@@ -148,6 +174,11 @@ export class Monitoring extends Construct {
         [
           new cloudwatch.GraphWidget({ title: 'Lambda errors', left: errorMetrics, width: 12 }),
           new cloudwatch.GraphWidget({ title: 'Lambda throttles', left: throttleMetrics, width: 12 }),
+        ],
+        [
+          new cloudwatch.GraphWidget({ title: 'Mail dead letters and drops', left: [dlqMessages, mailDropped], width: 8 }),
+          new cloudwatch.GraphWidget({ title: 'Mailer iterator age (ms)', left: [iteratorAge], width: 8 }),
+          new cloudwatch.GraphWidget({ title: 'SES reputation (account)', left: [bounceRate.with({ label: 'bounce rate' }), complaintRate.with({ label: 'complaint rate' })], width: 8 }),
         ],
         [
           new cloudwatch.GraphWidget({

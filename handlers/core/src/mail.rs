@@ -332,6 +332,12 @@ pub trait Mailer: Send + Sync + 'static {
     fn send(&self, mail: &Mail) -> impl Future<Output = Result<(), MailError>> + Send;
 }
 
+/// The counters [`deliver`] increments: a mail sent, and one dropped (refused for good, or
+/// unopenable). Listed in `cdk/contract.json` with the audit events' counters.
+pub const MAIL_SENT_METRIC: &str = "MailSent";
+pub const MAIL_DROPPED_METRIC: &str = "MailDropped";
+pub const DELIVERY_METRICS: [&str; 2] = [MAIL_SENT_METRIC, MAIL_DROPPED_METRIC];
+
 /// What became of one outbox mail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -354,7 +360,7 @@ pub async fn deliver<S: OutboxStore, M: Mailer>(
         Ok(mail) => mail,
         Err(e) => {
             tracing::error!(target: "keygate::mail", mail_id = %item.id, error = %e, "dropped");
-            metrics::counter!("MailDropped").increment(1);
+            metrics::counter!(MAIL_DROPPED_METRIC).increment(1);
             outbox.delete_mail(&item.id).await?;
             return Ok(Delivery::Dropped);
         }
@@ -363,12 +369,12 @@ pub async fn deliver<S: OutboxStore, M: Mailer>(
     let delivery = match mailer.send(&mail).await {
         Ok(()) => {
             tracing::info!(target: "keygate::mail", mail_id = %item.id, kind = mail.kind.name(), to_hash, "sent");
-            metrics::counter!("MailSent").increment(1);
+            metrics::counter!(MAIL_SENT_METRIC).increment(1);
             Delivery::Sent
         }
         Err(MailError::Refused(reason)) => {
             tracing::error!(target: "keygate::mail", mail_id = %item.id, kind = mail.kind.name(), to_hash, reason, "refused");
-            metrics::counter!("MailDropped").increment(1);
+            metrics::counter!(MAIL_DROPPED_METRIC).increment(1);
             Delivery::Dropped
         }
         Err(e @ MailError::Unavailable(_)) => {

@@ -16,10 +16,16 @@ use metrics::Unit;
 use metrics_cloudwatch_embedded::Collector;
 use tracing_subscriber::EnvFilter;
 
-/// The counters keygate emits (unit Count): one per distinct [`AuditEvent::metric`], in event order.
+/// The counters keygate emits (unit Count): one per distinct [`AuditEvent::metric`], in event order,
+/// then the mailer's delivery counters ([`keygate_core::mail::DELIVERY_METRICS`]).
 pub fn counters() -> Vec<&'static str> {
     let mut counters: Vec<&'static str> = Vec::new();
-    for metric in AuditEvent::ALL.map(AuditEvent::metric) {
+    let delivery = keygate_core::mail::DELIVERY_METRICS;
+    for metric in AuditEvent::ALL
+        .map(AuditEvent::metric)
+        .into_iter()
+        .chain(delivery)
+    {
         if !counters.contains(&metric) {
             counters.push(metric);
         }
