@@ -77,7 +77,7 @@ describe('pipeline', () => {
     const env = JSON.parse(smoke.Configuration.EnvironmentVariables) as { name: string; value: string; type: string }[];
     expect(env).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'API_URL', value: expect.stringMatching(/^#\{.+\.ApiUrl\}$/) })]));
     const spec = buildSpecOf(smoke.Configuration.ProjectName.Ref);
-    expect(spec.split('\n')).toContain('keygate-smoke --base-url "$API_URL"');
+    expect(spec.split('\n')).toContain('keygate-smoke --base-url "$API_URL" --email-domain simulator.amazonses.com');
     // The deploy action exports the stack outputs under the namespace the smoke step reads.
     const ns = /^#\{(.+)\.ApiUrl\}$/.exec(env.find((e) => e.name === 'API_URL')!.value)![1];
     expect(deploys.some((d) => d.Namespace === ns)).toBe(true);

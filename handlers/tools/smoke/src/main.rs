@@ -61,7 +61,8 @@ struct Cli {
     timeout_secs: u64,
 
     /// Domain of the throwaway users' email addresses (the default, under .invalid, can never
-    /// receive mail).
+    /// receive mail; `simulator.amazonses.com` makes them SES mailbox-simulator addresses, so an AWS
+    /// stage's verification mail is delivered without a bounce).
     #[arg(long, value_name = "DOMAIN", default_value = "smoke.keygate.invalid")]
     email_domain: String,
 

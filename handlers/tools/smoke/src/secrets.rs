@@ -76,15 +76,23 @@ pub fn random_password() -> Result<Secret, String> {
     Ok(Secret(String::from_utf8(chars).expect("ASCII")))
 }
 
+/// Amazon SES's mailbox simulator: mail to `success+<label>@` it is accepted and delivered without
+/// a bounce, a complaint or a mark on the account's reputation, in and out of the sandbox.
+pub const SES_SIMULATOR_DOMAIN: &str = "simulator.amazonses.com";
+
 /// `smoke-<unix seconds>-<16 hex digits>@<domain>`: unique, sortable by time, obviously a test user.
+/// On [`SES_SIMULATOR_DOMAIN`] the same tag is the label of its `success` mailbox, so the mails a
+/// deployment sends the user (its verification mail) land there instead of bouncing.
 pub fn random_email(domain: &str, unix_secs: u64) -> Result<String, String> {
     let mut tag = [0u8; 8];
     random_bytes(&mut tag)?;
     let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!(
-        "smoke-{unix_secs}-{hex}@{}",
-        domain.to_ascii_lowercase()
-    ))
+    let domain = domain.to_ascii_lowercase();
+    let local = format!("smoke-{unix_secs}-{hex}");
+    if domain == SES_SIMULATOR_DOMAIN {
+        return Ok(format!("success+{local}@{domain}"));
+    }
+    Ok(format!("{local}@{domain}"))
 }
 
 /// Checks an `--email-domain` value: a plain DNS name, so the generated address is valid for the
@@ -166,6 +174,13 @@ mod tests {
             a.starts_with("smoke-1800000000-") && a.ends_with("@smoke.example.com"),
             "{a}"
         );
+        let simulated = random_email("simulator.amazonses.com", 1_800_000_000).unwrap();
+        assert!(
+            simulated.starts_with("success+smoke-1800000000-")
+                && simulated.ends_with("@simulator.amazonses.com"),
+            "{simulated}"
+        );
+        keygate_core::email::normalize_email(&simulated).expect("keygate accepts the address");
     }
 
     #[test]
