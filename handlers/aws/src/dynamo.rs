@@ -917,55 +917,31 @@ impl DynamoStore {
         token: &RefreshRecord,
         device: TransactWriteItem,
     ) -> StoreResult<Transacted> {
+        let items = vec![
+            TransactWriteItem::builder()
+                .put(self.put_token_request(token))
+                .build(),
+            TransactWriteItem::builder().update(update).build(),
+            device,
+        ];
         for attempt in 0..CONFLICT_TRIES {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-            }
-            let result = self
-                .client
-                .transact_write_items()
-                .transact_items(
-                    TransactWriteItem::builder()
-                        .put(self.put_token_request(token))
-                        .build(),
-                )
-                .transact_items(TransactWriteItem::builder().update(update.clone()).build())
-                .transact_items(device.clone())
-                .send()
-                .await;
-            let error = match result {
-                Ok(_) => return Ok(Transacted::Applied),
-                Err(error) => error,
-            };
-            match error.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                    let reasons = cancelled.cancellation_reasons();
-                    if code(reasons, 1) == CONDITIONAL_CHECK_FAILED {
-                        let user = reasons[1].item().map(user_from_item).transpose()?;
-                        return Ok(Transacted::Refused(user));
-                    }
-                    if code(reasons, 2) == CONDITIONAL_CHECK_FAILED {
-                        // A known device that is gone (expired), or a new device's key taken.
-                        return Ok(Transacted::Refused(None));
-                    }
-                    if code(reasons, 0) == CONDITIONAL_CHECK_FAILED {
-                        return Err(StoreError::Corrupt(
-                            "the new refresh token's key is already taken".into(),
-                        ));
-                    }
-                    if !reasons
-                        .iter()
-                        .any(|r| r.code() == Some("TransactionConflict"))
-                    {
-                        let codes: Vec<&str> =
-                            (0..reasons.len()).map(|i| code(reasons, i)).collect();
-                        return Err(StoreError::Unavailable(format!(
-                            "DynamoDB TransactWriteItems cancelled: {codes:?}"
-                        )));
-                    }
+            conflict_backoff(attempt).await;
+            match self.transact(items.clone()).await? {
+                Transaction::Applied => return Ok(Transacted::Applied),
+                Transaction::Refused(reasons) if code(&reasons, 1) == CONDITIONAL_CHECK_FAILED => {
+                    let user = reasons[1].item().map(user_from_item).transpose()?;
+                    return Ok(Transacted::Refused(user));
                 }
-                Some(TransactWriteItemsError::TransactionInProgressException(_)) => {}
-                _ => return Err(sdk_error("TransactWriteItems", error)),
+                // A known device that is gone (expired), or a new device's key taken.
+                Transaction::Refused(reasons) if code(&reasons, 2) == CONDITIONAL_CHECK_FAILED => {
+                    return Ok(Transacted::Refused(None));
+                }
+                Transaction::Refused(_) => {
+                    return Err(StoreError::Corrupt(
+                        "the new refresh token's key is already taken".into(),
+                    ));
+                }
+                Transaction::Conflict => {}
             }
         }
         Err(StoreError::Unavailable(
