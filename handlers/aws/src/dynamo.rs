@@ -1589,9 +1589,7 @@ impl RefreshTokenStore for DynamoStore {
 
     async fn rotate_refresh_token(&self, rotation: &Rotation) -> StoreResult<RotateOutcome> {
         for attempt in 0..CONFLICT_TRIES {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-            }
+            conflict_backoff(attempt).await;
             let watermark = ConditionCheck::builder()
                 .table_name(&self.table)
                 .key(PK, s(user_pk(&rotation.email)))

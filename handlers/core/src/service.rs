@@ -21,8 +21,8 @@ use crate::mail::{self, Mail, MailSealer, MailSecret};
 use crate::password::{MAX_PASSWORD_BYTES, PasswordHasher, Verification};
 use crate::refresh::RefreshToken;
 use crate::store::{
-    Attempt, AttemptCounter, AttemptScope, AuthStore, DeviceGrant, LoginCompletion, PasswordChange,
-    Reservation, RotateOutcome, Rotation, User, expired,
+    Attempt, AttemptCounter, AttemptScope, AuthStore, DeviceGrant, LoginCompletion, OutboxMail,
+    PasswordChange, Reservation, RotateOutcome, Rotation, User, expired,
 };
 use crate::tokens::{self, AccessClaims};
 
@@ -210,9 +210,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             MailRequest {
                 action: MailAction::Notice,
                 only_unverified: false,
-                mail: self
-                    .sealer
-                    .seal(&notice, now, now.div_euclid(1000) + NOTICE_TTL_SECS)?,
+                mail: self.seal_notice(&notice, now)?,
                 ..verification
             }
         };
@@ -231,6 +229,12 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             },
         );
         Ok(Registered { user_id })
+    }
+
+    /// A notice (no link or code) sealed for the outbox, where it waits [`NOTICE_TTL_SECS`] at most.
+    fn seal_notice(&self, notice: &Mail, now: i64) -> Result<OutboxMail, AuthError> {
+        self.sealer
+            .seal(notice, now, now.div_euclid(1000) + NOTICE_TTL_SECS)
     }
 
     /// The request for a mail with a fresh link and code of `purpose` to `email` (whatever the
@@ -423,9 +427,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             },
             new_hash,
             revoked_before_ms: now + 1,
-            notice: self
-                .sealer
-                .seal(&notice, now, now.div_euclid(1000) + NOTICE_TTL_SECS)?,
+            notice: self.seal_notice(&notice, now)?,
         };
         let subject = Subject {
             email: Some(&record.email),
