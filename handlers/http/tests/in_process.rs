@@ -7,12 +7,11 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use keygate_core::SigningAlgorithm;
 use keygate_core::keys::{KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, generate_key};
-use keygate_core::store::OutboxStore;
 use keygate_core::{AuthConfig, AuthService};
 use keygate_http::{Endpoint, MAX_BODY_BYTES, MAX_HEADER_BYTES, handle};
 use keygate_store_sqlite::SqliteStore;
 use keygate_testkit::doubles::{ManualClock, StaticKeySource};
-use keygate_testkit::email_rules::link_token;
+use keygate_testkit::email_rules::{link_token, queued_mails};
 use keygate_testkit::fixtures::test_audit_key;
 use serde_json::{Value, json};
 
@@ -82,16 +81,12 @@ fn get(path: &str, bearer: Option<&str>) -> Request<Bytes> {
 
 /// Verifies `email` through `POST /auth/email/verify` with the token of the last mail queued for it.
 async fn verify_mailed<K: KeySource>(service: &Service<K>, email: &str) {
-    let mails = service
-        .store()
-        .pending_mail(100, NOW)
+    let (_, mail) = queued_mails(service, NOW)
         .await
-        .unwrap()
-        .iter()
-        .map(|item| service.sealer().open(item).unwrap())
-        .filter(|mail| mail.to == email)
-        .collect::<Vec<_>>();
-    let token = link_token(mails.last().expect("a mail to the address"));
+        .into_iter()
+        .rfind(|(_, mail)| mail.to == email)
+        .expect("a mail to the address");
+    let token = link_token(&mail);
     let (status, headers, _) = send(
         service,
         &Endpoint::ALL,
@@ -600,11 +595,10 @@ async fn email_endpoints_answer_alike_and_map_their_errors() {
     }
 
     // The latest reset mail (the earlier ones were superseded or refused by the cooldown).
-    let mails = service.store().pending_mail(100, NOW).await.unwrap();
-    let reset = mails
-        .iter()
-        .map(|item| service.sealer().open(item).unwrap())
-        .rfind(|mail| mail.kind == keygate_core::mail::MailKind::PasswordReset)
+    let (_, reset) = queued_mails(&service, NOW)
+        .await
+        .into_iter()
+        .rfind(|(_, mail)| mail.kind == keygate_core::mail::MailKind::PasswordReset)
         .expect("a reset mail");
     let new_password = "a brand new passphrase, long enough";
     let (status, headers, body) = send(

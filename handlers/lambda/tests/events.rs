@@ -10,6 +10,7 @@ use keygate_core::{AuthConfig, AuthService, SigningAlgorithm, SystemClock};
 use keygate_http::Endpoint;
 use keygate_lambda::shell::answer;
 use keygate_testkit::doubles::{MemoryStore, StaticKeySource};
+use keygate_testkit::email_rules::{link_token, queued_mails};
 use keygate_testkit::fixtures::{NEW_PASSWORD, PASSWORD, test_audit_key, unique_email};
 use serde_json::{Value, json};
 
@@ -107,14 +108,12 @@ async fn last_mail_token<S: AuthStore, K: KeySource>(
     email: &str,
 ) -> String {
     let now = keygate_core::Clock::now_ms(&SystemClock);
-    let items = service.store().pending_mail(1_000, now).await.unwrap();
-    let mail = items
-        .iter()
-        .map(|item| service.sealer().open(item).unwrap())
-        .filter(|mail| mail.to == email && mail.text.contains("#token="))
-        .last()
+    let (_, mail) = queued_mails(service, now)
+        .await
+        .into_iter()
+        .rfind(|(_, mail)| mail.to == email && mail.text.contains("#token="))
         .expect("a mail with a link");
-    keygate_testkit::email_rules::link_token(&mail)
+    link_token(&mail)
 }
 
 #[tokio::test]

@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use keygate_core::error::AuthError;
+use keygate_core::keys::KeySource;
 use keygate_core::mail::{Mail, MailKind};
 use keygate_core::service::EmailProof;
-use keygate_core::store::{AttemptCounter, AuthStore, CodePurpose};
+use keygate_core::store::{AttemptCounter, AuthStore, CodePurpose, OutboxMail};
+use keygate_core::{AuthService, Clock};
 
 use keygate_smoke::mailbox::{code_in, token_in};
 
@@ -18,6 +20,26 @@ const RESETS_AT_ONCE: usize = 8;
 /// Rounds of each race, so a store that lets two through fails reliably.
 const RACE_ROUNDS: usize = 3;
 
+/// Every mail in `service`'s outbox at `now_ms`, oldest first, opened with its sealer, beside its
+/// item: what a test reads as a user reads an inbox.
+pub async fn queued_mails<S: AuthStore, K: KeySource, C: Clock>(
+    service: &AuthService<S, K, C>,
+    now_ms: i64,
+) -> Vec<(OutboxMail, Mail)> {
+    let items = service
+        .store()
+        .pending_mail(100_000, now_ms)
+        .await
+        .expect("pending_mail");
+    items
+        .into_iter()
+        .map(|item| {
+            let mail = service.sealer().open(&item).expect("an outbox mail opens");
+            (item, mail)
+        })
+        .collect()
+}
+
 impl<S: AuthStore> ServiceHarness<S> {
     /// A harness whose logins require a verified email (the deployed default).
     pub fn verified(store: S) -> Self {
@@ -26,18 +48,8 @@ impl<S: AuthStore> ServiceHarness<S> {
 
     /// Takes the mails queued for `to` out of the outbox, oldest first (other tests' mails stay).
     pub async fn take_mail(&self, to: &str) -> Vec<Mail> {
-        let items = self
-            .store()
-            .pending_mail(100_000, self.now_ms())
-            .await
-            .expect("pending_mail");
         let mut mails = Vec::new();
-        for item in items {
-            let mail = self
-                .service
-                .sealer()
-                .open(&item)
-                .expect("an outbox mail opens");
+        for (item, mail) in queued_mails(&self.service, self.now_ms()).await {
             if mail.to == to {
                 self.store()
                     .delete_mail(&item.id)
