@@ -199,13 +199,14 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         } else {
             audit::emit(ctx, AuditEvent::RegisterDuplicate, subject);
         }
-        // Both mails are built, so both answers do the same work; the request decides which is sent.
+        // The verification mail (its secrets, template and seal) is built either way, and either
+        // way one mail request follows; a taken address adds only the notice's seal, microseconds
+        // beside the hash both answers ran.
         let now = self.clock.now_ms();
-        let (verification, secrets) = self.code_mail_request(&email, CodePurpose::Verify, now)?;
+        let (verification, _secrets) = self.code_mail_request(&email, CodePurpose::Verify, now)?;
         let request = if created {
             verification
         } else {
-            drop(secrets);
             let notice = Mail::register_attempt(&email, &self.config.app_url);
             MailRequest {
                 action: MailAction::Notice,
