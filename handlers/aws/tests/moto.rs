@@ -527,7 +527,7 @@ moto_test!(
             &config,
             "00000000-0000-4000-8000-000000000001",
             now_ms / 1000,
-            true,
+            keygate_core::tokens::SessionFlags::VERIFIED,
             now_ms,
         )
         .unwrap();
@@ -540,7 +540,7 @@ moto_test!(
                 &config,
                 "00000000-0000-4000-8000-000000000001",
                 now_ms / 1000,
-                true,
+                keygate_core::tokens::SessionFlags::VERIFIED,
                 now_ms
             )
             .is_err(),

@@ -65,18 +65,45 @@ impl std::fmt::Debug for CodeSecrets {
 impl CodeSecrets {
     /// A new token and code for `email`'s record of `purpose`.
     pub fn new(key: &AuditKey, purpose: CodePurpose, email: &str) -> Result<Self, AuthError> {
-        let secret: [u8; SECRET_LEN] = random_bytes()?;
-        let mut body = secret.to_vec();
-        body.extend_from_slice(email.as_bytes());
-        let token = format!("{}{}", token_prefix(purpose), URL_SAFE_NO_PAD.encode(body));
+        let (token, token_hash) = mint_token(token_prefix(purpose), email)?;
         let code = random_code()?;
         Ok(Self {
-            token_hash: sha256_hex(token.as_bytes()),
+            token_hash,
             code_mac: code_mac(key, purpose, email, &code),
             token,
             code,
         })
     }
+}
+
+/// A token that names its account: `prefix` + base64url of 32 random bytes | `email` (normalised),
+/// and the SHA-256 its record keeps. Link tokens and the MFA step's token ([`crate::mfa`]) are made
+/// so.
+pub(crate) fn mint_token(prefix: &str, email: &str) -> Result<(String, String), AuthError> {
+    let secret: [u8; SECRET_LEN] = random_bytes()?;
+    let mut body = secret.to_vec();
+    body.extend_from_slice(email.as_bytes());
+    let token = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(body));
+    let hash = sha256_hex(token.as_bytes());
+    Ok((token, hash))
+}
+
+/// The email and hash of a token [`mint_token`] made with `prefix` (5 characters), read strictly:
+/// `None` for anything else.
+pub(crate) fn open_token(prefix: &str, token: &str) -> Option<(String, String)> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(token.strip_prefix(prefix)?).ok()?;
+    if bytes.len() <= SECRET_LEN {
+        return None;
+    }
+    let email = std::str::from_utf8(&bytes[SECRET_LEN..]).ok()?;
+    // Only a normalised email was ever put in a token.
+    if normalize_email(email).ok().as_deref() != Some(email) {
+        return None;
+    }
+    Some((email.to_owned(), sha256_hex(token.as_bytes())))
 }
 
 /// Eight uniformly random decimal digits (rejection sampling, so no digit string is likelier).
@@ -124,26 +151,12 @@ pub const MAX_TOKEN_LEN: usize = 5 + (SECRET_LEN + MAX_EMAIL_LEN).div_ceil(3) * 
 impl PresentedToken {
     /// Strictly parses a token made for `purpose`; anything else is `InvalidCode`.
     pub fn parse(purpose: CodePurpose, token: &str) -> Result<Self, AuthError> {
-        let invalid = || AuthError::InvalidCode;
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(invalid());
-        }
-        let body = token
-            .strip_prefix(token_prefix(purpose))
-            .ok_or_else(invalid)?;
-        let bytes = URL_SAFE_NO_PAD.decode(body).map_err(|_| invalid())?;
-        if bytes.len() <= SECRET_LEN {
-            return Err(invalid());
-        }
-        let email = std::str::from_utf8(&bytes[SECRET_LEN..]).map_err(|_| invalid())?;
-        // Only a normalised email was ever put in a token.
-        if normalize_email(email).ok().as_deref() != Some(email) {
-            return Err(invalid());
-        }
+        let (email, hash) =
+            open_token(token_prefix(purpose), token).ok_or(AuthError::InvalidCode)?;
         Ok(Self {
             purpose,
-            email: email.to_owned(),
-            hash: sha256_hex(token.as_bytes()),
+            email,
+            hash,
         })
     }
 }

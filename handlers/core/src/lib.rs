@@ -14,6 +14,7 @@ pub mod email_code;
 pub mod error;
 pub mod keys;
 pub mod mail;
+pub mod mfa;
 pub mod password;
 pub mod refresh;
 pub mod rotation;

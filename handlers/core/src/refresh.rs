@@ -1,7 +1,7 @@
 //! Refresh tokens: opaque strings that carry what is needed to find their record in one request.
 //!
 //! `kgrt_` + base64url of: version (1) | issued_at_ms (8) | auth_time_s (8) | family_expires_at_s (8) |
-//! family_seq (8, versions 2 and 3) | flags (1, version 3 only: bit 0 = email verified at login) |
+//! family_seq (8, versions 2 and 3) | flags (1, version 3 only: [`SessionFlags`]) |
 //! user_id (16) | family_id (16) | token_id (16) | secret (32) | email (UTF-8, rest). Version 1, the
 //! layout from before family sequence numbers, is family 0; version 2, from before the verified
 //! flag, reads as unverified; both still parse and their children keep their version. Every family
@@ -26,6 +26,36 @@ const UNNUMBERED_LEN: usize = 1 + 8 + 8 + 8 + 16 + 16 + 16 + 32;
 const NUMBERED_LEN: usize = UNNUMBERED_LEN + 8;
 const FLAGGED_LEN: usize = NUMBERED_LEN + 1;
 const EMAIL_VERIFIED: u8 = 1;
+const SECOND_FACTOR: u8 = 2;
+
+/// What a session proved when it began, carried by every token of its family into the access tokens
+/// it issues: bit 0 of the flags byte, the email was verified (`email_verified`); bit 1, a second
+/// factor was presented (`amr` holds `otp`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionFlags {
+    pub email_verified: bool,
+    pub second_factor: bool,
+}
+
+impl SessionFlags {
+    /// A verified email and no second factor (the session fixtures and tools usually start).
+    pub const VERIFIED: SessionFlags = SessionFlags {
+        email_verified: true,
+        second_factor: false,
+    };
+
+    fn to_byte(self) -> u8 {
+        (if self.email_verified { EMAIL_VERIFIED } else { 0 })
+            | (if self.second_factor { SECOND_FACTOR } else { 0 })
+    }
+
+    fn from_byte(byte: u8) -> Option<Self> {
+        (byte & !(EMAIL_VERIFIED | SECOND_FACTOR) == 0).then_some(Self {
+            email_verified: byte & EMAIL_VERIFIED != 0,
+            second_factor: byte & SECOND_FACTOR != 0,
+        })
+    }
+}
 /// Longest possible encoded token, checked before decoding anything.
 pub const MAX_LEN: usize = PREFIX.len() + (FLAGGED_LEN + MAX_EMAIL_LEN).div_ceil(3) * 4;
 
@@ -38,9 +68,9 @@ pub struct RefreshToken {
     /// The family's number among the user's families, in login order (see
     /// [`crate::store::User::family_seq`]); 0 for families opened before families were numbered.
     pub family_seq: u64,
-    /// Whether the user's email was verified when the family began (the `email_verified` claim of
-    /// every access token the family issues); `None` in tokens from before version 3, read as false.
-    pub email_verified: Option<bool>,
+    /// What the session proved when the family began; `None` in tokens from before version 3, read
+    /// as nothing proved.
+    pub flags: Option<SessionFlags>,
     pub user_id: [u8; 16],
     pub family_id: [u8; 16],
     pub token_id: [u8; 16],
@@ -64,7 +94,7 @@ impl RefreshToken {
         email: &str,
         user_id: [u8; 16],
         family_seq: u64,
-        email_verified: bool,
+        flags: SessionFlags,
         now_ms: i64,
         family_ttl_secs: u64,
     ) -> Result<Self, AuthError> {
@@ -74,7 +104,7 @@ impl RefreshToken {
             auth_time_s: now_s,
             family_expires_at_s: now_s.saturating_add(family_ttl_secs as i64),
             family_seq,
-            email_verified: Some(email_verified),
+            flags: Some(flags),
             user_id,
             family_id: random_bytes()?,
             token_id: random_bytes()?,
@@ -93,13 +123,13 @@ impl RefreshToken {
         })
     }
 
-    /// Whether the session's access tokens say the email is verified.
-    pub fn session_email_verified(&self) -> bool {
-        self.email_verified.unwrap_or(false)
+    /// What the session's access tokens say it proved.
+    pub fn session_flags(&self) -> SessionFlags {
+        self.flags.unwrap_or_default()
     }
 
     fn version(&self) -> u8 {
-        match (self.family_seq, self.email_verified) {
+        match (self.family_seq, self.flags) {
             (_, Some(_)) => FLAGGED,
             (0, None) => UNNUMBERED,
             (_, None) => NUMBERED,
@@ -116,8 +146,8 @@ impl RefreshToken {
         if version != UNNUMBERED {
             out.extend_from_slice(&self.family_seq.to_be_bytes());
         }
-        if let Some(verified) = self.email_verified {
-            out.push(if verified { EMAIL_VERIFIED } else { 0 });
+        if let Some(flags) = self.flags {
+            out.push(flags.to_byte());
         }
         out.extend_from_slice(&self.user_id);
         out.extend_from_slice(&self.family_id);
@@ -154,12 +184,11 @@ impl RefreshToken {
             return Err(invalid());
         }
         let bytes8 = |at: usize| -> [u8; 8] { fixed[at..at + 8].try_into().expect("8 bytes") };
-        let (family_seq, email_verified, ids) = match fixed_len {
-            FLAGGED_LEN => match fixed[33] {
-                0 => (u64::from_be_bytes(bytes8(25)), Some(false), 34),
-                EMAIL_VERIFIED => (u64::from_be_bytes(bytes8(25)), Some(true), 34),
-                _ => return Err(invalid()),
-            },
+        let (family_seq, flags, ids) = match fixed_len {
+            FLAGGED_LEN => {
+                let flags = SessionFlags::from_byte(fixed[33]).ok_or_else(invalid)?;
+                (u64::from_be_bytes(bytes8(25)), Some(flags), 34)
+            }
             NUMBERED_LEN => (u64::from_be_bytes(bytes8(25)), None, 33),
             _ => (0, None, 25),
         };
@@ -169,7 +198,7 @@ impl RefreshToken {
             auth_time_s: i64::from_be_bytes(bytes8(9)),
             family_expires_at_s: i64::from_be_bytes(bytes8(17)),
             family_seq,
-            email_verified,
+            flags,
             user_id: arr16(ids),
             family_id: arr16(ids + 16),
             token_id: arr16(ids + 32),
@@ -227,7 +256,10 @@ mod tests {
             "ada@example.com",
             [7; 16],
             3,
-            true,
+            SessionFlags {
+                email_verified: true,
+                second_factor: false,
+            },
             1_700_000_000_123,
             30 * 86400,
         )
@@ -238,7 +270,7 @@ mod tests {
     fn unnumbered_tokens_from_before_family_numbers_still_parse() {
         let old = RefreshToken {
             family_seq: 0,
-            email_verified: None,
+            flags: None,
             ..token()
         };
         let encoded = old.encode();
@@ -251,7 +283,7 @@ mod tests {
         assert_eq!(parsed.child(1_700_000_100_000).unwrap().family_seq, 0);
         // The numbered layout with number 0 is not canonical: one token, one spelling.
         let version_2 = RefreshToken {
-            email_verified: None,
+            flags: None,
             ..token()
         };
         let mut numbered = version_2.to_bytes();
@@ -264,7 +296,7 @@ mod tests {
     #[test]
     fn version_2_tokens_read_as_unverified_and_keep_their_version() {
         let old = RefreshToken {
-            email_verified: None,
+            flags: None,
             ..token()
         };
         let encoded = old.encode();
@@ -273,16 +305,25 @@ mod tests {
             NUMBERED
         );
         let parsed = RefreshToken::parse(&encoded).unwrap();
-        assert!(!parsed.session_email_verified());
+        assert_eq!(parsed.session_flags(), SessionFlags::default());
         assert_eq!(
-            parsed.child(1_700_000_100_000).unwrap().email_verified,
+            parsed.child(1_700_000_100_000).unwrap().flags,
             None
         );
         let fresh = RefreshToken::parse(&token().encode()).unwrap();
-        assert!(fresh.session_email_verified());
-        // A flags byte other than 0 or 1 has no meaning: refused.
+        assert!(fresh.session_flags().email_verified);
+        // Both flags round-trip, and a child keeps them.
+        let both = SessionFlags {
+            email_verified: true,
+            second_factor: true,
+        };
+        let mfa = RefreshToken::new_family("ada@example.com", [7; 16], 3, both, 1, 60).unwrap();
+        let parsed = RefreshToken::parse(&mfa.encode()).unwrap();
+        assert_eq!(parsed.session_flags(), both);
+        assert_eq!(parsed.child(2).unwrap().session_flags(), both);
+        // A flags byte with a bit that has no meaning is refused.
         let mut bytes = token().to_bytes();
-        bytes[33] = 2;
+        bytes[33] = 4;
         let spelled = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(&bytes));
         assert!(RefreshToken::parse(&spelled).is_err());
     }

@@ -276,7 +276,7 @@ async fn test_secret<V: SecretVersionStore>(
             &config,
             "00000000-0000-4000-8000-000000000000",
             now_ms.div_euclid(1000),
-            false,
+            tokens::SessionFlags::default(),
             now_ms,
         )
         .map_err(|e| RotationError::TestFailed(format!("{what}: signing: {e}")))?;

@@ -9,6 +9,7 @@ use crate::config::AuthConfig;
 use crate::crypto::random_bytes;
 use crate::error::AuthError;
 use crate::keys::{KeySet, KeySource, LoadedKey};
+pub use crate::refresh::SessionFlags;
 
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 /// Tokens longer than this are refused before any parsing.
@@ -33,6 +34,25 @@ pub struct AccessClaims {
     /// the claim existed, which still verify (read as false).
     #[serde(default)]
     pub email_verified: bool,
+    /// How the session authenticated (RFC 8176): `pwd`, plus `otp` after a TOTP or recovery code.
+    /// Absent in tokens issued before the claim existed (read as empty).
+    #[serde(default)]
+    pub amr: Vec<String>,
+}
+
+/// RFC 8176 method names keygate puts in `amr`.
+pub const AMR_PASSWORD: &str = "pwd";
+pub const AMR_OTP: &str = "otp";
+
+impl SessionFlags {
+    /// The `amr` claim of a session with these flags (every session began with a password).
+    pub fn amr(self) -> Vec<String> {
+        let mut amr = vec![AMR_PASSWORD.to_owned()];
+        if self.second_factor {
+            amr.push(AMR_OTP.to_owned());
+        }
+        amr
+    }
 }
 
 impl AccessClaims {
@@ -61,7 +81,7 @@ pub fn issue(
     config: &AuthConfig,
     user_id: &str,
     auth_time_s: i64,
-    email_verified: bool,
+    session: SessionFlags,
     now_ms: i64,
 ) -> Result<IssuedAccessToken, AuthError> {
     issue_with_key(
@@ -69,7 +89,7 @@ pub fn issue(
         config,
         user_id,
         auth_time_s,
-        email_verified,
+        session,
         now_ms,
     )
 }
@@ -81,7 +101,7 @@ pub fn issue_with_key(
     config: &AuthConfig,
     user_id: &str,
     auth_time_s: i64,
-    email_verified: bool,
+    session: SessionFlags,
     now_ms: i64,
 ) -> Result<IssuedAccessToken, AuthError> {
     let random: [u8; 10] = random_bytes()?;
@@ -97,7 +117,8 @@ pub fn issue_with_key(
         auth_time: auth_time_s,
         jti: jti.hyphenated().to_string(),
         client_id: config.audience.clone(),
-        email_verified,
+        email_verified: session.email_verified,
+        amr: session.amr(),
     };
     let mut header = Header::new(key.alg.jwt_algorithm());
     header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
@@ -211,11 +232,11 @@ mod tests {
             let config = AuthConfig::with_issuer("https://auth.example.com");
             let (private, public_doc) = crate::keys::one_key_and_its_public_set(alg);
             let public = KeySet::from_public(&public_doc).unwrap();
-            let token = issue(&private, &config, "u", 1, true, 1_000).unwrap();
+            let token = issue(&private, &config, "u", 1, SessionFlags::VERIFIED, 1_000).unwrap();
             verify(&public, &config, &token.token, 1_000).unwrap();
             assert!(
                 matches!(
-                    issue(&public, &config, "u", 1, true, 1_000),
+                    issue(&public, &config, "u", 1, SessionFlags::VERIFIED, 1_000),
                     Err(AuthError::Keys(KeyError::Unavailable(_)))
                 ),
                 "{alg}: a public set cannot sign"
@@ -240,7 +261,7 @@ mod tests {
             SigningAlgorithm::Hs256,
         ] {
             let (keys, config) = setup(alg);
-            let issued = issue(&keys, &config, "user-1", 1_799_999_000, true, NOW).unwrap();
+            let issued = issue(&keys, &config, "user-1", 1_799_999_000, SessionFlags::VERIFIED, NOW).unwrap();
             let (header, claims) = parts(&issued.token);
             assert_eq!(header["typ"], "at+jwt");
             assert_eq!(header["alg"], alg.name());
@@ -261,7 +282,7 @@ mod tests {
     #[test]
     fn expiry_and_not_before_use_the_leeway() {
         let (keys, config) = setup(SigningAlgorithm::Es256);
-        let token = issue(&keys, &config, "u", 0, true, NOW).unwrap().token;
+        let token = issue(&keys, &config, "u", 0, SessionFlags::VERIFIED, NOW).unwrap().token;
         assert!(verify(&keys, &config, &token, NOW + 900_000 + 29_000).is_ok());
         assert!(verify(&keys, &config, &token, NOW + 900_000 + 30_000).is_err());
         assert!(verify(&keys, &config, &token, NOW - 30_000).is_ok());
@@ -271,7 +292,7 @@ mod tests {
     #[test]
     fn wrong_issuer_audience_or_key_is_refused() {
         let (keys, config) = setup(SigningAlgorithm::Es256);
-        let token = issue(&keys, &config, "u", 0, true, NOW).unwrap().token;
+        let token = issue(&keys, &config, "u", 0, SessionFlags::VERIFIED, NOW).unwrap().token;
         let other_issuer = AuthConfig::with_issuer("https://evil.example.com");
         assert!(verify(&keys, &other_issuer, &token, NOW).is_err());
         let mut other_audience = config.clone();
@@ -284,7 +305,7 @@ mod tests {
     #[test]
     fn alg_none_and_algorithm_confusion_are_refused() {
         let (keys, config) = setup(SigningAlgorithm::Es256);
-        let token = issue(&keys, &config, "u", 0, true, NOW).unwrap().token;
+        let token = issue(&keys, &config, "u", 0, SessionFlags::VERIFIED, NOW).unwrap().token;
         let (_, claims) = parts(&token);
         let kid = keys.signing_key(NOW).kid.clone();
         let enc = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
@@ -322,7 +343,7 @@ mod tests {
     #[test]
     fn tampered_claims_fail_the_signature() {
         let (keys, config) = setup(SigningAlgorithm::EdDsa);
-        let token = issue(&keys, &config, "u", 0, true, NOW).unwrap().token;
+        let token = issue(&keys, &config, "u", 0, SessionFlags::VERIFIED, NOW).unwrap().token;
         let mut pieces: Vec<String> = token.split('.').map(str::to_owned).collect();
         let (_, mut claims) = parts(&token);
         claims["sub"] = "admin".into();

@@ -399,7 +399,7 @@ async fn a_verifier_whose_cache_predates_a_rotation_accepts_the_new_key_after_on
         &config,
         "user-1",
         after_lead / 1000,
-        true,
+        keygate_core::tokens::SessionFlags::VERIFIED,
         after_lead,
     )
     .unwrap()
@@ -701,7 +701,7 @@ async fn two_rotations(timeline: KeyTimeline, gap_s: i64) -> Findings {
                 continue;
             }
             let keys = instance.key_set().await.unwrap();
-            let token = tokens::issue(&keys, &config, "user-1", t, true, now_ms)
+            let token = tokens::issue(&keys, &config, "user-1", t, keygate_core::tokens::SessionFlags::VERIFIED, now_ms)
                 .unwrap()
                 .token;
             let kid = keys.signing_key(now_ms).kid.clone();

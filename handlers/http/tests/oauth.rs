@@ -569,7 +569,7 @@ async fn missing_keys_are_temporarily_unavailable() {
         "ada@example.com",
         [7; 16],
         1,
-        true,
+        keygate_core::tokens::SessionFlags::VERIFIED,
         NOW,
         86_400,
     )

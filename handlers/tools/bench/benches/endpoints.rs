@@ -76,7 +76,7 @@ fn access_tokens(c: &mut Criterion) {
                     &config,
                     "0196a3c2-7d5e-7000-8000-000000000000",
                     now / 1000,
-                    true,
+                    keygate_core::tokens::SessionFlags::VERIFIED,
                     now,
                 )
                 .expect("sign")
@@ -87,7 +87,7 @@ fn access_tokens(c: &mut Criterion) {
             &config,
             "0196a3c2-7d5e-7000-8000-000000000000",
             now / 1000,
-            true,
+            keygate_core::tokens::SessionFlags::VERIFIED,
             now,
         )
         .expect("sign")
@@ -106,7 +106,7 @@ fn refresh_tokens(c: &mut Criterion) {
         "someone@example.com",
         [7; 16],
         1,
-        true,
+        keygate_core::tokens::SessionFlags::VERIFIED,
         SystemClock.now_ms(),
         86_400,
     )
@@ -187,7 +187,7 @@ fn endpoints(c: &mut Criterion) {
                 "bench@example.com",
                 [1; 16],
                 1,
-                true,
+                keygate_core::tokens::SessionFlags::VERIFIED,
                 SystemClock.now_ms(),
                 86_400,
             )

@@ -152,7 +152,7 @@ impl Fixture {
             &self.config,
             user_id,
             now_ms / 1000,
-            true,
+            keygate_core::tokens::SessionFlags::VERIFIED,
             now_ms,
         )
         .map(|t| t.token)

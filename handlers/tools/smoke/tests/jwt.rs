@@ -44,7 +44,7 @@ fn claims(keys: &KeySet) -> Value {
         &AuthConfig::with_issuer(ISSUER),
         "user-1",
         now(),
-        true,
+        keygate_core::tokens::SessionFlags::VERIFIED,
         now() * 1000,
     )
     .unwrap()
@@ -84,7 +84,7 @@ fn core_tokens_verify_for_every_public_algorithm() {
             &AuthConfig::with_issuer(ISSUER),
             "user-1",
             now(),
-            true,
+            keygate_core::tokens::SessionFlags::VERIFIED,
             now() * 1000,
         )
         .unwrap()
@@ -104,7 +104,7 @@ fn claim_mismatches_are_named() {
         &AuthConfig::with_issuer(ISSUER),
         "user-1",
         now(),
-        true,
+        keygate_core::tokens::SessionFlags::VERIFIED,
         now() * 1000,
     )
     .unwrap()
