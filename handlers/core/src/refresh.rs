@@ -45,8 +45,11 @@ impl SessionFlags {
     };
 
     fn to_byte(self) -> u8 {
-        (if self.email_verified { EMAIL_VERIFIED } else { 0 })
-            | (if self.second_factor { SECOND_FACTOR } else { 0 })
+        (if self.email_verified {
+            EMAIL_VERIFIED
+        } else {
+            0
+        }) | (if self.second_factor { SECOND_FACTOR } else { 0 })
     }
 
     fn from_byte(byte: u8) -> Option<Self> {
@@ -306,10 +309,7 @@ mod tests {
         );
         let parsed = RefreshToken::parse(&encoded).unwrap();
         assert_eq!(parsed.session_flags(), SessionFlags::default());
-        assert_eq!(
-            parsed.child(1_700_000_100_000).unwrap().flags,
-            None
-        );
+        assert_eq!(parsed.child(1_700_000_100_000).unwrap().flags, None);
         let fresh = RefreshToken::parse(&token().encode()).unwrap();
         assert!(fresh.session_flags().email_verified);
         // Both flags round-trip, and a child keeps them.

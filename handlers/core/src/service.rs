@@ -24,7 +24,7 @@ use crate::store::{
     Attempt, AttemptCounter, AttemptScope, AuthStore, DeviceGrant, LoginCompletion, OutboxMail,
     PasswordChange, Reservation, RotateOutcome, Rotation, User, expired,
 };
-use crate::tokens::{self, AccessClaims};
+use crate::tokens::{self, AccessClaims, SessionFlags};
 
 /// RFC 6749 section 5.1 token response.
 #[derive(Debug, Clone, Serialize)]
@@ -619,7 +619,11 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             &user.email,
             user_id.into_bytes(),
             family_seq,
-            user.email_verified,
+            // Every session begins with a password; a second factor is not offered yet.
+            SessionFlags {
+                email_verified: user.email_verified,
+                second_factor: false,
+            },
             now,
             self.config.refresh_family_ttl_secs,
         )
@@ -669,7 +673,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
                     &self.config,
                     &user_id,
                     presented.auth_time_s,
-                    presented.session_email_verified(),
+                    presented.session_flags(),
                     now,
                 )?;
                 audit::emit(ctx, AuditEvent::RefreshRotated, subject);
@@ -969,7 +973,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             &self.config,
             user_id,
             token.auth_time_s,
-            token.session_email_verified(),
+            token.session_flags(),
             now,
         )?;
         Ok(TokenResponse {

@@ -34,8 +34,8 @@ pub struct AccessClaims {
     /// the claim existed, which still verify (read as false).
     #[serde(default)]
     pub email_verified: bool,
-    /// How the session authenticated (RFC 8176): `pwd`, plus `otp` after a TOTP or recovery code.
-    /// Absent in tokens issued before the claim existed (read as empty).
+    /// How the session authenticated (RFC 8176): `pwd`, plus `otp` when the session's flags say a
+    /// second factor was presented. Absent in tokens issued before the claim existed (read as empty).
     #[serde(default)]
     pub amr: Vec<String>,
 }
@@ -261,7 +261,15 @@ mod tests {
             SigningAlgorithm::Hs256,
         ] {
             let (keys, config) = setup(alg);
-            let issued = issue(&keys, &config, "user-1", 1_799_999_000, SessionFlags::VERIFIED, NOW).unwrap();
+            let issued = issue(
+                &keys,
+                &config,
+                "user-1",
+                1_799_999_000,
+                SessionFlags::VERIFIED,
+                NOW,
+            )
+            .unwrap();
             let (header, claims) = parts(&issued.token);
             assert_eq!(header["typ"], "at+jwt");
             assert_eq!(header["alg"], alg.name());
@@ -270,10 +278,20 @@ mod tests {
                 assert!(claims.get(claim).is_some(), "{claim}");
             }
             assert_eq!(claims["sub"], "user-1");
+            assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
             assert_eq!(
                 claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
                 900
             );
+            let second = SessionFlags {
+                email_verified: true,
+                second_factor: true,
+            };
+            let with_otp = issue(&keys, &config, "user-1", 1_799_999_000, second, NOW).unwrap();
+            let amr = verify(&keys, &config, &with_otp.token, NOW + 1000)
+                .unwrap()
+                .amr;
+            assert_eq!(amr, [AMR_PASSWORD, AMR_OTP]);
             let verified = verify(&keys, &config, &issued.token, NOW + 1000).unwrap();
             assert_eq!(verified.issued_at_ms(), Some(NOW));
         }
@@ -282,7 +300,9 @@ mod tests {
     #[test]
     fn expiry_and_not_before_use_the_leeway() {
         let (keys, config) = setup(SigningAlgorithm::Es256);
-        let token = issue(&keys, &config, "u", 0, SessionFlags::VERIFIED, NOW).unwrap().token;
+        let token = issue(&keys, &config, "u", 0, SessionFlags::VERIFIED, NOW)
+            .unwrap()
+            .token;
         assert!(verify(&keys, &config, &token, NOW + 900_000 + 29_000).is_ok());
         assert!(verify(&keys, &config, &token, NOW + 900_000 + 30_000).is_err());
         assert!(verify(&keys, &config, &token, NOW - 30_000).is_ok());
@@ -292,7 +312,9 @@ mod tests {
     #[test]
     fn wrong_issuer_audience_or_key_is_refused() {
         let (keys, config) = setup(SigningAlgorithm::Es256);
-        let token = issue(&keys, &config, "u", 0, SessionFlags::VERIFIED, NOW).unwrap().token;
+        let token = issue(&keys, &config, "u", 0, SessionFlags::VERIFIED, NOW)
+            .unwrap()
+            .token;
         let other_issuer = AuthConfig::with_issuer("https://evil.example.com");
         assert!(verify(&keys, &other_issuer, &token, NOW).is_err());
         let mut other_audience = config.clone();
@@ -305,7 +327,9 @@ mod tests {
     #[test]
     fn alg_none_and_algorithm_confusion_are_refused() {
         let (keys, config) = setup(SigningAlgorithm::Es256);
-        let token = issue(&keys, &config, "u", 0, SessionFlags::VERIFIED, NOW).unwrap().token;
+        let token = issue(&keys, &config, "u", 0, SessionFlags::VERIFIED, NOW)
+            .unwrap()
+            .token;
         let (_, claims) = parts(&token);
         let kid = keys.signing_key(NOW).kid.clone();
         let enc = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
@@ -343,7 +367,9 @@ mod tests {
     #[test]
     fn tampered_claims_fail_the_signature() {
         let (keys, config) = setup(SigningAlgorithm::EdDsa);
-        let token = issue(&keys, &config, "u", 0, SessionFlags::VERIFIED, NOW).unwrap().token;
+        let token = issue(&keys, &config, "u", 0, SessionFlags::VERIFIED, NOW)
+            .unwrap()
+            .token;
         let mut pieces: Vec<String> = token.split('.').map(str::to_owned).collect();
         let (_, mut claims) = parts(&token);
         claims["sub"] = "admin".into();

@@ -701,9 +701,16 @@ async fn two_rotations(timeline: KeyTimeline, gap_s: i64) -> Findings {
                 continue;
             }
             let keys = instance.key_set().await.unwrap();
-            let token = tokens::issue(&keys, &config, "user-1", t, keygate_core::tokens::SessionFlags::VERIFIED, now_ms)
-                .unwrap()
-                .token;
+            let token = tokens::issue(
+                &keys,
+                &config,
+                "user-1",
+                t,
+                keygate_core::tokens::SessionFlags::VERIFIED,
+                now_ms,
+            )
+            .unwrap()
+            .token;
             let kid = keys.signing_key(now_ms).kid.clone();
             for (fetched_s, kids) in &served {
                 if !kids.contains(&kid) {

@@ -1181,9 +1181,16 @@ pub async fn service_revoked_access_token_is_refused_by_every_bearer_route<S: Au
     let foreign = {
         let key = generate_key(SigningAlgorithm::Es256, NOW_MS / 1000).unwrap();
         let keys = KeySet::from_documents(&KeySetDocument { keys: vec![key] }, None).unwrap();
-        keygate_core::tokens::issue(&keys, h.service.config(), "someone", 0, keygate_core::tokens::SessionFlags::VERIFIED, h.now_ms())
-            .unwrap()
-            .token
+        keygate_core::tokens::issue(
+            &keys,
+            h.service.config(),
+            "someone",
+            0,
+            keygate_core::tokens::SessionFlags::VERIFIED,
+            h.now_ms(),
+        )
+        .unwrap()
+        .token
     };
     for junk in ["", "not a token", "a.b.c", foreign.as_str(), "kgrt_AAAA"] {
         h.service

@@ -321,8 +321,15 @@ fn node_seed(now_ms: i64) -> Result<(String, Vec<Value>), String> {
     let email = "bench-node@example.com";
     let user_id = *uuid::Uuid::new_v4().as_bytes();
     // Family number 0: the unnumbered token layout (version 1), the one the Node.js handler parses.
-    let token = RefreshToken::new_family(email, user_id, 0, keygate_core::tokens::SessionFlags::VERIFIED, now_ms, 30 * 86_400)
-        .map_err(|e| e.to_string())?;
+    let token = RefreshToken::new_family(
+        email,
+        user_id,
+        0,
+        keygate_core::tokens::SessionFlags::VERIFIED,
+        now_ms,
+        30 * 86_400,
+    )
+    .map_err(|e| e.to_string())?;
     let record = token.record(None);
     let pk = format!("USER#{email}");
     let user = json!({

@@ -311,8 +311,15 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io::Resu
 fn issue_tokens(state: &mut State, email: &str, family: u64) -> Response {
     let user_id = state.users[email].user_id.clone();
     let now = now_ms();
-    let access =
-        tokens::issue(&state.keys, &state.config, &user_id, now / 1000, tokens::SessionFlags::VERIFIED, now).unwrap();
+    let access = tokens::issue(
+        &state.keys,
+        &state.config,
+        &user_id,
+        now / 1000,
+        tokens::SessionFlags::VERIFIED,
+        now,
+    )
+    .unwrap();
     let refresh = format!("kgrt_{}", random_hex(48));
     state.refresh.insert(
         refresh.clone(),
