@@ -9,7 +9,8 @@
 # tests (unit, in-process HTTP, the store behaviour suite on SQLite and on DynamoDB through moto, Secrets
 # Manager rotation, end-to-end tests of keygate-local); third-party JWT libraries verifying keygate's
 # tokens; standard OAuth clients (Authlib, oauth4webapi) refreshing and revoking through the advertised
-# endpoints; email verification and password reset against an SMTP sink (aiosmtpd); the smoke tool against a local server; the OpenAPI document validated
+# endpoints; email verification and password reset against an SMTP sink (aiosmtpd); TOTP second
+# factors with pyotp as the authenticator app; the smoke tool against a local server; the OpenAPI document validated
 # (openapi-spec-validator) and fuzzed against a local server (schemathesis); the CDK tests (jest); a
 # real `cdk synth` of every stage
 # and the pipeline with the Rust functions built by cargo-lambda and cdk-nag enforced; cfn-lint on every
@@ -64,6 +65,9 @@ node tests/e2e/oauth-oauth4webapi.mjs "$target/debug/keygate-local"
 
 step "email verification and password reset through SMTP (aiosmtpd), as a user and an attacker would"
 python tests/e2e/email_smtp.py "$target/debug/keygate-local"
+
+step "TOTP second factors with pyotp as the authenticator app: enrolment, the login's second step, replay, races, the attempt cap, secrets at rest"
+python tests/e2e/mfa_totp.py "$target/debug/keygate-local"
 
 step "keygate-smoke against a local server on a free port"
 cargo build --locked -p keygate-smoke

@@ -1,13 +1,15 @@
-//! The DynamoDB store: users, their tokens and email codes, and the mail outbox, in one table.
+//! The DynamoDB store: users, their tokens, email codes and second factors, and the mail outbox, in
+//! one table.
 //!
 //! | item | pk | sk | attributes |
 //! | --- | --- | --- | --- |
-//! | user | `USER#<email>` | `PROFILE` | userId, email, passwordHash, createdAt, revokedBefore, failedLogins (attempts reserved), lockedUntil, lastAttemptAt, roles, familySeq, emailVerified (BOOL; absent: false) |
+//! | user | `USER#<email>` | `PROFILE` | userId, email, passwordHash, createdAt, revokedBefore, failedLogins (attempts reserved), lockedUntil, lastAttemptAt, roles, familySeq, emailVerified (BOOL; absent: false), mfa (S: `MfaState::to_json`, compared whole; absent: no factor) |
 //! | refresh token | `USER#<email>` | `REFRESH#<familyId>#<tokenId>` | tokenHash, issuedAt, expiresAt (TTL, s), familyExpiresAt, usedAt, replacedBy, fingerprintHash |
 //! | device token | `USER#<email>` | `DEVICE#<tokenHash>` | createdAt, expiresAt (TTL, s), failedLogins, lockedUntil, lastAttemptAt |
 //! | denied access token | `DENIED#<jti>` | `DENIED` | expiresAt (TTL, s: the token's `exp` plus the clock leeway) |
 //! | email code | `USER#<email>` | `EMAILCODE#<purpose>` (`verify`, `reset`) | tokenHash, codeMac (both absent on a notice's record, which has no code), codeExpiresAt, attempts, consumed (BOOL), lastSentAt, windowStart, windowSends, expiresAt (TTL, s) |
 //! | outbox mail | `OUTBOX#<id>` | `MAIL` | sealed, createdAt, expiresAt (TTL, s) |
+//! | MFA challenge | `USER#<email>` | `MFA#CHAL#<tokenHash>` | fingerprintHash, deviceHash (both optional), attempts, expiresAt (TTL, s) |
 //!
 //! Times are epoch milliseconds except `expiresAt`/`familyExpiresAt` (epoch seconds, DynamoDB's TTL
 //! unit). The GSI `byUserId` (KEYS_ONLY) finds a user by id; only user items carry `userId`.
@@ -28,8 +30,10 @@
 //!   older than the watermark), then the loop on the user.
 //! - `settle_attempt`: UpdateItem on the reserved counter (compare-and-set).
 //! - `complete_login`, `change_password`: one TransactWriteItems (Put token + Update user conditional
-//!   on the password hash, and for a login on the watermark too + Put of a new device, or for a
-//!   login on a known device the Update resetting its counter).
+//!   on the password hash, and for a login on the watermark and the MFA state too + Put of a new
+//!   device, or for a login on a known device the Update resetting its counter; a login's second
+//!   step also Deletes its MFA challenge, which must still exist). A password change that activates
+//!   MFA is conditional on the MFA state as well.
 //! - `set_revoked_before`: UpdateItem that only raises the watermark.
 //! - `rotate_refresh_token`: one TransactWriteItems (Update presented, Put next, ConditionCheck user).
 //! - `revoke_family`: Query on the sk prefix, BatchWriteItem deletes (25 a batch).
@@ -45,6 +49,9 @@
 //! - `verify_email`: one TransactWriteItems (Update record consumed, Update user emailVerified).
 //!   `reset_password`: one TransactWriteItems (Update record consumed, Update user, Put notice), and
 //!   a second when the stored watermark is already later than the reset's.
+//! - `swap_mfa`: UpdateItem of the profile conditional on the MFA state as read.
+//!   `put_mfa_challenge`: PutItem. `reserve_challenge_attempt`: UpdateItem `ADD attempts`,
+//!   conditional on an unexpired challenge with attempts left, returning it (ALL_NEW).
 //! - `delete_mail`: DeleteItem. `pending_mail`: Scan of the `OUTBOX#` items, the one operation that
 //!   scans: for the local server's worker (`keygate-local --store dynamodb`), tests and tools; on
 //!   AWS the table's stream feeds the mailer, so no function scans.
@@ -58,16 +65,15 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::ReturnValue;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, ConditionCheck, DeleteRequest, Put,
+    AttributeValue, CancellationReason, ConditionCheck, Delete, DeleteRequest, Put,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
-use keygate_core::email_code::MAX_CODE_ATTEMPTS;
 use keygate_core::store::{
     AccessTokenDenyList, Attempt, AttemptCounter, AttemptScope, CodeConsumption, CodePurpose,
-    DeviceGrant, DeviceRecord, EmailCode, EmailCodeStore, LoginCompletion, MailOutcome,
-    MailRequest, OutboxMail, OutboxStore, PasswordChange, PasswordReset, RefreshRecord,
-    RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError, StoreResult, User,
-    UserStore, expired,
+    DeviceGrant, DeviceRecord, EmailCode, EmailCodeStore, LoginCompletion, MAX_CODE_ATTEMPTS,
+    MailOutcome, MailRequest, MfaChallenge, MfaState, MfaStore, MfaSwap, OutboxMail, OutboxStore,
+    PasswordChange, PasswordReset, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome,
+    Rotation, StoreError, StoreResult, User, UserStore, expired,
 };
 use keygate_core::throttle::LoginThrottle;
 use keygate_http::Endpoint;
@@ -102,7 +108,20 @@ impl DynamoCalls {
                 Endpoint::EmailVerify | Endpoint::PasswordReset => {
                     (&["GetItem", "UpdateItem", "TransactWriteItems"], &[])
                 }
-                Endpoint::Login => (&["GetItem", "UpdateItem", "TransactWriteItems"], &[]),
+                // With an active factor, the password step puts a second-step challenge (PutItem).
+                Endpoint::Login => (
+                    &["GetItem", "UpdateItem", "TransactWriteItems", "PutItem"],
+                    &[],
+                ),
+                // The challenge's attempt and the login throttle's (UpdateItem), the completion.
+                Endpoint::MfaVerify => (&["GetItem", "UpdateItem", "TransactWriteItems"], &[]),
+                // The bearer's user, then the factor's swap (UpdateItem); a code is counted on the
+                // login throttle first (UpdateItem).
+                Endpoint::MfaTotp | Endpoint::MfaRecoveryCodes | Endpoint::MfaTotpDisable => {
+                    (&["GetItem", "UpdateItem"], &["Query"])
+                }
+                // The activation is written as a password change (TransactWriteItems).
+                Endpoint::MfaTotpActivate => (&["GetItem", "TransactWriteItems"], &["Query"]),
                 // A replay reads the live child (GetItem) or revokes the family (Query, BatchWriteItem).
                 Endpoint::Refresh | Endpoint::OAuthToken => (
                     &["TransactWriteItems", "GetItem", "Query", "BatchWriteItem"],
@@ -138,6 +157,7 @@ const DENIED_PREFIX: &str = "DENIED#";
 const DENIED: &str = "DENIED";
 const EMAIL_CODE_PREFIX: &str = "EMAILCODE#";
 const OUTBOX_PREFIX: &str = "OUTBOX#";
+const MFA_CHALLENGE_PREFIX: &str = "MFA#CHAL#";
 const MAIL: &str = "MAIL";
 
 const USER_ID: &str = "userId";
@@ -151,6 +171,7 @@ const LAST_ATTEMPT_AT: &str = "lastAttemptAt";
 const ROLES: &str = "roles";
 const FAMILY_SEQ: &str = "familySeq";
 const EMAIL_VERIFIED: &str = "emailVerified";
+const MFA: &str = "mfa";
 
 const TOKEN_HASH: &str = "tokenHash";
 const ISSUED_AT: &str = "issuedAt";
@@ -168,6 +189,7 @@ const LAST_SENT_AT: &str = "lastSentAt";
 const WINDOW_START: &str = "windowStart";
 const WINDOW_SENDS: &str = "windowSends";
 const SEALED: &str = "sealed";
+const DEVICE_HASH: &str = "deviceHash";
 
 const USER_ATTRIBUTES: &[&str] = &[
     USER_ID,
@@ -181,6 +203,7 @@ const USER_ATTRIBUTES: &[&str] = &[
     ROLES,
     FAMILY_SEQ,
     EMAIL_VERIFIED,
+    MFA,
 ];
 const REFRESH_ATTRIBUTES: &[&str] = &[
     SK,
@@ -242,6 +265,10 @@ fn refresh_sk(family_id: &str, token_id: &str) -> String {
 
 fn email_code_sk(purpose: CodePurpose) -> String {
     format!("{EMAIL_CODE_PREFIX}{}", purpose.as_str())
+}
+
+fn mfa_challenge_sk(token_hash: &str) -> String {
+    format!("{MFA_CHALLENGE_PREFIX}{token_hash}")
 }
 
 fn outbox_pk(id: &str) -> String {
@@ -329,7 +356,7 @@ fn opt_bool(item: &Item, attribute: &str) -> StoreResult<Option<bool>> {
 }
 
 fn user_item(user: &User) -> Item {
-    HashMap::from([
+    let mut item = HashMap::from([
         (PK.to_owned(), s(user_pk(&user.email))),
         (SK.to_owned(), s(PROFILE)),
         (USER_ID.to_owned(), s(&user.user_id)),
@@ -346,7 +373,11 @@ fn user_item(user: &User) -> Item {
             ROLES.to_owned(),
             AttributeValue::L(user.roles.iter().map(s).collect()),
         ),
-    ])
+    ]);
+    if let Some(mfa) = &user.mfa {
+        item.insert(MFA.to_owned(), s(mfa.to_json()));
+    }
+    item
 }
 
 fn user_from_item(item: &Item) -> StoreResult<User> {
@@ -374,6 +405,9 @@ fn user_from_item(item: &Item) -> StoreResult<User> {
         family_seq: opt_n(item, FAMILY_SEQ)?.unwrap_or(0),
         // Users written before verification existed are unverified.
         email_verified: opt_bool(item, EMAIL_VERIFIED)?.unwrap_or(false),
+        mfa: opt_s(item, MFA)?
+            .map(|text| MfaState::from_json(&text))
+            .transpose()?,
     })
 }
 
@@ -495,6 +529,39 @@ fn email_code_from_item(email: &str, purpose: CodePurpose, item: &Item) -> Store
         last_sent_ms: get_n(item, LAST_SENT_AT)?,
         window_start_ms: get_n(item, WINDOW_START)?,
         window_sends: get_n(item, WINDOW_SENDS)?,
+        expires_at_s: get_n(item, EXPIRES_AT)?,
+    })
+}
+
+fn mfa_challenge_item(challenge: &MfaChallenge) -> Item {
+    let mut item = HashMap::from([
+        (PK.to_owned(), s(user_pk(&challenge.email))),
+        (SK.to_owned(), s(mfa_challenge_sk(&challenge.token_hash))),
+        (ATTEMPTS.to_owned(), n(challenge.attempts)),
+        (EXPIRES_AT.to_owned(), n(challenge.expires_at_s)),
+    ]);
+    for (attribute, value) in [
+        (FINGERPRINT_HASH, &challenge.fingerprint_hash),
+        (DEVICE_HASH, &challenge.device_hash),
+    ] {
+        if let Some(value) = value {
+            item.insert(attribute.to_owned(), s(value));
+        }
+    }
+    item
+}
+
+fn mfa_challenge_from_item(email: &str, item: &Item) -> StoreResult<MfaChallenge> {
+    let sk = get_s(item, SK)?;
+    let token_hash = sk
+        .strip_prefix(MFA_CHALLENGE_PREFIX)
+        .ok_or_else(|| corrupt(SK, "not an MFA challenge key"))?;
+    Ok(MfaChallenge {
+        email: email.to_owned(),
+        token_hash: token_hash.to_owned(),
+        fingerprint_hash: opt_s(item, FINGERPRINT_HASH)?,
+        device_hash: opt_s(item, DEVICE_HASH)?,
+        attempts: get_n(item, ATTEMPTS)?,
         expires_at_s: get_n(item, EXPIRES_AT)?,
     })
 }
@@ -798,6 +865,46 @@ fn string_equals_or_absent(
     format!("#{attribute} = :{attribute}")
 }
 
+/// The condition "the stored MFA state is `expected`" (`None`: there is none), on the whole JSON text
+/// ([`MfaState::to_json`] is the one stored spelling). Names and values are added to
+/// `names`/`values`.
+fn mfa_condition(
+    expected: Option<&MfaState>,
+    names: &mut Vec<&'static str>,
+    values: &mut HashMap<String, AttributeValue>,
+) -> String {
+    names.push(MFA);
+    match expected {
+        None => format!("attribute_not_exists(#{MFA})"),
+        Some(state) => {
+            values.insert(":mfaExpected".into(), s(state.to_json()));
+            format!("#{MFA} = :mfaExpected")
+        }
+    }
+}
+
+/// `set` (an update expression's SET clause) extended to leave the MFA state as `swap.new`: one more
+/// SET action, or a REMOVE clause; `set` itself when the state stays as expected (the condition
+/// still checks it). Names and values are added to `names`/`values`.
+fn with_mfa_write(
+    set: String,
+    swap: &MfaSwap,
+    names: &mut Vec<&'static str>,
+    values: &mut HashMap<String, AttributeValue>,
+) -> String {
+    if swap.new == swap.expected {
+        return set;
+    }
+    names.push(MFA);
+    match &swap.new {
+        Some(state) => {
+            values.insert(":mfaNew".into(), s(state.to_json()));
+            format!("{set}, #{MFA} = :mfaNew")
+        }
+        None => format!("{set} REMOVE #{MFA}"),
+    }
+}
+
 /// The condition "the record's item is exactly `record`, attribute by attribute" (`None`: there is
 /// no item): a mail request writes only on the record it was decided on, whatever changed it since
 /// (another request, a code attempt, a consumption).
@@ -904,36 +1011,51 @@ impl CounterReservation {
 /// How a conditional user update inside a transaction ended.
 enum Transacted {
     Applied,
-    /// The user update's condition failed; the item as it was, if any.
-    Refused(Option<User>),
+    /// The user update's condition failed; the item as it was, if any (boxed: a user with an MFA
+    /// state is large).
+    Refused(Option<Box<User>>),
 }
 
 impl DynamoStore {
-    /// Writes `token` and updates the user together; the update's condition failing is an answer,
-    /// a collision with a concurrent transaction is retried.
+    /// Writes `token` and updates the user together, with the device write and (a login's second
+    /// step) the consumption of the MFA challenge `challenge_hash`; the update's condition failing
+    /// is an answer, a collision with a concurrent transaction is retried.
     async fn user_and_token(
         &self,
         update: Update,
         token: &RefreshRecord,
         device: TransactWriteItem,
+        challenge_hash: Option<&str>,
     ) -> StoreResult<Transacted> {
-        let items = vec![
+        // The reasons are read by index: token 0, user 1, device 2, challenge 3 (last, so the
+        // others keep their places whether or not it is there).
+        let mut items = vec![
             TransactWriteItem::builder()
                 .put(self.put_token_request(token))
                 .build(),
             TransactWriteItem::builder().update(update).build(),
             device,
         ];
+        if let Some(hash) = challenge_hash {
+            items.push(self.consume_mfa_challenge(&token.email, hash));
+        }
         for attempt in 0..CONFLICT_TRIES {
             conflict_backoff(attempt).await;
             match self.transact(items.clone()).await? {
                 Transaction::Applied => return Ok(Transacted::Applied),
                 Transaction::Refused(reasons) if code(&reasons, 1) == CONDITIONAL_CHECK_FAILED => {
-                    let user = reasons[1].item().map(user_from_item).transpose()?;
+                    let user = reasons[1]
+                        .item()
+                        .map(|item| user_from_item(item).map(Box::new))
+                        .transpose()?;
                     return Ok(Transacted::Refused(user));
                 }
-                // A known device that is gone (expired), or a new device's key taken.
-                Transaction::Refused(reasons) if code(&reasons, 2) == CONDITIONAL_CHECK_FAILED => {
+                // A known device that is gone (expired), or a new device's key taken; or the MFA
+                // challenge already consumed (or never issued).
+                Transaction::Refused(reasons)
+                    if code(&reasons, 2) == CONDITIONAL_CHECK_FAILED
+                        || code(&reasons, 3) == CONDITIONAL_CHECK_FAILED =>
+                {
                     return Ok(Transacted::Refused(None));
                 }
                 Transaction::Refused(_) => {
@@ -947,6 +1069,19 @@ impl DynamoStore {
         Err(StoreError::Unavailable(
             "DynamoDB TransactWriteItems: the user kept changing concurrently".into(),
         ))
+    }
+
+    /// Deletes a login's MFA challenge, which must still exist (a consumed one refuses the login).
+    fn consume_mfa_challenge(&self, email: &str, token_hash: &str) -> TransactWriteItem {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(email)))
+            .key(SK, s(mfa_challenge_sk(token_hash)))
+            .condition_expression(format!("attribute_exists(#{PK})"))
+            .expression_attribute_names(format!("#{PK}"), PK)
+            .build()
+            .expect("table, key and condition are set");
+        TransactWriteItem::builder().delete(delete).build()
     }
 
     /// The device half of a login's or password change's transaction.
@@ -1475,18 +1610,28 @@ impl UserStore for DynamoStore {
                 ", #{FAILED_LOGINS} = :zero, #{LOCKED_UNTIL} = :zero, #{LAST_ATTEMPT_AT} = :zero"
             ));
         }
+        // The MFA state must be the one judged (a factor activated meanwhile refuses a password-only
+        // login; a spent step or recovery code, a concurrent second step), and becomes the new one.
+        let mfa = mfa_condition(
+            completion.mfa.expected.as_ref(),
+            &mut attribute_names,
+            &mut values,
+        );
+        let set = with_mfa_write(set, &completion.mfa, &mut attribute_names, &mut values);
         let update = self.user_update(
             &token.email,
             &set,
             format!(
-                "#{PASSWORD_HASH} = :verified AND {watermark} AND (attribute_not_exists(#{FAMILY_SEQ}) OR #{FAMILY_SEQ} < :seq)"
+                "#{PASSWORD_HASH} = :verified AND {watermark} AND (attribute_not_exists(#{FAMILY_SEQ}) OR #{FAMILY_SEQ} < :seq) AND {mfa}"
             ),
             attribute_names,
             values,
         );
         let device = self.device_write(&token.email, &completion.device);
+        let challenge = completion.challenge_hash.as_deref();
         Ok(matches!(
-            self.user_and_token(update, token, device).await?,
+            self.user_and_token(update, token, device, challenge)
+                .await?,
             Transacted::Applied
         ))
     }
@@ -1497,7 +1642,7 @@ impl UserStore for DynamoStore {
         // (and the hash matched), the second try keeps it.
         let mut raise = true;
         for _ in 0..2 {
-            let attribute_names = vec![
+            let mut attribute_names = vec![
                 PASSWORD_HASH,
                 REVOKED_BEFORE,
                 FAILED_LOGINS,
@@ -1505,7 +1650,7 @@ impl UserStore for DynamoStore {
                 LAST_ATTEMPT_AT,
                 FAMILY_SEQ,
             ];
-            let values = HashMap::from([
+            let mut values = HashMap::from([
                 (":expected".to_owned(), s(&change.expected_hash)),
                 (":new".to_owned(), s(&change.new_hash)),
                 (":watermark".to_owned(), n(change.revoked_before_ms)),
@@ -1530,12 +1675,32 @@ impl UserStore for DynamoStore {
                     format!("#{PASSWORD_HASH} = :expected AND #{REVOKED_BEFORE} >= :watermark"),
                 )
             };
+            // An MFA activation: the state must still be the pending one, and becomes active.
+            let (set, condition) = match &change.mfa {
+                None => (set, condition),
+                Some(swap) => {
+                    let mfa =
+                        mfa_condition(swap.expected.as_ref(), &mut attribute_names, &mut values);
+                    (
+                        with_mfa_write(set, swap, &mut attribute_names, &mut values),
+                        format!("{condition} AND {mfa}"),
+                    )
+                }
+            };
             let update = self.user_update(&token.email, &set, condition, attribute_names, values);
             let device = DeviceGrant::Issue(change.new_device.clone());
             let device = self.device_write(&token.email, &device);
-            match self.user_and_token(update, token, device).await? {
+            match self.user_and_token(update, token, device, None).await? {
                 Transacted::Applied => return Ok(true),
-                Transacted::Refused(Some(user)) if user.password_hash == change.expected_hash => {
+                // Only the watermark's side of the condition can have failed (the hash and the MFA
+                // state are as expected): try the other side.
+                Transacted::Refused(Some(user))
+                    if user.password_hash == change.expected_hash
+                        && change
+                            .mfa
+                            .as_ref()
+                            .is_none_or(|swap| user.mfa == swap.expected) =>
+                {
                     raise = user.revoked_before_ms < change.revoked_before_ms;
                 }
                 Transacted::Refused(_) => return Ok(false),
@@ -1904,6 +2069,87 @@ impl EmailCodeStore for DynamoStore {
     }
 }
 
+impl MfaStore for DynamoStore {
+    async fn swap_mfa(&self, email: &str, swap: &MfaSwap) -> StoreResult<bool> {
+        let (mut attribute_names, mut values) = (vec![PK], HashMap::new());
+        let condition = mfa_condition(swap.expected.as_ref(), &mut attribute_names, &mut values);
+        // Written even when it stays as expected: an UpdateItem needs an action.
+        let update = match &swap.new {
+            Some(state) => {
+                values.insert(":mfaNew".into(), s(state.to_json()));
+                format!("SET #{MFA} = :mfaNew")
+            }
+            None => format!("REMOVE #{MFA}"),
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(email)))
+            .key(SK, s(PROFILE))
+            .update_expression(update)
+            .condition_expression(format!("attribute_exists(#{PK}) AND {condition}"))
+            .set_expression_attribute_names(Some(names(&attribute_names)))
+            .set_expression_attribute_values(non_empty(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_check_failed(&e) => Ok(false),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+
+    async fn put_mfa_challenge(&self, challenge: &MfaChallenge) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(mfa_challenge_item(challenge)))
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn reserve_challenge_attempt(
+        &self,
+        email: &str,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<MfaChallenge>> {
+        // The condition is MfaChallenge::reserve_attempt (TTL deletion is lazy, never on moto: the
+        // expiry is in it); ADD counts each admitted attempt once, so concurrent attempts cannot
+        // pass the cap.
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(user_pk(email)))
+            .key(SK, s(mfa_challenge_sk(token_hash)))
+            .update_expression(format!("ADD #{ATTEMPTS} :one"))
+            .condition_expression(format!(
+                "attribute_exists(#{PK}) AND #{ATTEMPTS} < :max AND #{EXPIRES_AT} > :nowSeconds"
+            ))
+            .set_expression_attribute_names(Some(names(&[PK, ATTEMPTS, EXPIRES_AT])))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(MAX_CODE_ATTEMPTS))
+            .expression_attribute_values(":nowSeconds", n(now_ms.div_euclid(1000)))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output
+                    .attributes
+                    .ok_or_else(|| corrupt(ATTEMPTS, "UpdateItem returned no attributes"))?;
+                mfa_challenge_from_item(email, &item).map(Some)
+            }
+            Err(e) if is_conditional_check_failed(&e) => Ok(None),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+}
+
 impl OutboxStore for DynamoStore {
     async fn pending_mail(&self, limit: usize, now_ms: i64) -> StoreResult<Vec<OutboxMail>> {
         // A Scan (see the module documentation): no request path and no function calls it, as the
@@ -1989,6 +2235,7 @@ mod tests {
             roles: vec!["admin".into()],
             family_seq: 6,
             email_verified: true,
+            mfa: None,
         };
         let item = user_item(&user);
         assert_eq!(item[PK], s("USER#ada@example.com"));
@@ -2078,7 +2325,76 @@ mod tests {
             roles: Vec::new(),
             family_seq: 0,
             email_verified: true,
+            mfa: None,
         })
+    }
+
+    fn mfa_state() -> MfaState {
+        MfaState {
+            factor_id: "0190e4b8-0000-7000-8000-00000000000f".into(),
+            key_id: "k1".into(),
+            sealed_secret: "c2VhbGVkIHNlY3JldA".into(),
+            pending_until_ms: None,
+            last_step: 60_000_000,
+            recovery_hashes: vec!["3".repeat(64), "4".repeat(64)],
+        }
+    }
+
+    #[test]
+    fn mfa_states_round_trip_and_bad_ones_are_corrupt() {
+        let mut item = sample_user_item();
+        assert!(!item.contains_key(MFA), "no factor, no attribute");
+        assert_eq!(user_from_item(&item).unwrap().mfa, None);
+        let user = User {
+            mfa: Some(mfa_state()),
+            ..user_from_item(&item).unwrap()
+        };
+        item = user_item(&user);
+        assert_eq!(item[MFA], s(mfa_state().to_json()));
+        assert_eq!(user_from_item(&item).unwrap(), user);
+        let pending = User {
+            mfa: Some(MfaState {
+                pending_until_ms: Some(1_800_000_600_000),
+                recovery_hashes: Vec::new(),
+                ..mfa_state()
+            }),
+            ..user
+        };
+        assert_eq!(user_from_item(&user_item(&pending)).unwrap(), pending);
+        item.insert(MFA.into(), s("{not json"));
+        assert!(matches!(user_from_item(&item), Err(StoreError::Corrupt(_))));
+        item.insert(MFA.into(), s(r#"{"factor_id":"f"}"#));
+        assert!(matches!(user_from_item(&item), Err(StoreError::Corrupt(_))));
+        item.insert(MFA.into(), n(1));
+        assert!(matches!(user_from_item(&item), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn mfa_challenge_items_round_trip() {
+        let challenge = MfaChallenge {
+            email: "ada#x@example.com".into(),
+            token_hash: "5".repeat(64),
+            fingerprint_hash: Some("6".repeat(64)),
+            device_hash: None,
+            attempts: 2,
+            expires_at_s: 1_800_000_300,
+        };
+        let item = mfa_challenge_item(&challenge);
+        assert_eq!(
+            (&item[PK], &item[SK]),
+            (
+                &s("USER#ada#x@example.com"),
+                &s(format!("MFA#CHAL#{}", "5".repeat(64)))
+            )
+        );
+        assert!(!item.contains_key(DEVICE_HASH) && !item.contains_key(USER_ID));
+        assert_eq!(
+            mfa_challenge_from_item(&challenge.email, &item).unwrap(),
+            challenge
+        );
+        let mut item = item;
+        item.insert(SK.into(), s(PROFILE));
+        assert!(mfa_challenge_from_item(&challenge.email, &item).is_err());
     }
 
     #[test]

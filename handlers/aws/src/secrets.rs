@@ -15,6 +15,7 @@ use aws_sdk_secretsmanager::operation::get_secret_value::{
 };
 use keygate_core::SystemClock;
 use keygate_core::audit::AuditKey;
+use keygate_core::mfa::FactorKeyRing;
 use keygate_core::rotation::{AWSPENDING, RotationError, SecretVersionStore, VersionedKeySource};
 
 /// The key source every API function uses.
@@ -213,6 +214,22 @@ pub async fn read_server_key(client: &Client, secret_id: &str) -> Result<AuditKe
         .map_err(|e| format!("{setting}: {e}"))?;
     let text = output.ok_or_else(|| format!("{setting}: the secret holds no value"))?;
     AuditKey::parse(&text).map_err(|e| format!("{setting}: the secret's value {e}"))
+}
+
+/// The TOTP data-key ring ([`FactorKeyRing`]), read once at init: a rotation of the ring reaches a
+/// function with its next execution environment, and keeps the old keys, so codes keep verifying.
+pub async fn read_factor_keys(client: &Client, secret_id: &str) -> Result<FactorKeyRing, String> {
+    let setting = crate::settings::FACTOR_KEYS_SECRET_ID.env;
+    let output = client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| store_error("GetSecretValue", e))
+        .and_then(secret_text)
+        .map_err(|e| format!("{setting}: {e}"))?;
+    let text = output.ok_or_else(|| format!("{setting}: the secret holds no value"))?;
+    FactorKeyRing::parse(&text).map_err(|e| format!("{setting}: {e}"))
 }
 
 /// The key source over `secret_id`, caching for `ttl`.

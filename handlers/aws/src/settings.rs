@@ -35,6 +35,14 @@ pub const SERVER_KEY_SECRET_ID: Setting = Setting {
     range: None,
 };
 
+pub const FACTOR_KEYS_SECRET_ID: Setting = Setting {
+    env: "KEYGATE_FACTOR_KEYS_SECRET_ID",
+    flag: "factor-keys-secret-id",
+    default: None,
+    help: "Secrets Manager secret (ARN or name) holding the data-key ring that seals TOTP secrets (read only by the functions of /auth/mfa/*)",
+    range: None,
+};
+
 pub const METRICS_NAMESPACE: Setting = Setting {
     env: "KEYGATE_METRICS_NAMESPACE",
     flag: "metrics-namespace",
@@ -57,6 +65,7 @@ pub const AWS_SETTINGS: &[Setting] = &[
     KEYS_SECRET_ID,
     PUBLIC_KEYS_SECRET_ID,
     SERVER_KEY_SECRET_ID,
+    FACTOR_KEYS_SECRET_ID,
     METRICS_NAMESPACE,
     SES_CONFIGURATION_SET,
 ];
@@ -109,6 +118,12 @@ pub fn read_server_key_secret_id<F: Fn(&str) -> Option<String>>(
     lookup: &F,
 ) -> Result<String, ConfigError> {
     read_setting(lookup, &SERVER_KEY_SECRET_ID, non_empty(2048))
+}
+
+pub fn read_factor_keys_secret_id<F: Fn(&str) -> Option<String>>(
+    lookup: &F,
+) -> Result<String, ConfigError> {
+    read_setting(lookup, &FACTOR_KEYS_SECRET_ID, non_empty(2048))
 }
 
 pub fn read_metrics_namespace<F: Fn(&str) -> Option<String>>(

@@ -14,13 +14,16 @@ use keygate_aws::secrets::SecretsManagerVersions;
 use keygate_aws::{DynamoStore, sdk};
 use keygate_core::SigningAlgorithm;
 use keygate_core::audit::RequestContext;
+use keygate_core::error::AuthError;
 use keygate_core::keys::{
     KeyError, KeySet, KeySetDocument, KeySource, KeyTimeline, PublicKeySetDocument, generate_key,
 };
+use keygate_core::mfa::{TOTP_DIGITS, hotp, totp_step};
 use keygate_core::rotation::{
     AWSCURRENT, AWSPENDING, RotationStep, SecretVersionStore, StepOutcome, VersionedKeySource,
     run_step,
 };
+use keygate_core::service::SecondFactorProof;
 use keygate_core::store::{
     AttemptCounter, AttemptScope, CodePurpose, EmailCodeStore, MailOutcome, StoreError, User,
     UserStore,
@@ -29,8 +32,8 @@ use keygate_core::{AuthConfig, AuthService, Clock as _, SystemClock};
 use keygate_http::Endpoint;
 use keygate_testkit::doubles::{ManualClock, MemoryStore, StaticKeySource};
 use keygate_testkit::fixtures::{
-    NEW_PASSWORD, PASSWORD, WRONG_PASSWORD, block_on, code_request, sample_user, test_audit_key,
-    unique_email,
+    NEW_PASSWORD, PASSWORD, WRONG_PASSWORD, base32_decode, block_on, code_request, sample_user,
+    test_audit_key, test_factor_keys, unique_email,
 };
 use serde_json::Value;
 
@@ -927,4 +930,163 @@ moto_test!(store_round_trips_per_endpoint, async {
         ],
         "password change: the bearer check, the reservation, one transaction"
     );
+});
+
+// The second-factor endpoints' calls, checked against their grants as above: enrolment, activation
+// (written as a password change), a login's two steps, new recovery codes, disabling. The service's
+// clock is manual, so each TOTP code is a fresh step.
+moto_test!(mfa_round_trips_per_endpoint, async {
+    let (client, log, _) = common::instrumented_dynamodb().await;
+    let table = common::create_table(&client).await;
+    let keys = StaticKeySource(Arc::new(
+        KeySet::from_documents(&key_doc(SigningAlgorithm::Es256), None).unwrap(),
+    ));
+    let mut config = AuthConfig::with_issuer("https://keygate.test");
+    config.require_verified_email = false;
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let service = AuthService::new(
+        config,
+        DynamoStore::new(client, table),
+        keys,
+        clock.clone(),
+        test_audit_key(),
+    )
+    .unwrap()
+    .with_factor_keys(test_factor_keys());
+    let code = |secret: &[u8]| hotp(secret, totp_step(clock.now_ms()) as u64, TOTP_DIGITS);
+    let next_step = || clock.advance_ms(30_000);
+    let email = unique_email("mfa-round-trips");
+    service.register(&ctx(), &email, PASSWORD).await.unwrap();
+    let first = service
+        .login(&ctx(), &email, PASSWORD, None, None)
+        .await
+        .unwrap();
+    log.take();
+
+    let enrolment = service
+        .enrol_totp(&ctx(), &first.access_token)
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(granted(Endpoint::MfaTotp, log.take())),
+        ["GetItem", "GetItem", "Query", "UpdateItem"],
+        "enrolment: the bearer check + the factor's conditional UpdateItem"
+    );
+    let secret = base32_decode(&enrolment.secret);
+
+    let activated = service
+        .activate_totp(
+            &ctx(),
+            &first.access_token,
+            &enrolment.factor_id,
+            &code(&secret),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(granted(Endpoint::MfaTotpActivate, log.take())),
+        ["GetItem", "GetItem", "Query", "TransactWriteItems"],
+        "activation: the bearer check + one transaction (a password change's)"
+    );
+
+    next_step();
+    let issued = match service.login(&ctx(), &email, PASSWORD, None, None).await {
+        Err(AuthError::MfaRequired(issued)) => issued,
+        other => panic!("expected MfaRequired, got {other:?}"),
+    };
+    assert_eq!(
+        granted(Endpoint::Login, log.take()),
+        ["UpdateItem", "UpdateItem", "PutItem"],
+        "a login's first step: the reservation, settling it, the challenge's PutItem"
+    );
+
+    let second = service
+        .verify_mfa(
+            &ctx(),
+            &issued.mfa_token,
+            SecondFactorProof::Totp(&code(&secret)),
+            None,
+        )
+        .await
+        .unwrap();
+    let calls = granted(Endpoint::MfaVerify, log.take());
+    assert_eq!(
+        (
+            calls.first().map(String::as_str),
+            calls.last().map(String::as_str)
+        ),
+        (Some("UpdateItem"), Some("TransactWriteItems")),
+        "the second step: the challenge's attempt first, one transaction last: {calls:?}"
+    );
+    assert!(
+        service
+            .verify_mfa(
+                &ctx(),
+                &issued.mfa_token,
+                SecondFactorProof::Totp(&code(&secret)),
+                None,
+            )
+            .await
+            .is_err(),
+        "a consumed challenge opens no second session"
+    );
+    granted(Endpoint::MfaVerify, log.take());
+
+    next_step();
+    let regenerated = service
+        .regenerate_recovery_codes(&ctx(), &second.access_token, &code(&secret))
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(granted(Endpoint::MfaRecoveryCodes, log.take())),
+        [
+            "GetItem",
+            "GetItem",
+            "Query",
+            "UpdateItem",
+            "UpdateItem",
+            "UpdateItem"
+        ],
+        "new recovery codes: the bearer check, the throttle's reservation and settlement, the swap"
+    );
+
+    assert!(
+        service
+            .disable_totp(
+                &ctx(),
+                &second.access_token,
+                SecondFactorProof::RecoveryCode(&activated.recovery_codes[0]),
+            )
+            .await
+            .is_err(),
+        "the replaced recovery codes are dead"
+    );
+    granted(Endpoint::MfaTotpDisable, log.take());
+    service
+        .disable_totp(
+            &ctx(),
+            &second.access_token,
+            SecondFactorProof::RecoveryCode(&regenerated.recovery_codes[0]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(granted(Endpoint::MfaTotpDisable, log.take())),
+        [
+            "GetItem",
+            "GetItem",
+            "Query",
+            "UpdateItem",
+            "UpdateItem",
+            "UpdateItem",
+            "UpdateItem"
+        ],
+        "disabling: as new recovery codes, the reservation in two tries (its first guessed a quiet \
+         counter, which the dead code raised)"
+    );
+
+    service
+        .login(&ctx(), &email, PASSWORD, None, None)
+        .await
+        .expect("a password alone logs in again");
 });

@@ -129,10 +129,22 @@ pub enum AuditEvent {
     PasswordResetCompleted,
     /// A wrong reset code, or a reset that lost its race.
     PasswordResetFailed,
+    /// A TOTP factor was enrolled (pending until activated).
+    MfaEnrolled,
+    /// A TOTP factor was activated: other sessions ended.
+    MfaActivated,
+    /// The right password met an active factor: a second-step challenge was issued.
+    MfaChallenged,
+    /// A second step (TOTP or recovery code) completed a login.
+    MfaVerified,
+    /// A wrong, replayed or throttled second-factor code, or a second step that lost its race.
+    MfaFailed,
+    MfaRecoveryCodesRegenerated,
+    MfaDisabled,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 25] = [
+    pub const ALL: [AuditEvent; 32] = [
         AuditEvent::Registered,
         AuditEvent::RegisterDuplicate,
         AuditEvent::LoginSucceeded,
@@ -158,6 +170,13 @@ impl AuditEvent {
         AuditEvent::PasswordResetSuppressed,
         AuditEvent::PasswordResetCompleted,
         AuditEvent::PasswordResetFailed,
+        AuditEvent::MfaEnrolled,
+        AuditEvent::MfaActivated,
+        AuditEvent::MfaChallenged,
+        AuditEvent::MfaVerified,
+        AuditEvent::MfaFailed,
+        AuditEvent::MfaRecoveryCodesRegenerated,
+        AuditEvent::MfaDisabled,
     ];
 
     pub fn name(self) -> &'static str {
@@ -187,6 +206,13 @@ impl AuditEvent {
             AuditEvent::PasswordResetSuppressed => "password_reset_suppressed",
             AuditEvent::PasswordResetCompleted => "password_reset_completed",
             AuditEvent::PasswordResetFailed => "password_reset_failed",
+            AuditEvent::MfaEnrolled => "mfa_enrolled",
+            AuditEvent::MfaActivated => "mfa_activated",
+            AuditEvent::MfaChallenged => "mfa_challenged",
+            AuditEvent::MfaVerified => "mfa_verified",
+            AuditEvent::MfaFailed => "mfa_failed",
+            AuditEvent::MfaRecoveryCodesRegenerated => "mfa_recovery_codes_regenerated",
+            AuditEvent::MfaDisabled => "mfa_disabled",
         }
     }
 
@@ -215,6 +241,13 @@ impl AuditEvent {
             AuditEvent::EmailCodeFailed | AuditEvent::PasswordResetFailed => "EmailCodeFailed",
             AuditEvent::PasswordResetRequested => "PasswordResetRequested",
             AuditEvent::PasswordResetCompleted => "PasswordResetCompleted",
+            AuditEvent::MfaEnrolled
+            | AuditEvent::MfaActivated
+            | AuditEvent::MfaRecoveryCodesRegenerated
+            | AuditEvent::MfaDisabled => "MfaFactorChanged",
+            AuditEvent::MfaChallenged => "MfaChallenged",
+            AuditEvent::MfaVerified => "MfaVerified",
+            AuditEvent::MfaFailed => "MfaFailed",
         }
     }
 
@@ -226,6 +259,8 @@ impl AuditEvent {
                 | AuditEvent::LoginThrottled
                 | AuditEvent::EmailCodeFailed
                 | AuditEvent::PasswordResetFailed
+                | AuditEvent::MfaFailed
+                | AuditEvent::MfaDisabled
         )
     }
 }

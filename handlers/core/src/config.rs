@@ -192,6 +192,20 @@ pub const EMAIL_HOURLY_CAP: Setting = Setting {
     help: "Most mails of one kind to one account per hour; further requests answer 202 and send nothing",
     range: Some((1, 100)),
 };
+pub const MFA_ISSUER: Setting = Setting {
+    env: "KEYGATE_MFA_ISSUER",
+    flag: "mfa-issuer",
+    default: Some("keygate"),
+    help: "The issuer an authenticator app shows beside a TOTP factor (the otpauth:// URI's label prefix and issuer parameter); 1-64 characters, no colon",
+    range: None,
+};
+pub const MFA_RECENT_AUTH: Setting = Setting {
+    env: "KEYGATE_MFA_RECENT_AUTH_SECONDS",
+    flag: "mfa-recent-auth-seconds",
+    default: Some("300"),
+    help: "How recent the session's authentication (auth_time) must be to enrol or disable a TOTP factor, in seconds",
+    range: Some((30, 3600)),
+};
 
 pub const KEY_CACHE_TTL: Setting = Setting {
     env: "KEYGATE_KEY_CACHE_TTL_SECONDS",
@@ -229,6 +243,8 @@ pub const AUTH_SETTINGS: &[Setting] = &[
     PASSWORD_RESET_TTL,
     EMAIL_COOLDOWN,
     EMAIL_HOURLY_CAP,
+    MFA_ISSUER,
+    MFA_RECENT_AUTH,
 ];
 
 /// A setting that is missing or out of range; names the variable so the fix is obvious.
@@ -273,6 +289,9 @@ pub struct AuthConfig {
     pub email_verification_ttl_secs: u64,
     pub password_reset_ttl_secs: u64,
     pub email_limits: SendLimits,
+    /// The issuer authenticator apps show ([`MFA_ISSUER`]).
+    pub mfa_issuer: String,
+    pub mfa_recent_auth_secs: u64,
 }
 
 /// The per-account limits on mails of one purpose, applied silently (the request still answers 202).
@@ -434,6 +453,14 @@ impl AuthConfig {
                 cooldown_ms: cooldown_secs * 1000,
                 hourly_cap: read_number(&lookup, &EMAIL_HOURLY_CAP)?,
             },
+            mfa_issuer: read_setting(&lookup, &MFA_ISSUER, |raw| {
+                if raw.is_empty() || raw.chars().count() > 64 || raw.contains(':') {
+                    Err("must be 1-64 characters without a colon".to_owned())
+                } else {
+                    Ok(raw.to_owned())
+                }
+            })?,
+            mfa_recent_auth_secs: read_number(&lookup, &MFA_RECENT_AUTH)?,
         })
     }
 

@@ -1,13 +1,13 @@
 //! Second-factor secrets: TOTP (RFC 6238 over RFC 4226's HOTP), the data-key ring that seals TOTP
 //! secrets at rest, recovery codes and the `mfa_token` of a login's second step: the primitives of
-//! multi-factor authentication (issue 14), tested against the RFC vectors. No endpoint uses them
-//! yet; the storage records and the login's second step come with the endpoints.
+//! multi-factor authentication, tested against the RFC vectors. The endpoints that use them are in
+//! `service/mfa.rs`; the stored state is [`crate::store::MfaState`].
 //!
 //! - TOTP: 160-bit secrets, HMAC-SHA-1, 6 digits, 30-second steps (the parameters every authenticator
 //!   app reads from an `otpauth://` URI). A code is accepted for the current step or one step either
 //!   side, and only for a step later than the factor's last accepted one (RFC 6238 section 5.2: a
 //!   verifier must not accept the second attempt of a valid OTP); [`accepted_step`] is the rule, and
-//!   the endpoints are to spend the step in a conditional write, so that one code on two requests at
+//!   the endpoints spend the step in a conditional write, so that one code on two requests at
 //!   once succeeds once.
 //! - Secrets at rest: AES-256-GCM under a data key named by a key id, the user id and factor id as
 //!   associated data, so a sealed secret copied to another user's or factor's item does not open.

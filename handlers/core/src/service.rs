@@ -18,13 +18,17 @@ use crate::email_code::{
 use crate::error::AuthError;
 use crate::keys::KeySource;
 use crate::mail::{self, Mail, MailSealer, MailSecret};
+use crate::mfa::FactorKeyRing;
 use crate::password::{MAX_PASSWORD_BYTES, PasswordHasher, Verification};
 use crate::refresh::RefreshToken;
 use crate::store::{
-    Attempt, AttemptCounter, AttemptScope, AuthStore, DeviceGrant, LoginCompletion, OutboxMail,
-    PasswordChange, Reservation, RotateOutcome, Rotation, User, expired,
+    Attempt, AttemptCounter, AttemptScope, AuthStore, DeviceGrant, LoginCompletion, MfaState,
+    MfaSwap, OutboxMail, PasswordChange, Reservation, RotateOutcome, Rotation, User, expired,
 };
+
+mod mfa;
 use crate::tokens::{self, AccessClaims, SessionFlags};
+pub use mfa::{MfaActivated, RecoveryCodesIssued, SecondFactorProof, TotpEnrolment};
 
 /// RFC 6749 section 5.1 token response.
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +59,8 @@ pub struct Profile {
     pub auth_time: i64,
     /// Whether the user proved they own `email` (read from the account, not the token).
     pub email_verified: bool,
+    /// Whether logins must present a second factor (an active TOTP factor).
+    pub mfa_enabled: bool,
 }
 
 /// What proves a verification or a reset: the link's token, or the mailed code with its address.
@@ -81,6 +87,21 @@ pub struct Principal {
     pub claims: AccessClaims,
 }
 
+/// What [`AuthService::open_session`] issues a session on: the user as judged, the counter the
+/// attempt counted on, and what the login's write changes beside the new family.
+struct SessionStart<'a> {
+    user: &'a User,
+    scope: &'a AttemptScope,
+    /// The device token the login presented (a second step has none in clear).
+    device_token: Option<&'a str>,
+    fingerprint_hash: Option<String>,
+    new_password_hash: Option<String>,
+    mfa: MfaSwap,
+    challenge_hash: Option<String>,
+    /// The session presented a second factor (`amr` gets `otp`).
+    second_factor: bool,
+}
+
 /// Device ids are opaque client strings; only their hash is stored.
 const MAX_DEVICE_ID_LEN: usize = 256;
 /// How many family numbers a login tries before it gives up (see login).
@@ -104,6 +125,8 @@ pub struct AuthService<S, K, C> {
     hasher: PasswordHasher,
     audit_key: AuditKey,
     sealer: MailSealer,
+    /// Seals and opens TOTP secrets; only the functions that handle second factors hold it.
+    factor_keys: Option<FactorKeyRing>,
 }
 
 impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
@@ -123,7 +146,14 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             hasher,
             sealer: MailSealer::new(&audit_key),
             audit_key,
+            factor_keys: None,
         })
+    }
+
+    /// Gives the service the data keys of TOTP secrets (enrolment, activation, second steps).
+    pub fn with_factor_keys(mut self, ring: FactorKeyRing) -> Self {
+        self.factor_keys = Some(ring);
+        self
     }
 
     pub fn audit_key(&self) -> &AuditKey {
@@ -187,6 +217,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             roles: Vec::new(),
             family_seq: 0,
             email_verified: false,
+            mfa: None,
         };
         let created = self.store.create_user(&user).await?;
         let subject = Subject {
@@ -524,30 +555,80 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             audit::emit(ctx, AuditEvent::LoginUnverified, subject);
             return Err(AuthError::EmailNotVerified);
         }
+        if user.mfa.as_ref().is_some_and(MfaState::is_active) {
+            // The password was right: the attempt stays counted until the second step succeeds (a
+            // failed code counts again there), but it releases the window its reservation held
+            // while judging, or the second step would wait out PENDING_JUDGEMENT_MS. Parameters
+            // raised since the hash was made wait for a password-only login: the second step has
+            // no password to rehash.
+            self.settle(&email, &attempt, 0).await?;
+            let issued = self
+                .challenge(user, &attempt.scope, fingerprint_hash, now)
+                .await?;
+            audit::emit(ctx, AuditEvent::MfaChallenged, subject);
+            return Err(AuthError::MfaRequired(issued));
+        }
+        let new_password_hash = if needs_rehash {
+            Some(self.hasher.hash(password)?)
+        } else {
+            None
+        };
+        let start = SessionStart {
+            user,
+            scope: &attempt.scope,
+            device_token,
+            fingerprint_hash,
+            new_password_hash,
+            mfa: MfaSwap::unchanged(&user.mfa),
+            challenge_hash: None,
+            second_factor: false,
+        };
+        let Some((response, family_id)) = self.open_session(start, now).await? else {
+            // The password or the watermark changed while this attempt was judged: had it arrived
+            // later, it would have been judged against the new state. Nothing was issued.
+            audit::emit(ctx, AuditEvent::LoginFailed, subject);
+            return Err(AuthError::InvalidCredentials);
+        };
+        audit::emit(
+            ctx,
+            AuditEvent::LoginSucceeded,
+            Subject {
+                family_id: Some(&family_id),
+                ..subject
+            },
+        );
+        Ok(response)
+    }
+
+    /// A judged login's one conditional write ([`LoginCompletion`]): the first token of a new family
+    /// and the device grant, on the state `start.user` was judged on. Returns the response and the
+    /// family id, or `None` when that state changed meanwhile (nothing was issued).
+    async fn open_session(
+        &self,
+        start: SessionStart<'_>,
+        now: i64,
+    ) -> Result<Option<(TokenResponse, String)>, AuthError> {
+        let user = start.user;
         // A watermark later than `now` was written, between reading the clock and the user, by a
         // password change or logout-all that took it as its millisecond + 1: this login judged the
         // state after it, so its session is issued at the watermark, not revoked by it. The
         // completion below is conditional on this watermark, so a later revocation still wins.
         let now = now.max(user.revoked_before_ms);
         let mut family_seq = user.family_seq + 1;
-        let mut token = self.new_family(user, family_seq, now)?;
+        let mut token = self.new_family(user, family_seq, start.second_factor, now)?;
         let mut response = self.token_response(&token, &user.user_id, now).await?;
-        let device = match &attempt.scope {
+        let device = match start.scope {
             AttemptScope::Device(hash) => {
-                // The device keeps its token: `device_token` is the one just found valid.
-                response.device_token = device_token.map(str::to_owned);
+                // The device keeps its token: the one just found valid (a second step, which never
+                // sees it in clear, leaves it out of the response; the client holds it).
+                response.device_token = start.device_token.map(str::to_owned);
                 DeviceGrant::Reset(hash.clone())
             }
             AttemptScope::Untrusted => {
-                let issued = device::issue(&email, now, self.config.device_token_ttl_secs)?;
+                let issued = device::issue(&user.email, now, self.config.device_token_ttl_secs)?;
                 response.device_token = Some(issued.token);
                 DeviceGrant::Issue(issued.record)
             }
-        };
-        let new_password_hash = if needs_rehash {
-            Some(self.hasher.hash(password)?)
-        } else {
-            None
         };
         // Concurrent logins of one user read the same family number and only one can take it; the
         // others take the next free one. A few tries cover any realistic burst of one user's logins.
@@ -556,41 +637,30 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
                 verified_hash: user.password_hash.clone(),
                 revoked_before_ms: user.revoked_before_ms,
                 family_seq,
-                new_password_hash: new_password_hash.clone(),
-                first_token: token.record(fingerprint_hash.clone()),
+                new_password_hash: start.new_password_hash.clone(),
+                first_token: token.record(start.fingerprint_hash.clone()),
                 device: device.clone(),
+                mfa: start.mfa.clone(),
+                challenge_hash: start.challenge_hash.clone(),
             };
             if self.store.complete_login(&completion).await? {
                 break;
             }
             // Only the number was lost if the user is otherwise as this attempt judged it.
-            let number_taken_by = self.store.get_user(&email).await?.filter(|fresh| {
+            let number_taken_by = self.store.get_user(&user.email).await?.filter(|fresh| {
                 fresh.password_hash == user.password_hash
                     && fresh.revoked_before_ms == user.revoked_before_ms
+                    && fresh.mfa == user.mfa
                     && fresh.family_seq >= family_seq
             });
             match number_taken_by {
                 Some(fresh) if tries < FAMILY_NUMBER_TRIES => family_seq = fresh.family_seq + 1,
-                _ => {
-                    // The password or the watermark changed while this attempt was judged: had it
-                    // arrived later, it would have been judged against the new state. Nothing was
-                    // issued.
-                    audit::emit(ctx, AuditEvent::LoginFailed, subject);
-                    return Err(AuthError::InvalidCredentials);
-                }
+                _ => return Ok(None),
             }
-            token = self.new_family(user, family_seq, now)?;
+            token = self.new_family(user, family_seq, start.second_factor, now)?;
             response.refresh_token = token.encode();
         }
-        audit::emit(
-            ctx,
-            AuditEvent::LoginSucceeded,
-            Subject {
-                family_id: Some(&token.family_id_hex()),
-                ..subject
-            },
-        );
-        Ok(response)
+        Ok(Some((response, token.family_id_hex())))
     }
 
     /// Settles a judged (or refused) attempt on the counter it was reserved on.
@@ -611,6 +681,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         &self,
         user: &User,
         family_seq: u64,
+        second_factor: bool,
         now: i64,
     ) -> Result<RefreshToken, AuthError> {
         let user_id = uuid::Uuid::try_parse(&user.user_id)
@@ -619,10 +690,9 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             &user.email,
             user_id.into_bytes(),
             family_seq,
-            // Every session begins with a password; a second factor is not offered yet.
             SessionFlags {
                 email_verified: user.email_verified,
-                second_factor: false,
+                second_factor,
             },
             now,
             self.config.refresh_family_ttl_secs,
@@ -855,6 +925,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             roles: user.roles,
             auth_time: claims.auth_time,
             email_verified: user.email_verified,
+            mfa_enabled: user.mfa.as_ref().is_some_and(MfaState::is_active),
         })
     }
 
@@ -882,7 +953,9 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         current: &str,
         new: &str,
     ) -> Result<TokenResponse, AuthError> {
-        let Principal { user, .. } = self.authenticate(bearer).await?;
+        let Principal { user, claims } = self.authenticate(bearer).await?;
+        // The new session authenticated as the one that asked: a second factor it presented counts.
+        let second_factor = claims.amr.iter().any(|m| m == tokens::AMR_OTP);
         if current.len() > MAX_PASSWORD_BYTES {
             return Err(AuthError::InvalidCredentials);
         }
@@ -922,7 +995,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             // before this write took its issue time earlier, so its session is revoked (+1 as above).
             let watermark = self.clock.now_ms() + 1;
             let family_seq = user.family_seq + 1;
-            let token = self.new_family(user, family_seq, watermark)?;
+            let token = self.new_family(user, family_seq, second_factor, watermark)?;
             let mut response = self
                 .token_response(&token, &user.user_id, watermark)
                 .await?;
@@ -936,6 +1009,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
                 family_seq,
                 first_token: token.record(None),
                 new_device: device.record,
+                mfa: None,
             };
             if self.store.change_password(&change).await? {
                 audit::emit(ctx, AuditEvent::PasswordChanged, subject);

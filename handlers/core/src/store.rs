@@ -1,5 +1,5 @@
-//! The storage port: users, refresh-token records, denied access tokens, email codes and the mail
-//! outbox, with the atomic operations the design needs.
+//! The storage port: users, refresh-token records, denied access tokens, email codes, the mail
+//! outbox and second factors, with the atomic operations the design needs.
 //!
 //! Times: `*_ms` are milliseconds since the epoch; `expires_at_s` is in seconds (DynamoDB's TTL unit).
 //! Every read treats a record whose `expires_at_s * 1000 <= now_ms` as absent, because no store deletes
@@ -40,6 +40,8 @@ pub struct User {
     pub family_seq: u64,
     /// Whether the user proved they own `email` (a verification or a password reset).
     pub email_verified: bool,
+    /// The user's TOTP factor, pending or active, with its recovery codes (see [`MfaState`]).
+    pub mfa: Option<MfaState>,
 }
 
 /// The port's state changes on a user, as pure rules: the memory and SQLite stores apply them to the
@@ -81,10 +83,12 @@ impl User {
         if self.password_hash != completion.verified_hash
             || self.revoked_before_ms != completion.revoked_before_ms
             || self.family_seq >= completion.family_seq
+            || self.mfa != completion.mfa.expected
         {
             return false;
         }
         self.family_seq = completion.family_seq;
+        self.mfa = completion.mfa.new.clone();
         // A device's success resets that device's counter only: the owner's logins must not reopen
         // guessing on the untrusted counter for a stranger.
         if let DeviceGrant::Issue(_) = completion.device {
@@ -99,8 +103,16 @@ impl User {
     /// [`UserStore::change_password`] on the user (the caller writes the token and the device in the
     /// same step).
     pub fn change_password(&mut self, change: &PasswordChange) -> bool {
-        if self.password_hash != change.expected_hash {
+        if self.password_hash != change.expected_hash
+            || change
+                .mfa
+                .as_ref()
+                .is_some_and(|swap| self.mfa != swap.expected)
+        {
             return false;
+        }
+        if let Some(swap) = &change.mfa {
+            self.mfa = swap.new.clone();
         }
         self.password_hash = change.new_hash.clone();
         self.revoked_before_ms = self.revoked_before_ms.max(change.revoked_before_ms);
@@ -304,6 +316,13 @@ pub struct LoginCompletion {
     pub new_password_hash: Option<String>,
     pub first_token: RefreshRecord,
     pub device: DeviceGrant,
+    /// The user's MFA state as judged, and as the login leaves it (a second step spends a TOTP step
+    /// or a recovery code); a password-only login leaves it as read, so a factor activated
+    /// meanwhile refuses the login.
+    pub mfa: MfaSwap,
+    /// A second step's challenge ([`MfaChallenge::token_hash`]), consumed by this write: it must
+    /// still exist.
+    pub challenge_hash: Option<String>,
 }
 
 /// A password change's one conditional write: the new hash, the watermark (raised, never lowered;
@@ -320,6 +339,9 @@ pub struct PasswordChange {
     pub family_seq: u64,
     pub first_token: RefreshRecord,
     pub new_device: DeviceRecord,
+    /// An MFA activation's change of the factor, applied only if the stored state is still the
+    /// expected one (a password change leaves the state alone: `None`).
+    pub mfa: Option<MfaSwap>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -753,13 +775,125 @@ pub trait OutboxStore: Send + Sync + 'static {
     fn delete_mail(&self, id: &str) -> impl Future<Output = StoreResult<()>> + Send;
 }
 
+/// A user's TOTP factor as stored on the profile (one JSON attribute, [`MfaState::to_json`]), so that
+/// every decision on it (a spent step, a spent recovery code, activation, a new set of codes,
+/// disabling) is one conditional write of the whole state on the state it was decided on
+/// ([`MfaSwap`]), and a login's completion checks it in the same write as the password and the
+/// watermark. Secrets appear only sealed ([`crate::mfa::FactorKeyRing`]) or hashed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MfaState {
+    pub factor_id: String,
+    /// The id of the data key that sealed the secret.
+    pub key_id: String,
+    /// The TOTP secret, sealed with the user id and factor id as associated data.
+    pub sealed_secret: String,
+    /// `Some`: enrolled but not activated, and void from this instant (ms); `None`: active.
+    pub pending_until_ms: Option<i64>,
+    /// The last TOTP time step accepted; a code is accepted only for a later one.
+    pub last_step: i64,
+    /// SHA-256 of each unspent recovery code (empty while pending).
+    pub recovery_hashes: Vec<String>,
+}
+
+impl MfaState {
+    /// Whether logins must present this factor.
+    pub fn is_active(&self) -> bool {
+        self.pending_until_ms.is_none()
+    }
+
+    /// The one stored spelling (stores compare it whole in their conditions).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("the MFA state serialises")
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, StoreError> {
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("MFA state: {e}")))
+    }
+}
+
+/// One conditional change of a user's [`MfaState`]: applied only if the stored state equals
+/// `expected` (absent: none), replacing it with `new`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaSwap {
+    pub expected: Option<MfaState>,
+    pub new: Option<MfaState>,
+}
+
+impl MfaSwap {
+    /// The state stays as read (only its being unchanged is checked).
+    pub fn unchanged(state: &Option<MfaState>) -> Self {
+        Self {
+            expected: state.clone(),
+            new: state.clone(),
+        }
+    }
+}
+
+/// A login's second-step challenge under `USER#<email>` / `MFA#CHAL#<token_hash>`: issued when the
+/// right password met an active factor, consumed by the login it completes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MfaChallenge {
+    pub email: String,
+    /// SHA-256 of the `mfa_token` ([`crate::mfa::MfaToken`]).
+    pub token_hash: String,
+    /// Hex SHA-256 of the device id the login sent (the verification must send the same).
+    pub fingerprint_hash: Option<String>,
+    /// Hash of the valid device token the login presented: the second step counts on that device's
+    /// counter, as the first did.
+    pub device_hash: Option<String>,
+    /// The second step's verification attempts so far.
+    pub attempts: u32,
+    /// Seconds (the TTL attribute).
+    pub expires_at_s: i64,
+}
+
+impl MfaChallenge {
+    /// [`MfaStore::reserve_challenge_attempt`]: the challenge with one more attempt counted, if it is
+    /// unexpired and has attempts left.
+    pub fn reserve_attempt(&self, now_ms: i64) -> Option<MfaChallenge> {
+        (!expired(self.expires_at_s, now_ms) && self.attempts < MAX_CODE_ATTEMPTS).then(|| {
+            MfaChallenge {
+                attempts: self.attempts + 1,
+                ..self.clone()
+            }
+        })
+    }
+}
+
+/// Second factors: the state on the profile and the login challenges.
+pub trait MfaStore: Send + Sync + 'static {
+    /// Applies `swap` to the user's MFA state in one conditional write. Returns whether it applied
+    /// (`false`: no such user, or the state is not the expected one; nothing written).
+    fn swap_mfa(
+        &self,
+        email: &str,
+        swap: &MfaSwap,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    fn put_mfa_challenge(
+        &self,
+        challenge: &MfaChallenge,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Counts one attempt on the challenge, atomically, if [`MfaChallenge::reserve_attempt`] admits
+    /// it, and returns the challenge as written; `None`: no usable challenge, nothing written. Under
+    /// any concurrency at most [`MAX_CODE_ATTEMPTS`] attempts are admitted.
+    fn reserve_challenge_attempt(
+        &self,
+        email: &str,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Option<MfaChallenge>>> + Send;
+}
+
 /// Everything the service needs from storage.
 pub trait AuthStore:
-    UserStore + RefreshTokenStore + AccessTokenDenyList + EmailCodeStore + OutboxStore
+    UserStore + RefreshTokenStore + AccessTokenDenyList + EmailCodeStore + OutboxStore + MfaStore
 {
 }
-impl<T: UserStore + RefreshTokenStore + AccessTokenDenyList + EmailCodeStore + OutboxStore>
-    AuthStore for T
+impl<
+    T: UserStore + RefreshTokenStore + AccessTokenDenyList + EmailCodeStore + OutboxStore + MfaStore,
+> AuthStore for T
 {
 }
 
@@ -813,6 +947,7 @@ mod tests {
             roles: Vec::new(),
             family_seq: 1,
             email_verified: true,
+            mfa: None,
         }
     }
 

@@ -11,7 +11,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use keygate_core::audit::{AuditKey, RequestContext};
 use keygate_core::keys::{JWKS_MAX_AGE_SECS, KeyError, KeySource};
-use keygate_core::service::EmailProof;
+use keygate_core::service::{EmailProof, SecondFactorProof};
 use keygate_core::store::{AuthStore, CodePurpose, StoreError};
 use keygate_core::{AuthConfig, AuthError, AuthService, Clock};
 use serde::Serialize;
@@ -70,6 +70,16 @@ pub enum Endpoint {
     PasswordForgot,
     /// Sets a new password with a reset link's token or a mailed code.
     PasswordReset,
+    /// Enrols a pending TOTP factor (bearer, recent login).
+    MfaTotp,
+    /// Activates the pending factor with a code: recovery codes and a new session.
+    MfaTotpActivate,
+    /// A new set of recovery codes, for a TOTP code (bearer).
+    MfaRecoveryCodes,
+    /// Removes the factor, for a TOTP or recovery code (bearer, recent login).
+    MfaTotpDisable,
+    /// A login's second step: the `mfa_token` of the `mfa-required` problem and a code.
+    MfaVerify,
 }
 
 /// The keys an endpoint (or a function serving several) reads, least first: a function needs the
@@ -105,7 +115,7 @@ impl KeyAccess {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 17] = [
+    pub const ALL: [Endpoint; 22] = [
         Endpoint::Register,
         Endpoint::Login,
         Endpoint::Refresh,
@@ -123,6 +133,11 @@ impl Endpoint {
         Endpoint::EmailVerify,
         Endpoint::PasswordForgot,
         Endpoint::PasswordReset,
+        Endpoint::MfaTotp,
+        Endpoint::MfaTotpActivate,
+        Endpoint::MfaRecoveryCodes,
+        Endpoint::MfaTotpDisable,
+        Endpoint::MfaVerify,
     ];
 
     /// Whether the endpoint runs argon2id (about 20 ms of one core and 19 MiB per request at the
@@ -144,11 +159,17 @@ impl Endpoint {
             Endpoint::Login
             | Endpoint::Refresh
             | Endpoint::ChangePassword
-            | Endpoint::OAuthToken => KeyAccess::Private,
+            | Endpoint::OAuthToken
+            | Endpoint::MfaTotpActivate
+            | Endpoint::MfaVerify => KeyAccess::Private,
             // Revocation verifies an access token before it denies it.
-            Endpoint::Me | Endpoint::LogoutAll | Endpoint::Jwks | Endpoint::OAuthRevoke => {
-                KeyAccess::Public
-            }
+            Endpoint::Me
+            | Endpoint::LogoutAll
+            | Endpoint::Jwks
+            | Endpoint::OAuthRevoke
+            | Endpoint::MfaTotp
+            | Endpoint::MfaRecoveryCodes
+            | Endpoint::MfaTotpDisable => KeyAccess::Public,
             Endpoint::Register
             | Endpoint::Logout
             | Endpoint::Discovery
@@ -159,6 +180,20 @@ impl Endpoint {
             | Endpoint::PasswordForgot
             | Endpoint::PasswordReset => KeyAccess::None,
         }
+    }
+
+    /// Whether the endpoint seals or opens TOTP secrets: a function serving one reads the data-key
+    /// ring ([`keygate_core::mfa::FactorKeyRing`]); no other is granted it. A login only issues the
+    /// challenge, so it never holds the ring.
+    pub fn uses_factor_keys(self) -> bool {
+        matches!(
+            self,
+            Endpoint::MfaTotp
+                | Endpoint::MfaTotpActivate
+                | Endpoint::MfaRecoveryCodes
+                | Endpoint::MfaTotpDisable
+                | Endpoint::MfaVerify
+        )
     }
 
     /// The endpoint's name in `cdk/contract.json` and in the discovery document's `keygate_endpoints`.
@@ -181,6 +216,11 @@ impl Endpoint {
             Endpoint::EmailVerify => "email_verify",
             Endpoint::PasswordForgot => "password_forgot",
             Endpoint::PasswordReset => "password_reset",
+            Endpoint::MfaTotp => "mfa_totp",
+            Endpoint::MfaTotpActivate => "mfa_totp_activate",
+            Endpoint::MfaRecoveryCodes => "mfa_recovery_codes",
+            Endpoint::MfaTotpDisable => "mfa_totp_disable",
+            Endpoint::MfaVerify => "mfa_verify",
         }
     }
 
@@ -223,6 +263,11 @@ impl Endpoint {
             Endpoint::EmailVerify => "/auth/email/verify",
             Endpoint::PasswordForgot => "/auth/password/forgot",
             Endpoint::PasswordReset => "/auth/password/reset",
+            Endpoint::MfaTotp => "/auth/mfa/totp",
+            Endpoint::MfaTotpActivate => "/auth/mfa/totp/activate",
+            Endpoint::MfaRecoveryCodes => "/auth/mfa/recovery-codes",
+            Endpoint::MfaTotpDisable => "/auth/mfa/totp/disable",
+            Endpoint::MfaVerify => "/auth/mfa/verify",
         }
     }
 
@@ -245,6 +290,11 @@ impl Endpoint {
                 | Endpoint::EmailVerify
                 | Endpoint::PasswordForgot
                 | Endpoint::PasswordReset
+                | Endpoint::MfaTotp
+                | Endpoint::MfaTotpActivate
+                | Endpoint::MfaRecoveryCodes
+                | Endpoint::MfaTotpDisable
+                | Endpoint::MfaVerify
         )
     }
 }
@@ -316,6 +366,51 @@ impl ProofBody {
             (None, Some(email), Some(code)) => Ok(EmailProof::Code { email, code }),
             _ => Err(Problem::BadRequest(
                 "send either `token` (from the mailed link) or `email` and `code`".into(),
+            )),
+        }
+    }
+}
+
+/// POST /auth/mfa/totp takes `{}`: nothing to choose yet, and an empty object keeps the JSON contract.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyBody {}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateBody {
+    factor_id: String,
+    code: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TotpCodeBody {
+    code: String,
+}
+
+/// `{code}` (TOTP) or `{recovery_code}`, and for a login's second step `mfa_token` (and the login's
+/// `device_id`, when it sent one).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecondFactorBody {
+    #[serde(default)]
+    mfa_token: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    recovery_code: Option<String>,
+    #[serde(default)]
+    device_id: Option<String>,
+}
+
+impl SecondFactorBody {
+    fn proof(&self) -> Result<SecondFactorProof<'_>, Problem> {
+        match (&self.code, &self.recovery_code) {
+            (Some(code), None) => Ok(SecondFactorProof::Totp(code)),
+            (None, Some(code)) => Ok(SecondFactorProof::RecoveryCode(code)),
+            _ => Err(Problem::BadRequest(
+                "send either `code` (from the authenticator app) or `recovery_code`".into(),
             )),
         }
     }
@@ -550,6 +645,50 @@ where
                 .reset_password(ctx, b.proof()?, new_password)
                 .await?;
             Ok(empty(StatusCode::NO_CONTENT))
+        }
+        Endpoint::MfaTotp => {
+            let token = bearer(&parts.headers)?;
+            let EmptyBody {} = parse(&body)?;
+            let enrolment = service.enrol_totp(ctx, token).await?;
+            Ok(json(StatusCode::OK, &enrolment, NO_STORE))
+        }
+        Endpoint::MfaTotpActivate => {
+            let token = bearer(&parts.headers)?;
+            let b: ActivateBody = parse(&body)?;
+            let activated = service
+                .activate_totp(ctx, token, &b.factor_id, &b.code)
+                .await?;
+            Ok(json(StatusCode::OK, &activated, NO_STORE))
+        }
+        Endpoint::MfaRecoveryCodes => {
+            let token = bearer(&parts.headers)?;
+            let b: TotpCodeBody = parse(&body)?;
+            let issued = service
+                .regenerate_recovery_codes(ctx, token, &b.code)
+                .await?;
+            Ok(json(StatusCode::OK, &issued, NO_STORE))
+        }
+        Endpoint::MfaTotpDisable => {
+            let token = bearer(&parts.headers)?;
+            let b: SecondFactorBody = parse(&body)?;
+            if b.mfa_token.is_some() || b.device_id.is_some() {
+                return Err(Problem::BadRequest(
+                    "send only `code` or `recovery_code`: `mfa_token` and `device_id` belong to /auth/mfa/verify".into(),
+                ));
+            }
+            service.disable_totp(ctx, token, b.proof()?).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        Endpoint::MfaVerify => {
+            let b: SecondFactorBody = parse(&body)?;
+            let mfa_token = b
+                .mfa_token
+                .as_deref()
+                .ok_or_else(|| Problem::BadRequest("missing field `mfa_token`".into()))?;
+            let tokens = service
+                .verify_mfa(ctx, mfa_token, b.proof()?, b.device_id.as_deref())
+                .await?;
+            Ok(json(StatusCode::OK, &tokens, NO_STORE))
         }
         // Form bodies and RFC 6749 errors: the OAuth module checks and answers the whole request.
         Endpoint::OAuthToken | Endpoint::OAuthRevoke => {
@@ -793,6 +932,11 @@ mod discovery_tests {
                     "email_verify": format!("{i}/auth/email/verify"),
                     "password_forgot": format!("{i}/auth/password/forgot"),
                     "password_reset": format!("{i}/auth/password/reset"),
+                    "mfa_totp": format!("{i}/auth/mfa/totp"),
+                    "mfa_totp_activate": format!("{i}/auth/mfa/totp/activate"),
+                    "mfa_recovery_codes": format!("{i}/auth/mfa/recovery-codes"),
+                    "mfa_totp_disable": format!("{i}/auth/mfa/totp/disable"),
+                    "mfa_verify": format!("{i}/auth/mfa/verify"),
                 },
             })
         );

@@ -137,6 +137,42 @@ fn shape(problem: &Problem) -> Shape {
                 "Invalid link or code",
                 &error.to_string(),
             ),
+            AuthError::MfaRequired(_) => s(
+                StatusCode::FORBIDDEN,
+                "mfa-required",
+                "Second factor required",
+                "the password is right; complete the login at /auth/mfa/verify with `mfa_token` and a TOTP `code` or a `recovery_code`",
+            ),
+            AuthError::InvalidSecondFactor => s(
+                StatusCode::UNAUTHORIZED,
+                "invalid-second-factor",
+                "Invalid second factor",
+                &error.to_string(),
+            ),
+            AuthError::RecentLoginRequired(_) => s(
+                StatusCode::FORBIDDEN,
+                "recent-login-required",
+                "Recent login required",
+                &error.to_string(),
+            ),
+            AuthError::MfaAlreadyEnabled => s(
+                StatusCode::CONFLICT,
+                "mfa-already-enabled",
+                "Second factor already active",
+                "disable the active TOTP factor before enrolling another",
+            ),
+            AuthError::MfaNotEnabled => s(
+                StatusCode::CONFLICT,
+                "mfa-not-enabled",
+                "No second factor",
+                &error.to_string(),
+            ),
+            AuthError::FactorChanged => s(
+                StatusCode::CONFLICT,
+                "factor-changed",
+                "Second factor changed",
+                &error.to_string(),
+            ),
             e if is_unavailable(e) => s(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily-unavailable",
@@ -163,7 +199,7 @@ pub fn problem(problem: &Problem, ctx: &RequestContext) -> Response<Bytes> {
         // Domain errors never hold secrets: they name what failed, not the input.
         tracing::error!(target: "keygate::error", request_id = %ctx.request_id, correlation_id = %ctx.correlation_id, error = %error, "request failed");
     }
-    let body = json!({
+    let mut body = json!({
         "type": format!("urn:keygate:problem:{}", shape.slug),
         "title": shape.title,
         "status": shape.status.as_u16(),
@@ -171,6 +207,13 @@ pub fn problem(problem: &Problem, ctx: &RequestContext) -> Response<Bytes> {
         "request_id": ctx.request_id,
         "correlation_id": ctx.correlation_id,
     });
+    // The second step's token travels as extension members of the problem (RFC 9457 section 3.2).
+    if let Problem::Auth(AuthError::MfaRequired(issued)) = problem
+        && let (Some(body), Ok(serde_json::Value::Object(members))) =
+            (body.as_object_mut(), serde_json::to_value(issued))
+    {
+        body.extend(members);
+    }
     let mut response = Response::new(Bytes::from(body.to_string()));
     *response.status_mut() = shape.status;
     let headers = response.headers_mut();
@@ -226,6 +269,16 @@ mod tests {
             AuthError::InvalidAccessToken,
             AuthError::EmailNotVerified,
             AuthError::InvalidCode,
+            AuthError::MfaRequired(keygate_core::error::MfaChallengeIssued {
+                mfa_token: "kgmt_x".into(),
+                expires_in: 300,
+                factors: vec!["totp"],
+            }),
+            AuthError::InvalidSecondFactor,
+            AuthError::RecentLoginRequired(300),
+            AuthError::MfaAlreadyEnabled,
+            AuthError::MfaNotEnabled,
+            AuthError::FactorChanged,
             AuthError::Keys(KeyError::NoValidKeySet("none yet".into())),
             AuthError::Keys(KeyError::Unavailable("down".into())),
             AuthError::Keys(KeyError::Generation),
@@ -242,6 +295,12 @@ mod tests {
                 | AuthError::InvalidAccessToken
                 | AuthError::EmailNotVerified
                 | AuthError::InvalidCode
+                | AuthError::MfaRequired(_)
+                | AuthError::InvalidSecondFactor
+                | AuthError::RecentLoginRequired(_)
+                | AuthError::MfaAlreadyEnabled
+                | AuthError::MfaNotEnabled
+                | AuthError::FactorChanged
                 | AuthError::Keys(_)
                 | AuthError::Store(_)
                 | AuthError::Internal(_) => {}

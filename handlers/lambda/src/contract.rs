@@ -36,6 +36,8 @@ struct FunctionEntry {
     /// none, public, private (the most its endpoints need), or rotate (rotate-keys).
     keys: &'static str,
     endpoints: Vec<EndpointEntry>,
+    /// Whether it reads the TOTP data-key ring (the only functions granted that secret).
+    factor_keys: bool,
     /// Absent: no table access at all.
     #[serde(skip_serializing_if = "Option::is_none")]
     dynamodb: Option<TableCalls>,
@@ -102,6 +104,7 @@ fn function(function: Function) -> FunctionEntry {
             summary: MAILER_SUMMARY,
             keys: "none",
             endpoints: Vec::new(),
+            factor_keys: false,
             dynamodb: Some(table_calls([DynamoCalls::MAILER].into_iter())),
         },
         Function::RotateKeys => FunctionEntry {
@@ -109,6 +112,7 @@ fn function(function: Function) -> FunctionEntry {
             summary: ROTATE_KEYS_SUMMARY,
             keys: "rotate",
             endpoints: Vec::new(),
+            factor_keys: false,
             dynamodb: None,
         },
     }
@@ -135,6 +139,7 @@ fn api_function(function: &FunctionFacts) -> FunctionEntry {
         summary: function.summary,
         keys: keys_name(function.key_access()),
         endpoints: function.endpoints.iter().map(|&e| endpoint(e)).collect(),
+        factor_keys: function.uses_factor_keys(),
         dynamodb,
     }
 }

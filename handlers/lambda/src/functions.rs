@@ -127,6 +127,11 @@ impl FunctionFacts {
     pub fn key_access(&self) -> KeyAccess {
         KeyAccess::of(self.endpoints)
     }
+
+    /// Whether it reads the TOTP data-key ring ([`Endpoint::uses_factor_keys`]).
+    pub fn uses_factor_keys(&self) -> bool {
+        self.endpoints.iter().any(|e| e.uses_factor_keys())
+    }
 }
 
 pub const REGISTER: ApiFunction<WithTable> =
@@ -170,6 +175,19 @@ pub const ACCOUNT_EMAIL: ApiFunction<WithTable> = ApiFunction::new(
         Endpoint::PasswordReset,
     ],
 );
+// One function for the five: the only holder of the TOTP data-key ring (a login issues the challenge
+// but never opens a secret), and no extra binary: every function runs `keygate-functions`.
+pub const ACCOUNT_MFA: ApiFunction<WithTable> = ApiFunction::new(
+    "account-mfa",
+    "TOTP enrolment, activation, recovery codes, disabling, and a login's second step",
+    &[
+        Endpoint::MfaTotp,
+        Endpoint::MfaTotpActivate,
+        Endpoint::MfaRecoveryCodes,
+        Endpoint::MfaTotpDisable,
+        Endpoint::MfaVerify,
+    ],
+);
 pub const WELL_KNOWN: ApiFunction<WithoutTable> = ApiFunction::new(
     "well-known",
     "publish the public keys and the discovery, OAuth metadata and OpenAPI documents",
@@ -207,6 +225,7 @@ pub const FUNCTIONS: &[Function] = &[
     Function::Api(&CHANGE_PASSWORD),
     Function::Api(&ME),
     Function::Api(&ACCOUNT_EMAIL),
+    Function::Api(&ACCOUNT_MFA),
     Function::ApiWithoutTable(&WELL_KNOWN),
     Function::Mailer,
     Function::RotateKeys,
@@ -265,7 +284,7 @@ mod tests {
                 Some(function.name())
             );
         }
-        assert_eq!(FUNCTIONS.len(), 11);
+        assert_eq!(FUNCTIONS.len(), 12);
         for unknown in ["", "Login", "login ", "keygate", "rotate_keys"] {
             assert!(Function::named(unknown).is_none(), "{unknown}");
         }

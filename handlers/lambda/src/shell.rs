@@ -26,9 +26,10 @@ use keygate_core::keys::{KeyError, KeySet, KeyTimeline};
 use keygate_core::mail::MailSealer;
 use keygate_core::store::{
     AccessTokenDenyList, AttemptCounter, AttemptScope, AuthStore, CodeConsumption, CodePurpose,
-    EmailCode, EmailCodeStore, LoginCompletion, MailOutcome, MailRequest, OutboxMail, OutboxStore,
-    PasswordChange, PasswordReset, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome,
-    Rotation, StoreError, StoreResult, User, UserStore,
+    EmailCode, EmailCodeStore, LoginCompletion, MailOutcome, MailRequest, MfaChallenge, MfaStore,
+    MfaSwap, OutboxMail, OutboxStore, PasswordChange, PasswordReset, RefreshRecord,
+    RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreError, StoreResult, User,
+    UserStore,
 };
 use keygate_core::{
     AuthConfig, AuthService, Clock as _, ConfigError, KeySource as _, SigningAlgorithm, SystemClock,
@@ -54,6 +55,9 @@ pub struct HttpSettings<T: Storage> {
     /// secret (`KEYGATE_PUBLIC_KEYS_SECRET_ID`) for [`KeyAccess::Public`], none for [`KeyAccess::None`]:
     /// a function is never told the name of a secret it has no grant to read.
     pub keys_secret_id: Option<String>,
+    /// The TOTP data-key ring's secret (`KEYGATE_FACTOR_KEYS_SECRET_ID`), for a function whose
+    /// endpoints seal or open TOTP secrets only.
+    pub factor_keys_secret_id: Option<String>,
     pub metrics_namespace: String,
 }
 
@@ -61,6 +65,7 @@ impl<T: Storage> HttpSettings<T> {
     pub fn from_lookup<F: Fn(&str) -> Option<String>>(
         lookup: F,
         key_access: KeyAccess,
+        uses_factor_keys: bool,
     ) -> Result<Self, ConfigError> {
         let alg = keygate_core::config::read_setting(
             &lookup,
@@ -75,6 +80,11 @@ impl<T: Storage> HttpSettings<T> {
                 KeyAccess::Private => Some(settings::read_keys_secret_id(&lookup)?),
                 KeyAccess::Public => Some(settings::read_public_keys_secret_id(&lookup)?),
                 KeyAccess::None => None,
+            },
+            factor_keys_secret_id: if uses_factor_keys {
+                Some(settings::read_factor_keys_secret_id(&lookup)?)
+            } else {
+                None
             },
             metrics_namespace: settings::read_metrics_namespace(&lookup)?,
             auth: AuthConfig::from_lookup(&lookup)?,
@@ -260,6 +270,23 @@ impl EmailCodeStore for NoTable {
     }
 }
 
+impl MfaStore for NoTable {
+    async fn swap_mfa(&self, _: &str, _: &MfaSwap) -> StoreResult<bool> {
+        no_table()
+    }
+    async fn put_mfa_challenge(&self, _: &MfaChallenge) -> StoreResult<()> {
+        no_table()
+    }
+    async fn reserve_challenge_attempt(
+        &self,
+        _: &str,
+        _: &str,
+        _: i64,
+    ) -> StoreResult<Option<MfaChallenge>> {
+        no_table()
+    }
+}
+
 impl OutboxStore for NoTable {
     async fn pending_mail(&self, _: usize, _: i64) -> StoreResult<Vec<OutboxMail>> {
         no_table()
@@ -377,19 +404,30 @@ pub fn run_function_from_env() -> ExitCode {
 pub fn run_http<T: TableUse>(function: &'static ApiFunction<T>) -> ExitCode {
     let facts = function.facts();
     start(async move {
-        let settings =
-            match HttpSettings::<T>::from_lookup(settings::env_lookup, facts.key_access()) {
-                Ok(settings) => settings,
-                Err(e) => return init_failed("Runtime.ConfigError", &e.to_string()).await,
-            };
+        let settings = match HttpSettings::<T>::from_lookup(
+            settings::env_lookup,
+            facts.key_access(),
+            facts.uses_factor_keys(),
+        ) {
+            Ok(settings) => settings,
+            Err(e) => return init_failed("Runtime.ConfigError", &e.to_string()).await,
+        };
         let metrics = match telemetry::init_metrics(&settings.metrics_namespace) {
             Ok(metrics) => metrics,
             Err(e) => return init_failed("Runtime.InitError", &e).await,
         };
         let sdk_config = sdk::load().await;
+        let secrets_client = aws_sdk_secretsmanager::Client::new(&sdk_config);
+        let factor_keys = match &settings.factor_keys_secret_id {
+            Some(id) => match secrets::read_factor_keys(&secrets_client, id).await {
+                Ok(ring) => Some(ring),
+                Err(e) => return init_failed("Runtime.InitError", &e).await,
+            },
+            None => None,
+        };
         let keys = FunctionKeys::new(
             settings.key_access,
-            aws_sdk_secretsmanager::Client::new(&sdk_config),
+            secrets_client,
             settings.keys_secret_id.as_deref(),
             settings.auth.key_cache_ttl(),
         );
@@ -398,7 +436,10 @@ pub fn run_http<T: TableUse>(function: &'static ApiFunction<T>) -> ExitCode {
             Err(e) => return init_failed("Runtime.InitError", &e).await,
         };
         let service = match AuthService::new(settings.auth, store, keys, SystemClock, audit_key) {
-            Ok(service) => service,
+            Ok(service) => match factor_keys {
+                Some(ring) => service.with_factor_keys(ring),
+                None => service,
+            },
             Err(e) => return init_failed("Runtime.InitError", &e.to_string()).await,
         };
         // Lives as long as the execution environment.
@@ -750,7 +791,7 @@ mod tests {
             _ => None,
         };
         let settings =
-            HttpSettings::<WithoutTable>::from_lookup(lookup, KeyAccess::Public).unwrap();
+            HttpSettings::<WithoutTable>::from_lookup(lookup, KeyAccess::Public, false).unwrap();
         assert_eq!(settings.key_access, KeyAccess::Private);
         assert_eq!(settings.keys_secret_id.as_deref(), Some("signing"));
         let es256 = |name: &str| {
@@ -758,26 +799,30 @@ mod tests {
                 .then(|| lookup(name))
                 .flatten()
         };
-        let err = HttpSettings::<WithoutTable>::from_lookup(es256, KeyAccess::Public).unwrap_err();
+        let err =
+            HttpSettings::<WithoutTable>::from_lookup(es256, KeyAccess::Public, false).unwrap_err();
         assert_eq!(err.variable, "KEYGATE_PUBLIC_KEYS_SECRET_ID");
     }
 
     #[test]
     fn settings_errors_name_the_variable() {
-        let err = HttpSettings::<WithTable>::from_lookup(|_| None, KeyAccess::Private).unwrap_err();
+        let err = HttpSettings::<WithTable>::from_lookup(|_| None, KeyAccess::Private, false)
+            .unwrap_err();
         assert_eq!(err.variable, "KEYGATE_TABLE_NAME");
         let table_only = |name: &str| (name == "KEYGATE_TABLE_NAME").then(|| "t-1".to_owned());
-        let err =
-            HttpSettings::<WithTable>::from_lookup(table_only, KeyAccess::Private).unwrap_err();
+        let err = HttpSettings::<WithTable>::from_lookup(table_only, KeyAccess::Private, false)
+            .unwrap_err();
         assert_eq!(err.variable, "KEYGATE_SERVER_KEY_SECRET_ID");
         let table = |name: &str| match name {
             "KEYGATE_TABLE_NAME" => Some("t-1".to_owned()),
             "KEYGATE_SERVER_KEY_SECRET_ID" => Some("server-key".to_owned()),
             _ => None,
         };
-        let err = HttpSettings::<WithTable>::from_lookup(table, KeyAccess::Private).unwrap_err();
+        let err =
+            HttpSettings::<WithTable>::from_lookup(table, KeyAccess::Private, false).unwrap_err();
         assert_eq!(err.variable, "KEYGATE_KEYS_SECRET_ID");
-        let err = HttpSettings::<WithTable>::from_lookup(table, KeyAccess::Public).unwrap_err();
+        let err =
+            HttpSettings::<WithTable>::from_lookup(table, KeyAccess::Public, false).unwrap_err();
         assert_eq!(err.variable, "KEYGATE_PUBLIC_KEYS_SECRET_ID");
         // A function whose endpoints use no key needs (and is told) no secret.
         let no_keys = HttpSettings::<WithTable>::from_lookup(
@@ -788,10 +833,21 @@ mod tests {
                 _ => None,
             },
             KeyAccess::None,
+            false,
         )
         .unwrap();
         assert_eq!(no_keys.keys_secret_id, None);
+        assert_eq!(no_keys.factor_keys_secret_id, None);
         assert_eq!(no_keys.table.server_key_secret_id, "server-key");
+        // Only a function whose endpoints open TOTP secrets is told (and needs) the ring's secret.
+        let mfa = |name: &str| match name {
+            "KEYGATE_TABLE_NAME" => Some("t-1".into()),
+            "KEYGATE_SERVER_KEY_SECRET_ID" => Some("server-key".into()),
+            "KEYGATE_ISSUER" => Some("https://x.example".into()),
+            _ => None,
+        };
+        let err = HttpSettings::<WithTable>::from_lookup(mfa, KeyAccess::None, true).unwrap_err();
+        assert_eq!(err.variable, "KEYGATE_FACTOR_KEYS_SECRET_ID");
         // Without the table, neither the table nor the server key is read.
         let settings = HttpSettings::<WithoutTable>::from_lookup(
             |name| match name {
@@ -802,6 +858,7 @@ mod tests {
                 _ => None,
             },
             KeyAccess::Private,
+            false,
         )
         .unwrap();
         assert_eq!(settings.auth.key_cache_ttl(), Duration::from_secs(300));

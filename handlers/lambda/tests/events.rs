@@ -5,13 +5,16 @@
 use std::sync::Arc;
 
 use keygate_core::keys::{KeySet, KeySetDocument, KeySource, generate_key};
+use keygate_core::mfa::{hotp, totp_step};
 use keygate_core::store::AuthStore;
 use keygate_core::{AuthConfig, AuthService, SigningAlgorithm, SystemClock};
 use keygate_http::Endpoint;
 use keygate_lambda::shell::answer;
 use keygate_testkit::doubles::{MemoryStore, StaticKeySource};
 use keygate_testkit::email_rules::{link_token, queued_mails};
-use keygate_testkit::fixtures::{NEW_PASSWORD, PASSWORD, test_audit_key, unique_email};
+use keygate_testkit::fixtures::{
+    NEW_PASSWORD, PASSWORD, base32_decode, test_audit_key, test_factor_keys, unique_email,
+};
 use serde_json::{Value, json};
 
 /// An API Gateway REST (v1) proxy event for stage `dev`, as API Gateway sends it.
@@ -134,7 +137,8 @@ async fn every_route_answers_through_the_lambda_event_conversion() {
         SystemClock,
         test_audit_key(),
     )
-    .unwrap();
+    .unwrap()
+    .with_factor_keys(test_factor_keys());
     let email = unique_email("routes");
     let credentials = json!({"email": email, "password": PASSWORD});
 
@@ -334,6 +338,58 @@ async fn every_route_answers_through_the_lambda_event_conversion() {
     .await;
     assert_eq!((status, body), (204, Value::Null));
     answered.push("password-reset");
+
+    let reset = json!({"email": email, "password": "a reset passphrase, long enough"});
+    let session = call(&service, Endpoint::Login, Some(reset.clone()), None)
+        .await
+        .1;
+    let bearer = session["access_token"].as_str();
+    let (status, enrolment) = call(&service, Endpoint::MfaTotp, Some(json!({})), bearer).await;
+    assert_eq!(status, 200, "{enrolment}");
+    answered.push("mfa-totp");
+    let secret = base32_decode(enrolment["secret"].as_str().unwrap());
+    let code = |offset: i64| {
+        let step = totp_step(keygate_core::Clock::now_ms(&SystemClock)) + offset;
+        hotp(&secret, step as u64, 6)
+    };
+    let activate = json!({"factor_id": enrolment["factor_id"], "code": code(0)});
+    let (status, activated) =
+        call(&service, Endpoint::MfaTotpActivate, Some(activate), bearer).await;
+    assert_eq!(status, 200, "{activated}");
+    answered.push("mfa-totp-activate");
+    // The activation spent this step; the next one (one step of skew) is still accepted.
+    let bearer = activated["access_token"].as_str();
+    let (status, codes) = call(
+        &service,
+        Endpoint::MfaRecoveryCodes,
+        Some(json!({"code": code(1)})),
+        bearer,
+    )
+    .await;
+    assert_eq!(status, 200, "{codes}");
+    answered.push("mfa-recovery-codes");
+    let (status, challenge) = call(&service, Endpoint::Login, Some(reset), None).await;
+    assert_eq!(
+        (status, challenge["type"].as_str()),
+        (403, Some("urn:keygate:problem:mfa-required"))
+    );
+    let verify = json!({
+        "mfa_token": challenge["mfa_token"],
+        "recovery_code": codes["recovery_codes"][0],
+    });
+    let (status, verified) = call(&service, Endpoint::MfaVerify, Some(verify), None).await;
+    assert_eq!(status, 200, "{verified}");
+    answered.push("mfa-verify");
+    let disable = json!({"recovery_code": codes["recovery_codes"][1]});
+    let (status, body) = call(
+        &service,
+        Endpoint::MfaTotpDisable,
+        Some(disable),
+        verified["access_token"].as_str(),
+    )
+    .await;
+    assert_eq!((status, body), (204, Value::Null));
+    answered.push("mfa-totp-disable");
     assert_eq!(answered.len(), Endpoint::ALL.len());
 
     // A function answers only its own route.

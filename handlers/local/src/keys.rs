@@ -8,6 +8,7 @@ use keygate_core::SigningAlgorithm;
 use keygate_core::audit::AuditKey;
 use keygate_core::crypto::random_id;
 use keygate_core::keys::{KeySetDocument, KeyTimeline};
+use keygate_core::mfa::FactorKeyRing;
 use keygate_core::rotation::{AWSCURRENT, SecretVersionStore as _, rotate};
 
 /// Makes sure the data folder holds a key set whose signing key uses `alg`. The first start runs a
@@ -61,6 +62,28 @@ pub fn ensure_server_key(data_dir: &Path) -> Result<AuditKey, String> {
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
     AuditKey::parse(&text).map_err(|e| format!("{}: the server key {e}", path.display()))
+}
+
+/// The file in the data folder that holds the data-key ring sealing TOTP secrets
+/// ([`FactorKeyRing`]'s JSON document), apart from the signing keys and the server key.
+pub const FACTOR_KEYS_FILE: &str = "totp-data-keys.json";
+
+/// Reads the data folder's TOTP data-key ring, creating it (one random key, mode 0600) on first
+/// start. A file that does not hold a valid ring is an error, never overwritten: the factors it
+/// sealed would not open again.
+pub fn ensure_factor_keys(data_dir: &Path) -> Result<FactorKeyRing, String> {
+    let path = data_dir.join(FACTOR_KEYS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = FactorKeyRing::generate().map_err(|e| e.to_string())?;
+            write_private(&path, text.as_bytes())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            text
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    FactorKeyRing::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// One whole rotation of the data folder's keys; returns the key set it made current.
@@ -155,6 +178,34 @@ mod tests {
         let err = ensure_server_key(&dir).unwrap_err();
         assert!(err.contains(SERVER_KEY_FILE), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a key");
+    }
+
+    #[test]
+    fn the_totp_data_keys_are_created_once_private_and_reused() {
+        let dir = temp_dir("totp-keys");
+        let path = dir.join(FACTOR_KEYS_FILE);
+        let secret = keygate_core::mfa::TotpSecret([9; 20]);
+        let (key_id, sealed) = ensure_factor_keys(&dir)
+            .unwrap()
+            .seal("user", "factor", &secret)
+            .unwrap();
+        let stored = std::fs::read_to_string(&path).unwrap();
+        let again = ensure_factor_keys(&dir).unwrap();
+        assert_eq!(
+            again.open(&key_id, "user", "factor", &sealed).unwrap().0,
+            secret.0
+        );
+        assert_eq!(stored, std::fs::read_to_string(&path).unwrap());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, "{}").unwrap();
+        let err = ensure_factor_keys(&dir).unwrap_err();
+        assert!(err.contains(FACTOR_KEYS_FILE), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}");
     }
 
     #[tokio::test]

@@ -1177,6 +1177,76 @@ async fn every_url_the_metadata_names_answers_as_advertised() {
     assert_eq!(reset.status(), StatusCode::NO_CONTENT);
     called.insert("/keygate_endpoints/password_reset");
 
+    // The second-factor endpoints, with the RFC 6238 code an authenticator app would show.
+    let reset_login = json!({"email": "meta@example.com", "password": "a reset passphrase for the metadata check"});
+    let session: Value = json_post("/keygate_endpoints/login", reset_login.clone(), None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = s(&session, "access_token");
+    let enrolment = json_post(
+        "/keygate_endpoints/mfa_totp",
+        json!({}),
+        Some(bearer.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(enrolment.status(), StatusCode::OK);
+    let enrolment: Value = enrolment.json().await.unwrap();
+    called.insert("/keygate_endpoints/mfa_totp");
+    let secret = keygate_testkit::fixtures::base32_decode(&s(&enrolment, "secret"));
+    let code = |offset: i64| {
+        let now_ms = keygate_core::Clock::now_ms(&keygate_core::SystemClock);
+        let step = keygate_core::mfa::totp_step(now_ms) + offset;
+        keygate_core::mfa::hotp(&secret, step as u64, 6)
+    };
+    let activated = json_post(
+        "/keygate_endpoints/mfa_totp_activate",
+        json!({"factor_id": enrolment["factor_id"], "code": code(0)}),
+        Some(bearer),
+    )
+    .await
+    .unwrap();
+    assert_eq!(activated.status(), StatusCode::OK);
+    let activated: Value = activated.json().await.unwrap();
+    called.insert("/keygate_endpoints/mfa_totp_activate");
+    let codes = json_post(
+        "/keygate_endpoints/mfa_recovery_codes",
+        json!({"code": code(1)}),
+        Some(s(&activated, "access_token")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(codes.status(), StatusCode::OK);
+    let codes: Value = codes.json().await.unwrap();
+    called.insert("/keygate_endpoints/mfa_recovery_codes");
+    let challenge = json_post("/keygate_endpoints/login", reset_login, None)
+        .await
+        .unwrap();
+    assert_eq!(challenge.status(), StatusCode::FORBIDDEN);
+    let challenge: Value = challenge.json().await.unwrap();
+    let verified = json_post(
+        "/keygate_endpoints/mfa_verify",
+        json!({"mfa_token": challenge["mfa_token"], "recovery_code": codes["recovery_codes"][0]}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(verified.status(), StatusCode::OK);
+    let verified: Value = verified.json().await.unwrap();
+    called.insert("/keygate_endpoints/mfa_verify");
+    let disabled = json_post(
+        "/keygate_endpoints/mfa_totp_disable",
+        json!({"recovery_code": codes["recovery_codes"][1]}),
+        Some(s(&verified, "access_token")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(disabled.status(), StatusCode::NO_CONTENT);
+    called.insert("/keygate_endpoints/mfa_totp_disable");
+
     let named: std::collections::BTreeSet<&str> = named.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(named, called, "every URL the metadata names was called");
     server.stop().await;

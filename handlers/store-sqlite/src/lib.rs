@@ -47,9 +47,10 @@ use std::time::Duration;
 use keygate_core::Clock;
 use keygate_core::store::{
     AccessTokenDenyList, AttemptCounter, AttemptScope, CodeConsumption, CodePurpose, DeviceGrant,
-    DeviceRecord, EmailCode, EmailCodeStore, LoginCompletion, MailOutcome, MailRequest, OutboxMail,
-    OutboxStore, PasswordChange, PasswordReset, RefreshRecord, RefreshTokenStore, Reservation,
-    RotateOutcome, Rotation, StoreError, StoreResult, User, UserStore, expired,
+    DeviceRecord, EmailCode, EmailCodeStore, LoginCompletion, MailOutcome, MailRequest,
+    MfaChallenge, MfaState, MfaStore, MfaSwap, OutboxMail, OutboxStore, PasswordChange,
+    PasswordReset, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation,
+    StoreError, StoreResult, User, UserStore, expired,
 };
 use keygate_core::throttle::LoginThrottle;
 use rusqlite::types::Type;
@@ -143,12 +144,28 @@ const MIGRATIONS: &[&str] = &[
         requests INTEGER NOT NULL
     ) STRICT;
     INSERT INTO mail_requests (id, requests) VALUES (1, 0);",
+    // 7: second factors: the user's TOTP state as one JSON value (`MfaState`: the sealed secret, the
+    // last accepted step, recovery-code hashes), compared whole by every conditional change, and the
+    // login challenges (the `MFA#CHAL#<token_hash>` sort key).
+    "ALTER TABLE users ADD COLUMN mfa TEXT;
+    CREATE TABLE mfa_challenges (
+        email            TEXT    NOT NULL,
+        token_hash       TEXT    NOT NULL,
+        fingerprint_hash TEXT,
+        device_hash      TEXT,
+        attempts         INTEGER NOT NULL CHECK (attempts >= 0),
+        expires_at_s     INTEGER NOT NULL,
+        PRIMARY KEY (email, token_hash)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX mfa_challenges_by_expiry ON mfa_challenges (expires_at_s);",
 ];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
-const USER_COLUMNS: &str = "user_id, email, password_hash, created_at_ms, revoked_before_ms, failed_logins, locked_until_ms, roles, last_attempt_ms, family_seq, email_verified";
+const USER_COLUMNS: &str = "user_id, email, password_hash, created_at_ms, revoked_before_ms, failed_logins, locked_until_ms, roles, last_attempt_ms, family_seq, email_verified, mfa";
+const CHALLENGE_COLUMNS: &str =
+    "email, token_hash, fingerprint_hash, device_hash, attempts, expires_at_s";
 const CODE_COLUMNS: &str = "email, purpose, token_hash, code_mac, code_expires_at_ms, attempts, consumed, last_sent_ms, window_start_ms, window_sends, expires_at_s";
 const OUTBOX_COLUMNS: &str = "id, sealed, created_at_ms, expires_at_s";
 const DEVICE_COLUMNS: &str = "email, token_hash, created_at_ms, expires_at_s, failed_logins, locked_until_ms, last_attempt_ms";
@@ -389,6 +406,22 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
             rusqlite::Error::FromSqlConversionFailure(9, Type::Integer, Box::new(e))
         })?,
         email_verified: row.get(10)?,
+        mfa: row
+            .get::<_, Option<String>>(11)?
+            .map(|text| MfaState::from_json(&text))
+            .transpose()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(11, Type::Text, Box::new(e)))?,
+    })
+}
+
+fn challenge_from_row(row: &Row<'_>) -> rusqlite::Result<MfaChallenge> {
+    Ok(MfaChallenge {
+        email: row.get(0)?,
+        token_hash: row.get(1)?,
+        fingerprint_hash: row.get(2)?,
+        device_hash: row.get(3)?,
+        attempts: row.get(4)?,
+        expires_at_s: row.get(5)?,
     })
 }
 
@@ -524,12 +557,14 @@ fn get_user_where(conn: &Connection, column: &str, value: &str) -> rusqlite::Res
 /// Applies `change` to the user inside an IMMEDIATE transaction (so the read and the write see one
 /// state) and writes the fields the port's rules change; `token` is written and `device` applied in
 /// the same transaction. Returns `false` (nothing written) for an unknown email, when `change`
-/// refuses, or when `device` resets a device that is gone.
+/// refuses, when `device` resets a device that is gone, or when the `challenge` (a token hash) to
+/// consume is gone.
 fn update_user(
     conn: &mut Connection,
     email: &str,
     token: &RefreshRecord,
     device: &DeviceGrant,
+    challenge: Option<&str>,
     change: impl FnOnce(&mut User) -> bool,
 ) -> rusqlite::Result<bool> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -538,6 +573,14 @@ fn update_user(
     };
     if !change(&mut user) {
         return Ok(false);
+    }
+    if let Some(hash) = challenge {
+        let consumed = tx
+            .prepare_cached("DELETE FROM mfa_challenges WHERE email = ?1 AND token_hash = ?2")?
+            .execute(params![email, hash])?;
+        if consumed == 0 {
+            return Ok(false);
+        }
     }
     match device {
         DeviceGrant::Issue(device) => insert_device(&tx, device)?,
@@ -558,7 +601,8 @@ fn update_user(
 fn write_user(conn: &Connection, user: &User) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE users SET password_hash = ?2, revoked_before_ms = ?3, failed_logins = ?4,
-             locked_until_ms = ?5, last_attempt_ms = ?6, family_seq = ?7, email_verified = ?8
+             locked_until_ms = ?5, last_attempt_ms = ?6, family_seq = ?7, email_verified = ?8,
+             mfa = ?9
          WHERE email = ?1",
     )?
     .execute(params![
@@ -569,7 +613,8 @@ fn write_user(conn: &Connection, user: &User) -> rusqlite::Result<()> {
         user.attempts.locked_until_ms,
         user.attempts.last_attempt_ms,
         seq_to_sql(user.family_seq)?,
-        user.email_verified
+        user.email_verified,
+        user.mfa.as_ref().map(MfaState::to_json)
     ])
     .map(drop)
 }
@@ -735,7 +780,10 @@ fn sweep(conn: &Connection, now_ms: i64) -> rusqlite::Result<usize> {
     let mails = conn
         .prepare_cached("DELETE FROM outbox WHERE expires_at_s <= ?1")?
         .execute([now_s])?;
-    Ok(tokens + devices + denied + codes + mails)
+    let challenges = conn
+        .prepare_cached("DELETE FROM mfa_challenges WHERE expires_at_s <= ?1")?
+        .execute([now_s])?;
+    Ok(tokens + devices + denied + codes + mails + challenges)
 }
 
 /// The rotation transaction: checks in the port's order, then writes, or changes nothing.
@@ -781,7 +829,7 @@ impl UserStore for SqliteStore {
             // The returned id says which happened (ids are random UUIDs).
             let stored_id: String = conn
                 .prepare_cached(&format!(
-                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                    "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                      ON CONFLICT (email) DO UPDATE SET email = users.email
                      RETURNING user_id"
                 ))?
@@ -797,7 +845,8 @@ impl UserStore for SqliteStore {
                         roles,
                         user.attempts.last_attempt_ms,
                         seq_to_sql(user.family_seq)?,
-                        user.email_verified
+                        user.email_verified,
+                        user.mfa.as_ref().map(MfaState::to_json)
                     ],
                     |row| row.get(0),
                 )?;
@@ -877,9 +926,14 @@ impl UserStore for SqliteStore {
         let completion = completion.clone();
         self.run("complete_login", move |conn| {
             let token = &completion.first_token;
-            update_user(conn, &token.email, token, &completion.device, |user| {
-                user.complete_login(&completion)
-            })
+            update_user(
+                conn,
+                &token.email,
+                token,
+                &completion.device,
+                completion.challenge_hash.as_deref(),
+                |user| user.complete_login(&completion),
+            )
         })
         .await
     }
@@ -889,7 +943,7 @@ impl UserStore for SqliteStore {
         self.run("change_password", move |conn| {
             let token = &change.first_token;
             let device = DeviceGrant::Issue(change.new_device.clone());
-            update_user(conn, &token.email, token, &device, |user| {
+            update_user(conn, &token.email, token, &device, None, |user| {
                 user.change_password(&change)
             })
         })
@@ -1048,6 +1102,71 @@ impl EmailCodeStore for SqliteStore {
                 |user| user.reset_password(&reset),
                 Some(&reset.notice),
             )
+        })
+        .await
+    }
+}
+
+impl MfaStore for SqliteStore {
+    async fn swap_mfa(&self, email: &str, swap: &MfaSwap) -> StoreResult<bool> {
+        let (email, swap) = (email.to_owned(), swap.clone());
+        self.run("swap_mfa", move |conn| {
+            // `IS` compares NULL with NULL as equal: an absent state is expected as absent.
+            conn.prepare_cached("UPDATE users SET mfa = ?3 WHERE email = ?1 AND mfa IS ?2")?
+                .execute(params![
+                    email,
+                    swap.expected.as_ref().map(MfaState::to_json),
+                    swap.new.as_ref().map(MfaState::to_json)
+                ])
+                .map(|updated| updated == 1)
+        })
+        .await
+    }
+
+    async fn put_mfa_challenge(&self, challenge: &MfaChallenge) -> StoreResult<()> {
+        let c = challenge.clone();
+        self.run("put_mfa_challenge", move |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO mfa_challenges ({CHALLENGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))?
+            .execute(params![
+                c.email,
+                c.token_hash,
+                c.fingerprint_hash,
+                c.device_hash,
+                c.attempts,
+                c.expires_at_s
+            ])
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn reserve_challenge_attempt(
+        &self,
+        email: &str,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<MfaChallenge>> {
+        let (email, token_hash) = (email.to_owned(), token_hash.to_owned());
+        self.run("reserve_challenge_attempt", move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(reserved) = tx
+                .prepare_cached(&format!(
+                    "SELECT {CHALLENGE_COLUMNS} FROM mfa_challenges WHERE email = ?1 AND token_hash = ?2"
+                ))?
+                .query_row(params![email, token_hash], challenge_from_row)
+                .optional()?
+                .and_then(|c| c.reserve_attempt(now_ms))
+            else {
+                return Ok(None);
+            };
+            tx.prepare_cached(
+                "UPDATE mfa_challenges SET attempts = ?3 WHERE email = ?1 AND token_hash = ?2",
+            )?
+            .execute(params![email, token_hash, reserved.attempts])?;
+            tx.commit()?;
+            Ok(Some(reserved))
         })
         .await
     }

@@ -9,9 +9,10 @@ use keygate_core::audit::AuditKey;
 use keygate_core::crypto::{hex, sha256_hex};
 use keygate_core::email_code::{CodeSecrets, MailAction};
 use keygate_core::mail::{Mail, MailSealer};
+use keygate_core::mfa::FactorKeyRing;
 use keygate_core::store::{
-    AttemptCounter, CodePurpose, DeviceRecord, MailRequest, OutboxMail, RefreshRecord, Rotation,
-    User,
+    AttemptCounter, CodePurpose, DeviceRecord, MailRequest, MfaState, OutboxMail, RefreshRecord,
+    Rotation, User,
 };
 use keygate_core::throttle::LoginThrottle;
 
@@ -77,6 +78,19 @@ pub fn sample_user(email: &str) -> User {
         roles: vec!["reader".to_owned(), "writer".to_owned()],
         family_seq: 7,
         email_verified: true,
+        mfa: Some(sample_mfa_state()),
+    }
+}
+
+/// A pending TOTP state with every field set (its values are opaque to stores).
+pub fn sample_mfa_state() -> MfaState {
+    MfaState {
+        factor_id: random_uuid(),
+        key_id: "k1".to_owned(),
+        sealed_secret: random_hex(24),
+        pending_until_ms: Some(NOW_MS + 600_000),
+        last_step: 56_000_000,
+        recovery_hashes: vec![random_hex(32), random_hex(32)],
     }
 }
 
@@ -224,4 +238,32 @@ pub fn test_config() -> AuthConfig {
 /// The defaults as they are, verified emails required: what a deployment runs.
 pub fn verified_email_config() -> AuthConfig {
     AuthConfig::with_issuer("https://keygate.test")
+}
+
+/// The TOTP data-key ring of the service harness: `k1` current, `k0` retired (what it sealed must
+/// still open).
+pub fn test_factor_keys() -> FactorKeyRing {
+    FactorKeyRing::parse(TEST_FACTOR_KEYS).expect("the test ring parses")
+}
+
+pub const TEST_FACTOR_KEYS: &str = r#"{"current": "k1", "k0": "0000000000000000000000000000000000000000000000000000000000000000", "k1": "1111111111111111111111111111111111111111111111111111111111111111"}"#;
+
+/// RFC 4648 base32 (no padding) back to bytes: what an authenticator app does with the secret.
+pub fn base32_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut bits, mut value, mut out) = (0u32, 0u64, Vec::new());
+    for c in text.bytes() {
+        let digit = ALPHABET
+            .iter()
+            .position(|a| *a == c)
+            .expect("a base32 character") as u64;
+        value = (value << 5) | digit;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((value >> bits) as u8);
+            value &= (1 << bits) - 1;
+        }
+    }
+    out
 }

@@ -13,7 +13,9 @@
 //!   a generated ES256 key (`service_*`), so each store is shown to carry them.
 //! - [`email_rules`]: email verification and password reset through the service (`email_*`), the
 //!   mails read back from the store's outbox as a user reads their inbox.
-//! - [`store_behaviour_tests!`]: one `#[test]` per behaviour of the three:
+//! - [`mfa_rules`]: second factors through the service (`mfa_*`), with an RFC 6238 code generator
+//!   as the authenticator app.
+//! - [`store_behaviour_tests!`]: one `#[test]` per behaviour of the four:
 //!
 //! ```ignore
 //! // tests/behaviour.rs of a store crate (dev-dependency: keygate-testkit)
@@ -38,5 +40,6 @@ pub mod doubles;
 pub mod email_rules;
 pub mod fixtures;
 mod macros;
+pub mod mfa_rules;
 pub mod port_contract;
 pub mod service_rules;

@@ -1,7 +1,7 @@
 //! One `#[test]` per behaviour, for a store crate's test file.
 
 /// One `#[test]` per behaviour of [`port_contract`](crate::port_contract) and
-/// [`service_rules`](crate::service_rules) and [`email_rules`](crate::email_rules), each on a store from `$factory` (an expression of a future
+/// [`service_rules`](crate::service_rules), [`email_rules`](crate::email_rules) and [`mfa_rules`](crate::mfa_rules), each on a store from `$factory` (an expression of a future
 /// yielding the store, evaluated once per test). Put it in a module per store setup.
 ///
 /// With `skip_unless = predicate`, each test first calls `predicate(behaviour_name)` (any
@@ -94,6 +94,18 @@ macro_rules! store_behaviour_tests {
                 email_codes_are_bound_and_expire,
                 email_reset_password_ends_every_session,
                 email_concurrent_resets_have_one_winner,
+            ],
+            mfa_rules: [
+                mfa_enrolment_activation_and_login,
+                mfa_codes_are_single_use_within_one_step_of_skew,
+                mfa_one_code_on_two_challenges_has_one_winner,
+                mfa_challenge_attempts_are_capped_under_concurrency,
+                mfa_challenges_are_single_use_bound_and_expire,
+                mfa_recovery_codes_are_single_use_and_regenerated,
+                mfa_disable_needs_a_code_and_a_recent_login,
+                mfa_enrolment_needs_a_recent_login_and_expires,
+                mfa_password_reset_does_not_bypass_the_second_factor,
+                mfa_secrets_are_stored_sealed_and_bound_to_their_user,
             ],
         );
     };

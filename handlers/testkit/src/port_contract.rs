@@ -7,8 +7,8 @@ use keygate_core::crypto::sha256_hex;
 use keygate_core::email_code::{MAX_CODE_ATTEMPTS, SEND_WINDOW_MS};
 use keygate_core::store::{
     Attempt, AttemptCounter, AttemptScope, AuthStore, CodeConsumption, CodePurpose, DeviceGrant,
-    DeviceRecord, EmailCode, LoginCompletion, MailOutcome, MailRequest, OutboxMail, PasswordChange,
-    PasswordReset, RefreshRecord, Reservation, RotateOutcome, Rotation, User,
+    DeviceRecord, EmailCode, LoginCompletion, MailOutcome, MailRequest, MfaSwap, OutboxMail,
+    PasswordChange, PasswordReset, RefreshRecord, Reservation, RotateOutcome, Rotation, User,
 };
 
 use crate::fixtures::*;
@@ -325,6 +325,8 @@ fn completion(user: &User, verified_hash: &str, new_hash: Option<String>) -> Log
         new_password_hash: new_hash,
         first_token: first_record(&user.email, NOW_MS, None),
         device: DeviceGrant::Issue(device_record(&user.email, NOW_MS)),
+        mfa: MfaSwap::unchanged(&user.mfa),
+        challenge_hash: None,
     }
 }
 
@@ -426,6 +428,7 @@ fn password_change(user: &User, expected_hash: &str, new_hash: &str, at: i64) ->
         family_seq: user.family_seq + 1,
         first_token: first_record(&user.email, at, None),
         new_device: device_record(&user.email, at),
+        mfa: None,
     }
 }
 

@@ -40,7 +40,8 @@ impl<S: AuthStore> ServiceHarness<S> {
             clock.clone(),
             test_audit_key(),
         )
-        .expect("service");
+        .expect("service")
+        .with_factor_keys(test_factor_keys());
         let ctx = service.context("testkit".into(), "testkit".into());
         Self {
             service: Arc::new(service),
@@ -886,6 +887,7 @@ pub async fn service_rehash_cannot_undo_a_password_change<S: AuthStore>(store: S
                     family_seq: rehashed.family_seq + 1,
                     first_token: first_record(&email, NOW_MS, None),
                     new_device: device_record(&email, NOW_MS),
+                    mfa: None,
                 })
                 .await
                 .unwrap()

@@ -4,9 +4,9 @@ use std::future::Future;
 
 use keygate_core::store::{
     AccessTokenDenyList, AttemptCounter, AttemptScope, CodeConsumption, CodePurpose, EmailCode,
-    EmailCodeStore, LoginCompletion, MailOutcome, MailRequest, OutboxMail, OutboxStore,
-    PasswordChange, PasswordReset, RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome,
-    Rotation, StoreResult, User, UserStore,
+    EmailCodeStore, LoginCompletion, MailOutcome, MailRequest, MfaChallenge, MfaStore, MfaSwap,
+    OutboxMail, OutboxStore, PasswordChange, PasswordReset, RefreshRecord, RefreshTokenStore,
+    Reservation, RotateOutcome, Rotation, StoreResult, User, UserStore,
 };
 use keygate_core::throttle::LoginThrottle;
 
@@ -176,5 +176,30 @@ impl<S: OutboxStore> OutboxStore for Guarded<S> {
     }
     fn delete_mail(&self, id: &str) -> impl Future<Output = StoreResult<()>> + Send {
         self.store.delete_mail(id)
+    }
+}
+
+impl<S: MfaStore> MfaStore for Guarded<S> {
+    fn swap_mfa(
+        &self,
+        email: &str,
+        swap: &MfaSwap,
+    ) -> impl Future<Output = StoreResult<bool>> + Send {
+        self.store.swap_mfa(email, swap)
+    }
+    fn put_mfa_challenge(
+        &self,
+        challenge: &MfaChallenge,
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        self.store.put_mfa_challenge(challenge)
+    }
+    fn reserve_challenge_attempt(
+        &self,
+        email: &str,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Option<MfaChallenge>>> + Send {
+        self.store
+            .reserve_challenge_attempt(email, token_hash, now_ms)
     }
 }

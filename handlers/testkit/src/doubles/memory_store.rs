@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use keygate_core::store::{
     AccessTokenDenyList, AttemptCounter, AttemptScope, CodeConsumption, CodePurpose, DeviceGrant,
-    DeviceRecord, EmailCode, EmailCodeStore, LoginCompletion, MailOutcome, MailRequest, OutboxMail,
-    OutboxStore, PasswordChange, PasswordReset, RefreshRecord, RefreshTokenStore, Reservation,
-    RotateOutcome, Rotation, StoreResult, User, UserStore, expired,
+    DeviceRecord, EmailCode, EmailCodeStore, LoginCompletion, MailOutcome, MailRequest,
+    MfaChallenge, MfaStore, MfaSwap, OutboxMail, OutboxStore, PasswordChange, PasswordReset,
+    RefreshRecord, RefreshTokenStore, Reservation, RotateOutcome, Rotation, StoreResult, User,
+    UserStore, expired,
 };
 use keygate_core::throttle::LoginThrottle;
 
@@ -32,6 +33,8 @@ struct MemoryState {
     codes: BTreeMap<(String, CodePurpose), EmailCode>,
     /// Keyed by id.
     outbox: BTreeMap<String, OutboxMail>,
+    /// Keyed by (email, token_hash).
+    challenges: BTreeMap<(String, String), MfaChallenge>,
 }
 
 type TokenKey = (String, String, String);
@@ -121,11 +124,24 @@ impl UserStore for MemoryStore {
             {
                 return false;
             }
+            let challenge = completion
+                .challenge_hash
+                .as_ref()
+                .map(|hash| (r.email.clone(), hash.clone()));
+            if challenge
+                .as_ref()
+                .is_some_and(|key| !s.challenges.contains_key(key))
+            {
+                return false;
+            }
             let Some(user) = s.users.get_mut(&r.email) else {
                 return false;
             };
             if !user.complete_login(completion) {
                 return false;
+            }
+            if let Some(key) = challenge {
+                s.challenges.remove(&key);
             }
             match &completion.device {
                 DeviceGrant::Reset(hash) => {
@@ -340,5 +356,43 @@ impl OutboxStore for MemoryStore {
     async fn delete_mail(&self, id: &str) -> StoreResult<()> {
         self.with(|s| s.outbox.remove(id));
         Ok(())
+    }
+}
+
+impl MfaStore for MemoryStore {
+    async fn swap_mfa(&self, email: &str, swap: &MfaSwap) -> StoreResult<bool> {
+        Ok(self.with(|s| match s.users.get_mut(email) {
+            Some(user) if user.mfa == swap.expected => {
+                user.mfa = swap.new.clone();
+                true
+            }
+            _ => false,
+        }))
+    }
+
+    async fn put_mfa_challenge(&self, challenge: &MfaChallenge) -> StoreResult<()> {
+        self.with(|s| {
+            s.challenges.insert(
+                (challenge.email.clone(), challenge.token_hash.clone()),
+                challenge.clone(),
+            )
+        });
+        Ok(())
+    }
+
+    async fn reserve_challenge_attempt(
+        &self,
+        email: &str,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<MfaChallenge>> {
+        Ok(self.with(|s| {
+            let challenge = s
+                .challenges
+                .get_mut(&(email.to_owned(), token_hash.to_owned()))?;
+            let next = challenge.reserve_attempt(now_ms)?;
+            *challenge = next.clone();
+            Some(next)
+        }))
     }
 }
