@@ -86,6 +86,8 @@ pub struct Verified {
     pub alg: Algorithm,
     pub expires_in: i64,
     pub lifetime: i64,
+    /// RFC 8176 `amr` (empty when absent).
+    pub amr: Vec<String>,
 }
 
 /// The `kid` in the token's header, so a caller can refresh its JWKS when the key is unknown.
@@ -237,10 +239,22 @@ pub fn verify(token: &str, jwks: &Jwks, expected: &Expected<'_>) -> Result<Verif
     decode::<Value>(token, &key, &standard)
         .map_err(|e| format!("jsonwebtoken's standard validation refuses the access token: {e}"))?;
 
+    let amr = claims
+        .get("amr")
+        .and_then(Value::as_array)
+        .map(|methods| {
+            methods
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Verified {
         kid,
         alg,
         expires_in: exp - expected.now,
         lifetime,
+        amr,
     })
 }

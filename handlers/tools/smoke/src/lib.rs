@@ -6,3 +6,4 @@ pub mod jwt;
 pub mod mailbox;
 pub mod scenario;
 pub mod secrets;
+pub mod totp;

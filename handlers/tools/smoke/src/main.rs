@@ -37,9 +37,17 @@ password), one line per step, stopping at the first failure:
   reset                 (--outbox) the reset mail's code: POST /auth/password/reset 204; then the old
                         password gets 401
   login-after-reset     (--outbox) the new password logs in
+  login-for-mfa         (no --outbox) a fresh login for the mfa steps
+  mfa-enrol             (when the discovery lists mfa_totp) POST /auth/mfa/totp: a 160-bit base32
+                        secret and an otpauth://totp/ key URI
+  mfa-activate          POST /auth/mfa/totp/activate with this tool's own RFC 6238 code: 10 recovery
+                        codes and tokens whose amr is [pwd, otp]
+  mfa-required          the password again: 403 problem+json mfa-required with an mfa_token
+  mfa-verify            POST /auth/mfa/verify with the next step's code: tokens, amr [pwd, otp]
+  mfa-disable           POST /auth/mfa/totp/disable with a recovery code: 204
 
-Every HTTP call has the --timeout-secs timeout. Tokens and the password are never printed, not even
-with --verbose. Throwaway users remain in the deployment (there is no delete endpoint); all their
+Every HTTP call has the --timeout-secs timeout. Tokens, the password, TOTP secrets and recovery
+codes are never printed, not even with --verbose. Throwaway users remain in the deployment (there is no delete endpoint); all their
 sessions are logged out and their access tokens revoked, also after a failed check (best effort).";
 
 const AFTER_HELP: &str = "\

@@ -10,6 +10,7 @@ use crate::client::{Http, Reply};
 use crate::jwt::{self, Expected, Jwks};
 use crate::mailbox::{FileOutbox, code_in, token_in};
 use crate::secrets::{self, Redactor, Secret};
+use crate::totp;
 
 /// Exit codes.
 pub const EXIT_OK: i32 = 0;
@@ -55,6 +56,12 @@ impl From<&str> for StepError {
 }
 
 type StepResult<T> = Result<T, StepError>;
+
+/// A pending TOTP factor, as an authenticator app keeps it.
+struct Enrolment {
+    factor_id: String,
+    secret: Vec<u8>,
+}
 
 /// A token response's parts.
 struct Tokens {
@@ -102,6 +109,8 @@ struct Smoke {
     refresh_tokens: Vec<Secret>,
     /// The newest access token, for a final logout-all should the run stop early.
     access_token: Option<Secret>,
+    /// Whether the discovery document lists the TOTP endpoints (the mfa-* steps run only then).
+    offers_mfa: bool,
     /// Verbose details gathered by the running step.
     notes: Vec<String>,
     steps_passed: usize,
@@ -151,6 +160,7 @@ pub async fn run(opts: Options) -> i32 {
         user_id: String::new(),
         refresh_tokens: Vec::new(),
         access_token: None,
+        offers_mfa: false,
         notes: Vec::new(),
         steps_passed: 0,
     };
@@ -278,13 +288,33 @@ impl Smoke {
             "me-after-logout-all",
             self.expect_me_refused(&session.access)
         );
-        if self.opts.outbox.is_some() {
+        let fresh = if self.opts.outbox.is_some() {
             step!("forgot", self.forgot());
             step!("reset", self.reset());
-            let fresh = step!("login-after-reset", self.login());
-            // The one session this run has left.
-            let _ = self.post_empty("/auth/logout-all", &fresh.access).await;
+            Some(step!("login-after-reset", self.login()))
+        } else {
+            None
+        };
+        if !self.offers_mfa {
+            self.out.line(
+                "skip mfa-*: the discovery document's keygate_endpoints list no mfa_totp (a deployment without second factors)",
+            );
+            if let Some(fresh) = fresh {
+                let _ = self.post_empty("/auth/logout-all", &fresh.access).await;
+            }
+            return Ok(());
         }
+        let fresh = match fresh {
+            Some(fresh) => fresh,
+            None => step!("login-for-mfa", self.login()),
+        };
+        let enrolment = step!("mfa-enrol", self.mfa_enrol(&fresh.access));
+        let recovery = step!("mfa-activate", self.mfa_activate(&fresh.access, &enrolment));
+        let mfa_token = step!("mfa-required", self.mfa_required());
+        let second = step!("mfa-verify", self.mfa_verify(&mfa_token, &enrolment));
+        step!("mfa-disable", self.mfa_disable(&second.access, &recovery));
+        // The one session this run has left.
+        let _ = self.post_empty("/auth/logout-all", &second.access).await;
         Ok(())
     }
 
@@ -318,6 +348,10 @@ impl Smoke {
         };
         self.issuer = issuer.to_owned();
         self.jwks_uri = jwks_uri.to_owned();
+        self.offers_mfa = doc
+            .pointer("/keygate_endpoints/mfa_totp")
+            .and_then(Value::as_str)
+            .is_some();
         self.notes.push(format!("issuer {issuer}"));
         self.notes.push(format!("jwks_uri {jwks_uri}"));
         if issuer.trim_end_matches('/') != self.opts.base_url {
@@ -615,6 +649,136 @@ impl Smoke {
             "an access token issued before logout-all must be refused",
         )?;
         self.notes.push(format!("refused: {}", reply.describe()));
+        Ok(())
+    }
+
+    /// POST /auth/mfa/totp on a fresh login: a 160-bit base32 secret and its key URI.
+    async fn mfa_enrol(&mut self, access: &Secret) -> StepResult<Enrolment> {
+        let reply = self
+            .post("/auth/mfa/totp", &json!({}), Some(access))
+            .await?;
+        expect_status(&reply, 200, "200 with the pending factor")?;
+        let doc = reply.json()?;
+        let text = |field: &str| doc.get(field).and_then(Value::as_str).map(str::to_owned);
+        let (Some(factor_id), Some(secret), Some(uri)) =
+            (text("factor_id"), text("secret"), text("otpauth_uri"))
+        else {
+            return Err("expected factor_id, secret and otpauth_uri from /auth/mfa/totp".into());
+        };
+        self.out.redactor.add(&secret);
+        let bytes = totp::base32_decode(&secret).filter(|b| b.len() == 20);
+        let Some(bytes) = bytes else {
+            return Err("the enrolment's secret is not 160 bits of base32".into());
+        };
+        if !uri.starts_with("otpauth://totp/") || !uri.contains("secret=") {
+            return Err("the enrolment's otpauth_uri is not an otpauth://totp/ key URI".into());
+        }
+        self.notes
+            .push("160-bit secret, otpauth://totp/ key URI".into());
+        Ok(Enrolment {
+            factor_id,
+            secret: bytes,
+        })
+    }
+
+    /// Activates the factor with this run's own TOTP code: ten recovery codes and a session whose
+    /// `amr` has `otp`. Returns one recovery code (the others are dropped unseen).
+    async fn mfa_activate(&mut self, access: &Secret, enrolment: &Enrolment) -> StepResult<Secret> {
+        let code = totp::code_at(&enrolment.secret, now_secs());
+        let body = json!({"factor_id": enrolment.factor_id, "code": code});
+        let reply = self
+            .post("/auth/mfa/totp/activate", &body, Some(access))
+            .await?;
+        let codes: Vec<String> = reply
+            .json()
+            .ok()
+            .and_then(|doc| doc.get("recovery_codes").cloned())
+            .and_then(|codes| serde_json::from_value(codes).ok())
+            .unwrap_or_default();
+        for code in &codes {
+            self.out.redactor.add(code);
+        }
+        let tokens = self.token_response(&reply)?;
+        if codes.len() != 10 {
+            return Err(format!("expected 10 recovery codes, got {}", codes.len()).into());
+        }
+        self.expect_amr(&tokens.access, "activation", &["pwd", "otp"])?;
+        Ok(Secret::new(codes[0].clone()))
+    }
+
+    /// A right password now answers 403 `mfa-required` with the second step's token.
+    async fn mfa_required(&mut self) -> StepResult<Secret> {
+        let body = json!({"email": self.email, "password": self.password.expose()});
+        let reply = self.post("/auth/login", &body, None).await?;
+        let doc = reply.json().ok();
+        let token = doc
+            .as_ref()
+            .filter(|doc| {
+                reply.status == 403
+                    && reply.is_problem()
+                    && doc["type"] == "urn:keygate:problem:mfa-required"
+            })
+            .and_then(|doc| doc.get("mfa_token"))
+            .and_then(Value::as_str)
+            .filter(|t| t.starts_with("kgmt_"));
+        let Some(token) = token else {
+            return Err(format!(
+                "expected 403 problem+json mfa-required with an mfa_token, got {}",
+                reply.describe()
+            )
+            .into());
+        };
+        self.out.redactor.add(token);
+        Ok(Secret::new(token.to_owned()))
+    }
+
+    /// The second step with the next step's code (activation spent this one; one step of skew is
+    /// accepted): tokens whose `amr` is `[pwd, otp]`.
+    async fn mfa_verify(
+        &mut self,
+        mfa_token: &Secret,
+        enrolment: &Enrolment,
+    ) -> StepResult<Tokens> {
+        let code = totp::code_at(&enrolment.secret, now_secs() + 30);
+        let body = json!({"mfa_token": mfa_token.expose(), "code": code});
+        let reply = self.post("/auth/mfa/verify", &body, None).await?;
+        let tokens = self.token_response(&reply)?;
+        self.expect_amr(&tokens.access, "the second step", &["pwd", "otp"])?;
+        Ok(tokens)
+    }
+
+    /// Removes the factor with a recovery code, so the throwaway user ends as it began.
+    async fn mfa_disable(&mut self, access: &Secret, recovery_code: &Secret) -> StepResult<()> {
+        let body = json!({"recovery_code": recovery_code.expose()});
+        let reply = self
+            .post("/auth/mfa/totp/disable", &body, Some(access))
+            .await?;
+        Ok(expect_status(
+            &reply,
+            204,
+            "204 from /auth/mfa/totp/disable",
+        )?)
+    }
+
+    /// Verifies `access` and checks its `amr`.
+    fn expect_amr(&mut self, access: &Secret, from: &str, amr: &[&str]) -> StepResult<()> {
+        let jwks = self.jwks.as_ref().ok_or("no JWKS")?;
+        let expected = Expected {
+            issuer: &self.issuer,
+            audience: &self.opts.audience,
+            subject: &self.user_id,
+            now: now_secs(),
+        };
+        let verified = jwt::verify(access.expose(), jwks, &expected)
+            .map_err(|e| format!("{e} (token from {from})"))?;
+        if verified.amr != amr {
+            return Err(format!(
+                "expected amr {amr:?} in the access token from {from}, got {:?}",
+                verified.amr
+            )
+            .into());
+        }
+        self.notes.push(format!("{from} token: amr {amr:?}"));
         Ok(())
     }
 

@@ -135,9 +135,10 @@ async fn the_local_server_passes_every_smoke_step() {
         out.lines()
             .last()
             .unwrap_or("")
-            .starts_with("passed: 19 steps"),
+            .starts_with("passed: 24 steps"),
         "{out}"
     );
+    assert!(out.contains("ok   mfa-verify"), "{out}");
     // Nothing secret reached the output: no refresh token (kgrt_ prefix), no JWT, no mailed link.
     for secret in ["kgrt_", "eyJ", "kgev_", "kgpr_"] {
         assert!(!out.contains(secret), "{secret} in {out}");
