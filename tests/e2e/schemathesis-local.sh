@@ -72,7 +72,14 @@ TOML
 # Every operation but logout-all: /auth/me and /auth/password see a valid token as well as none and
 # invalid ones. The wrong current passwords /auth/password is sent throttle this user's logins, so
 # the run must end before schemathesis logs in again (its default token lifetime, 300 s).
-fuzz everything --exclude-operation-id logout_all
+fuzz everything --exclude-operation-id logout_all \
+  --exclude-operation-id mfa_totp --exclude-operation-id mfa_totp_activate \
+  --exclude-operation-id mfa_recovery_codes --exclude-operation-id mfa_totp_disable
+# The bearer routes of /auth/mfa, with a user of their own: its logins are never throttled by the
+# wrong passwords above, so schemathesis can log in again whenever it wants a fresh token. (The
+# fuzzer cannot activate a factor, so its wrong codes meet no active factor and count nothing.)
+fuzz mfa --include-operation-id mfa_totp --include-operation-id mfa_totp_activate \
+  --include-operation-id mfa_recovery_codes --include-operation-id mfa_totp_disable
 # logout-all, with a user of its own: a call revokes every token of the user (204), later ones are
 # refused (401) until schemathesis logs in again. No stateful phase: no link leads to logout-all.
 fuzz logout-all --include-operation-id logout_all --phases examples,coverage,fuzzing
