@@ -627,3 +627,166 @@ async fn email_endpoints_answer_alike_and_map_their_errors() {
     let (_, _, me) = send(&service, &Endpoint::ALL, get("/auth/me", Some(access))).await;
     assert_eq!(me["email_verified"], true);
 }
+
+fn bearer_post(path: &str, body: Value, bearer: &str) -> Request<Bytes> {
+    request(Method::POST, path)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {bearer}"))
+        .body(Bytes::from(body.to_string()))
+        .unwrap()
+}
+
+/// The second-factor routes over HTTP: the `mfa-required` problem carries its token as extension
+/// members (and no token response), bodies are strict (`code` or `recovery_code`, not both), each
+/// refusal has its problem type, and `/auth/me` says whether MFA is on.
+#[tokio::test]
+async fn second_factor_routes_answer_their_problems() {
+    let (service, clock) = service();
+    let service = service.with_factor_keys(keygate_testkit::fixtures::test_factor_keys());
+    let tokens = login(&service).await;
+    let bearer = tokens["access_token"].as_str().unwrap();
+    let all = &Endpoint::ALL;
+    let (status, _, problem) = send(
+        &service,
+        all,
+        bearer_post("/auth/mfa/totp", json!({"x": 1}), bearer),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("urn:keygate:problem:invalid-request")
+        )
+    );
+    let (status, headers, enrolment) = send(
+        &service,
+        all,
+        bearer_post("/auth/mfa/totp", json!({}), bearer),
+    )
+    .await;
+    assert_eq!(
+        (status, &headers["cache-control"]),
+        (
+            StatusCode::OK,
+            &"no-store".parse::<http::HeaderValue>().unwrap()
+        )
+    );
+    let secret = keygate_testkit::fixtures::base32_decode(enrolment["secret"].as_str().unwrap());
+    let code = |offset: i64| {
+        let step = keygate_core::mfa::totp_step(keygate_core::Clock::now_ms(&clock)) + offset;
+        keygate_core::mfa::hotp(&secret, step as u64, 6)
+    };
+    let activate = json!({"factor_id": enrolment["factor_id"], "code": code(0)});
+    let (status, _, activated) = send(
+        &service,
+        all,
+        bearer_post("/auth/mfa/totp/activate", activate, bearer),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{activated}");
+    assert_eq!(activated["recovery_codes"].as_array().unwrap().len(), 10);
+    let fresh = activated["access_token"].as_str().unwrap();
+    let (status, _, problem) = send(
+        &service,
+        all,
+        bearer_post("/auth/mfa/totp", json!({}), fresh),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (
+            StatusCode::CONFLICT,
+            Some("urn:keygate:problem:mfa-already-enabled")
+        )
+    );
+    let (status, _, me) = send(&service, all, get("/auth/me", Some(fresh))).await;
+    assert_eq!((status, &me["mfa_enabled"]), (StatusCode::OK, &json!(true)));
+
+    let (status, _, problem) = send(
+        &service,
+        all,
+        post(
+            "/auth/login",
+            json!({"email": "ada@example.com", "password": PASSWORD}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(problem["type"], "urn:keygate:problem:mfa-required");
+    assert_eq!(
+        (&problem["expires_in"], &problem["factors"]),
+        (&json!(300), &json!(["totp", "recovery_code"]))
+    );
+    assert!(problem["mfa_token"].as_str().unwrap().starts_with("kgmt_"));
+    assert!(problem.get("access_token").is_none() && problem.get("refresh_token").is_none());
+    let mfa_token = problem["mfa_token"].clone();
+    let both = json!({"mfa_token": mfa_token, "code": code(1), "recovery_code": activated["recovery_codes"][0]});
+    let (status, _, problem) = send(&service, all, post("/auth/mfa/verify", both)).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("urn:keygate:problem:invalid-request")
+        )
+    );
+    let (status, _, problem) = send(
+        &service,
+        all,
+        post("/auth/mfa/verify", json!({"code": code(1)})),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("urn:keygate:problem:invalid-request")
+        )
+    );
+    let wrong = json!({"mfa_token": mfa_token, "code": "12345"});
+    let (status, _, problem) = send(&service, all, post("/auth/mfa/verify", wrong)).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (
+            StatusCode::UNAUTHORIZED,
+            Some("urn:keygate:problem:invalid-second-factor")
+        )
+    );
+    let (status, _, verified) = send(
+        &service,
+        all,
+        post(
+            "/auth/mfa/verify",
+            json!({"mfa_token": mfa_token, "code": code(1)}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{verified}");
+    assert!(verified["device_token"].is_string());
+
+    // Disabling on a login older than the recent-login window: 403 recent-login-required.
+    clock.advance_ms(301_000);
+    let stale = verified["access_token"].as_str().unwrap();
+    let disable = json!({"recovery_code": activated["recovery_codes"][0]});
+    let (status, _, problem) = send(
+        &service,
+        all,
+        bearer_post("/auth/mfa/totp/disable", disable.clone(), stale),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (
+            StatusCode::FORBIDDEN,
+            Some("urn:keygate:problem:recent-login-required")
+        )
+    );
+    // A route this process does not serve is not found.
+    let (status, _, _) = send(
+        &service,
+        &[Endpoint::Login],
+        bearer_post("/auth/mfa/totp/disable", disable, stale),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
