@@ -204,31 +204,28 @@ pub fn public_key_source(
 /// naming the setting, never the secret's value.
 pub async fn read_server_key(client: &Client, secret_id: &str) -> Result<AuditKey, String> {
     let setting = crate::settings::SERVER_KEY_SECRET_ID.env;
-    let output = client
+    let text = read_text(client, secret_id, setting).await?;
+    AuditKey::parse(&text).map_err(|e| format!("{setting}: the secret's value {e}"))
+}
+
+/// The current value of the secret `setting` names, or an error that names the setting.
+async fn read_text(client: &Client, secret_id: &str, setting: &str) -> Result<String, String> {
+    client
         .get_secret_value()
         .secret_id(secret_id)
         .send()
         .await
         .map_err(|e| store_error("GetSecretValue", e))
         .and_then(secret_text)
-        .map_err(|e| format!("{setting}: {e}"))?;
-    let text = output.ok_or_else(|| format!("{setting}: the secret holds no value"))?;
-    AuditKey::parse(&text).map_err(|e| format!("{setting}: the secret's value {e}"))
+        .map_err(|e| format!("{setting}: {e}"))?
+        .ok_or_else(|| format!("{setting}: the secret holds no value"))
 }
 
 /// The TOTP data-key ring ([`FactorKeyRing`]), read once at init: a rotation of the ring reaches a
 /// function with its next execution environment, and keeps the old keys, so codes keep verifying.
 pub async fn read_factor_keys(client: &Client, secret_id: &str) -> Result<FactorKeyRing, String> {
     let setting = crate::settings::FACTOR_KEYS_SECRET_ID.env;
-    let output = client
-        .get_secret_value()
-        .secret_id(secret_id)
-        .send()
-        .await
-        .map_err(|e| store_error("GetSecretValue", e))
-        .and_then(secret_text)
-        .map_err(|e| format!("{setting}: {e}"))?;
-    let text = output.ok_or_else(|| format!("{setting}: the secret holds no value"))?;
+    let text = read_text(client, secret_id, setting).await?;
     FactorKeyRing::parse(&text).map_err(|e| format!("{setting}: {e}"))
 }
 

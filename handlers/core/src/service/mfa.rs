@@ -17,7 +17,8 @@ use crate::mfa::{
     accepted_step, base32, is_totp_shaped, otpauth_uri, recovery_code_hash,
 };
 use crate::store::{
-    AttemptScope, AuthStore, MfaChallenge, MfaState, MfaSwap, PasswordChange, Reservation, User,
+    Attempt, AttemptScope, AuthStore, MfaChallenge, MfaState, MfaSwap, PasswordChange, Reservation,
+    User,
 };
 
 /// How long an enrolled factor waits for its activation.
@@ -235,22 +236,10 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             return Err(AuthError::MfaNotEnabled);
         }
         let now = self.clock.now_ms();
-        let attempt = match self
-            .store
-            .reserve_login_attempt(&user.email, None, &self.config.throttle, now)
+        let attempt = self
+            .reserve_code_attempt(ctx, &user.email, None, now)
             .await?
-        {
-            Reservation::Admitted(attempt) => attempt,
-            Reservation::Refused(attempt) => {
-                audit::emit(
-                    ctx,
-                    AuditEvent::MfaFailed,
-                    reason(&attempt.user, "throttled"),
-                );
-                return Err(AuthError::InvalidSecondFactor);
-            }
-            Reservation::NoUser => return Err(AuthError::InvalidAccessToken),
-        };
+            .ok_or(AuthError::InvalidAccessToken)?;
         let judged = &attempt.user;
         let spent = match judged.mfa.as_ref().filter(|state| state.is_active()) {
             Some(state) => self.spend(judged, state, proof, now)?,
@@ -273,6 +262,34 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             return Err(AuthError::InvalidSecondFactor);
         }
         Ok(())
+    }
+
+    /// Reserves a second-factor code's attempt on the login throttle, on the device counter
+    /// `device_hash` names or the untrusted one; a refused reservation is `InvalidSecondFactor`
+    /// (throttled), and `None` means no such user.
+    async fn reserve_code_attempt(
+        &self,
+        ctx: &RequestContext,
+        email: &str,
+        device_hash: Option<&str>,
+        now: i64,
+    ) -> Result<Option<Attempt>, AuthError> {
+        match self
+            .store
+            .reserve_login_attempt(email, device_hash, &self.config.throttle, now)
+            .await?
+        {
+            Reservation::Admitted(attempt) => Ok(Some(attempt)),
+            Reservation::Refused(attempt) => {
+                audit::emit(
+                    ctx,
+                    AuditEvent::MfaFailed,
+                    reason(&attempt.user, "throttled"),
+                );
+                Err(AuthError::InvalidSecondFactor)
+            }
+            Reservation::NoUser => Ok(None),
+        }
     }
 
     /// The state with `proof` spent (the TOTP step recorded, or the recovery code removed), or
@@ -351,27 +368,10 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             .await?
             .filter(|c| c.fingerprint_hash == fingerprint_hash)
             .ok_or(AuthError::InvalidSecondFactor)?;
-        let attempt = match self
-            .store
-            .reserve_login_attempt(
-                &email,
-                challenge.device_hash.as_deref(),
-                &self.config.throttle,
-                now,
-            )
+        let attempt = self
+            .reserve_code_attempt(ctx, &email, challenge.device_hash.as_deref(), now)
             .await?
-        {
-            Reservation::Admitted(attempt) => attempt,
-            Reservation::Refused(attempt) => {
-                audit::emit(
-                    ctx,
-                    AuditEvent::MfaFailed,
-                    reason(&attempt.user, "throttled"),
-                );
-                return Err(AuthError::InvalidSecondFactor);
-            }
-            Reservation::NoUser => return Err(AuthError::InvalidSecondFactor),
-        };
+            .ok_or(AuthError::InvalidSecondFactor)?;
         let user = &attempt.user;
         let spent = match user.mfa.as_ref().filter(|state| state.is_active()) {
             Some(state) => self.spend(user, state, proof, now)?,
