@@ -11,7 +11,8 @@ export const DEFAULT_REGION = 'us-east-1';
 /**
  * Memory per function in MB. register, login and change-password run argon2id (19 MiB, t=2) on
  * every call, account-email on every password reset: Lambda gives CPU in proportion to memory, so
- * they get more.
+ * they get more. account-mfa hashes no password (HMAC-SHA1 codes, AES-GCM seals, SHA-256 recovery
+ * codes): the 256 MB of the other non-hashing functions.
  */
 export const MEMORY_MB: Readonly<Record<FunctionName, number>> = {
   register: 1024,
@@ -22,6 +23,7 @@ export const MEMORY_MB: Readonly<Record<FunctionName, number>> = {
   'change-password': 1024,
   me: 256,
   'account-email': 1024,
+  'account-mfa': 256,
   'well-known': 128,
   mailer: 256,
   'rotate-keys': 512,
@@ -63,6 +65,7 @@ export const ALARM_DEFAULTS: AlarmThresholds = {
   api5xxRatePercent: 1,
   apiP95LatencyMs: 1000,
   loginFailedPer5Minutes: 100,
+  mfaFailedPer5Minutes: 20,
   refreshReusePer5Minutes: 1,
   lambdaErrorsPer5Minutes: 5,
   lambdaThrottlesPer5Minutes: 1,

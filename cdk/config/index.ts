@@ -128,6 +128,8 @@ export function validateStageSettings(s: StageSettings): void {
       check(cap.offHours >= 0 && cap.businessHours >= cap.offHours && cap.max >= cap.businessHours && cap.max >= 1, n, `capacity of ${fn} needs 0 <= offHours <= businessHours <= max`);
     }
   }
+  const alarms = s.observability.alarms;
+  check(Number.isInteger(alarms.mfaFailedPer5Minutes) && alarms.mfaFailedPer5Minutes >= 1, n, 'MFA-failed alarm must be a whole number, at least 1');
   if (s.observability.alarmEmail !== undefined) {
     check(/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(s.observability.alarmEmail), n, 'alarm email is not an address');
   }

@@ -18,6 +18,7 @@ export const FUNCTION_NAMES = [
   'change-password',
   'me',
   'account-email',
+  'account-mfa',
   'well-known',
   'mailer',
   'rotate-keys',
@@ -126,9 +127,13 @@ export interface CorsSettings {
 /**
  * What one call of a route can cost the service or yield an attacker. The route catalog
  * (cdk/lib/catalog.ts) gives every route one; its method throttle and per-IP WAF rate rule follow.
- * - expensive: runs argon2id on every call (a route that sends mail belongs here too)
- * - token: cheap, but redeems a refresh token, so a lucky guess yields a session
- * - light: neither (a bearer-token check, a logout, public key material)
+ * - expensive: runs argon2id on every call (a route that sends mail belongs here too), or trades a
+ *   second-factor code for a session (a factor-keys function's endpoint that signs tokens: the
+ *   login's second step /auth/mfa/verify, the activation), so a lucky guess yields a session the
+ *   way a guessed password does
+ * - token: cheap, but redeems a refresh token, so a lucky guess yields a session; or opens or seals
+ *   a second factor (the other endpoints of a factor-keys function: a guessed code changes a factor)
+ * - light: none of these (a bearer-token check, a logout, public key material)
  */
 export const ROUTE_EXPOSURES = ['expensive', 'token', 'light'] as const;
 export type RouteExposure = (typeof ROUTE_EXPOSURES)[number];
@@ -217,6 +222,11 @@ export interface AlarmThresholds {
   readonly apiP95LatencyMs: number;
   /** LoginFailed count per 5 minutes. */
   readonly loginFailedPer5Minutes: number;
+  /**
+   * MfaFailed count per 5 minutes: wrong second-factor codes (TOTP or recovery). Each needs a
+   * correct password first (or a session), so a spike means someone holds passwords and guesses codes.
+   */
+  readonly mfaFailedPer5Minutes: number;
   /** RefreshReuseDetected count per 5 minutes (1: any detection alarms). */
   readonly refreshReusePer5Minutes: number;
   /** Lambda Errors per function per 5 minutes. */

@@ -5,8 +5,9 @@ export type { DynamoCall } from './contract';
 
 /**
  * What each function is, read from cdk/contract.json (generated from the Rust code): its routes,
- * the keys it reads and the DynamoDB calls its adapter makes. IAM grants, API routes, method
- * throttles and the WAF rate rules' paths are derived from this table only.
+ * the keys it reads, whether it holds the TOTP data-key ring and the DynamoDB calls its adapter
+ * makes. IAM grants, API routes, method throttles and the WAF rate rules' paths are derived from
+ * this table only.
  */
 
 export interface Route {
@@ -48,6 +49,11 @@ export interface FunctionSpec {
   readonly description: string;
   readonly routes: readonly Route[];
   readonly keys: KeyAccess;
+  /**
+   * Reads the TOTP data-key ring (the contract's `factor_keys`): the one field the ring secret's
+   * grant and KEYGATE_FACTOR_KEYS_SECRET_ID follow; false for every function that is not told of it.
+   */
+  readonly factorKeys: boolean;
   /** Undefined: no table access at all (and no table name in its environment). */
   readonly tableAccess?: TableAccess;
 }
@@ -64,22 +70,32 @@ export const MAIL_SENDING_ENDPOINTS: readonly string[] = ['email_verification', 
 /**
  * Hashing a password or sending a mail makes a route expensive; one that signs tokens from a
  * credential without a hash (refresh) is the token class; the rest are light.
+ *
+ * The endpoints of a function holding the factor keys (`factor_keys`) check or change second
+ * factors: every one is rate-limited at least as the token class (a guessed code disables a factor
+ * or yields new recovery codes), and one that also signs tokens (keys 'private') trades a code for a
+ * session as a login trades a password, so it is expensive with the login: the login's second step
+ * (/auth/mfa/verify, reached without a bearer token and guessed at by whoever holds a password) and
+ * the activation. The contract flags the function, not each endpoint, so a function mixing factor
+ * endpoints with others would only rate-limit the others harder.
  */
-function exposureOf(endpoint: ContractEndpoint): RouteExposure {
-  if (endpoint.hashes_password || MAIL_SENDING_ENDPOINTS.includes(endpoint.name)) {
+function exposureOf(endpoint: ContractEndpoint, f: ContractFunction): RouteExposure {
+  const signs = endpoint.keys === 'private';
+  if (endpoint.hashes_password || MAIL_SENDING_ENDPOINTS.includes(endpoint.name) || (f.factor_keys && signs)) {
     return 'expensive';
   }
-  return endpoint.keys === 'private' ? 'token' : 'light';
+  return signs || f.factor_keys ? 'token' : 'light';
 }
 
 function spec(f: ContractFunction): FunctionSpec {
-  const routes = f.endpoints.map((e) => ({ method: e.method, path: e.path, endpoint: e.name, exposure: exposureOf(e) }));
+  const routes = f.endpoints.map((e) => ({ method: e.method, path: e.path, endpoint: e.name, exposure: exposureOf(e, f) }));
   const what = routes.map((r) => `${r.method} ${r.path}`).join(', ');
   return {
     name: f.name as FunctionName,
     description: what ? `${what}: ${f.summary}` : f.summary,
     routes,
     keys: f.keys,
+    factorKeys: f.factor_keys,
     tableAccess: f.dynamodb && { table: f.dynamodb.table, byUserIdIndex: f.dynamodb.by_user_id_index },
   };
 }
@@ -88,6 +104,12 @@ function specs(): Record<FunctionName, FunctionSpec> {
   const names = CONTRACT.functions.map((f) => f.name);
   if (names.join() !== FUNCTION_NAMES.join()) {
     throw new Error(`cdk/contract.json lists the functions ${names.join(', ')}; cdk/config/types.ts FUNCTION_NAMES has ${FUNCTION_NAMES.join(', ')}`);
+  }
+  for (const f of CONTRACT.functions) {
+    // An older contract without the field would otherwise read as "no ring" everywhere.
+    if (typeof f.factor_keys !== 'boolean') {
+      throw new Error(`cdk/contract.json: function ${f.name} has no boolean factor_keys (regenerate the contract)`);
+    }
   }
   const endpoints = CONTRACT.functions.flatMap((f) => f.endpoints.map((e) => e.name));
   for (const name of MAIL_SENDING_ENDPOINTS) {

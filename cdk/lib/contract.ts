@@ -25,6 +25,12 @@ export interface ContractFunction {
   /** The most its endpoints need; 'rotate' for rotate-keys. */
   readonly keys: EndpointKeys | 'rotate';
   readonly endpoints: readonly ContractEndpoint[];
+  /**
+   * Its endpoints seal or open TOTP secrets (keygate-http's `Endpoint::uses_factor_keys`): the
+   * function reads the data-key ring at init (KEYGATE_FACTOR_KEYS_SECRET_ID) and fails without it.
+   * No other function is told of the ring or granted it.
+   */
+  readonly factor_keys: boolean;
   /** Absent: no table access at all. */
   readonly dynamodb?: { readonly table: readonly DynamoCall[]; readonly by_user_id_index: readonly 'Query'[] };
 }

@@ -25,6 +25,15 @@ export function acknowledgeServerKey(secret: IConstruct): void {
   );
 }
 
+/** The TOTP data-key ring: rotated by adding a key, never by replacing the one that sealed. */
+export function acknowledgeFactorKeys(secret: IConstruct): void {
+  ack(
+    secret,
+    'AwsSolutions-SMG4',
+    'The TOTP data-key ring seals every enrolled factor\'s secret under the key id it names; a scheduled Secrets Manager rotation would replace the document and with it the keys that open the factors already enrolled. It is rotated deliberately instead: a new key is added and `current` pointed at it while the old keys stay, so old factors still open (FactorKeyRing::rotate_document, docs/aws.md). It is encrypted with the customer-managed key and readable only by the functions whose contract entry has factor_keys (account-mfa).',
+  );
+}
+
 /** The function role's own policy: the X-Ray statement CDK adds for active tracing. */
 export function acknowledgeFunctionRole(policy: iam.Policy | IConstruct): void {
   ack(

@@ -74,6 +74,17 @@ describe('REST API', () => {
     expect(EXPOSURE['POST /auth/password/forgot']).toBe('expensive');
     expect(EXPOSURE['POST /auth/password/reset']).toBe('expensive');
     expect(EXPOSURE['POST /auth/email/verify']).toBe('light');
+    // account-mfa (factor_keys): the login's second step and the activation trade a code for a
+    // session, like the login; the other bearer routes check or change a factor: rate-limited too.
+    for (const path of ['/auth/mfa/totp', '/auth/mfa/totp/activate', '/auth/mfa/recovery-codes', '/auth/mfa/totp/disable', '/auth/mfa/verify']) {
+      expect(r[`POST ${path}`]).toMatch(/^Concurrencyaccountmfalive/);
+    }
+    expect(EXPOSURE['POST /auth/mfa/verify']).toBe(EXPOSURE['POST /auth/login']);
+    expect(EXPOSURE['POST /auth/mfa/verify']).toBe('expensive');
+    expect(EXPOSURE['POST /auth/mfa/totp/activate']).toBe('expensive');
+    expect(EXPOSURE['POST /auth/mfa/totp']).toBe('token');
+    expect(EXPOSURE['POST /auth/mfa/recovery-codes']).toBe('token');
+    expect(EXPOSURE['POST /auth/mfa/totp/disable']).toBe('token');
     template.allResourcesProperties('AWS::ApiGateway::Method', {
       Integration: Match.objectLike({ Type: Match.stringLikeRegexp('AWS_PROXY|MOCK') }),
     });
@@ -143,8 +154,8 @@ describe('REST API', () => {
 
   test('request validation of JSON bodies with models on the POST routes that take one', () => {
     template.hasResourceProperties('AWS::ApiGateway::RequestValidator', { ValidateRequestBody: true, ValidateRequestParameters: true });
-    // register, login, refresh, logout, password, and account-email's four.
-    template.resourceCountIs('AWS::ApiGateway::Model', 9);
+    // register, login, refresh, logout, password, account-email's four and account-mfa's five.
+    template.resourceCountIs('AWS::ApiGateway::Model', 14);
     template.hasResourceProperties('AWS::ApiGateway::Model', {
       ContentType: 'application/json',
       Schema: Match.objectLike({ type: 'object', required: ['email', 'password'] }),
@@ -153,7 +164,7 @@ describe('REST API', () => {
     for (const m of methods) {
       expect(m.Properties!.RequestValidatorId).toBeDefined();
     }
-    expect(methods.filter((m) => m.Properties!.RequestModels).length).toBe(9);
+    expect(methods.filter((m) => m.Properties!.RequestModels).length).toBe(14);
   });
 
   test('account-email bodies: an email; a token or an email and code (none required); a new password', () => {
@@ -206,10 +217,10 @@ describe('REST API', () => {
 
   test('aliases may be invoked by this API only, per method', () => {
     const perms = Object.values(resourcesOfType(template, 'AWS::Lambda::Permission')).filter((p) => p.Properties!.Principal === 'apigateway.amazonaws.com');
-    // One per route of the contract (17: keygate's JSON routes, account-email's four, the OAuth
-    // token and revocation endpoints, the three well-known documents, the OpenAPI document).
+    // One per route of the contract (22: keygate's JSON routes, account-email's four, account-mfa's
+    // five, the OAuth token and revocation endpoints, the three well-known documents, the OpenAPI document).
     expect(perms).toHaveLength(apiRoutes().length);
-    expect(perms).toHaveLength(17);
+    expect(perms).toHaveLength(22);
     for (const p of perms) {
       expect(JSON.stringify(p.Properties!.SourceArn)).not.toContain('test-invoke-stage');
     }
@@ -229,6 +240,12 @@ function rateRules(template: Template): any[] {
 function matches(statement: any, uriPath: string): boolean {
   if (statement.OrStatement) {
     return (statement.OrStatement.Statements as any[]).some((s) => matches(s, uriPath));
+  }
+  if (statement.AndStatement) {
+    return (statement.AndStatement.Statements as any[]).every((s) => matches(s, uriPath));
+  }
+  if (statement.NotStatement) {
+    return !matches(statement.NotStatement.Statement, uriPath);
   }
   const byte = statement.ByteMatchStatement;
   if (!byte || Object.keys(statement).length !== 1) throw new Error(`unsupported statement ${JSON.stringify(statement)}`);
@@ -304,18 +321,57 @@ describe('WAF', () => {
     }
   });
 
-  test('every OR in the rate rules has the two statements WAF requires', () => {
-    const ors: any[] = [];
+  test('every OR and AND in the rate rules has the two statements WAF requires', () => {
+    const lists: any[] = [];
     const walk = (node: any): void => {
       if (node && typeof node === 'object') {
-        if (node.OrStatement) ors.push(node.OrStatement);
+        if (node.OrStatement) lists.push(node.OrStatement);
+        if (node.AndStatement) lists.push(node.AndStatement);
         Object.values(node).forEach(walk);
       }
     };
     rateRules(template).forEach(walk);
-    for (const or of ors) {
-      expect(or.Statements.length).toBeGreaterThanOrEqual(2);
+    // The AND that keeps /auth/mfa/totp/activate (expensive) out of /auth/mfa/totp's (token) match.
+    expect(lists.some((l) => JSON.stringify(l).includes('/auth/mfa/totp/activate') && l.Statements.some((s: any) => s.NotStatement))).toBe(true);
+    for (const list of lists) {
+      expect(list.Statements.length).toBeGreaterThanOrEqual(2);
     }
+  });
+
+  test.each<StageName>(['dev', 'prod'])('%s: every /auth/mfa route is counted by a rate rule, /auth/mfa/verify by the login\'s', (stage) => {
+    const rules = rateRules(stageTemplate(stage).template);
+    const counting = (uri: string): string[] => rules.filter((r) => matches(r.Statement.RateBasedStatement.ScopeDownStatement, uri)).map((r) => r.Name);
+    expect(counting(`/${stage}/auth/login`)).toEqual(['ExpensiveEndpointsRateLimit']);
+    expect(counting(`/${stage}/auth/mfa/verify`)).toEqual(['ExpensiveEndpointsRateLimit']);
+    const mfa = Object.keys(EXPOSURE).map((k) => k.split(' ')[1]).filter((p) => p.startsWith('/auth/mfa/'));
+    expect(mfa.sort()).toEqual(['/auth/mfa/recovery-codes', '/auth/mfa/totp', '/auth/mfa/totp/activate', '/auth/mfa/totp/disable', '/auth/mfa/verify']);
+    for (const path of mfa) {
+      expect([path, counting(`/${stage}${path}`)]).toEqual([path, [expect.stringMatching(/^(Expensive|Token)EndpointsRateLimit$/)]]);
+    }
+  });
+
+  test.each<StageName>(['dev', 'prod'])('%s: the web ACL stays within the 1,500 WCUs its base price includes', (stage) => {
+    // The documented costs (AWS WAF developer guide): the managed groups' fixed capacities, 2 per
+    // rate-based statement, a string match 10 (CONTAINS) or 2, plus 10 per text transformation;
+    // logical statements cost only what they nest. WAF may charge less (shared transformations),
+    // never more, so this is an upper bound.
+    const MANAGED: Record<string, number> = {
+      AWSManagedRulesAmazonIpReputationList: 25,
+      AWSManagedRulesCommonRuleSet: 700,
+      AWSManagedRulesKnownBadInputsRuleSet: 200,
+    };
+    const cost = (st: any): number => {
+      if (st.ManagedRuleGroupStatement) return MANAGED[st.ManagedRuleGroupStatement.Name] ?? Infinity;
+      if (st.RateBasedStatement) return 2 + cost(st.RateBasedStatement.ScopeDownStatement);
+      if (st.OrStatement) return st.OrStatement.Statements.reduce((n: number, x: any) => n + cost(x), 0);
+      if (st.AndStatement) return st.AndStatement.Statements.reduce((n: number, x: any) => n + cost(x), 0);
+      if (st.NotStatement) return cost(st.NotStatement.Statement);
+      if (st.ByteMatchStatement) return (st.ByteMatchStatement.PositionalConstraint === 'CONTAINS' ? 10 : 2) + 10 * st.ByteMatchStatement.TextTransformations.length;
+      throw new Error(`no WCU cost for ${JSON.stringify(st)}`);
+    };
+    const acl = Object.values(resourcesOfType(stageTemplate(stage).template, 'AWS::WAFv2::WebACL'))[0].Properties!;
+    const total = (acl.Rules as any[]).reduce((n, r) => n + cost(r.Statement), 0);
+    expect(total).toBeLessThanOrEqual(1500);
   });
 
   test('associated with the API stage', () => {

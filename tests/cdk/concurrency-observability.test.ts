@@ -1,14 +1,14 @@
 import { Match } from 'aws-cdk-lib/assertions';
-import { FUNCTION_NAMES } from '../../cdk/config';
+import { FUNCTION_NAMES, stageSettings } from '../../cdk/config';
 import { API_FUNCTIONS } from '../../cdk/lib/catalog';
-import { logicalId, resourcesOfType, stageTemplate } from './helpers';
+import { customTemplate, logicalId, resourcesOfType, stageTemplate } from './helpers';
 
 describe('live aliases and provisioned concurrency', () => {
   test('every API function has a live alias; the mailer and rotate-keys do not need one', () => {
     const { template } = stageTemplate('dev');
     const aliases = Object.values(resourcesOfType(template, 'AWS::Lambda::Alias'));
     expect(aliases).toHaveLength(API_FUNCTIONS.length);
-    expect(API_FUNCTIONS).toHaveLength(9);
+    expect(API_FUNCTIONS).toHaveLength(10);
     expect(API_FUNCTIONS).not.toContain('mailer');
     for (const a of aliases) {
       expect(a.Properties!.Name).toBe('live');
@@ -106,20 +106,45 @@ describe('observability', () => {
     expect(alarm('refresh-reuse-detected')).toMatchObject({ Namespace: 'Keygate/dev', MetricName: 'RefreshReuseDetected', Statistic: 'Sum', Threshold: 1 });
   });
 
+  test('MfaFailed spike from the EMF namespace, to the same topic as LoginFailed, threshold from the settings', () => {
+    const dev = stageSettings('dev').observability.alarms;
+    expect(alarm('mfa-failed-spike')).toMatchObject({
+      Namespace: 'Keygate/dev',
+      MetricName: 'MfaFailed',
+      Statistic: 'Sum',
+      Period: 300,
+      EvaluationPeriods: 1,
+      Threshold: dev.mfaFailedPer5Minutes,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+    });
+    expect(alarm('mfa-failed-spike').Dimensions).toBeUndefined();
+    expect(alarm('mfa-failed-spike').AlarmActions).toEqual(alarm('login-failed-spike').AlarmActions);
+    expect(alarm('mfa-failed-spike').OKActions).toEqual(alarm('login-failed-spike').OKActions);
+    const custom = customTemplate('dev', (s) => ({ ...s, observability: { ...s.observability, alarms: { ...s.observability.alarms, mfaFailedPer5Minutes: 7 } } }));
+    const a = Object.values(resourcesOfType(custom, 'AWS::CloudWatch::Alarm')).find((x) => x.Properties!.AlarmName === 'keygate-dev-mfa-failed-spike');
+    expect(a?.Properties!.Threshold).toBe(7);
+  });
+
+  test('with the HTTP API kind too, the MfaFailed alarm exists', () => {
+    const http = customTemplate('dev', (s) => ({ ...s, api: { ...s.api, kind: 'http' } }));
+    http.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmName: 'keygate-dev-mfa-failed-spike', MetricName: 'MfaFailed', Namespace: 'Keygate/dev' });
+  });
+
   test('DynamoDB throttles of the table', () => {
     const metrics = alarm('dynamodb-throttles').Metrics as any[];
     const names = metrics.filter((m) => m.MetricStat).map((m) => m.MetricStat.Metric.MetricName).sort();
     expect(names).toEqual(['ReadThrottleEvents', 'WriteThrottleEvents']);
   });
 
-  test('errors and throttles for each of the eleven functions', () => {
-    expect(FUNCTION_NAMES).toHaveLength(11);
+  test('errors and throttles for each of the twelve functions', () => {
+    expect(FUNCTION_NAMES).toHaveLength(12);
     for (const fn of FUNCTION_NAMES) {
       expect(alarm(`${fn}-errors`)).toMatchObject({ MetricName: 'Errors', Namespace: 'AWS/Lambda' });
       expect(alarm(`${fn}-throttles`)).toMatchObject({ MetricName: 'Throttles', Namespace: 'AWS/Lambda' });
     }
-    // 5 API, EMF and table alarms, 5 mail alarms, 2 per function.
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 5 + 5 + 2 * FUNCTION_NAMES.length);
+    // 6 API, EMF and table alarms, 5 mail alarms, 2 per function.
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 6 + 5 + 2 * FUNCTION_NAMES.length);
   });
 
   test('mail: a message in the dead-letter queue, the mailer behind its stream, the SES reputation rates', () => {
@@ -149,7 +174,7 @@ describe('observability', () => {
   test('one dashboard with the same signals', () => {
     template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
     const body = JSON.stringify(Object.values(resourcesOfType(template, 'AWS::CloudWatch::Dashboard'))[0].Properties!.DashboardBody);
-    for (const signal of ['5XXError', 'Latency', 'LoginFailed', 'RefreshReuseDetected', 'ReadThrottleEvents', 'Errors', 'Throttles', 'MailQueued', 'MailSuppressed', 'PasswordResetCompleted', 'IteratorAge', 'Reputation.BounceRate']) {
+    for (const signal of ['5XXError', 'Latency', 'LoginFailed', 'RefreshReuseDetected', 'ReadThrottleEvents', 'Errors', 'Throttles', 'MailQueued', 'MailSuppressed', 'PasswordResetCompleted', 'IteratorAge', 'Reputation.BounceRate', 'MfaFactorChanged', 'MfaChallenged', 'MfaVerified', 'MfaFailed']) {
       expect(body).toContain(signal);
     }
   });
@@ -186,7 +211,7 @@ describe('outputs', () => {
     expect(t.findOutputs('Issuer').Issuer.Value).toBe('https://auth.example.com');
     // Every function that reads the issuer (all but the mailer, which signs and verifies nothing).
     const fns = Object.values(t.findResources('AWS::Lambda::Function')).filter((f) => f.Properties.Environment.Variables.KEYGATE_FUNCTION !== 'mailer');
-    expect(fns).toHaveLength(10);
+    expect(fns).toHaveLength(11);
     for (const f of fns) {
       expect(f.Properties.Environment.Variables.KEYGATE_ISSUER).toBe('https://auth.example.com');
     }

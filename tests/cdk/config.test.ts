@@ -19,6 +19,15 @@ describe('stage settings', () => {
     }
   });
 
+  test('account-mfa hashes no password: the memory of the other non-hashing API functions, in every stage', () => {
+    for (const s of allStageSettings()) {
+      const m = s.functions.memoryMb;
+      expect(m['account-mfa']).toBe(m.refresh);
+      expect(m['account-mfa']).toBe(m.me);
+      expect(m['account-mfa']).toBeLessThan(m.login);
+    }
+  });
+
   test('the metrics namespace is Keygate/<stage>', () => {
     expect(metricsNamespace('prod')).toBe('Keygate/prod');
   });
@@ -59,6 +68,7 @@ describe('stage settings', () => {
     ['an API function timeout above 29 s', { functions: { ...stageSettings('dev').functions, timeoutSeconds: 30 } }],
     ['an API kind API Gateway does not have', { api: { ...stageSettings('dev').api, kind: 'websocket' as 'rest' } }],
     ['a mailer timeout above 900 s', { functions: { ...stageSettings('dev').functions, mailerTimeoutSeconds: 901 } }],
+    ['an MFA-failed alarm at 0', { observability: { alarms: { ...stageSettings('dev').observability.alarms, mfaFailedPer5Minutes: 0 } } }],
   ])('refuses %s', (_what, change) => {
     expect(() => validateStageSettings({ ...stageSettings('dev'), ...change })).toThrow(/invalid settings/);
   });

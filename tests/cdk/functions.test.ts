@@ -13,6 +13,7 @@ const PASCAL: Record<FunctionName, string> = {
   'change-password': 'ChangePassword',
   me: 'Me',
   'account-email': 'AccountEmail',
+  'account-mfa': 'AccountMfa',
   'well-known': 'WellKnown',
   mailer: 'Mailer',
   'rotate-keys': 'RotateKeys',
@@ -55,7 +56,7 @@ describe('functions', () => {
   const { template } = stageTemplate('dev');
   const dev = stageSettings('dev');
 
-  test('eleven functions, one binary, all provided.al2023 on x86_64 with active tracing', () => {
+  test('twelve functions, one binary, all provided.al2023 on x86_64 with active tracing', () => {
     template.resourceCountIs('AWS::Lambda::Function', FUNCTION_NAMES.length);
     for (const name of FUNCTION_NAMES) {
       const p = fn(template, name);
@@ -84,7 +85,7 @@ describe('functions', () => {
     const secretId = logicalId(template, 'AWS::SecretsManager::Secret', 'KeysSecret');
     const publicId = logicalId(template, 'AWS::SecretsManager::Secret', 'KeysPublicKeySet');
     const tableId = logicalId(template, 'AWS::DynamoDB::Table', 'DataTable');
-    const signs = ['login', 'refresh', 'change-password', 'rotate-keys'];
+    const signs = ['login', 'refresh', 'change-password', 'account-mfa', 'rotate-keys'];
     // logout verifies the access tokens /oauth/revoke denies.
     const readsPublic = ['me', 'logout-all', 'logout', 'well-known', 'rotate-keys'];
     for (const name of FUNCTION_NAMES.filter((n) => n !== 'mailer')) {
@@ -169,6 +170,8 @@ describe('functions', () => {
       },
       me: { table: ['dynamodb:GetItem'], index: ['dynamodb:Query'] },
       'account-email': { table: ['dynamodb:ConditionCheckItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], index: [] },
+      // The user's MFA state swapped conditionally (TransactWriteItems), the login-step challenge updated.
+      'account-mfa': { table: ['dynamodb:ConditionCheckItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'], index: ['dynamodb:Query'] },
       // The mailer removes what it sent; it reads the outbox from the stream, not the table.
       mailer: { table: ['dynamodb:DeleteItem'], index: [] },
     };
@@ -195,24 +198,27 @@ describe('functions', () => {
     const keyId = logicalId(template, 'AWS::KMS::Key', 'KeysKey');
     const viaSecretsManager = { 'Fn::Join': ['', ['secretsmanager.', { Ref: 'AWS::Region' }, '.amazonaws.com']] };
     const serverKeyId = logicalId(template, 'AWS::SecretsManager::Secret', 'KeysServerKey');
-    // The server key's two statements are checked on their own below.
+    // The server key's and the factor-key ring's two statements each are checked on their own below
+    // (and by `referencesFactorKeys`, whatever their Sid).
     const isServerKey = (s: { Sid?: string }) => s.Sid === 'ReadServerKey' || s.Sid === 'DecryptServerKeyViaSecretsManager';
+    const isFactorKeys = (s: { Sid?: string }) => s.Sid === 'ReadFactorKeys' || s.Sid === 'DecryptFactorKeysViaSecretsManager';
+    const isOwnTest = (s: { Sid?: string }) => isServerKey(s) || isFactorKeys(s);
     const secretStatements = (name: FunctionName) =>
-      statements(template, name).filter((s) => !isServerKey(s) && ([] as string[]).concat(s.Action).some((a) => a.startsWith('secretsmanager:')));
+      statements(template, name).filter((s) => !isOwnTest(s) && ([] as string[]).concat(s.Action).some((a) => a.startsWith('secretsmanager:')));
     const keyStatements = (name: FunctionName) =>
-      statements(template, name).filter((s) => !isServerKey(s) && JSON.stringify(s.Resource) === JSON.stringify({ 'Fn::GetAtt': [keyId, 'Arn'] }));
+      statements(template, name).filter((s) => !isOwnTest(s) && JSON.stringify(s.Resource) === JSON.stringify({ 'Fn::GetAtt': [keyId, 'Arn'] }));
     /** The secrets `name` may call GetSecretValue on. */
     const readable = (name: FunctionName) =>
       secretStatements(name)
         .filter((s) => ([] as string[]).concat(s.Action).includes('secretsmanager:GetSecretValue'))
         .flatMap((s) => ([] as any[]).concat(s.Resource).map((r) => r.Ref));
 
-    test('only login, refresh, change-password and rotate-keys can read the signing secret', () => {
+    test('only login, refresh, change-password, account-mfa and rotate-keys can read the signing secret', () => {
       const readers = FUNCTION_NAMES.filter((n) => readable(n).includes(secretId));
-      expect([...readers].sort()).toEqual(['change-password', 'login', 'refresh', 'rotate-keys']);
+      expect([...readers].sort()).toEqual(['account-mfa', 'change-password', 'login', 'refresh', 'rotate-keys']);
     });
 
-    test.each(['login', 'refresh', 'change-password'] as FunctionName[])('%s: GetSecretValue on the signing secret only, Decrypt only for it via Secrets Manager', (name) => {
+    test.each(['login', 'refresh', 'change-password', 'account-mfa'] as FunctionName[])('%s: GetSecretValue on the signing secret only, Decrypt only for it via Secrets Manager', (name) => {
       expect(secretStatements(name)).toEqual([{ Sid: 'ReadSigningKeys', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: secretId } }]);
       expect(keyStatements(name)).toEqual([
         {
@@ -265,6 +271,96 @@ describe('functions', () => {
       for (const name of ['register'] as FunctionName[]) {
         expect(fn(hs256, name).Environment.Variables.KEYGATE_KEYS_SECRET_ID).toBeUndefined();
       }
+    });
+
+    describe('the TOTP data-key ring', () => {
+      const factorKeysId = logicalId(template, 'AWS::SecretsManager::Secret', 'KeysFactorKeys');
+      const factorReaders = FUNCTION_NAMES.filter((n) => FUNCTION_SPECS[n].factorKeys);
+      /** Whether `node` (a statement, a policy document, an environment) names the ring's ARN anywhere. */
+      const referencesFactorKeysIn = (node: unknown): boolean => JSON.stringify(node ?? null).includes(JSON.stringify({ Ref: factorKeysId }));
+      /** Whether any statement of the role names the ring's ARN, in any position (resource or condition). */
+      const referencesFactorKeys = (name: FunctionName) => statements(template, name).some(referencesFactorKeysIn);
+
+      test('its own secret, encrypted with the CMK, generated by Secrets Manager from the ring template', () => {
+        const secret = resourcesOfType(template, 'AWS::SecretsManager::Secret')[factorKeysId].Properties!;
+        expect(secret.KmsKeyId).toEqual({ 'Fn::GetAtt': [keyId, 'Arn'] });
+        expect(secret.SecretString).toBeUndefined();
+        expect(secret.GenerateSecretString).toMatchObject({ GenerateStringKey: 'k1', PasswordLength: 64, ExcludePunctuation: true });
+        // FactorKeyRing::parse: `current` names a key; each key's material is at least 32 characters.
+        expect(JSON.parse(secret.GenerateSecretString.SecretStringTemplate)).toEqual({ current: 'k1' });
+        expect(secret.GenerateSecretString.PasswordLength).toBeGreaterThanOrEqual(32);
+        expect(secret.GenerateSecretString.ExcludeCharacters).toBeUndefined();
+      });
+
+      test('no rotation schedule: a rotation adds a key, it does not replace the ring', () => {
+        for (const schedule of Object.values(resourcesOfType(template, 'AWS::SecretsManager::RotationSchedule'))) {
+          expect(schedule.Properties!.SecretId).not.toEqual({ Ref: factorKeysId });
+        }
+      });
+
+      test('prod retains it; dev does not', () => {
+        const prod = stageTemplate('prod').template;
+        expect(resourcesOfType(prod, 'AWS::SecretsManager::Secret')[logicalId(prod, 'AWS::SecretsManager::Secret', 'KeysFactorKeys')]).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+        expect(resourcesOfType(template, 'AWS::SecretsManager::Secret')[factorKeysId]).toMatchObject({ DeletionPolicy: 'Delete' });
+      });
+
+      test('the contract flags account-mfa alone', () => {
+        expect(factorReaders).toEqual(['account-mfa']);
+      });
+
+      test.each(FUNCTION_NAMES)('%s: reads the ring and is told its name exactly when its contract entry has factor_keys', (name) => {
+        const variable = fn(template, name).Environment.Variables.KEYGATE_FACTOR_KEYS_SECRET_ID;
+        if (FUNCTION_SPECS[name].factorKeys) {
+          expect(variable).toEqual({ Ref: factorKeysId });
+          expect(statements(template, name).filter(referencesFactorKeysIn)).toEqual([
+            { Sid: 'ReadFactorKeys', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: { Ref: factorKeysId } },
+            {
+              Sid: 'DecryptFactorKeysViaSecretsManager',
+              Effect: 'Allow',
+              Action: 'kms:Decrypt',
+              Resource: { 'Fn::GetAtt': [keyId, 'Arn'] },
+              Condition: { StringEquals: { 'kms:ViaService': viaSecretsManager, 'kms:EncryptionContext:SecretARN': { Ref: factorKeysId } } },
+            },
+          ]);
+        } else {
+          expect(variable).toBeUndefined();
+          expect(referencesFactorKeys(name)).toBe(false);
+          expect(statements(template, name).filter(isFactorKeys)).toEqual([]);
+        }
+      });
+
+      test('no other role or resource policy in the stack names the ring', () => {
+        const roleIds = new Set(FUNCTION_NAMES.filter((n) => FUNCTION_SPECS[n].factorKeys).map((n) => logicalId(template, 'AWS::IAM::Role', `Functions${PASCAL[n]}Role`)));
+        for (const [id, policy] of Object.entries(resourcesOfType(template, 'AWS::IAM::Policy'))) {
+          if (referencesFactorKeysIn(policy.Properties!.PolicyDocument)) {
+            expect([id, (policy.Properties!.Roles as any[]).map((r) => r.Ref)]).toEqual([id, [...roleIds]]);
+          }
+        }
+        for (const [id, r] of Object.entries(resourcesOfType(template, 'AWS::IAM::Role'))) {
+          expect([id, referencesFactorKeysIn(r.Properties)]).toEqual([id, false]);
+        }
+        // Only the function flagged by the contract is told the ring's name.
+        const told = Object.values(resourcesOfType(template, 'AWS::Lambda::Function'))
+          .filter((f) => referencesFactorKeysIn(f.Properties!.Environment))
+          .map((f) => f.Properties!.Environment.Variables.KEYGATE_FUNCTION);
+        expect(told).toEqual(factorReaders);
+      });
+
+      test('with the HTTP API kind too', () => {
+        const http = customTemplate('dev', (s) => ({ ...s, api: { ...s.api, kind: 'http' } }));
+        const ringId = logicalId(http, 'AWS::SecretsManager::Secret', 'KeysFactorKeys');
+        const ref = JSON.stringify({ Ref: ringId });
+        const told = Object.values(resourcesOfType(http, 'AWS::Lambda::Function'))
+          .filter((f) => JSON.stringify(f.Properties!.Environment).includes(ref))
+          .map((f) => f.Properties!.Environment.Variables.KEYGATE_FUNCTION);
+        expect(told).toEqual(factorReaders);
+        const mfaRole = logicalId(http, 'AWS::IAM::Role', 'FunctionsAccountMfaRole');
+        for (const policy of Object.values(resourcesOfType(http, 'AWS::IAM::Policy'))) {
+          if (JSON.stringify(policy.Properties!.PolicyDocument).includes(ref)) {
+            expect((policy.Properties!.Roles as any[]).map((r) => r.Ref)).toEqual([mfaRole]);
+          }
+        }
+      });
     });
 
     test('the public key set is its own secret under the same CMK, starting as a placeholder', () => {

@@ -16,6 +16,37 @@ export function rateLimitedPaths(exposure: WafRateLimitedExposure): string[] {
   return [...new Set(apiRoutes().filter(({ route }) => route.exposure === exposure).map(({ route }) => route.path))];
 }
 
+/**
+ * The catalog paths of another exposure that contain `path` (`/auth/mfa/totp/activate`, expensive,
+ * contains `/auth/mfa/totp`, token): a rule matching `path` anywhere must leave them out, or their
+ * calls would also spend that exposure's budget. Nothing is left uncounted by it: a request to
+ * such a path is the other route's, counted by that route's own rule if it has one.
+ */
+export function longerPathsOfOtherExposures(path: string, exposure: WafRateLimitedExposure): string[] {
+  const p = path.toLowerCase();
+  return [
+    ...new Set(
+      apiRoutes()
+        .filter(({ route }) => route.exposure !== exposure && route.path.toLowerCase() !== p && route.path.toLowerCase().includes(p))
+        .map(({ route }) => route.path),
+    ),
+  ];
+}
+
+/**
+ * The paths `exposure`'s rule needs a statement for: its paths less those another of them already
+ * matches (`/auth/password` matches `/auth/password/reset` anywhere in the URI, and with it every
+ * request to that route), so the rule costs no capacity on a match that adds nothing. Each byte
+ * match with its three text transformations costs 40 WCUs; see docs/aws.md for the web ACL's total.
+ */
+export function rateRulePaths(exposure: WafRateLimitedExposure): string[] {
+  const paths = rateLimitedPaths(exposure);
+  const lower = (p: string): string => p.toLowerCase();
+  const coveredBy = (q: string, p: string): boolean =>
+    p !== q && lower(q).includes(lower(p)) && !longerPathsOfOtherExposures(p, exposure).some((x) => lower(q).includes(lower(x)));
+  return paths.filter((q) => !paths.some((p) => coveredBy(q, p)));
+}
+
 /** Name of each exposure's rate-based rule. */
 const RATE_RULE_NAMES: Readonly<Record<WafRateLimitedExposure, string>> = {
   expensive: 'ExpensiveEndpointsRateLimit',
@@ -31,10 +62,10 @@ const MANAGED_RULE_GROUPS = [
 /**
  * A regional WAFv2 web ACL on the API stage: AWS managed rule groups (IP reputation, common rule
  * set, known bad inputs) and per-IP rate-based rules, one per rate-limited route exposure (see
- * RouteExposure): the expensive routes (credential stuffing, hashing cost) and the token route
- * (refresh-token guessing), each with its own limit so busy refreshes behind one NAT do not spend
- * the logins' budget. WAF logs go to their own log group with the stage's retention, with the
- * Authorization header redacted.
+ * RouteExposure): the expensive routes (credential stuffing, hashing cost, second-factor codes
+ * traded for a session) and the token routes (refresh-token guessing, the other /auth/mfa routes),
+ * each with its own limit so busy refreshes behind one NAT do not spend the logins' budget. WAF
+ * logs go to their own log group with the stage's retention, with the Authorization header redacted.
  */
 export class ApiFirewall extends Construct {
   readonly webAcl: wafv2.CfnWebACL;
@@ -80,13 +111,24 @@ export class ApiFirewall extends Construct {
       },
     });
 
+    // A path, less the longer catalog paths of other exposures that contain it (WAF wants two or
+    // more statements in an AND, one in a NOT).
+    const routeMatch = (path: string, exposure: WafRateLimitedExposure): wafv2.CfnWebACL.StatementProperty => {
+      const others = longerPathsOfOtherExposures(path, exposure);
+      if (others.length === 0) {
+        return pathMatch(path);
+      }
+      return { andStatement: { statements: [pathMatch(path), ...others.map((o) => ({ notStatement: { statement: pathMatch(o) } }))] } };
+    };
+
     const rateRules: wafv2.CfnWebACL.RuleProperty[] = WAF_RATE_LIMITED_EXPOSURES.map((exposure, i) => {
-      const paths = rateLimitedPaths(exposure);
+      const paths = rateRulePaths(exposure);
       if (paths.length === 0) {
         throw new Error(`no route in the catalog has exposure ${exposure}: its WAF rate rule would watch nothing`);
       }
       // WAF wants two or more statements in an OR.
-      const scopeDownStatement = paths.length === 1 ? pathMatch(paths[0]) : { orStatement: { statements: paths.map(pathMatch) } };
+      const statements = paths.map((p) => routeMatch(p, exposure));
+      const scopeDownStatement = statements.length === 1 ? statements[0] : { orStatement: { statements } };
       return {
         name: RATE_RULE_NAMES[exposure],
         priority: MANAGED_RULE_GROUPS.length + i,

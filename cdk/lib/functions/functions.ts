@@ -73,7 +73,8 @@ export function mailerEnvironment(settings: StageSettings, table: KeygateTable, 
 
 /**
  * Every keygate function, each with exactly the table calls the contract lists for it and read
- * access to the key secret its catalog `keys` names (none for register and logout); rotate-keys
+ * access to the key secret its catalog `keys` names (none for register and logout), and to the TOTP
+ * data-key ring exactly when its catalog `factorKeys` is set (account-mfa); rotate-keys
  * gets the rotation permissions instead, and the mailer alone may send mail (as the stage's SES
  * identity, with its configuration set).
  */
@@ -101,6 +102,10 @@ export class KeygateFunctions extends Construct {
           Object.assign(environment, environmentFor({ tableName: table.table.tableName, serverKeySecretId: keys.serverKey.secretArn }));
         }
       }
+      // The TOTP data-key ring: named to, and readable by, the functions the contract flags only.
+      if (spec.factorKeys) {
+        Object.assign(environment, environmentFor({ factorKeysSecretId: keys.factorKeys.secretArn }));
+      }
       const f = new KeygateFunction(this, pascal(name), {
         name,
         settings,
@@ -115,6 +120,9 @@ export class KeygateFunctions extends Construct {
         keys.grantReadServerKey(f.fn);
       }
       keys.grantRead(f.fn, access);
+      if (spec.factorKeys) {
+        keys.grantReadFactorKeys(f.fn);
+      }
     }
     props.mail.grantSend(byName.mailer.role);
     keys.addRotation(byName['rotate-keys'].fn, settings.keys.rotationDays);

@@ -6,8 +6,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { StageSettings } from '../../config';
 import { KeyAccess } from '../catalog';
-import { acknowledgePublicKeySecret } from '../nag';
-import { acknowledgeServerKey } from '../nag';
+import { acknowledgeFactorKeys, acknowledgePublicKeySecret, acknowledgeServerKey } from '../nag';
 
 export interface SigningKeysProps {
   readonly settings: StageSettings;
@@ -30,12 +29,16 @@ export function secretsManagerViaService(): string {
  * `not_before` there in createSecret (the pending key, before it can sign; for a deployment's first
  * key, before finishSecret makes it current) and finishSecret. Functions that only verify read that
  * secret and have no grant on the signing secret.
+ *
+ * Two more secrets under the same CMK: the server key (audit email hashes, mailed-code HMACs, the
+ * outbox seal) and the TOTP data-key ring, which only the functions with `factor_keys` read.
  */
 export class SigningKeys extends Construct {
   readonly key: kms.Key;
   readonly secret: secretsmanager.Secret;
   readonly publicSecret: secretsmanager.Secret;
   readonly serverKey: secretsmanager.Secret;
+  readonly factorKeys: secretsmanager.Secret;
 
   constructor(scope: Construct, id: string, props: SigningKeysProps) {
     super(scope, id);
@@ -122,6 +125,25 @@ export class SigningKeys extends Construct {
       removalPolicy,
     });
     acknowledgeServerKey(this.serverKey);
+
+    // The TOTP data-key ring (FactorKeyRing::parse in handlers/core/src/mfa.rs): key ids to key
+    // material of at least 32 characters, and `current`, the id that seals. Secrets Manager generates
+    // the first key, so no material is in the template: {"current":"k1","k1":"<64 letters and digits>"}.
+    // No rotation schedule: a rotation adds a key and points `current` at it, the old keys stay so
+    // the factors they sealed still open (FactorKeyRing::rotate_document; docs/aws.md).
+    this.factorKeys = new secretsmanager.Secret(this, 'FactorKeys', {
+      description: `keygate ${settings.stageName}: data-key ring sealing the TOTP secrets (read by the functions of /auth/mfa/*)`,
+      encryptionKey: this.key,
+      generateSecretString: {
+        secretStringTemplate: JSON.stringify({ current: 'k1' }),
+        generateStringKey: 'k1',
+        passwordLength: 64,
+        excludePunctuation: true,
+        includeSpace: false,
+      },
+      removalPolicy,
+    });
+    acknowledgeFactorKeys(this.factorKeys);
   }
 
   /** The secret a function with `access` reads (none for 'none' and 'rotate', see addRotation). */
@@ -138,40 +160,19 @@ export class SigningKeys extends Construct {
 
   /** GetSecretValue on the server key, and Decrypt on the key only when Secrets Manager opens that secret. */
   grantReadServerKey(fn: lambda.IFunction): void {
-    fn.addToRolePolicy(
-      new iam.PolicyStatement({
-        sid: 'ReadServerKey',
-        actions: ['secretsmanager:GetSecretValue'],
-        resources: [this.serverKey.secretArn],
-      }),
-    );
-    fn.addToRolePolicy(
-      new iam.PolicyStatement({
-        sid: 'DecryptServerKeyViaSecretsManager',
-        actions: ['kms:Decrypt'],
-        resources: [this.key.keyArn],
-        conditions: {
-          StringEquals: {
-            'kms:ViaService': secretsManagerViaService(),
-            'kms:EncryptionContext:SecretARN': this.serverKey.secretArn,
-          },
-        },
-      }),
-    );
+    this.grantReadOne(fn, this.serverKey, 'ServerKey');
   }
 
   /**
-   * Grants an API function what its key access needs: GetSecretValue on that one secret, and Decrypt
-   * on the key only when Secrets Manager calls KMS for that secret (its ARN is the encryption
-   * context Secrets Manager sends), so a verifier's Decrypt cannot open the signing secret either.
-   * 'none' grants nothing.
+   * GetSecretValue on the TOTP data-key ring, and Decrypt on the key only when Secrets Manager opens
+   * that secret: for the functions whose catalog `factorKeys` is set, and no other.
    */
-  grantRead(fn: lambda.IFunction, access: KeyAccess): void {
-    const secret = this.secretFor(access);
-    if (!secret) {
-      return;
-    }
-    const which = access === 'private' ? 'SigningKeys' : 'PublicKeys';
+  grantReadFactorKeys(fn: lambda.IFunction): void {
+    this.grantReadOne(fn, this.factorKeys, 'FactorKeys');
+  }
+
+  /** `Read<which>` (GetSecretValue on `secret`) and `Decrypt<which>ViaSecretsManager` (its ARN as encryption context). */
+  private grantReadOne(fn: lambda.IFunction, secret: secretsmanager.ISecret, which: string): void {
     fn.addToRolePolicy(
       new iam.PolicyStatement({
         sid: `Read${which}`,
@@ -192,6 +193,20 @@ export class SigningKeys extends Construct {
         },
       }),
     );
+  }
+
+  /**
+   * Grants an API function what its key access needs: GetSecretValue on that one secret, and Decrypt
+   * on the key only when Secrets Manager calls KMS for that secret (its ARN is the encryption
+   * context Secrets Manager sends), so a verifier's Decrypt cannot open the signing secret either.
+   * 'none' grants nothing.
+   */
+  grantRead(fn: lambda.IFunction, access: KeyAccess): void {
+    const secret = this.secretFor(access);
+    if (!secret) {
+      return;
+    }
+    this.grantReadOne(fn, secret, access === 'private' ? 'SigningKeys' : 'PublicKeys');
   }
 
   /**

@@ -39,7 +39,8 @@ const REPUTATION_PERIOD = Duration.hours(1);
 
 /**
  * Alarms to an encrypted SNS topic and one dashboard over the same signals: API 5xx rate and p95
- * latency, the functions' EMF metrics LoginFailed and RefreshReuseDetected, DynamoDB throttling,
+ * latency, the functions' EMF metrics LoginFailed, MfaFailed and RefreshReuseDetected (every counter
+ * on the dashboard), DynamoDB throttling,
  * errors and throttles of every function, and mail: a message in the mailer's dead-letter queue,
  * mails dropped, the mailer falling behind its stream, and the SES account's bounce and complaint
  * rates.
@@ -115,6 +116,10 @@ export class Monitoring extends Construct {
       new cloudwatch.Metric({ namespace, metricName: metricName(name), statistic: cloudwatch.Stats.SUM, period: PERIOD });
     const loginFailed = emf('LoginFailed');
     alarm('login-failed-spike', loginFailed, t.loginFailedPer5Minutes, `${loginFailed.metricName} >= ${t.loginFailedPer5Minutes} in 5 minutes: credential stuffing or an outage of the login path`);
+    // Wrong second-factor codes: each challenge takes a correct password first and allows 5 codes,
+    // so a spike is someone holding passwords and guessing codes (or an authenticator clock adrift).
+    const mfaFailed = emf('MfaFailed');
+    alarm('mfa-failed-spike', mfaFailed, t.mfaFailedPer5Minutes, `${mfaFailed.metricName} >= ${t.mfaFailedPer5Minutes} in 5 minutes: second-factor codes guessed with known passwords, or an outage of the MFA path`);
     alarm('refresh-reuse-detected', emf('RefreshReuseDetected'), t.refreshReusePer5Minutes, 'A used refresh token was presented again: a token family was revoked (possible token theft)');
 
     // DynamoDB
