@@ -46,7 +46,7 @@ export class SigningKeys extends Construct {
     const removalPolicy = settings.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
 
     this.key = new kms.Key(this, 'Key', {
-      description: `keygate ${settings.stageName}: encryption of the JWT signing-key secret`,
+      description: `keygate ${settings.stageName}: encryption of the secrets (signing keys, public keys, server key, TOTP data keys)`,
       enableKeyRotation: true,
       removalPolicy,
       pendingWindow: Duration.days(settings.retainData ? 30 : 7),
