@@ -40,6 +40,8 @@ export const AUTH_DEFAULTS: AuthSettings = {
   passwordMaxLength: 128,
   passwordRequireClasses: [],
   keyCacheTtlSeconds: 300,
+  mfaIssuer: 'keygate',
+  mfaRecentAuthSeconds: 300,
 };
 
 /** The account rules of mail (the contract's defaults); the sender and app URL are the stage's own. */

@@ -97,6 +97,8 @@ export function validateStageSettings(s: StageSettings): void {
     check(false, n, problem);
   }
   validateMail(s);
+  // The rule KEYGATE_MFA_ISSUER's parser applies (handlers/core/src/config.rs).
+  check(s.auth.mfaIssuer.length >= 1 && [...s.auth.mfaIssuer].length <= 64 && !s.auth.mfaIssuer.includes(':'), n, 'MFA issuer must be 1-64 characters without a colon');
   check(s.auth.passwordMinLength <= s.auth.passwordMaxLength, n, 'password min length must not exceed the max length');
   check(s.auth.refreshFamilyTtlSeconds > s.auth.accessTokenTtlSeconds, n, 'refresh family TTL must exceed the access token TTL');
   check(s.keys.rotationDays >= 1 && s.keys.rotationDays <= 1000, n, 'rotation days must be 1..1000');

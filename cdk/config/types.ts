@@ -96,6 +96,10 @@ export interface AuthSettings {
   readonly passwordMaxLength: number;
   readonly passwordRequireClasses: readonly PasswordCharacterClass[];
   readonly keyCacheTtlSeconds: number;
+  /** What authenticator apps show beside a TOTP factor (1-64 characters, no colon). */
+  readonly mfaIssuer: string;
+  /** How recent a login must be to enrol or disable a TOTP factor, 30-3600 s. */
+  readonly mfaRecentAuthSeconds: number;
 }
 
 export interface KeySettings {

@@ -68,6 +68,8 @@ describe('stage settings', () => {
     ['an API function timeout above 29 s', { functions: { ...stageSettings('dev').functions, timeoutSeconds: 30 } }],
     ['an API kind API Gateway does not have', { api: { ...stageSettings('dev').api, kind: 'websocket' as 'rest' } }],
     ['a mailer timeout above 900 s', { functions: { ...stageSettings('dev').functions, mailerTimeoutSeconds: 901 } }],
+    ['an MFA issuer with a colon', { auth: { ...stageSettings('dev').auth, mfaIssuer: 'acme:prod' } }],
+    ['a recent-login window below 30 s', { auth: { ...stageSettings('dev').auth, mfaRecentAuthSeconds: 10 } }],
     ['an MFA-failed alarm at 0', { observability: { alarms: { ...stageSettings('dev').observability.alarms, mfaFailedPer5Minutes: 0 } } }],
   ])('refuses %s', (_what, change) => {
     expect(() => validateStageSettings({ ...stageSettings('dev'), ...change })).toThrow(/invalid settings/);

@@ -102,6 +102,8 @@ describe('functions', () => {
       expect(env.KEYGATE_PASSWORD_MAX_LENGTH).toBe('128');
       expect(env.KEYGATE_PASSWORD_REQUIRE_CLASSES).toBe('');
       expect(env.KEYGATE_KEY_CACHE_TTL_SECONDS).toBe('300');
+      expect(env.KEYGATE_MFA_ISSUER).toBe('keygate');
+      expect(env.KEYGATE_MFA_RECENT_AUTH_SECONDS).toBe('300');
       expect(env.KEYGATE_METRICS_NAMESPACE).toBe('Keygate/dev');
       expect(env.RUST_LOG).toBeDefined();
       // The one binary runs the function this names (keygate_lambda::shell::run_function_from_env).
