@@ -549,9 +549,10 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             return Err(AuthError::InvalidCredentials);
         };
         if self.config.require_verified_email && !user.email_verified {
-            // The password was right: the attempt changes no window, and nothing is issued.
-            self.settle(&email, &attempt, attempt.counter.locked_until_ms)
-                .await?;
+            // The password was right: nothing is issued, the attempt stays counted, and the window
+            // its reservation held while judging is released (the owner may verify and log in at
+            // once).
+            self.settle(&email, &attempt, 0).await?;
             audit::emit(ctx, AuditEvent::LoginUnverified, subject);
             return Err(AuthError::EmailNotVerified);
         }

@@ -169,6 +169,34 @@ pub async fn email_verification_gates_login<S: AuthStore>(store: S) {
     );
 }
 
+/// Once an unverified account is past its free attempts, its owner's right password (refused for the
+/// email) must not hold the throttle's window shut: after verifying, the next login succeeds at once.
+pub async fn email_verified_login_follows_a_throttled_unverified_one<S: AuthStore>(store: S) {
+    let h = ServiceHarness::verified(store);
+    let (email, _) = h.registered("verify-throttled").await;
+    let mail = h.only_mail(&email, MailKind::Verification).await;
+    let free = h.service.config().throttle.free_attempts;
+    for _ in 0..free {
+        refused_login(
+            h.login(&email, WRONG_PASSWORD, None).await,
+            "a wrong password",
+        );
+    }
+    // The last failure's window (1 s) passes; the owner tries the right password, unverified.
+    h.advance_ms(2_000);
+    match h.login(&email, PASSWORD, None).await {
+        Err(AuthError::EmailNotVerified) => {}
+        other => panic!("an unverified account must not log in: {other:?}"),
+    }
+    h.service
+        .verify_email(&h.ctx, EmailProof::Token(&link_token(&mail)))
+        .await
+        .expect("the link verifies");
+    h.login(&email, PASSWORD, None)
+        .await
+        .expect("the verified owner logs in right away");
+}
+
 /// Registering a taken email answers as for a new one and mails the owner a notice without any
 /// link or code; the owner's live verification is untouched.
 pub async fn email_taken_registration_mails_a_notice<S: AuthStore>(store: S) {

@@ -87,6 +87,7 @@ macro_rules! store_behaviour_tests {
             ],
             email_rules: [
                 email_verification_gates_login,
+                email_verified_login_follows_a_throttled_unverified_one,
                 email_taken_registration_mails_a_notice,
                 email_codes_die_after_five_attempts,
                 email_concurrent_wrong_codes_respect_the_cap,
