@@ -13,6 +13,10 @@ export const DEFAULT_REGION = 'us-east-1';
  * every call, account-email on every password reset: Lambda gives CPU in proportion to memory, so
  * they get more. account-mfa hashes no password (HMAC-SHA1 codes, AES-GCM seals, SHA-256 recovery
  * codes): the 256 MB of the other non-hashing functions.
+ *
+ * Measured at 128-3008 MB (emulated CPU share, `keygate-bench run --cpu-mb` then `power`): figures,
+ * chosen sizes and why these stay in docs/benchmarks.md, "Memory by measurement" (tests/bench/power/).
+ * account-email, account-mfa and mailer are not benchmarked; their sizes are not measured.
  */
 export const MEMORY_MB: Readonly<Record<FunctionName, number>> = {
   register: 1024,

@@ -53,6 +53,8 @@ struct State {
 pub struct Launch {
     pub program: PathBuf,
     pub args: Vec<String>,
+    /// The working directory (the bootstrap's own, also when `program` is a wrapper around it).
+    pub current_dir: Option<PathBuf>,
     pub env: Vec<(String, String)>,
     pub function_name: String,
     pub log: PathBuf,
@@ -97,7 +99,7 @@ impl Instance {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
             .kill_on_drop(true);
-        if let Some(dir) = launch.program.parent() {
+        if let Some(dir) = &launch.current_dir {
             command.current_dir(dir);
         }
         let started = Instant::now();

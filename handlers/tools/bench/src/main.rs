@@ -6,9 +6,19 @@
 //! local Lambda Runtime API (see `emulator`), interleaving the variants run by run, and writes
 //! `results.json`, `results.md` and `chart.svg`. `keygate-bench report DIR` re-renders the last two from
 //! the first. `tests/bench/run.sh` builds everything first; docs/benchmarks.md documents it.
+//!
+//! `run --cpu-mb 128,256,…` runs every variant once per memory size, each process inside a cgroup
+//! whose CPU quota is Lambda's share at that size (`cgroup`), and times moto's bare calls in the same
+//! run (`moto_probe`); `keygate-bench power DIR` turns such a run into a Lambda Power Tuning table
+//! and chart (`power`), and `keygate-bench cost --profile FILE` prices a month of traffic (`cost`).
 
+mod cgroup;
+mod cost;
 mod emulator;
 mod events;
+mod moto_probe;
+mod power;
+mod prices;
 mod report;
 mod workload;
 
@@ -25,14 +35,17 @@ use keygate_core::{AuthConfig, Clock, SystemClock};
 use serde_json::{Value, json};
 
 use emulator::{Instance, Launch, lambda_env};
-use report::{Results, VariantResult};
+use report::{MotoTiming, Results, VariantResult};
 use workload::{Fixture, Kind, PASSWORD_A, seed_email};
 
 const USAGE: &str = "usage:
   keygate-bench run [--runs N] [--warm N] [--out DIR] [--lambda-dir DIR] [--node-dir DIR] [--venv DIR]
                     [--only LABEL,...] [--variant LABEL=KIND:PATH[:KEY=VALUE,...]]... [--title TEXT]
-                    [--moto-endpoint URL] [--seed N]
-  keygate-bench report DIR     (re-renders DIR/results.md and DIR/chart.svg from DIR/results.json)";
+                    [--moto-endpoint URL] [--seed N] [--cpu-mb MB,...] [--moto-probes N]
+  keygate-bench report DIR     (re-renders DIR/results.md and DIR/chart.svg from DIR/results.json)
+  keygate-bench power DIR      (DIR/results.json of a --cpu-mb run -> DIR/power.md, DIR/power.svg)
+  keygate-bench cost [--profile FILE] [--power DIR] [--mau N] [--results FILE] [--memory FILE]
+                     [--contract FILE]   (a month's cost, keygate beside Amazon Cognito)";
 
 const TABLE: &str = "keygate-bench";
 
@@ -48,6 +61,10 @@ struct Options {
     title: String,
     moto_endpoint: Option<String>,
     seed: u64,
+    /// Emulated memory sizes: every variant once per size, inside that size's CPU cgroup.
+    cpu_mb: Vec<u32>,
+    /// Timed calls per DynamoDB operation at each moto sampling point.
+    moto_probes: usize,
 }
 
 /// One benchmarked process.
@@ -61,6 +78,7 @@ struct Variant {
     task_root: PathBuf,
     extra_env: Vec<(String, String)>,
     zip_files: Vec<(String, PathBuf)>,
+    cpu_mb: Option<u32>,
 }
 
 fn main() {
@@ -72,14 +90,37 @@ fn main() {
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            runtime.block_on(run(options))
+            runtime.block_on(async {
+                // An interrupted run still ends its processes and removes its cgroups: dropping
+                // `run` drops the instances (killed on drop), moto and the groups.
+                tokio::select! {
+                    outcome = run(options) => outcome,
+                    signal = interrupted() => Err(format!("interrupted by {signal}")),
+                }
+            })
         }),
         Some("report") if args.len() == 2 => rerender(Path::new(&args[1])),
+        Some("power") if args.len() == 2 => power::write(Path::new(&args[1])),
+        Some("cost") => cost::main(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     if let Err(message) = outcome {
         eprintln!("keygate-bench: {message}");
         std::process::exit(1);
+    }
+}
+
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        _ => std::future::pending().await,
     }
 }
 
@@ -98,6 +139,8 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         title: "keygate cold-start benchmark".to_owned(),
         moto_endpoint: std::env::var("AWS_ENDPOINT_URL_DYNAMODB").ok(),
         seed: 6,
+        cpu_mb: Vec::new(),
+        moto_probes: 10,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -122,6 +165,22 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--title" => options.title = value()?,
             "--moto-endpoint" => options.moto_endpoint = Some(value()?),
             "--seed" => options.seed = number(value()?)? as u64,
+            "--moto-probes" => options.moto_probes = number(value()?)?.max(1),
+            "--cpu-mb" => {
+                let list = value()?;
+                options.cpu_mb = list
+                    .split(',')
+                    .map(|v| match v.trim().parse::<u32>() {
+                        // Lambda's range.
+                        Ok(mb) if (128..=10_240).contains(&mb) => Ok(mb),
+                        _ => Err(format!(
+                            "--cpu-mb: `{v}` is not a memory size in MB (128-10240)"
+                        )),
+                    })
+                    .collect::<Result<Vec<u32>, String>>()?;
+                options.cpu_mb.sort_unstable();
+                options.cpu_mb.dedup();
+            }
             _ => return Err(format!("unknown argument {flag}\n{USAGE}")),
         }
     }
@@ -154,6 +213,7 @@ fn rust_variant(
         args: Vec::new(),
         task_root,
         extra_env,
+        cpu_mb: None,
     }
 }
 
@@ -204,6 +264,7 @@ fn discover(options: &Options, notes: &mut Vec<String>) -> Result<Vec<Variant>, 
                         format!("{node_dir}:/usr/local/bin:/usr/bin:/bin"),
                     )],
                     zip_files: vec![("index.js".to_owned(), bundle)],
+                    cpu_mb: None,
                 });
             }
             _ => notes.push(
@@ -248,7 +309,20 @@ fn discover(options: &Options, notes: &mut Vec<String>) -> Result<Vec<Variant>, 
         env.extend(extra);
         variants.push(rust_variant(label, kind, absolute(&path), env));
     }
-    Ok(variants)
+    if options.cpu_mb.is_empty() {
+        return Ok(variants);
+    }
+    // One variant per memory size, sizes next to each other; the run order is shuffled anyway.
+    Ok(variants
+        .into_iter()
+        .flat_map(|v| {
+            options.cpu_mb.iter().map(move |&mb| Variant {
+                label: format!("{} @{mb} MB", v.label),
+                cpu_mb: Some(mb),
+                ..v.clone()
+            })
+        })
+        .collect())
 }
 
 /// moto's server on a free loopback port, stopped on drop.
@@ -345,7 +419,12 @@ fn node_seed(now_ms: i64) -> Result<(String, Vec<Value>), String> {
     Ok((token.encode(), vec![user, item]))
 }
 
-fn launch_for(variant: &Variant, base_env: &[(String, String)], logs: &Path) -> Launch {
+fn launch_for(
+    variant: &Variant,
+    base_env: &[(String, String)],
+    logs: &Path,
+    groups: Option<&cgroup::CpuGroups>,
+) -> Launch {
     let function_name = format!(
         "keygate-bench-{}",
         variant
@@ -363,9 +442,18 @@ fn launch_for(variant: &Variant, base_env: &[(String, String)], logs: &Path) -> 
         env.retain(|(k, _)| k != key);
         env.push((key.clone(), value.clone()));
     }
+    let (program, args) = match (variant.cpu_mb, groups) {
+        (Some(mb), Some(groups)) => {
+            env.retain(|(k, _)| k != "AWS_LAMBDA_FUNCTION_MEMORY_SIZE");
+            env.push(("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".to_owned(), mb.to_string()));
+            cgroup::wrap(groups.root(), mb, &variant.program, &variant.args)
+        }
+        _ => (variant.program.clone(), variant.args.clone()),
+    };
     Launch {
-        program: variant.program.clone(),
-        args: variant.args.clone(),
+        program,
+        args,
+        current_dir: variant.program.parent().map(Path::to_owned),
         env,
         function_name,
         log: logs.join(format!(
@@ -447,30 +535,32 @@ async fn prepare(
             None,
         )
     };
-    let login = || {
+    let login_as = |email: &str| {
         events::rest_event(
             "POST",
             "/auth/login",
-            Some(&json!({"email": seed_email(), "password": PASSWORD_A})),
+            Some(&json!({"email": email, "password": PASSWORD_A})),
             None,
         )
     };
+    let login = || login_as(seed_email());
 
     let mut instance =
-        Instance::start(&launch_for(&helper(Kind::Register)?, base_env, logs)).await?;
+        Instance::start(&launch_for(&helper(Kind::Register)?, base_env, logs, None)).await?;
     let user_id = |body: &Value| {
         body.get("user_id")
             .and_then(Value::as_str)
             .map(str::to_owned)
             .ok_or("register: no user_id")
     };
-    call(
+    let seed = call(
         &mut instance,
         &register(seed_email()),
         201,
         "register the seed user",
     )
     .await?;
+    fixture.seed_user = Some(user_id(&seed)?);
     if count(Kind::Me) > 0 {
         let email = fixture.unique_email("me");
         fixture.me_user = Some(user_id(
@@ -497,6 +587,7 @@ async fn prepare(
         fixture
             .password_chains
             .insert(v.label.clone(), (fixture.mint_access_token(&id)?, true));
+        fixture.password_users.insert(v.label.clone(), id);
     }
     let logout_all_users = count(Kind::LogoutAll) * per_variant;
     for i in 0..logout_all_users {
@@ -512,24 +603,43 @@ async fn prepare(
         )?);
         progress("seeding logout-all users", i + 1, logout_all_users);
     }
+    // A refresh chain has a user of its own: a user's families beyond the live-family cap
+    // (KEYGATE_MAX_REFRESH_FAMILIES) are retired, and the login variants and the logout pool open
+    // hundreds of the seed user's.
+    let refreshes: Vec<(&Variant, String)> = variants
+        .iter()
+        .filter(|v| v.kind == Kind::Refresh)
+        .map(|v| (v, fixture.unique_email("refresh")))
+        .collect();
+    for (_, email) in &refreshes {
+        call(
+            &mut instance,
+            &register(email),
+            201,
+            "register a refresh user",
+        )
+        .await?;
+    }
     instance.stop().await;
 
     let logouts = count(Kind::Logout) * per_variant;
-    let refreshes: Vec<&Variant> = variants
-        .iter()
-        .filter(|v| v.kind == Kind::Refresh)
-        .collect();
     if logouts + refreshes.len() > 0 {
         let mut instance =
-            Instance::start(&launch_for(&helper(Kind::Login)?, base_env, logs)).await?;
+            Instance::start(&launch_for(&helper(Kind::Login)?, base_env, logs, None)).await?;
         let refresh_token = |body: &Value| {
             body.get("refresh_token")
                 .and_then(Value::as_str)
                 .map(str::to_owned)
                 .ok_or("login: no refresh_token")
         };
-        for v in refreshes {
-            let body = call(&mut instance, &login(), 200, "log the seed user in").await?;
+        for (v, email) in refreshes {
+            let body = call(
+                &mut instance,
+                &login_as(&email),
+                200,
+                "log a refresh user in",
+            )
+            .await?;
             fixture
                 .chains
                 .insert(v.label.clone(), refresh_token(&body)?);
@@ -550,13 +660,15 @@ fn progress(what: &str, done: usize, total: usize) {
     }
 }
 
-/// One cold start of `variant`, then `warm` warm invocations.
+/// One cold start of `variant`, then `warm` warm invocations, each followed by one bare call to moto
+/// of each kind of DynamoDB call the invocation made (`probe`).
 async fn measure(
     variant: &Variant,
     fixture: &mut Fixture,
     launch: &Launch,
     warm: usize,
     result: &mut VariantResult,
+    probe: &moto_probe::Probe,
 ) {
     let fail = |result: &mut VariantResult, error: String| {
         result.invocations_failed += 1;
@@ -607,7 +719,15 @@ async fn measure(
                     * 1e3,
             );
         } else {
-            result.warm_ms.push(took.as_secs_f64() * 1e3);
+            for (op, _) in variant.kind.dynamo_calls() {
+                if let Ok(ms) = probe.time(*op).await {
+                    result
+                        .moto_samples
+                        .entry(op.name().to_owned())
+                        .or_default()
+                        .push(ms);
+                }
+            }
         }
         let (status, body) = events::parse_response(&reply.body);
         let checked = if reply.ok {
@@ -620,7 +740,13 @@ async fn measure(
             ))
         };
         match checked {
-            Ok(()) => result.invocations_ok += 1,
+            Ok(()) => {
+                result.invocations_ok += 1;
+                // A warm figure is an answer as expected: a refusal is not the workload's work.
+                if i > 0 {
+                    result.warm_ms.push(took.as_secs_f64() * 1e3);
+                }
+            }
             Err(e) => fail(result, e),
         }
     }
@@ -703,6 +829,12 @@ async fn run(options: Options) -> Result<(), String> {
         let _ = std::fs::remove_file(entry.path());
     }
     std::fs::create_dir_all(&options.out).map_err(|e| e.to_string())?;
+    // Created first, removed when `run` returns (or is dropped), whatever happened in between.
+    let groups = if options.cpu_mb.is_empty() {
+        None
+    } else {
+        Some(cgroup::CpuGroups::create(&options.cpu_mb)?)
+    };
 
     eprintln!("starting moto and creating the table and key secret");
     let moto = start_moto(&options, &logs).await?;
@@ -775,6 +907,8 @@ async fn run(options: Options) -> Result<(), String> {
         ),
         ("KEYGATE_AUDIENCE", "keygate-bench".to_owned()),
         ("KEYGATE_METRICS_NAMESPACE", "Keygate/bench".to_owned()),
+        // The seeded users never open their verification mail: logins would answer 403.
+        ("KEYGATE_REQUIRE_VERIFIED_EMAIL", "false".to_owned()),
         ("RUST_LOG", "info".to_owned()),
     ]
     .into_iter()
@@ -818,6 +952,7 @@ async fn run(options: Options) -> Result<(), String> {
             runtime: v.runtime.to_owned(),
             init_only: v.kind.init_only(),
             zip_bytes: zip_size(&v.zip_files).ok(),
+            cpu_mb: v.cpu_mb,
             binary_bytes: v
                 .zip_files
                 .iter()
@@ -829,8 +964,39 @@ async fn run(options: Options) -> Result<(), String> {
         .collect();
     let launches: Vec<Launch> = variants
         .iter()
-        .map(|v| launch_for(v, &base_env, &logs))
+        .map(|v| launch_for(v, &base_env, &logs, groups.as_ref()))
         .collect();
+    // moto's own time, sampled before the first run and after each: the table grows as the
+    // functions write (every size's variants alike, interleaved), and the samples follow it.
+    let probe = moto_probe::Probe::new(
+        &moto.endpoint,
+        TABLE,
+        events::REGION,
+        fixture.seed_user.as_deref(),
+    );
+    let mut moto_timing = MotoTiming {
+        method: format!(
+            "Bare calls from the harness to the same moto and table (Rust HTTP/1.1 client, unsigned JSON, connect not timed): {} of each call before the first run and after every run, interleaved call by call (this table); and one of each call a variant makes right after each of its warm invocations, whose medians give that variant's moto time.",
+            options.moto_probes
+        ),
+        table_items_start: probe.item_count().await.ok(),
+        calls: variants
+            .iter()
+            .map(|v| {
+                let calls = v
+                    .kind
+                    .dynamo_calls()
+                    .iter()
+                    .map(|(op, n)| (op.name().to_owned(), *n))
+                    .collect();
+                (v.kind.name().to_owned(), calls)
+            })
+            .collect(),
+        ..Default::default()
+    };
+    probe
+        .sample(options.moto_probes, &mut moto_timing.samples)
+        .await?;
     let mut rng = XorShift(options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut order: Vec<usize> = (0..variants.len()).collect();
     eprintln!(
@@ -848,19 +1014,42 @@ async fn run(options: Options) -> Result<(), String> {
                 &launches[i],
                 options.warm,
                 &mut results[i],
+                &probe,
             )
             .await;
         }
+        probe
+            .sample(options.moto_probes, &mut moto_timing.samples)
+            .await?;
         eprintln!("  run {}/{} done", run + 1, options.runs);
     }
+    moto_timing.table_items_end = probe.item_count().await.ok();
     drop(moto);
+    if let Some(groups) = &groups {
+        notes.push(format!(
+            "Emulated memory sizes: each process ran in a cgroup v1 cpu group with cpu.cfs_period_us = {} and cpu.cfs_quota_us = period x MB / {} (Lambda's {} MB = one vCPU); moto and the harness ran outside them. Periods throttled / periods run, and CPU time refused, per size: {}.",
+            cgroup::PERIOD_US,
+            cgroup::ONE_VCPU_MB,
+            cgroup::ONE_VCPU_MB,
+            options
+                .cpu_mb
+                .iter()
+                .map(|&mb| match groups.throttling(mb) {
+                    Some((throttled, periods, ms)) =>
+                        format!("{mb} MB {throttled}/{periods} ({ms:.0} ms)"),
+                    None => format!("{mb} MB ?"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
 
     notes.push(
         "DynamoDB and Secrets Manager are moto's server on loopback over plain HTTP: every SDK round trip is real, but no TLS handshake is made (on Lambda the first call to each service also pays one), and moto (Python) answers more slowly than the AWS services do, which weighs on first response and warm figures alike for every variant."
             .to_owned(),
     );
     notes.push(
-        "MB = 10^6 bytes (peak RSS is VmHWM; zip is the bootstrap deflated as cargo-lambda zips it, the Node bundle's index.js likewise). Init = spawn to the first GET /next; first response = spawn to the first answer; warm = median over all warm invocations.".to_owned(),
+        "MB = 10^6 bytes (peak RSS is VmHWM; zip is the bootstrap deflated as cargo-lambda zips it, the Node bundle's index.js likewise). Init = spawn to the first GET /next; first response = spawn to the first answer; warm = median over the warm invocations answered as expected.".to_owned(),
     );
     notes.push(
         "node-refresh runs under a minimal Runtime API loop (tests/bench/node-refresh/runtime.js), lighter than the managed nodejs20.x runtime; it fetches and caches the key secret on its first invocation (the seed's pattern), whereas the Rust functions load keys during init: compare first response for the whole cold path."
@@ -873,6 +1062,8 @@ async fn run(options: Options) -> Result<(), String> {
         warm: options.warm,
         notes,
         variants: results,
+        cpu_mb: options.cpu_mb.clone(),
+        moto: Some(moto_timing),
     };
     write_outputs(&results, &options.out)?;
     print!("{}", report::markdown(&results));

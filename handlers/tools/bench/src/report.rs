@@ -1,5 +1,6 @@
 //! Medians, ratios against the floors and the issue-6 targets, as a Markdown table and an SVG chart.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,75 @@ pub struct VariantResult {
     pub invocations_ok: u32,
     pub invocations_failed: u32,
     pub errors: Vec<String>,
+    /// The emulated memory size (`run --cpu-mb`): the process ran with that share of one CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_mb: Option<u32>,
+    /// moto's time per call (`workload::Op::name`), ms, timed by the harness right after each of
+    /// this variant's warm invocations: one call of each kind of call the invocation made.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub moto_samples: BTreeMap<String, Vec<f64>>,
+}
+
+/// moto's own time per DynamoDB call in the same run (`crate::moto_probe`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MotoTiming {
+    /// Per call (`workload::Op::name`), every timed call, ms.
+    pub samples: BTreeMap<String, Vec<f64>>,
+    /// How the samples were taken.
+    pub method: String,
+    /// The table's item count when measuring started and when it ended.
+    pub table_items_start: Option<u64>,
+    pub table_items_end: Option<u64>,
+    /// The calls one warm invocation makes, per workload kind (`workload::Kind::dynamo_calls`).
+    pub calls: BTreeMap<String, BTreeMap<String, u32>>,
+}
+
+impl MotoTiming {
+    pub fn median(&self, op: &str) -> Option<f64> {
+        self.samples.get(op).and_then(|s| median(s))
+    }
+
+    /// moto's share of one warm invocation of `kind`: its calls times moto's median per call (over
+    /// the whole run).
+    pub fn per_invocation(&self, kind: &str) -> Option<f64> {
+        let calls = self.calls.get(kind)?;
+        calls
+            .iter()
+            .map(|(op, n)| self.median(op).map(|m| m * f64::from(*n)))
+            .sum()
+    }
+
+    /// moto's share of one warm invocation of `v`: its calls times moto's median per call as timed
+    /// beside `v`'s own invocations (the table grows during a run, and moto's TransactWriteItems and
+    /// index Query slow with it), else over the whole run.
+    pub fn per_invocation_of(&self, v: &VariantResult) -> Option<f64> {
+        if v.moto_samples.is_empty() {
+            return self.per_invocation(&v.kind);
+        }
+        let calls = self.calls.get(&v.kind)?;
+        calls
+            .iter()
+            .map(|(op, n)| {
+                v.moto_samples
+                    .get(op)
+                    .and_then(|s| median(s))
+                    .or_else(|| self.median(op))
+                    .map(|m| m * f64::from(*n))
+            })
+            .sum()
+    }
+
+    pub fn calls_text(&self, kind: &str) -> String {
+        match self.calls.get(kind) {
+            Some(calls) if !calls.is_empty() => calls
+                .iter()
+                .map(|(op, n)| format!("{n} {op}"))
+                .collect::<Vec<_>>()
+                .join(" + "),
+            Some(_) => "none".into(),
+            None => "?".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -30,6 +100,11 @@ pub struct Results {
     pub warm: usize,
     pub notes: Vec<String>,
     pub variants: Vec<VariantResult>,
+    /// The emulated memory sizes of a `--cpu-mb` run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cpu_mb: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moto: Option<MotoTiming>,
 }
 
 pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {
@@ -86,12 +161,20 @@ impl Results {
     }
 }
 
-fn ms(value: Option<f64>) -> String {
+pub fn ms(value: Option<f64>) -> String {
     match value {
         Some(v) if v >= 100.0 => format!("{v:.0}"),
         Some(v) if v >= 10.0 => format!("{v:.1}"),
         Some(v) => format!("{v:.2}"),
         None => "-".into(),
+    }
+}
+
+/// Like [`ms`], for a difference that noise can make negative.
+pub fn signed_ms(value: Option<f64>) -> String {
+    match value {
+        Some(v) if v < 0.0 => format!("-{}", ms(Some(-v))),
+        other => ms(other),
     }
 }
 
@@ -251,6 +334,50 @@ pub fn markdown(results: &Results) -> String {
                 "| peak RSS <= 16 MB | largest: {} {m:.1} MB | {} |",
                 v.label,
                 verdict(m <= 16.0)
+            );
+        }
+    }
+
+    if let Some(moto) = &results.moto {
+        let _ = writeln!(out, "\n## moto's own time per call\n");
+        let _ = writeln!(out, "{}\n", moto.method);
+        let _ = writeln!(out, "| call | median ms | p25-p75 | calls timed |");
+        let _ = writeln!(out, "| --- | ---: | ---: | ---: |");
+        for (op, samples) in &moto.samples {
+            let _ = writeln!(
+                out,
+                "| {op} | {} | {}-{} | {} |",
+                ms(median(samples)),
+                ms(percentile(samples, 0.25)),
+                ms(percentile(samples, 0.75)),
+                samples.len()
+            );
+        }
+        if let (Some(a), Some(b)) = (moto.table_items_start, moto.table_items_end) {
+            let _ = writeln!(
+                out,
+                "\nThe table held {a} items when measuring started and {b} when it ended (one table for the whole run)."
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n| variant | calls per warm invocation | moto ms | warm ms | keygate's own ms |"
+        );
+        let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: |");
+        for v in results.variants.iter().filter(|v| !v.init_only) {
+            let moto_ms = moto.per_invocation_of(v);
+            let own = match (v.warm(), moto_ms) {
+                (Some(w), Some(m)) => Some(w - m),
+                _ => None,
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                v.label,
+                moto.calls_text(&v.kind),
+                ms(moto_ms),
+                ms(v.warm()),
+                signed_ms(own)
             );
         }
     }
@@ -515,6 +642,27 @@ mod tests {
         assert_eq!(median(&[1.0, 2.0, 3.0, 4.0]), Some(2.5));
         assert_eq!(percentile(&[0.0, 10.0], 0.25), Some(2.5));
         assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn motos_share_is_taken_beside_the_variant_when_it_was_timed_there() {
+        let mut moto = MotoTiming::default();
+        moto.samples.insert("GetItem".into(), vec![2.0]);
+        moto.samples.insert("TransactWriteItems".into(), vec![50.0]);
+        moto.calls.insert(
+            "register".into(),
+            BTreeMap::from([("GetItem".into(), 2), ("TransactWriteItems".into(), 1)]),
+        );
+        let mut v = variant("register", "register", 10.0);
+        assert_eq!(moto.per_invocation_of(&v), Some(54.0));
+        // Timed beside it: TransactWriteItems 90 ms there; GetItem falls back to the run's median.
+        v.moto_samples
+            .insert("TransactWriteItems".into(), vec![80.0, 90.0, 100.0]);
+        assert_eq!(moto.per_invocation_of(&v), Some(94.0));
+        assert_eq!(
+            moto.calls_text("register"),
+            "2 GetItem + 1 TransactWriteItems"
+        );
     }
 
     #[test]

@@ -96,11 +96,103 @@ impl Kind {
         Kind::FUNCTIONS.contains(&self)
     }
 
+    /// The DynamoDB calls one warm invocation of this kind's workload makes, as counted in moto's
+    /// request recording (`MOTO_ENABLE_RECORDING`, docs/benchmarks.md) and as
+    /// `handlers/aws/tests/moto.rs` (`store_round_trips_per_endpoint`) asserts for the happy path;
+    /// each is among the calls `keygate_aws::dynamo::DynamoCalls::of` grants the endpoint. The bench
+    /// presents no device token and no second factor, and its logins never fail.
+    pub fn dynamo_calls(self) -> &'static [(Op, u32)] {
+        match self {
+            // The conditional Put of the user, then the mail request: the user and its email-code
+            // record read concurrently, one transaction (record, user check, outbox mail).
+            Kind::Register => &[
+                (Op::PutItem, 1),
+                (Op::GetItem, 2),
+                (Op::TransactWriteItems, 1),
+            ],
+            // The login throttle's reservation (returning the user), then one transaction.
+            Kind::Login => &[(Op::UpdateItem, 1), (Op::TransactWriteItems, 1)],
+            // Exactly one transaction (old token used, new token put, the user's watermark checked).
+            Kind::Refresh | Kind::NodeRefresh => &[(Op::TransactWriteItems, 1)],
+            // The presented token, its family's keys (a Query on the user's partition), their removal.
+            Kind::Logout => &[
+                (Op::GetItem, 1),
+                (Op::QueryTable, 1),
+                (Op::BatchWriteItem, 1),
+            ],
+            // The bearer check (index Query, consistent user GetItem, deny-list GetItem beside them),
+            // then the watermark's UpdateItem.
+            Kind::LogoutAll => &[(Op::QueryIndex, 1), (Op::GetItem, 2), (Op::UpdateItem, 1)],
+            // The bearer check, the throttle's reservation, one transaction.
+            Kind::ChangePassword => &[
+                (Op::QueryIndex, 1),
+                (Op::GetItem, 2),
+                (Op::UpdateItem, 1),
+                (Op::TransactWriteItems, 1),
+            ],
+            // The bearer check alone.
+            Kind::Me => &[(Op::QueryIndex, 1), (Op::GetItem, 2)],
+            // The floor's one GetItem per invocation (handlers/tools/floor-sdk).
+            Kind::SdkFloor => &[(Op::GetItem, 1)],
+            // The JWKS comes from the key set read at init; the hello floor and rotate-keys (init
+            // only) make no call per invocation.
+            Kind::WellKnown | Kind::HelloFloor | Kind::RotateKeys => &[],
+        }
+    }
+
     fn expected_status(self) -> u16 {
         match self {
             Kind::Register => 201,
             Kind::Logout | Kind::LogoutAll => 204,
             _ => 200,
+        }
+    }
+}
+
+/// A DynamoDB call as the harness times it against moto on its own (`crate::moto_probe`). The two
+/// Queries are kept apart because moto answers them differently: one reads a user's partition, the
+/// other scans the `byUserId` index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    GetItem,
+    PutItem,
+    UpdateItem,
+    TransactWriteItems,
+    /// A Query on the base table: one user's items under a sort-key prefix (logout's family).
+    QueryTable,
+    /// A Query on the `byUserId` index (the bearer check's user lookup).
+    QueryIndex,
+    BatchWriteItem,
+}
+
+impl Op {
+    pub const ALL: [Op; 7] = [
+        Op::GetItem,
+        Op::PutItem,
+        Op::UpdateItem,
+        Op::TransactWriteItems,
+        Op::QueryTable,
+        Op::QueryIndex,
+        Op::BatchWriteItem,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::GetItem => "GetItem",
+            Op::PutItem => "PutItem",
+            Op::UpdateItem => "UpdateItem",
+            Op::TransactWriteItems => "TransactWriteItems",
+            Op::QueryTable => "Query (table)",
+            Op::QueryIndex => "Query (byUserId)",
+            Op::BatchWriteItem => "BatchWriteItem",
+        }
+    }
+
+    /// The `X-Amz-Target` operation.
+    pub fn target(self) -> &'static str {
+        match self {
+            Op::QueryTable | Op::QueryIndex => "Query",
+            other => other.name(),
         }
     }
 }
@@ -121,6 +213,10 @@ pub struct Fixture {
     pub me_user: Option<String>,
     /// Password-change chains per variant label: (bearer token, current password is A).
     pub password_chains: HashMap<String, (String, bool)>,
+    /// The user of each password-change chain, to mend a chain an unanswered change broke.
+    pub password_users: HashMap<String, String>,
+    /// The seed user's id (what the harness's own index Query looks up).
+    pub seed_user: Option<String>,
 }
 
 impl Fixture {
@@ -135,6 +231,8 @@ impl Fixture {
             logout_all_pool: Vec::new(),
             me_user: None,
             password_chains: HashMap::new(),
+            password_users: HashMap::new(),
+            seed_user: None,
         }
     }
 
@@ -247,6 +345,9 @@ impl Fixture {
         body: Option<&Value>,
     ) -> Result<(), String> {
         if status != kind.expected_status() {
+            if kind == Kind::ChangePassword {
+                self.mend_password_chain(label, body);
+            }
             let detail = body.map(|b| b.to_string()).unwrap_or_default();
             return Err(format!(
                 "{label}: status {status}, expected {}: {}",
@@ -290,6 +391,31 @@ impl Fixture {
             _ => {}
         }
         Ok(())
+    }
+}
+
+impl Fixture {
+    /// A password change can be applied and still answered as failed (an attempt that timed out
+    /// against a stalled moto, retried by the SDK: the retry finds the hash changed). The old bearer
+    /// is then revoked and the current password is the other one: the next request gets a fresh
+    /// bearer, and a refused current password flips the chain's.
+    fn mend_password_chain(&mut self, label: &str, body: Option<&Value>) {
+        let Some(user) = self.password_users.get(label).cloned() else {
+            return;
+        };
+        let refused = body
+            .and_then(|b| b.get("title"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t == "Invalid credentials");
+        let bearer = self.mint_access_token(&user).ok();
+        if let Some(chain) = self.password_chains.get_mut(label) {
+            if let Some(bearer) = bearer {
+                chain.0 = bearer;
+            }
+            if refused {
+                chain.1 = !chain.1;
+            }
+        }
     }
 }
 
