@@ -592,6 +592,52 @@ moto_test!(
     }
 );
 
+// A TransactWriteItems the SDK retries (a timeout after DynamoDB applied it, a throttle) must not be
+// judged twice: every attempt of one call carries the same ClientRequestToken (the SDK fills the
+// idempotency token once per call), so DynamoDB answers a retry of an applied transaction with its
+// first success, and each call has a token of its own. moto ignores the token, which is why a bench
+// run against it saw retried transactions refused; what is checked here is the request.
+moto_test!(
+    transactions_carry_one_idempotency_token_across_retries,
+    async {
+        let (client, _log, http) = common::instrumented_dynamodb().await;
+        let table = common::create_table(&client).await;
+        let store = DynamoStore::new(client, table);
+        let user = User {
+            email_verified: false,
+            ..sample_user(&unique_email("idempotent"))
+        };
+        assert!(store.create_user(&user).await.unwrap());
+        http.faults.transaction_tokens.lock().unwrap().clear();
+        *http.faults.error_operation.lock().unwrap() = Some("TransactWriteItems".into());
+        http.faults.inject(1, "ThrottlingException");
+        let first = code_request(&user.email, CodePurpose::Verify, NOW_MS);
+        assert_eq!(
+            store.request_mail(&first).await.unwrap(),
+            MailOutcome::Queued
+        );
+        let second = code_request(&user.email, CodePurpose::Reset, NOW_MS);
+        assert_eq!(
+            store.request_mail(&second).await.unwrap(),
+            MailOutcome::Queued
+        );
+        let tokens = std::mem::take(&mut *http.faults.transaction_tokens.lock().unwrap());
+        assert_eq!(
+            tokens.len(),
+            3,
+            "a throttled attempt, its retry, another call: {tokens:?}"
+        );
+        assert!(
+            tokens
+                .iter()
+                .all(|t| t.as_ref().is_some_and(|t| !t.is_empty() && t.len() <= 36)),
+            "{tokens:?}"
+        );
+        assert_eq!(tokens[0], tokens[1], "a retry carries its call's token");
+        assert_ne!(tokens[1], tokens[2], "each call has its own");
+    }
+);
+
 moto_test!(throttling_is_retried_as_configured, async {
     let (client, log, http) = common::instrumented_dynamodb().await;
     // The backoff is the policy's (50 ms, doubling, jittered), not the SDK default's seconds: checked on

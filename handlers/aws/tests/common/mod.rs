@@ -160,6 +160,10 @@ pub struct Faults {
     pub outage: AtomicBool,
     /// Requests seen, injected or not.
     pub requests: AtomicUsize,
+    /// The `ClientRequestToken` of every TransactWriteItems attempt, in order (None: absent).
+    pub transaction_tokens: Mutex<Vec<Option<String>>>,
+    /// When set, only requests of this operation (`TransactWriteItems`) get the injected errors.
+    pub error_operation: Mutex<Option<String>>,
 }
 
 impl Faults {
@@ -207,16 +211,37 @@ struct FaultyConnector {
 impl HttpConnector for FaultyConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         self.faults.requests.fetch_add(1, Ordering::SeqCst);
+        let target = request
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or_default()
+            .to_owned();
+        if target.ends_with(".TransactWriteItems") {
+            let token = request
+                .body()
+                .bytes()
+                .and_then(|body| serde_json::from_slice::<serde_json::Value>(body).ok())
+                .and_then(|body| body["ClientRequestToken"].as_str().map(str::to_owned));
+            self.faults.transaction_tokens.lock().unwrap().push(token);
+        }
         if self.faults.outage.load(Ordering::SeqCst) {
             return HttpConnectorFuture::ready(Err(ConnectorError::io(
                 "injected outage: connection refused".into(),
             )));
         }
-        let inject = self
+        let targeted = self
             .faults
-            .errors_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
+            .error_operation
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_none_or(|operation| target.ends_with(&format!(".{operation}")));
+        let inject = targeted
+            && self
+                .faults
+                .errors_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
         if inject {
             let error_type = self.faults.error_type.lock().unwrap().clone();
             let body = format!(
