@@ -248,22 +248,8 @@ pub fn test_factor_keys() -> FactorKeyRing {
 
 pub const TEST_FACTOR_KEYS: &str = r#"{"current": "k1", "k0": "0000000000000000000000000000000000000000000000000000000000000000", "k1": "1111111111111111111111111111111111111111111111111111111111111111"}"#;
 
-/// RFC 4648 base32 (no padding) back to bytes: what an authenticator app does with the secret.
+/// RFC 4648 base32 (no padding) back to bytes: what an authenticator app does with the secret (the
+/// smoke tool's decoder, its independent authenticator).
 pub fn base32_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut bits, mut value, mut out) = (0u32, 0u64, Vec::new());
-    for c in text.bytes() {
-        let digit = ALPHABET
-            .iter()
-            .position(|a| *a == c)
-            .expect("a base32 character") as u64;
-        value = (value << 5) | digit;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((value >> bits) as u8);
-            value &= (1 << bits) - 1;
-        }
-    }
-    out
+    keygate_smoke::totp::base32_decode(text).expect("a base32 secret")
 }
