@@ -22,12 +22,12 @@ use crate::mfa::FactorKeyRing;
 use crate::password::{MAX_PASSWORD_BYTES, PasswordHasher, Verification};
 use crate::refresh::RefreshToken;
 use crate::store::{
-    Attempt, AttemptCounter, AttemptScope, AuthStore, DeviceGrant, LoginCompletion, MfaState,
-    MfaSwap, OutboxMail, PasswordChange, Reservation, RotateOutcome, Rotation, User, expired,
+    Attempt, AttemptCounter, AttemptScope, AuthStore, DeviceGrant, LoginCompletion, MfaSwap,
+    OutboxMail, PasswordChange, Reservation, RotateOutcome, Rotation, User, expired,
 };
+use crate::tokens::{self, AccessClaims, SessionFlags};
 
 mod mfa;
-use crate::tokens::{self, AccessClaims, SessionFlags};
 pub use mfa::{MfaActivated, RecoveryCodesIssued, SecondFactorProof, TotpEnrolment};
 
 /// RFC 6749 section 5.1 token response.
@@ -203,10 +203,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         let email = normalize_email(email)?;
         self.config.password_policy.check(password)?;
         let password_hash = self.hasher.hash(password)?;
-        let user_id = uuid::Builder::from_random_bytes(random_bytes()?)
-            .into_uuid()
-            .hyphenated()
-            .to_string();
+        let user_id = random_uuid()?;
         let user = User {
             user_id: user_id.clone(),
             email: email.clone(),
@@ -556,7 +553,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             audit::emit(ctx, AuditEvent::LoginUnverified, subject);
             return Err(AuthError::EmailNotVerified);
         }
-        if user.mfa.as_ref().is_some_and(MfaState::is_active) {
+        if user.active_factor().is_some() {
             // The password was right: the attempt stays counted until the second step succeeds (a
             // failed code counts again there), but it releases the window its reservation held
             // while judging, or the second step would wait out PENDING_JUDGEMENT_MS. Parameters
@@ -919,6 +916,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
     /// GET /auth/me.
     pub async fn me(&self, bearer: &str) -> Result<Profile, AuthError> {
         let Principal { user, claims } = self.authenticate(bearer).await?;
+        let mfa_enabled = user.active_factor().is_some();
         Ok(Profile {
             user_id: user.user_id,
             email: user.email,
@@ -926,7 +924,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             roles: user.roles,
             auth_time: claims.auth_time,
             email_verified: user.email_verified,
-            mfa_enabled: user.mfa.as_ref().is_some_and(MfaState::is_active),
+            mfa_enabled,
         })
     }
 
@@ -992,26 +990,9 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         // At most one retry: a login that rehashed the same password in between (parameters were
         // raised) changed the stored hash but not the password.
         for _ in 0..2 {
-            // The watermark is taken after hashing, just before the write: any login that completed
-            // before this write took its issue time earlier, so its session is revoked (+1 as above).
-            let watermark = self.clock.now_ms() + 1;
-            let family_seq = user.family_seq + 1;
-            let token = self.new_family(user, family_seq, second_factor, watermark)?;
-            let mut response = self
-                .token_response(&token, &user.user_id, watermark)
+            let (response, change) = self
+                .replacing_session(user, &expected_hash, &new_hash, second_factor, None)
                 .await?;
-            // Created at the watermark, so the watermark that revokes the old devices spares it.
-            let device = device::issue(&user.email, watermark, self.config.device_token_ttl_secs)?;
-            response.device_token = Some(device.token);
-            let change = PasswordChange {
-                expected_hash: expected_hash.clone(),
-                new_hash: new_hash.clone(),
-                revoked_before_ms: watermark,
-                family_seq,
-                first_token: token.record(None),
-                new_device: device.record,
-                mfa: None,
-            };
             if self.store.change_password(&change).await? {
                 audit::emit(ctx, AuditEvent::PasswordChanged, subject);
                 return Ok(response);
@@ -1034,6 +1015,39 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         // checked are stale, as they would be had this request arrived later.
         audit::emit(ctx, AuditEvent::PasswordChangeFailed, subject);
         Err(AuthError::InvalidCredentials)
+    }
+
+    /// A new session that ends every other (a password change, an MFA activation), and the one
+    /// conditional write ([`PasswordChange`]) that sets `new_hash` and `mfa` with it. The watermark
+    /// is taken now, after any hashing and just before the write: a login that completed before the
+    /// write took its issue time earlier, so its session is revoked (+1: this very millisecond too).
+    async fn replacing_session(
+        &self,
+        user: &User,
+        expected_hash: &str,
+        new_hash: &str,
+        second_factor: bool,
+        mfa: Option<MfaSwap>,
+    ) -> Result<(TokenResponse, PasswordChange), AuthError> {
+        let watermark = self.clock.now_ms() + 1;
+        let family_seq = user.family_seq + 1;
+        let token = self.new_family(user, family_seq, second_factor, watermark)?;
+        let mut response = self
+            .token_response(&token, &user.user_id, watermark)
+            .await?;
+        // Created at the watermark, so the watermark that revokes the old devices spares it.
+        let device = device::issue(&user.email, watermark, self.config.device_token_ttl_secs)?;
+        response.device_token = Some(device.token);
+        let change = PasswordChange {
+            expected_hash: expected_hash.to_owned(),
+            new_hash: new_hash.to_owned(),
+            revoked_before_ms: watermark,
+            family_seq,
+            first_token: token.record(None),
+            new_device: device.record,
+            mfa,
+        };
+        Ok((response, change))
     }
 
     async fn token_response(
@@ -1075,6 +1089,14 @@ fn outcome_reason(outcome: MailOutcome) -> &'static str {
         MailOutcome::CoolingDown => "cooldown",
         MailOutcome::HourlyCapReached => "hourly_cap",
     }
+}
+
+/// A random (version 4) UUID, hyphenated: user ids and factor ids.
+fn random_uuid() -> Result<String, AuthError> {
+    Ok(uuid::Builder::from_random_bytes(random_bytes()?)
+        .into_uuid()
+        .hyphenated()
+        .to_string())
 }
 
 fn user_subject(user: &User) -> Subject<'_> {

@@ -121,6 +121,11 @@ impl User {
         true
     }
 
+    /// The factor logins must present, if the user has one active (a pending one is not).
+    pub fn active_factor(&self) -> Option<&MfaState> {
+        self.mfa.as_ref().filter(|state| state.is_active())
+    }
+
     /// Whether the user's state revokes the token a rotation presents: issued before the watermark,
     /// or its family retired by the live-family cap.
     pub fn revokes(&self, rotation: &Rotation) -> bool {

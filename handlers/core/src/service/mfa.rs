@@ -5,11 +5,11 @@
 
 use serde::Serialize;
 
-use super::{AuthService, Principal, SessionStart, TokenResponse, fingerprint, user_subject};
+use super::{
+    AuthService, Principal, SessionStart, TokenResponse, fingerprint, random_uuid, user_subject,
+};
 use crate::audit::{self, AuditEvent, RequestContext, Subject};
 use crate::clock::Clock;
-use crate::crypto::random_bytes;
-use crate::device;
 use crate::error::{AuthError, MfaChallengeIssued};
 use crate::keys::KeySource;
 use crate::mfa::{
@@ -17,8 +17,7 @@ use crate::mfa::{
     accepted_step, base32, is_totp_shaped, otpauth_uri, recovery_code_hash,
 };
 use crate::store::{
-    Attempt, AttemptScope, AuthStore, MfaChallenge, MfaState, MfaSwap, PasswordChange, Reservation,
-    User,
+    Attempt, AttemptScope, AuthStore, MfaChallenge, MfaState, MfaSwap, Reservation, User,
 };
 
 /// How long an enrolled factor waits for its activation.
@@ -83,13 +82,10 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
     ) -> Result<TotpEnrolment, AuthError> {
         let ring = self.factor_keys()?;
         let Principal { user, .. } = self.recently_authenticated(bearer).await?;
-        if user.mfa.as_ref().is_some_and(MfaState::is_active) {
+        if user.active_factor().is_some() {
             return Err(AuthError::MfaAlreadyEnabled);
         }
-        let factor_id = uuid::Builder::from_random_bytes(random_bytes()?)
-            .into_uuid()
-            .hyphenated()
-            .to_string();
+        let factor_id = random_uuid()?;
         let secret = TotpSecret::generate()?;
         let (key_id, sealed_secret) = ring.seal(&user.user_id, &factor_id, &secret)?;
         let pending = MfaState {
@@ -142,41 +138,34 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             audit::emit(ctx, AuditEvent::MfaFailed, reason(&user, "wrong_code"));
             return Err(AuthError::InvalidSecondFactor);
         };
-        let codes = RecoveryCodes::generate()?;
+        let RecoveryCodes { codes, hashes } = RecoveryCodes::generate()?;
         let active = MfaState {
             pending_until_ms: None,
             last_step: step,
-            recovery_hashes: codes.hashes.clone(),
+            recovery_hashes: hashes,
             ..pending.clone()
         };
-        // As in change_password: taken just before the write, +1 so this millisecond's tokens go too.
-        let watermark = self.clock.now_ms() + 1;
-        let family_seq = user.family_seq + 1;
-        let token = self.new_family(&user, family_seq, true, watermark)?;
-        let mut tokens = self
-            .token_response(&token, &user.user_id, watermark)
-            .await?;
-        let device = device::issue(&user.email, watermark, self.config.device_token_ttl_secs)?;
-        tokens.device_token = Some(device.token);
-        let change = PasswordChange {
-            expected_hash: user.password_hash.clone(),
-            new_hash: user.password_hash.clone(),
-            revoked_before_ms: watermark,
-            family_seq,
-            first_token: token.record(None),
-            new_device: device.record,
-            mfa: Some(MfaSwap {
-                expected: user.mfa.clone(),
-                new: Some(active),
-            }),
+        let swap = MfaSwap {
+            expected: user.mfa.clone(),
+            new: Some(active),
         };
+        // The password stays; the factor, the watermark and the new session are one write.
+        let (tokens, change) = self
+            .replacing_session(
+                &user,
+                &user.password_hash,
+                &user.password_hash,
+                true,
+                Some(swap),
+            )
+            .await?;
         if !self.store.change_password(&change).await? {
             audit::emit(ctx, AuditEvent::MfaFailed, reason(&user, "lost_race"));
             return Err(AuthError::InvalidSecondFactor);
         }
         audit::emit(ctx, AuditEvent::MfaActivated, user_subject(&user));
         Ok(MfaActivated {
-            recovery_codes: codes.codes,
+            recovery_codes: codes,
             tokens,
         })
     }
@@ -189,8 +178,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         code: &str,
     ) -> Result<RecoveryCodesIssued, AuthError> {
         let Principal { user, .. } = self.authenticate(bearer).await?;
-        let codes = RecoveryCodes::generate()?;
-        let hashes = codes.hashes.clone();
+        let RecoveryCodes { codes, hashes } = RecoveryCodes::generate()?;
         self.change_factor(ctx, &user, SecondFactorProof::Totp(code), |spent| {
             Some(MfaState {
                 recovery_hashes: hashes,
@@ -204,7 +192,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             user_subject(&user),
         );
         Ok(RecoveryCodesIssued {
-            recovery_codes: codes.codes,
+            recovery_codes: codes,
         })
     }
 
@@ -232,7 +220,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
         proof: SecondFactorProof<'_>,
         change: impl FnOnce(MfaState) -> Option<MfaState>,
     ) -> Result<(), AuthError> {
-        if !user.mfa.as_ref().is_some_and(MfaState::is_active) {
+        if user.active_factor().is_none() {
             return Err(AuthError::MfaNotEnabled);
         }
         let now = self.clock.now_ms();
@@ -241,7 +229,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             .await?
             .ok_or(AuthError::InvalidAccessToken)?;
         let judged = &attempt.user;
-        let spent = match judged.mfa.as_ref().filter(|state| state.is_active()) {
+        let spent = match judged.active_factor() {
             Some(state) => self.spend(judged, state, proof, now)?,
             None => return Err(AuthError::MfaNotEnabled),
         };
@@ -373,7 +361,7 @@ impl<S: AuthStore, K: KeySource, C: Clock> AuthService<S, K, C> {
             .await?
             .ok_or(AuthError::InvalidSecondFactor)?;
         let user = &attempt.user;
-        let spent = match user.mfa.as_ref().filter(|state| state.is_active()) {
+        let spent = match user.active_factor() {
             Some(state) => self.spend(user, state, proof, now)?,
             None => None,
         };
