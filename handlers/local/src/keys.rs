@@ -51,17 +51,25 @@ pub const SERVER_KEY_FILE: &str = "server-key.hex";
 /// A file that does not hold a valid key is an error, never overwritten.
 pub fn ensure_server_key(data_dir: &Path) -> Result<AuditKey, String> {
     let path = data_dir.join(SERVER_KEY_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let text = AuditKey::generate_hex()?;
-            write_private(&path, text.as_bytes())
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            text
-        }
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
+    let text = read_or_create(&path, AuditKey::generate_hex)?;
     AuditKey::parse(&text).map_err(|e| format!("{}: the server key {e}", path.display()))
+}
+
+/// The text of the private file at `path`, written first from `generate` (mode 0600) if there is
+/// none. An existing file is never overwritten, whatever it holds: its caller judges it.
+fn read_or_create(
+    path: &Path,
+    generate: impl FnOnce() -> Result<String, String>,
+) -> Result<String, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = generate()?;
+            write_private(path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(text)
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
 }
 
 /// The file in the data folder that holds the data-key ring sealing TOTP secrets
@@ -73,17 +81,25 @@ pub const FACTOR_KEYS_FILE: &str = "totp-data-keys.json";
 /// sealed would not open again.
 pub fn ensure_factor_keys(data_dir: &Path) -> Result<FactorKeyRing, String> {
     let path = data_dir.join(FACTOR_KEYS_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let text = FactorKeyRing::generate().map_err(|e| e.to_string())?;
-            write_private(&path, text.as_bytes())
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            text
-        }
-        Err(e) => return Err(format!("{}: {e}", path.display())),
-    };
+    let text = read_or_create(&path, || {
+        FactorKeyRing::generate().map_err(|e| e.to_string())
+    })?;
     FactorKeyRing::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The data folder's secrets besides the signing keys, each created on first start.
+pub struct ServerSecrets {
+    pub audit_key: AuditKey,
+    pub factor_keys: FactorKeyRing,
+}
+
+impl ServerSecrets {
+    pub fn ensure(data_dir: &Path) -> Result<Self, String> {
+        Ok(Self {
+            audit_key: ensure_server_key(data_dir)?,
+            factor_keys: ensure_factor_keys(data_dir)?,
+        })
+    }
 }
 
 /// One whole rotation of the data folder's keys; returns the key set it made current.

@@ -9,9 +9,7 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt as _;
-use keygate_core::audit::AuditKey;
 use keygate_core::keys::{KeySource, KeyTimeline};
-use keygate_core::mfa::FactorKeyRing;
 use keygate_core::store::AuthStore;
 use keygate_core::{AuthConfig, AuthService, Clock, SystemClock};
 use keygate_http::{Endpoint, MAX_BODY_BYTES, Problem};
@@ -57,8 +55,7 @@ pub async fn run(options: Options) -> Result<(), String> {
     // reach a running server within the cache TTL, well before their new key signs.
     let keys = FileKeySource::new(FileVersionStore::new(&options.data_dir), SystemClock, ttl);
     keys.key_set().await.map_err(|e| e.to_string())?;
-    let audit_key = keys::ensure_server_key(&options.data_dir)?;
-    let factor_keys = keys::ensure_factor_keys(&options.data_dir)?;
+    let secrets = keys::ServerSecrets::ensure(&options.data_dir)?;
     let mailer = options.mailer().map_err(|e| e.to_string())?;
     match options.store {
         StoreKind::Sqlite => {
@@ -70,32 +67,14 @@ pub async fn run(options: Options) -> Result<(), String> {
             })?;
             // Reads already ignore expired tokens; the sweep only reclaims space.
             let _sweeper = store.spawn_sweeper(SystemClock, std::time::Duration::from_secs(600));
-            serve(
-                listener,
-                addr,
-                config,
-                store,
-                keys,
-                (audit_key, factor_keys),
-                mailer,
-            )
-            .await
+            serve(listener, addr, config, store, keys, secrets, mailer).await
         }
         StoreKind::Dynamodb => {
             let table = options.table_name().map_err(|e| e.to_string())?;
             let sdk = keygate_aws::sdk::load().await;
             let store = keygate_aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
             store.warm_up().await;
-            serve(
-                listener,
-                addr,
-                config,
-                store,
-                keys,
-                (audit_key, factor_keys),
-                mailer,
-            )
-            .await
+            serve(listener, addr, config, store, keys, secrets, mailer).await
         }
     }
 }
@@ -139,13 +118,13 @@ async fn serve<S: AuthStore>(
     config: AuthConfig,
     store: S,
     keys: LocalKeys,
-    (audit_key, factor_keys): (AuditKey, FactorKeyRing),
+    secrets: keys::ServerSecrets,
     mailer: LocalMailer,
 ) -> Result<(), String> {
     let service = Arc::new(
-        AuthService::new(config, store, keys, SystemClock, audit_key)
+        AuthService::new(config, store, keys, SystemClock, secrets.audit_key)
             .map_err(|e| e.to_string())?
-            .with_factor_keys(factor_keys),
+            .with_factor_keys(secrets.factor_keys),
     );
     let mail_to = mailer.describe();
     let app_url = service.config().app_url.clone();
