@@ -1,10 +1,11 @@
-"""Creates the benchmark's table and key secret on a running moto server (boto3 comes with moto).
+"""Creates the benchmark's secrets and mail identity on a running moto server (boto3 comes with moto).
 
-Usage: python moto_fixture.py ENDPOINT TABLE SECRET_NAME KEYSET_JSON_FILE [ITEMS_JSON_FILE [PUBLIC_KEYSET_JSON_FILE]]
-Prints one JSON line: {"secret_arn": ..., "public_secret_arn": ...} (the second with a public key set,
-stored as SECRET_NAME-public, what rotate-keys writes for the functions that only verify). The table follows the contract: pk/sk strings, TTL attribute
-expiresAt, one KEYS_ONLY GSI byUserId on userId; on demand. ITEMS_JSON_FILE holds DynamoDB-typed items
-to put (the Node.js baseline's own user and first refresh token).
+Usage: python moto_fixture.py ENDPOINT SECRET_NAME MAIL_DOMAIN KEYSET_JSON_FILE PUBLIC_KEYSET_JSON_FILE
+Prints one JSON line with the ARNs of the four secrets a stage has: the signing-key set (SECRET_NAME),
+its public set (SECRET_NAME-public, what rotate-keys writes for the functions that only verify), the
+server key and the TOTP data-key ring. MAIL_DOMAIN becomes a verified SES v2 identity (the mailer's
+sender). The table is the harness's own (handlers/tools/bench/src/table.rs), created afresh per cold
+start.
 """
 
 import json
@@ -15,49 +16,35 @@ import boto3
 
 
 def main() -> None:
-    endpoint, table, secret_name, keyset_file = sys.argv[1:5]
-    items_file = sys.argv[5] if len(sys.argv) > 5 else None
-    public_file = sys.argv[6] if len(sys.argv) > 6 else None
+    endpoint, secret_name, mail_domain, keyset_file, public_file = sys.argv[1:6]
     session = boto3.session.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="eu-west-1"
     )
-    ddb = session.client("dynamodb", endpoint_url=endpoint)
     sm = session.client("secretsmanager", endpoint_url=endpoint)
+    ses = session.client("sesv2", endpoint_url=endpoint)
 
-    ddb.create_table(
-        TableName=table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-            {"AttributeName": "userId", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "byUserId",
-                "KeySchema": [{"AttributeName": "userId", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
-        ],
-    )
-    ddb.update_time_to_live(
-        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
-    )
     with open(keyset_file, encoding="utf-8") as f:
         secret = sm.create_secret(Name=secret_name, SecretString=f.read())
-    if items_file:
-        with open(items_file, encoding="utf-8") as f:
-            for item in json.load(f):
-                ddb.put_item(TableName=table, Item=item)
+    with open(public_file, encoding="utf-8") as f:
+        public = sm.create_secret(Name=secret_name + "-public", SecretString=f.read())
     # What CDK generates for the audit email hashes' HMAC: 64 hex digits.
     server_key = sm.create_secret(Name=secret_name + "-server-key", SecretString=os.urandom(32).hex())
-    out = {"secret_arn": secret["ARN"], "server_key_secret_arn": server_key["ARN"]}
-    if public_file:
-        with open(public_file, encoding="utf-8") as f:
-            public = sm.create_secret(Name=secret_name + "-public", SecretString=f.read())
-        out["public_secret_arn"] = public["ARN"]
-    print(json.dumps(out))
+    # What CDK generates from the template {"current": "k1"}: a key id named current and its material.
+    factor_keys = sm.create_secret(
+        Name=secret_name + "-factor-keys",
+        SecretString=json.dumps({"current": "k1", "k1": os.urandom(32).hex()}),
+    )
+    ses.create_email_identity(EmailIdentity=mail_domain)
+    print(
+        json.dumps(
+            {
+                "secret_arn": secret["ARN"],
+                "public_secret_arn": public["ARN"],
+                "server_key_secret_arn": server_key["ARN"],
+                "factor_keys_secret_arn": factor_keys["ARN"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ mod moto_probe;
 mod power;
 mod prices;
 mod report;
+mod table;
 mod workload;
 
 use std::io::Write as _;
@@ -42,12 +43,15 @@ const USAGE: &str = "usage:
   keygate-bench run [--runs N] [--warm N] [--out DIR] [--lambda-dir DIR] [--node-dir DIR] [--venv DIR]
                     [--only LABEL,...] [--variant LABEL=KIND:PATH[:KEY=VALUE,...]]... [--title TEXT]
                     [--moto-endpoint URL] [--seed N] [--cpu-mb MB,...] [--moto-probes N]
+                    [--table-items N,...]
   keygate-bench report DIR     (re-renders DIR/results.md and DIR/chart.svg from DIR/results.json)
   keygate-bench power DIR      (DIR/results.json of a --cpu-mb run -> DIR/power.md, DIR/power.svg)
   keygate-bench cost [--profile FILE] [--power DIR] [--mau N] [--results FILE] [--memory FILE]
                      [--contract FILE]   (a month's cost, keygate beside Amazon Cognito)";
 
 const TABLE: &str = "keygate-bench";
+/// The sender's domain, a verified identity on moto's SES (the mailer's `KEYGATE_MAIL_FROM`).
+const MAIL_DOMAIN: &str = "bench.keygate.test";
 
 struct Options {
     runs: usize,
@@ -65,7 +69,14 @@ struct Options {
     cpu_mb: Vec<u32>,
     /// Timed calls per DynamoDB operation at each moto sampling point.
     moto_probes: usize,
+    /// The table's sizes: every variant once per size, each cold start on a table restored to it.
+    table_items: Vec<usize>,
 }
+
+/// The default table sizes: small (a little above what seeding writes with the defaults) and
+/// realistic for moto (the 2,403 items the single growing table of the power run reached by its
+/// end; DynamoDB's latency does not grow with a table, moto's does).
+const TABLE_ITEMS: [usize; 2] = [400, 2_400];
 
 /// One benchmarked process.
 #[derive(Debug, Clone)]
@@ -79,6 +90,7 @@ struct Variant {
     extra_env: Vec<(String, String)>,
     zip_files: Vec<(String, PathBuf)>,
     cpu_mb: Option<u32>,
+    table_items: usize,
 }
 
 fn main() {
@@ -141,6 +153,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         seed: 6,
         cpu_mb: Vec::new(),
         moto_probes: 10,
+        table_items: TABLE_ITEMS.to_vec(),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -181,6 +194,23 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
                 options.cpu_mb.sort_unstable();
                 options.cpu_mb.dedup();
             }
+            "--table-items" => {
+                let list = value()?;
+                options.table_items = list
+                    .split(',')
+                    .map(|v| {
+                        v.trim()
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|n| (1..=100_000).contains(n))
+                            .ok_or_else(|| {
+                                format!("--table-items: `{v}` is not an item count (1-100000)")
+                            })
+                    })
+                    .collect::<Result<Vec<usize>, String>>()?;
+                options.table_items.sort_unstable();
+                options.table_items.dedup();
+            }
             _ => return Err(format!("unknown argument {flag}\n{USAGE}")),
         }
     }
@@ -214,6 +244,7 @@ fn rust_variant(
         task_root,
         extra_env,
         cpu_mb: None,
+        table_items: 0,
     }
 }
 
@@ -265,6 +296,7 @@ fn discover(options: &Options, notes: &mut Vec<String>) -> Result<Vec<Variant>, 
                     )],
                     zip_files: vec![("index.js".to_owned(), bundle)],
                     cpu_mb: None,
+                    table_items: 0,
                 });
             }
             _ => notes.push(
@@ -309,16 +341,33 @@ fn discover(options: &Options, notes: &mut Vec<String>) -> Result<Vec<Variant>, 
         env.extend(extra);
         variants.push(rust_variant(label, kind, absolute(&path), env));
     }
-    if options.cpu_mb.is_empty() {
-        return Ok(variants);
-    }
-    // One variant per memory size, sizes next to each other; the run order is shuffled anyway.
-    Ok(variants
+    // One variant per memory size and table size (a label says a size only if the run has
+    // several); the run order is shuffled anyway.
+    let by_memory: Vec<Variant> = if options.cpu_mb.is_empty() {
+        variants
+    } else {
+        variants
+            .into_iter()
+            .flat_map(|v| {
+                options.cpu_mb.iter().map(move |&mb| Variant {
+                    label: format!("{} @{mb} MB", v.label),
+                    cpu_mb: Some(mb),
+                    ..v.clone()
+                })
+            })
+            .collect()
+    };
+    let several = options.table_items.len() > 1;
+    Ok(by_memory
         .into_iter()
         .flat_map(|v| {
-            options.cpu_mb.iter().map(move |&mb| Variant {
-                label: format!("{} @{mb} MB", v.label),
-                cpu_mb: Some(mb),
+            options.table_items.iter().map(move |&items| Variant {
+                label: if several {
+                    format!("{} [{items} items]", v.label)
+                } else {
+                    v.label.clone()
+                },
+                table_items: items,
                 ..v.clone()
             })
         })
@@ -394,8 +443,9 @@ fn attr_n(value: i64) -> Value {
 fn node_seed(now_ms: i64) -> Result<(String, Vec<Value>), String> {
     let email = "bench-node@example.com";
     let user_id = *uuid::Uuid::new_v4().as_bytes();
-    // Family number 0: the unnumbered token layout (version 1), the one the Node.js handler parses.
-    let token = RefreshToken::new_family(
+    // Family number 0 and no session flags: the unnumbered token layout (version 1), the one the
+    // Node.js handler parses (a flagged token, version 3, it refuses as malformed).
+    let mut token = RefreshToken::new_family(
         email,
         user_id,
         0,
@@ -404,6 +454,7 @@ fn node_seed(now_ms: i64) -> Result<(String, Vec<Value>), String> {
         30 * 86_400,
     )
     .map_err(|e| e.to_string())?;
+    token.flags = None;
     let record = token.record(None);
     let pk = format!("USER#{email}");
     let user = json!({
@@ -486,7 +537,25 @@ async fn call(
     Ok(body.unwrap_or(Value::Null))
 }
 
-/// Seeds users and tokens through the register and login functions themselves.
+/// The kinds whose requests need users or tokens seeded before measuring.
+fn needs_seeding(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Login
+            | Kind::Refresh
+            | Kind::Logout
+            | Kind::LogoutAll
+            | Kind::ChangePassword
+            | Kind::Me
+            | Kind::AccountEmail
+            | Kind::AccountMfa
+            | Kind::Mailer
+    )
+}
+
+/// Seeds users and tokens through the register and login functions themselves. Every cold start
+/// finds the table and the fixture as seeding left them (`table`), so a pool needs one item per
+/// invocation of one cold start, whatever the runs and variants.
 async fn prepare(
     variants: &[Variant],
     fixture: &mut Fixture,
@@ -495,19 +564,10 @@ async fn prepare(
     logs: &Path,
 ) -> Result<(), String> {
     let count = |kind: Kind| variants.iter().filter(|v| v.kind == kind).count();
-    let per_variant = options.runs * (options.warm + 1);
-    let needs_users = variants.iter().any(|v| {
-        matches!(
-            v.kind,
-            Kind::Login
-                | Kind::Refresh
-                | Kind::Logout
-                | Kind::LogoutAll
-                | Kind::ChangePassword
-                | Kind::Me
-        )
-    });
-    if !needs_users {
+    let per_cold_start = |kind: Kind| {
+        if count(kind) > 0 { options.warm + 1 } else { 0 }
+    };
+    if !variants.iter().any(|v| needs_seeding(v.kind)) {
         return Ok(());
     }
     let helper = |kind: Kind| -> Result<Variant, String> {
@@ -589,7 +649,41 @@ async fn prepare(
             .insert(v.label.clone(), (fixture.mint_access_token(&id)?, true));
         fixture.password_users.insert(v.label.clone(), id);
     }
-    let logout_all_users = count(Kind::LogoutAll) * per_variant;
+    if count(Kind::AccountMfa) > 0 {
+        let email = fixture.unique_email("mfa");
+        fixture.mfa_user = Some(user_id(
+            &call(
+                &mut instance,
+                &register(&email),
+                201,
+                "register the account-mfa user",
+            )
+            .await?,
+        )?);
+    }
+    for _ in 0..per_cold_start(Kind::AccountEmail) {
+        let email = fixture.unique_email("reset");
+        call(
+            &mut instance,
+            &register(&email),
+            201,
+            "register an account-email user",
+        )
+        .await?;
+        fixture.email_pool.push(email);
+    }
+    // Each registration queues its verification mail: the mailer's pool (taken from the snapshot).
+    for _ in 0..per_cold_start(Kind::Mailer) {
+        let email = fixture.unique_email("mail");
+        call(
+            &mut instance,
+            &register(&email),
+            201,
+            "register a user for the mailer's outbox",
+        )
+        .await?;
+    }
+    let logout_all_users = per_cold_start(Kind::LogoutAll);
     for i in 0..logout_all_users {
         let email = fixture.unique_email("all");
         fixture.logout_all_pool.push(user_id(
@@ -622,7 +716,7 @@ async fn prepare(
     }
     instance.stop().await;
 
-    let logouts = count(Kind::Logout) * per_variant;
+    let logouts = per_cold_start(Kind::Logout);
     if logouts + refreshes.len() > 0 {
         let mut instance =
             Instance::start(&launch_for(&helper(Kind::Login)?, base_env, logs, None)).await?;
@@ -660,11 +754,12 @@ fn progress(what: &str, done: usize, total: usize) {
     }
 }
 
-/// One cold start of `variant`, then `warm` warm invocations, each followed by one bare call to moto
-/// of each kind of DynamoDB call the invocation made (`probe`).
+/// One cold start of `variant` on the table and fixture as seeded (the table topped up to the
+/// variant's size), then `warm` warm invocations, each followed by one bare call to moto of each
+/// kind of DynamoDB call the invocation made (`probe`).
 async fn measure(
     variant: &Variant,
-    fixture: &mut Fixture,
+    seeded: (&Fixture, &table::Snapshot),
     launch: &Launch,
     warm: usize,
     result: &mut VariantResult,
@@ -676,6 +771,13 @@ async fn measure(
             result.errors.push(error);
         }
     };
+    let mut fixture = seeded.0.clone();
+    if let Err(e) = seeded.1.restore(probe, variant.table_items).await {
+        return fail(
+            result,
+            format!("{}: restoring the table: {e}", variant.label),
+        );
+    }
     let mut instance = match Instance::start(launch).await {
         Ok(instance) => instance,
         Err(e) => return fail(result, e),
@@ -729,9 +831,8 @@ async fn measure(
                 }
             }
         }
-        let (status, body) = events::parse_response(&reply.body);
         let checked = if reply.ok {
-            fixture.observe(variant.kind, &variant.label, status, body.as_ref())
+            fixture.check(variant.kind, &variant.label, &reply.body)
         } else {
             Err(format!(
                 "{}: the handler failed: {}",
@@ -836,7 +937,7 @@ async fn run(options: Options) -> Result<(), String> {
         Some(cgroup::CpuGroups::create(&options.cpu_mb)?)
     };
 
-    eprintln!("starting moto and creating the table and key secret");
+    eprintln!("starting moto and creating the table, the secrets and the mail identity");
     let moto = start_moto(&options, &logs).await?;
     let now_ms = SystemClock.now_ms();
     let document = KeySetDocument {
@@ -852,25 +953,23 @@ async fn run(options: Options) -> Result<(), String> {
     let public = PublicKeySetDocument::of(Some(&document), None).map_err(|e| e.to_string())?;
     std::fs::write(&public_file, public.to_json()).map_err(|e| e.to_string())?;
     let (node_token, node_items) = node_seed(now_ms)?;
-    let items_file = logs.join("node-items.json");
-    std::fs::write(
-        &items_file,
-        serde_json::to_vec(&node_items).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
+    let creator = moto_probe::Probe::new(&moto.endpoint, TABLE, events::REGION, None);
+    table::create(&creator)
+        .await
+        .map_err(|e| format!("creating the table: {e}"))?;
+    table::put(&creator, &node_items).await?;
     let secret_name = "keygate-bench-signing-keys";
     let script = absolute(Path::new("tests/bench/moto_fixture.py"));
     let output = std::process::Command::new(options.venv.join("bin/python"))
         .arg(&script)
-        .args([moto.endpoint.as_str(), TABLE, secret_name])
+        .args([moto.endpoint.as_str(), secret_name, MAIL_DOMAIN])
         .arg(&keys_file)
-        .arg(&items_file)
         .arg(&public_file)
         .output()
         .map_err(|e| format!("{}: {e}", script.display()))?;
     if !output.status.success() {
         return Err(format!(
-            "creating the table and secret failed: {}",
+            "creating the secrets and the mail identity failed: {}",
             String::from_utf8_lossy(&output.stderr)
         ));
     }
@@ -888,14 +987,25 @@ async fn run(options: Options) -> Result<(), String> {
         .as_str()
         .ok_or("moto_fixture.py printed no server_key_secret_arn")?
         .to_owned();
+    let factor_keys_arn = setup["factor_keys_secret_arn"]
+        .as_str()
+        .ok_or("moto_fixture.py printed no factor_keys_secret_arn")?
+        .to_owned();
 
     let base_env: Vec<(String, String)> = [
         ("AWS_ENDPOINT_URL_DYNAMODB", moto.endpoint.clone()),
         ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.endpoint.clone()),
+        ("AWS_ENDPOINT_URL_SESV2", moto.endpoint.clone()),
         ("KEYGATE_TABLE_NAME", TABLE.to_owned()),
         ("KEYGATE_KEYS_SECRET_ID", secret_arn),
         ("KEYGATE_PUBLIC_KEYS_SECRET_ID", public_arn),
         ("KEYGATE_SERVER_KEY_SECRET_ID", server_key_arn),
+        // Read by account-mfa only, as on AWS (the contract's `factor_keys`).
+        ("KEYGATE_FACTOR_KEYS_SECRET_ID", factor_keys_arn),
+        (
+            "KEYGATE_MAIL_FROM",
+            format!("keygate bench <no-reply@{MAIL_DOMAIN}>"),
+        ),
         (
             "KEYGATE_ISSUER",
             format!(
@@ -922,27 +1032,48 @@ async fn run(options: Options) -> Result<(), String> {
     })
     .map_err(|e| e.to_string())?;
     let mut fixture = Fixture::new(config, keys, &format!("{:x}", now_ms));
-    fixture
-        .chains
-        .insert(Kind::NodeRefresh.name().to_owned(), node_token);
+    // Its chain, under every label it runs as (one per table size).
+    for v in variants.iter().filter(|v| v.kind == Kind::NodeRefresh) {
+        fixture.chains.insert(v.label.clone(), node_token.clone());
+    }
 
     eprintln!("seeding users and tokens through the register and login functions");
     if let Err(e) = prepare(&variants, &mut fixture, &options, &base_env, &logs).await {
-        let dependent = |k: Kind| {
-            matches!(
-                k,
-                Kind::Login
-                    | Kind::Refresh
-                    | Kind::Logout
-                    | Kind::LogoutAll
-                    | Kind::ChangePassword
-                    | Kind::Me
-            )
-        };
-        notes.push(format!("seeding failed ({e}); login, refresh, logout, logout-all, change-password and me skipped"));
+        let skipped: std::collections::BTreeSet<&str> = variants
+            .iter()
+            .filter(|v| needs_seeding(v.kind))
+            .map(|v| v.kind.name())
+            .collect();
+        notes.push(format!(
+            "seeding failed ({e}); {} skipped",
+            skipped.into_iter().collect::<Vec<_>>().join(", ")
+        ));
         eprintln!("  {e}");
-        variants.retain(|v| !dependent(v.kind));
+        variants.retain(|v| !needs_seeding(v.kind));
     }
+    let probe = moto_probe::Probe::new(
+        &moto.endpoint,
+        TABLE,
+        events::REGION,
+        fixture.seed_user.as_deref(),
+    );
+    let snapshot = table::Snapshot::take(&probe).await?;
+    if let Some(&smallest) = options.table_items.first()
+        && smallest < snapshot.len()
+    {
+        return Err(format!(
+            "--table-items {smallest}: seeding wrote {} items (more with more --warm); ask for at least that many",
+            snapshot.len()
+        ));
+    }
+    if variants.iter().any(|v| v.kind == Kind::Mailer) {
+        fixture.outbox_pool = snapshot.items_where("OUTBOX#", "MAIL");
+        fixture.outbox_pool.truncate(options.warm + 1);
+    }
+    notes.push(format!(
+        "Every cold start ran on the table as seeding left it ({} items: the seeded users, tokens and outbox mails), topped up with filler items (other users' profiles and refresh tokens) to the variant's size and loaded afresh before the process started, untimed; the harness's chains and pools were restored with it.",
+        snapshot.len()
+    ));
 
     let mut results: Vec<VariantResult> = variants
         .iter()
@@ -953,6 +1084,7 @@ async fn run(options: Options) -> Result<(), String> {
             init_only: v.kind.init_only(),
             zip_bytes: zip_size(&v.zip_files).ok(),
             cpu_mb: v.cpu_mb,
+            table_items: Some(v.table_items as u64),
             binary_bytes: v
                 .zip_files
                 .iter()
@@ -966,20 +1098,13 @@ async fn run(options: Options) -> Result<(), String> {
         .iter()
         .map(|v| launch_for(v, &base_env, &logs, groups.as_ref()))
         .collect();
-    // moto's own time, sampled before the first run and after each: the table grows as the
-    // functions write (every size's variants alike, interleaved), and the samples follow it.
-    let probe = moto_probe::Probe::new(
-        &moto.endpoint,
-        TABLE,
-        events::REGION,
-        fixture.seed_user.as_deref(),
-    );
+    // moto's own time at each table size, sampled before the first run and after each (on the table
+    // restored to that size, its count checked), and beside every warm invocation.
     let mut moto_timing = MotoTiming {
         method: format!(
-            "Bare calls from the harness to the same moto and table (Rust HTTP/1.1 client, unsigned JSON, connect not timed): {} of each call before the first run and after every run, interleaved call by call (this table); and one of each call a variant makes right after each of its warm invocations, whose medians give that variant's moto time.",
+            "Bare calls from the harness to the same moto and table (Rust HTTP/1.1 client, unsigned JSON, connect not timed): {} of each call before the first run and after every run on the table restored to each size, interleaved call by call (this table); and one of each call a variant makes right after each of its warm invocations, whose medians give that variant's moto time.",
             options.moto_probes
         ),
-        table_items_start: probe.item_count().await.ok(),
         calls: variants
             .iter()
             .map(|v| {
@@ -994,9 +1119,23 @@ async fn run(options: Options) -> Result<(), String> {
             .collect(),
         ..Default::default()
     };
-    probe
-        .sample(options.moto_probes, &mut moto_timing.samples)
-        .await?;
+    let sample_every_size = async |timing: &mut MotoTiming| -> Result<(), String> {
+        for &size in &options.table_items {
+            snapshot.restore(&probe, size).await?;
+            let held = probe.item_count().await?;
+            if held != size as u64 {
+                return Err(format!("the table restored to {size} items holds {held}"));
+            }
+            probe
+                .sample(
+                    options.moto_probes,
+                    timing.by_table.entry(size as u64).or_default(),
+                )
+                .await?;
+        }
+        Ok(())
+    };
+    sample_every_size(&mut moto_timing).await?;
     let mut rng = XorShift(options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut order: Vec<usize> = (0..variants.len()).collect();
     eprintln!(
@@ -1010,7 +1149,7 @@ async fn run(options: Options) -> Result<(), String> {
         for &i in &order {
             measure(
                 &variants[i],
-                &mut fixture,
+                (&fixture, &snapshot),
                 &launches[i],
                 options.warm,
                 &mut results[i],
@@ -1018,12 +1157,9 @@ async fn run(options: Options) -> Result<(), String> {
             )
             .await;
         }
-        probe
-            .sample(options.moto_probes, &mut moto_timing.samples)
-            .await?;
+        sample_every_size(&mut moto_timing).await?;
         eprintln!("  run {}/{} done", run + 1, options.runs);
     }
-    moto_timing.table_items_end = probe.item_count().await.ok();
     drop(moto);
     if let Some(groups) = &groups {
         notes.push(format!(

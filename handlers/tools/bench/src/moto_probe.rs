@@ -107,11 +107,20 @@ impl Probe {
             Op::BatchWriteItem => json!({
                 "RequestItems": {table.as_str(): [{"PutRequest": {"Item": item("BATCH")}}]}
             }),
+            // The mailer's shape: one item by its key (absent here, as deleting it again would be).
+            Op::DeleteItem => json!({
+                "TableName": table,
+                "Key": {"pk": {"S": PROBE_PK}, "sk": {"S": "DELETE"}}
+            }),
         }
     }
 
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
     /// One call; returns its duration in ms and the decoded answer.
-    async fn call(&self, target: &str, body: &Value) -> Result<(f64, Value), String> {
+    pub async fn call(&self, target: &str, body: &Value) -> Result<(f64, Value), String> {
         let stream = tokio::net::TcpStream::connect(&self.host)
             .await
             .map_err(|e| format!("moto probe: connect {}: {e}", self.host))?;

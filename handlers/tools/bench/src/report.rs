@@ -24,6 +24,9 @@ pub struct VariantResult {
     /// The emulated memory size (`run --cpu-mb`): the process ran with that share of one CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_mb: Option<u32>,
+    /// The table's size at each of this variant's cold starts (restored to it before each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_items: Option<u64>,
     /// moto's time per call (`workload::Op::name`), ms, timed by the harness right after each of
     /// this variant's warm invocations: one call of each kind of call the invocation made.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -33,30 +36,44 @@ pub struct VariantResult {
 /// moto's own time per DynamoDB call in the same run (`crate::moto_probe`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MotoTiming {
-    /// Per call (`workload::Op::name`), every timed call, ms.
+    /// Per call (`workload::Op::name`), every timed call, ms (runs on one growing table).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub samples: BTreeMap<String, Vec<f64>>,
+    /// The same per table size (runs that restore the table to a fixed size before each cold
+    /// start): size in items -> call -> ms.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_table: BTreeMap<u64, BTreeMap<String, Vec<f64>>>,
     /// How the samples were taken.
     pub method: String,
-    /// The table's item count when measuring started and when it ended.
+    /// The one growing table's item count when measuring started and when it ended (earlier runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_items_start: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_items_end: Option<u64>,
     /// The calls one warm invocation makes, per workload kind (`workload::Kind::dynamo_calls`).
     pub calls: BTreeMap<String, BTreeMap<String, u32>>,
 }
 
 impl MotoTiming {
-    pub fn median(&self, op: &str) -> Option<f64> {
-        self.samples.get(op).and_then(|s| median(s))
+    /// moto's median for `op` over the run, at `table_items` when the run sampled by size.
+    pub fn median(&self, op: &str, table_items: Option<u64>) -> Option<f64> {
+        let samples = match table_items.and_then(|n| self.by_table.get(&n)) {
+            Some(at_size) => at_size.get(op),
+            None => self.samples.get(op),
+        };
+        samples.and_then(|s| median(s))
     }
 
     /// moto's share of one warm invocation of `kind`: its calls times moto's median per call (over
-    /// the whole run).
-    pub fn per_invocation(&self, kind: &str) -> Option<f64> {
+    /// the whole run, at `table_items` if sampled by size).
+    pub fn per_invocation(&self, kind: &str, table_items: Option<u64>) -> Option<f64> {
         let calls = self.calls.get(kind)?;
         calls
             .iter()
-            .map(|(op, n)| self.median(op).map(|m| m * f64::from(*n)))
-            .sum()
+            .map(|(op, n)| self.median(op, table_items).map(|m| m * f64::from(*n)))
+            .sum::<Option<f64>>()
+            // An empty float sum is -0.0.
+            .map(|m| m + 0.0)
     }
 
     /// moto's share of one warm invocation of `v`: its calls times moto's median per call as timed
@@ -64,7 +81,7 @@ impl MotoTiming {
     /// index Query slow with it), else over the whole run.
     pub fn per_invocation_of(&self, v: &VariantResult) -> Option<f64> {
         if v.moto_samples.is_empty() {
-            return self.per_invocation(&v.kind);
+            return self.per_invocation(&v.kind, v.table_items);
         }
         let calls = self.calls.get(&v.kind)?;
         calls
@@ -73,10 +90,12 @@ impl MotoTiming {
                 v.moto_samples
                     .get(op)
                     .and_then(|s| median(s))
-                    .or_else(|| self.median(op))
+                    .or_else(|| self.median(op, v.table_items))
                     .map(|m| m * f64::from(*n))
             })
-            .sum()
+            .sum::<Option<f64>>()
+            // An empty float sum is -0.0.
+            .map(|m| m + 0.0)
     }
 
     pub fn calls_text(&self, kind: &str) -> String {
@@ -341,17 +360,49 @@ pub fn markdown(results: &Results) -> String {
     if let Some(moto) = &results.moto {
         let _ = writeln!(out, "\n## moto's own time per call\n");
         let _ = writeln!(out, "{}\n", moto.method);
-        let _ = writeln!(out, "| call | median ms | p25-p75 | calls timed |");
-        let _ = writeln!(out, "| --- | ---: | ---: | ---: |");
-        for (op, samples) in &moto.samples {
+        if !moto.samples.is_empty() {
+            let _ = writeln!(out, "| call | median ms | p25-p75 | calls timed |");
+            let _ = writeln!(out, "| --- | ---: | ---: | ---: |");
+            for (op, samples) in &moto.samples {
+                let _ = writeln!(
+                    out,
+                    "| {op} | {} | {}-{} | {} |",
+                    ms(median(samples)),
+                    ms(percentile(samples, 0.25)),
+                    ms(percentile(samples, 0.75)),
+                    samples.len()
+                );
+            }
+        }
+        if !moto.by_table.is_empty() {
+            let sizes: Vec<u64> = moto.by_table.keys().copied().collect();
+            let ops: std::collections::BTreeSet<&String> =
+                moto.by_table.values().flat_map(BTreeMap::keys).collect();
             let _ = writeln!(
                 out,
-                "| {op} | {} | {}-{} | {} |",
-                ms(median(samples)),
-                ms(percentile(samples, 0.25)),
-                ms(percentile(samples, 0.75)),
-                samples.len()
+                "| call | {} |",
+                sizes
+                    .iter()
+                    .map(|n| format!("{n} items: median (p25-p75) ms"))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
             );
+            let _ = writeln!(out, "| --- |{}", " ---: |".repeat(sizes.len()));
+            for op in ops {
+                let cells: Vec<String> = sizes
+                    .iter()
+                    .map(|n| match moto.by_table[n].get(op) {
+                        Some(s) => format!(
+                            "{} ({}-{})",
+                            ms(median(s)),
+                            ms(percentile(s, 0.25)),
+                            ms(percentile(s, 0.75))
+                        ),
+                        None => "-".into(),
+                    })
+                    .collect();
+                let _ = writeln!(out, "| {op} | {} |", cells.join(" | "));
+            }
         }
         if let (Some(a), Some(b)) = (moto.table_items_start, moto.table_items_end) {
             let _ = writeln!(
@@ -361,9 +412,9 @@ pub fn markdown(results: &Results) -> String {
         }
         let _ = writeln!(
             out,
-            "\n| variant | calls per warm invocation | moto ms | warm ms | keygate's own ms |"
+            "\n| variant | calls per warm invocation | moto ms | first response ms | warm ms | keygate's own ms |"
         );
-        let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: |");
+        let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | ---: |");
         for v in results.variants.iter().filter(|v| !v.init_only) {
             let moto_ms = moto.per_invocation_of(v);
             let own = match (v.warm(), moto_ms) {
@@ -372,10 +423,11 @@ pub fn markdown(results: &Results) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 v.label,
                 moto.calls_text(&v.kind),
                 ms(moto_ms),
+                ms(median(&v.first_response_ms)),
                 ms(v.warm()),
                 signed_ms(own)
             );

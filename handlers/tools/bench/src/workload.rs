@@ -32,13 +32,17 @@ pub enum Kind {
     LogoutAll,
     ChangePassword,
     Me,
+    AccountEmail,
+    AccountMfa,
     WellKnown,
+    Mailer,
     RotateKeys,
     NodeRefresh,
 }
 
 impl Kind {
-    pub const FUNCTIONS: [Kind; 9] = [
+    /// Every keygate function, in `keygate_lambda::functions::FUNCTIONS`' order (a test checks).
+    pub const FUNCTIONS: [Kind; 12] = [
         Kind::Register,
         Kind::Login,
         Kind::Refresh,
@@ -46,7 +50,10 @@ impl Kind {
         Kind::LogoutAll,
         Kind::ChangePassword,
         Kind::Me,
+        Kind::AccountEmail,
+        Kind::AccountMfa,
         Kind::WellKnown,
+        Kind::Mailer,
         Kind::RotateKeys,
     ];
 
@@ -74,7 +81,10 @@ impl Kind {
             Kind::LogoutAll => "logout-all",
             Kind::ChangePassword => "change-password",
             Kind::Me => "me",
+            Kind::AccountEmail => "account-email",
+            Kind::AccountMfa => "account-mfa",
             Kind::WellKnown => "well-known",
+            Kind::Mailer => "mailer",
             Kind::RotateKeys => "rotate-keys",
             Kind::NodeRefresh => "node-refresh",
         }
@@ -132,6 +142,15 @@ impl Kind {
             ],
             // The bearer check alone.
             Kind::Me => &[(Op::QueryIndex, 1), (Op::GetItem, 2)],
+            // A reset mail (POST /auth/password/forgot): the user and its reset record read
+            // concurrently, one transaction (record, user check, outbox mail), as register's mail.
+            Kind::AccountEmail => &[(Op::GetItem, 2), (Op::TransactWriteItems, 1)],
+            // An enrolment (POST /auth/mfa/totp): the bearer check, the factor's conditional
+            // UpdateItem (`mfa_round_trips_per_endpoint`).
+            Kind::AccountMfa => &[(Op::QueryIndex, 1), (Op::GetItem, 2), (Op::UpdateItem, 1)],
+            // One mail of the stream: SES's SendEmail (not DynamoDB, not timed), then the outbox
+            // item's DeleteItem.
+            Kind::Mailer => &[(Op::DeleteItem, 1)],
             // The floor's one GetItem per invocation (handlers/tools/floor-sdk).
             Kind::SdkFloor => &[(Op::GetItem, 1)],
             // The JWKS comes from the key set read at init; the hello floor and rotate-keys (init
@@ -143,6 +162,7 @@ impl Kind {
     fn expected_status(self) -> u16 {
         match self {
             Kind::Register => 201,
+            Kind::AccountEmail => 202,
             Kind::Logout | Kind::LogoutAll => 204,
             _ => 200,
         }
@@ -163,10 +183,11 @@ pub enum Op {
     /// A Query on the `byUserId` index (the bearer check's user lookup).
     QueryIndex,
     BatchWriteItem,
+    DeleteItem,
 }
 
 impl Op {
-    pub const ALL: [Op; 7] = [
+    pub const ALL: [Op; 8] = [
         Op::GetItem,
         Op::PutItem,
         Op::UpdateItem,
@@ -174,6 +195,7 @@ impl Op {
         Op::QueryTable,
         Op::QueryIndex,
         Op::BatchWriteItem,
+        Op::DeleteItem,
     ];
 
     pub fn name(self) -> &'static str {
@@ -185,6 +207,7 @@ impl Op {
             Op::QueryTable => "Query (table)",
             Op::QueryIndex => "Query (byUserId)",
             Op::BatchWriteItem => "BatchWriteItem",
+            Op::DeleteItem => "DeleteItem",
         }
     }
 
@@ -197,7 +220,9 @@ impl Op {
     }
 }
 
-/// Everything the requests are built from.
+/// Everything the requests are built from. The run restores the table before every cold start and
+/// the fixture with it (a clone of the one seeding left), so a chain or pool is as seeded each time.
+#[derive(Clone)]
 pub struct Fixture {
     pub config: AuthConfig,
     pub keys: Arc<KeySet>,
@@ -217,6 +242,13 @@ pub struct Fixture {
     pub password_users: HashMap<String, String>,
     /// The seed user's id (what the harness's own index Query looks up).
     pub seed_user: Option<String>,
+    /// Addresses of users, one per account-email invocation (each asks for a reset mail, which a
+    /// user gets at most once a minute).
+    pub email_pool: Vec<String>,
+    /// The user account-mfa enrols (each enrolment replaces the pending factor).
+    pub mfa_user: Option<String>,
+    /// Outbox mails as the table holds them (DynamoDB JSON), one per mailer invocation.
+    pub outbox_pool: Vec<Value>,
 }
 
 impl Fixture {
@@ -233,6 +265,9 @@ impl Fixture {
             password_chains: HashMap::new(),
             password_users: HashMap::new(),
             seed_user: None,
+            email_pool: Vec::new(),
+            mfa_user: None,
+            outbox_pool: Vec::new(),
         }
     }
 
@@ -332,8 +367,50 @@ impl Fixture {
                 let bearer = self.mint_access_token(&user)?;
                 rest_event("GET", "/auth/me", None, Some(&bearer))
             }
+            Kind::AccountEmail => {
+                let email = self
+                    .email_pool
+                    .pop()
+                    .ok_or("account-email: the address pool is empty")?;
+                rest_event(
+                    "POST",
+                    "/auth/password/forgot",
+                    Some(&json!({"email": email})),
+                    None,
+                )
+            }
+            Kind::AccountMfa => {
+                let user = self.mfa_user.clone().ok_or("account-mfa: no user seeded")?;
+                // Minted now, so its auth_time is within the recent-login window enrolment asks.
+                let bearer = self.mint_access_token(&user)?;
+                rest_event("POST", "/auth/mfa/totp", Some(&json!({})), Some(&bearer))
+            }
             Kind::WellKnown => rest_event("GET", "/.well-known/jwks.json", None, None),
+            Kind::Mailer => {
+                let item = self
+                    .outbox_pool
+                    .pop()
+                    .ok_or("mailer: the outbox pool is empty")?;
+                stream_insert(item)
+            }
         })
+    }
+
+    /// Checks a raw answer: a stream batch's failures for the mailer, else the proxy response.
+    pub fn check(&mut self, kind: Kind, label: &str, raw: &[u8]) -> Result<(), String> {
+        if kind == Kind::Mailer {
+            let answer: Value = serde_json::from_slice(raw)
+                .map_err(|e| format!("{label}: not a batch response: {e}"))?;
+            return match answer.get("batchItemFailures").and_then(Value::as_array) {
+                Some(failures) if failures.is_empty() => Ok(()),
+                _ => Err(format!(
+                    "{label}: the mail was not delivered: {}",
+                    truncate(&answer.to_string(), 300)
+                )),
+            };
+        }
+        let (status, body) = crate::events::parse_response(raw);
+        self.observe(kind, label, status, body.as_ref())
     }
 
     /// Checks a response and carries the chains forward. `Err` says what was wrong with it.
@@ -379,6 +456,10 @@ impl Fixture {
                 field("access_token")
                     .ok_or_else(|| format!("{label}: no access_token in the response"))?;
             }
+            Kind::AccountMfa => {
+                field("otpauth_uri")
+                    .ok_or_else(|| format!("{label}: no otpauth_uri in the response"))?;
+            }
             Kind::WellKnown => {
                 let keys = body
                     .and_then(|b| b.get("keys"))
@@ -419,6 +500,23 @@ impl Fixture {
     }
 }
 
+/// The table stream's record of the INSERT of `item` (NEW_IMAGE), in a batch of one, as Lambda's
+/// DynamoDB event source delivers it to the mailer.
+fn stream_insert(item: Value) -> Value {
+    json!({"Records": [{
+        "eventID": "bench-1",
+        "eventName": "INSERT",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": crate::events::REGION,
+        "dynamodb": {
+            "Keys": {"pk": item["pk"].clone(), "sk": item["sk"].clone()},
+            "NewImage": item,
+            "SequenceNumber": "1",
+            "StreamViewType": "NEW_IMAGE"
+        }
+    }]})
+}
+
 pub fn seed_email() -> &'static str {
     "bench-seed@example.com"
 }
@@ -427,5 +525,48 @@ fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((at, _)) => &s[..at],
         None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_keygate_function_is_benchmarked_under_its_own_name() {
+        let names: Vec<&str> = Kind::FUNCTIONS.iter().map(|k| k.name()).collect();
+        let functions: Vec<&str> = keygate_lambda::functions::FUNCTIONS
+            .iter()
+            .map(|f| f.name())
+            .collect();
+        assert_eq!(names, functions);
+        for kind in Kind::FUNCTIONS {
+            assert_eq!(Kind::parse(kind.name()), Some(kind));
+        }
+    }
+
+    #[test]
+    fn a_mail_is_delivered_only_when_the_batch_reports_no_failure() {
+        let config = AuthConfig::with_issuer("https://auth.keygate.test");
+        let document = keygate_core::keys::KeySetDocument {
+            keys: vec![
+                keygate_core::keys::generate_key(keygate_core::SigningAlgorithm::Es256, 0).unwrap(),
+            ],
+        };
+        let keys = Arc::new(KeySet::from_documents(&document, None).unwrap());
+        let mut fixture = Fixture::new(config, keys, "t");
+        let item = json!({"pk": {"S": "OUTBOX#m1"}, "sk": {"S": "MAIL"}, "sealed": {"S": "x"}});
+        fixture.outbox_pool.push(item.clone());
+        let event = fixture.event(Kind::Mailer, "mailer").unwrap();
+        assert_eq!(event["Records"][0]["dynamodb"]["NewImage"], item);
+        assert!(
+            fixture.event(Kind::Mailer, "mailer").is_err(),
+            "one mail per invocation"
+        );
+        let ok = br#"{"batchItemFailures":[]}"#;
+        let failed = br#"{"batchItemFailures":[{"itemIdentifier":"1"}]}"#;
+        assert!(fixture.check(Kind::Mailer, "mailer", ok).is_ok());
+        assert!(fixture.check(Kind::Mailer, "mailer", failed).is_err());
+        assert!(fixture.check(Kind::Mailer, "mailer", b"{}").is_err());
     }
 }
