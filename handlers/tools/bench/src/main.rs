@@ -1071,7 +1071,7 @@ async fn run(options: Options) -> Result<(), String> {
         fixture.outbox_pool.truncate(options.warm + 1);
     }
     notes.push(format!(
-        "Every cold start ran on the table as seeding left it ({} items: the seeded users, tokens and outbox mails), topped up with filler items (other users' profiles and refresh tokens) to the variant's size and loaded afresh before the process started, untimed; the harness's chains and pools were restored with it.",
+        "Every cold start ran on the table as seeding left it ({} items: the seeded users, tokens and outbox mails), topped up with filler items (other users' profiles and refresh tokens) to the variant's size and put back so (what the last cold start added deleted, what it changed rewritten) before the process started, untimed; the harness's chains and pools were restored with it.",
         snapshot.len()
     ));
 

@@ -163,20 +163,31 @@ impl VariantResult {
     fn is_function(&self) -> bool {
         crate::workload::Kind::parse(&self.kind).is_some_and(|k| k.is_keygate_function())
     }
+
+    /// Whether this is the kind's default build (labelled by its kind, and its table size when
+    /// the run had several), not a tuning variant.
+    pub fn is_standard(&self) -> bool {
+        self.label == self.kind
+            || self
+                .table_items
+                .is_some_and(|n| self.label == format!("{} [{n} items]", self.kind))
+    }
 }
 
 impl Results {
-    fn find(&self, kind: &str) -> Option<&VariantResult> {
+    /// The default build of `kind`, on the smallest table the run used.
+    pub fn find(&self, kind: &str) -> Option<&VariantResult> {
         self.variants
             .iter()
-            .find(|v| v.kind == kind && v.label == kind)
+            .filter(|v| v.kind == kind && v.is_standard() && v.cpu_mb.is_none())
+            .min_by_key(|v| v.table_items)
     }
 
     /// The standard keygate functions (tuning variants, labelled otherwise, excluded).
     fn functions(&self) -> impl Iterator<Item = &VariantResult> {
         self.variants
             .iter()
-            .filter(|v| v.is_function() && v.label == v.kind)
+            .filter(|v| v.is_function() && v.is_standard())
     }
 }
 
@@ -463,7 +474,7 @@ pub fn markdown(results: &Results) -> String {
 fn colour(v: &VariantResult) -> &'static str {
     match v.kind.as_str() {
         // Tuning variants first: a floor run with a switch is a tuning variant too.
-        _ if v.label != v.kind => "#6a51a3",
+        _ if !v.is_standard() => "#6a51a3",
         "floor-hello" | "floor-sdk" => "#8a8a8a",
         "node-refresh" => "#d9822b",
         _ => "#2b6cb0",
@@ -672,6 +683,48 @@ fn nice_step(raw: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kinds_default_build_is_found_on_the_smallest_table_and_tuning_builds_are_not() {
+        let v = |label: &str, items: Option<u64>, warm: f64| VariantResult {
+            label: label.into(),
+            kind: "refresh".into(),
+            table_items: items,
+            warm_ms: vec![warm],
+            ..Default::default()
+        };
+        let results = Results {
+            variants: vec![
+                v("refresh opt-level 3 [400 items]", Some(400), 1.0),
+                v("refresh [2400 items]", Some(2400), 90.0),
+                v("refresh [400 items]", Some(400), 20.0),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            results.find("refresh").and_then(VariantResult::warm),
+            Some(20.0)
+        );
+        assert_eq!(results.functions().count(), 2);
+        // A run with one size labels by kind alone.
+        let single = Results {
+            variants: vec![v("refresh", Some(2400), 30.0)],
+            ..Default::default()
+        };
+        assert_eq!(
+            single.find("refresh").and_then(VariantResult::warm),
+            Some(30.0)
+        );
+        // moto's median at the variant's size when the run sampled by size.
+        let mut moto = MotoTiming::default();
+        moto.by_table
+            .insert(400, BTreeMap::from([("GetItem".into(), vec![2.0])]));
+        moto.by_table
+            .insert(2400, BTreeMap::from([("GetItem".into(), vec![9.0])]));
+        assert_eq!(moto.median("GetItem", Some(2400)), Some(9.0));
+        assert_eq!(moto.median("GetItem", Some(400)), Some(2.0));
+        assert_eq!(moto.median("GetItem", None), None);
+    }
 
     fn variant(label: &str, kind: &str, init: f64) -> VariantResult {
         VariantResult {
