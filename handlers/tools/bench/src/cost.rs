@@ -28,6 +28,16 @@ pub struct Profile {
     pub logins_per_user_month: f64,
     /// Token refreshes (POST /auth/refresh): 120 is one every 6 hours of a daily session.
     pub refreshes_per_user_month: f64,
+    /// Share (0 to 1) of logins whose account has an active TOTP factor: each answers 403
+    /// mfa-required having written a challenge, and is followed by one POST /auth/mfa/verify. The
+    /// same share of refreshes is these accounts' (their sessions refresh as the others do).
+    pub mfa_login_share: f64,
+    /// TOTP enrolments: POST /auth/mfa/totp, then POST /auth/mfa/totp/activate.
+    pub mfa_enrolments_per_user_month: f64,
+    /// POST /auth/mfa/recovery-codes (a new set of recovery codes).
+    pub mfa_recovery_regenerations_per_user_month: f64,
+    /// POST /auth/mfa/totp/disable.
+    pub mfa_disables_per_user_month: f64,
     /// Share of each function's invocations that start a new execution environment (cold start):
     /// billed init, one GetSecretValue per secret the function reads, one KMS Decrypt each.
     pub cold_start_share: f64,
@@ -84,6 +94,10 @@ impl Default for Profile {
             mau: 100_000.0,
             logins_per_user_month: 4.0,
             refreshes_per_user_month: 120.0,
+            mfa_login_share: 0.1,
+            mfa_enrolments_per_user_month: 0.005,
+            mfa_recovery_regenerations_per_user_month: 0.001,
+            mfa_disables_per_user_month: 0.001,
             cold_start_share: 0.02,
             api: Api::Rest,
             waf: true,
@@ -99,6 +113,20 @@ impl Default for Profile {
             jwks_requests_month: 50_000.0,
             log_bytes_per_request: None,
             dynamodb_ms_per_call: power::AWS_DYNAMODB_MS_PER_CALL,
+        }
+    }
+}
+
+impl Profile {
+    /// Refuses what serde cannot: a share outside 0 to 1 would make negative requests.
+    pub fn check(&self) -> Result<(), String> {
+        if (0.0..=1.0).contains(&self.mfa_login_share) {
+            Ok(())
+        } else {
+            Err(format!(
+                "mfa_login_share: {} is not a share between 0 and 1",
+                self.mfa_login_share
+            ))
         }
     }
 }
@@ -149,63 +177,87 @@ const DEFAULT_MEMORY_MB: u32 = 256;
 struct FunctionSpec {
     name: &'static str,
     /// Secrets read at init (cdk/contract.json `keys`, plus the server key for every function that
-    /// emits audit events or seals mail: all but well-known).
+    /// emits audit events or seals mail: all but well-known, plus the TOTP data-key ring where
+    /// `factor_keys` is set: account-mfa).
     secrets_at_init: u32,
-    /// Whose measured durations it takes (account-email is not benchmarked: register's, the
-    /// password-reset path hashes as register does).
-    measured_as: Option<&'static str>,
+    /// Whose measured durations it takes: the first of these a results file has (account-email is
+    /// not benchmarked: register's, the password-reset path hashes as register does). Empty: none.
+    measured_as: &'static [&'static str],
+    /// The DynamoDB calls of one of its own invocations, billed instead of the borrowed function's
+    /// when it takes another's own time (`None`: the borrowed function's count).
+    calls_when_borrowing: Option<u32>,
 }
 
-const FUNCTIONS: [FunctionSpec; 10] = [
+const FUNCTIONS: [FunctionSpec; 11] = [
     FunctionSpec {
         name: "register",
         secrets_at_init: 1,
-        measured_as: Some("register"),
+        measured_as: &["register"],
+        calls_when_borrowing: None,
     },
     FunctionSpec {
         name: "login",
         secrets_at_init: 2,
-        measured_as: Some("login"),
+        measured_as: &["login"],
+        calls_when_borrowing: None,
     },
     FunctionSpec {
         name: "refresh",
         secrets_at_init: 2,
-        measured_as: Some("refresh"),
+        measured_as: &["refresh"],
+        calls_when_borrowing: None,
     },
     FunctionSpec {
         name: "logout",
         secrets_at_init: 2,
-        measured_as: Some("logout"),
+        measured_as: &["logout"],
+        calls_when_borrowing: None,
     },
     FunctionSpec {
         name: "logout-all",
         secrets_at_init: 2,
-        measured_as: Some("logout-all"),
+        measured_as: &["logout-all"],
+        calls_when_borrowing: None,
     },
     FunctionSpec {
         name: "change-password",
         secrets_at_init: 2,
-        measured_as: Some("change-password"),
+        measured_as: &["change-password"],
+        calls_when_borrowing: None,
     },
     FunctionSpec {
         name: "me",
         secrets_at_init: 2,
-        measured_as: Some("me"),
+        measured_as: &["me"],
+        calls_when_borrowing: None,
     },
     FunctionSpec {
         name: "well-known",
         secrets_at_init: 1,
-        measured_as: Some("well-known"),
+        measured_as: &["well-known"],
+        calls_when_borrowing: None,
     },
     FunctionSpec {
         name: "account-email",
         secrets_at_init: 1,
-        measured_as: Some("register"),
+        measured_as: &["register"],
+        calls_when_borrowing: None,
+    },
+    // Signing keys, server key, TOTP data-key ring. Its traffic is the login's second step: an
+    // UpdateItem, two reservation tries, AES-GCM, one transaction and a token issue, no argon2.
+    // Until the bench measures account-mfa, refresh's own time (same 256 MB, the same token issue
+    // and transaction) with the verify's 4 calls.
+    FunctionSpec {
+        name: "account-mfa",
+        secrets_at_init: 3,
+        measured_as: &["account-mfa", "refresh"],
+        calls_when_borrowing: Some(4),
     },
     FunctionSpec {
         name: "mailer",
         secrets_at_init: 1,
-        measured_as: None,
+        measured_as: &[],
+        calls_when_borrowing: None,
     },
 ];
 
@@ -225,9 +277,17 @@ pub struct Endpoint {
 
 /// The endpoints and their units (items at most 1 KB, an outbox mail at most 2 KB, reads at most
 /// 4 KB unless counted): the calls are `workload::Kind::dynamo_calls` and
-/// `keygate_aws::dynamo::DynamoCalls`, the items `keygate_aws::dynamo`'s transactions.
+/// `keygate_aws::dynamo::DynamoCalls`, the items `keygate_aws::dynamo`'s transactions. A TOTP
+/// account's profile item is more than 1 KB: its MFA state (about 880 B of JSON with 10
+/// recovery-code hashes) makes it about 1.2 KB, so each write of it (an UpdateItem is billed on the
+/// larger of the item before and after) is 2 WRU, 4 inside a transaction. A conditional write whose
+/// condition fails is billed as a write of the item as it is.
 pub fn endpoints(p: &Profile) -> Vec<Endpoint> {
     let users = p.mau;
+    let logins = users * p.logins_per_user_month;
+    let refreshes = users * p.refreshes_per_user_month;
+    let totp = p.mfa_login_share;
+    let enrolments = users * p.mfa_enrolments_per_user_month;
     // A family holds its first token and one per refresh: a logout reads and deletes them all.
     let family = 1.0 + p.refreshes_per_user_month / p.logins_per_user_month.max(1.0);
     let family_read = (family * 300.0 / 4096.0).ceil();
@@ -251,20 +311,41 @@ pub fn endpoints(p: &Profile) -> Vec<Endpoint> {
             10.0,
         ),
         // UpdateItem reservation 1 | transaction: token Put 2, user Update 2, device Put 2.
+        e("POST /auth/login", "login", logins * (1.0 - totp), 0.0, 7.0),
+        // The password step of a TOTP account (403 mfa-required): UpdateItem reservation 2 |
+        // UpdateItem settling it 2 | PutItem challenge 1. No session yet.
         e(
-            "POST /auth/login",
+            "POST /auth/login (TOTP account: mfa-required)",
             "login",
-            users * p.logins_per_user_month,
+            logins * totp,
             0.0,
-            7.0,
+            5.0,
+        ),
+        // The second step, once per TOTP login: UpdateItem challenge attempt 1 | the reservation in
+        // two tries, 2 + 2 (the first assumes a quiet counter, and the password step left its attempt
+        // counted) | transaction: token Put 2, user Update 4, device Put 2, challenge Delete 2.
+        e(
+            "POST /auth/mfa/verify",
+            "account-mfa",
+            logins * totp,
+            0.0,
+            15.0,
         ),
         // Transaction: old token Update 2, new token Put 2, user check 2.
         e(
             "POST /auth/refresh",
             "refresh",
-            users * p.refreshes_per_user_month,
+            refreshes * (1.0 - totp),
             0.0,
             6.0,
+        ),
+        // As above, the user check of a TOTP account's profile 4.
+        e(
+            "POST /auth/refresh (TOTP account)",
+            "refresh",
+            refreshes * totp,
+            0.0,
+            8.0,
         ),
         // GetItem 1 + consistent Query of the family (300 B a token) | BatchWriteItem 1 a token.
         e(
@@ -291,6 +372,34 @@ pub fn endpoints(p: &Profile) -> Vec<Endpoint> {
             7.0,
         ),
         e("GET /auth/me", "me", users * p.me_per_user_month, 2.5, 0.0),
+        // Bearer check 2.5 | UpdateItem of the pending factor 1 (a profile with a pending factor,
+        // no recovery codes yet, stays under 1 KB).
+        e("POST /auth/mfa/totp", "account-mfa", enrolments, 2.5, 1.0),
+        // Bearer check 2.5 | transaction (a password change's): token Put 2, user Update 4 (the
+        // active state with its recovery codes), device Put 2.
+        e(
+            "POST /auth/mfa/totp/activate",
+            "account-mfa",
+            enrolments,
+            2.5,
+            8.0,
+        ),
+        // Bearer check 2.5 | UpdateItem reservation 2 | UpdateItem settling it 2 | UpdateItem swap 2.
+        e(
+            "POST /auth/mfa/recovery-codes",
+            "account-mfa",
+            users * p.mfa_recovery_regenerations_per_user_month,
+            2.5,
+            6.0,
+        ),
+        // As new recovery codes; the swap removes the state (billed on the item before).
+        e(
+            "POST /auth/mfa/totp/disable",
+            "account-mfa",
+            users * p.mfa_disables_per_user_month,
+            2.5,
+            6.0,
+        ),
         e(
             "GET /.well-known/jwks.json",
             "well-known",
@@ -591,6 +700,7 @@ pub fn estimate(
 
 /// Durations from a `power` run: each function at its `MEMORY_MB` size (the nearest measured size
 /// if that one was not), billed as keygate's own warm time plus `dynamodb_ms_per_call` per call.
+/// A function takes the first of its `measured_as` the run measured.
 pub fn durations_from_power(
     results: &Results,
     memory: &BTreeMap<String, u32>,
@@ -599,25 +709,31 @@ pub fn durations_from_power(
     let functions = power::analyse(results);
     let mut out = BTreeMap::new();
     for spec in &FUNCTIONS {
-        let (Some(measured), Some(&mb)) = (spec.measured_as, memory.get(spec.name)) else {
+        let Some(&mb) = memory.get(spec.name) else {
             continue;
         };
-        let Some(f) = functions.iter().find(|f| f.label == measured) else {
-            continue;
-        };
-        let nearest = f.points.iter().filter(|p| p.own.is_some()).min_by(|a, b| {
-            let d = |p: &power::Point| (f64::from(p.mb).ln() - f64::from(mb).ln()).abs();
-            d(a).total_cmp(&d(b))
+        let found = spec.measured_as.iter().find_map(|&measured| {
+            let f = functions.iter().find(|f| f.label == measured)?;
+            Some((measured, f, nearest_measured(f, mb)?))
         });
-        let Some(point) = nearest else { continue };
+        let Some((measured, f, point)) = found else {
+            continue;
+        };
+        let calls = match spec.calls_when_borrowing {
+            Some(calls) if measured != spec.name => calls,
+            _ => f.call_count,
+        };
         let own = point.own.unwrap_or_default().max(0.0);
-        let warm = (own + f64::from(f.call_count) * dynamodb_ms_per_call)
+        let warm = (own + f64::from(calls) * dynamodb_ms_per_call)
             .ceil()
             .max(1.0);
         let mut source = format!(
-            "{measured} @{} MB: own {own:.1} ms + {} calls x {dynamodb_ms_per_call} ms",
-            point.mb, f.call_count
+            "{measured} @{} MB: own {own:.1} ms + {calls} calls x {dynamodb_ms_per_call} ms",
+            point.mb
         );
+        if calls != f.call_count {
+            source.push_str(&format!(" ({}'s calls)", spec.name));
+        }
         if point.mb != mb {
             source.push_str(&format!(" (nearest measured size to {mb} MB)"));
         }
@@ -634,25 +750,30 @@ pub fn durations_from_power(
     out
 }
 
+/// The size nearest `mb` (on a log scale) at which `f`'s own time was measured.
+fn nearest_measured(f: &power::Function, mb: u32) -> Option<&power::Point> {
+    f.points.iter().filter(|p| p.own.is_some()).min_by(|a, b| {
+        let d = |p: &power::Point| (f64::from(p.mb).ln() - f64::from(mb).ln()).abs();
+        d(a).total_cmp(&d(b))
+    })
+}
+
 /// Durations from a recorded (unthrottled) run: the warm round trip as measured, moto's time
-/// included, at the function's `MEMORY_MB` size.
+/// included, on the run's smallest table, at the function's `MEMORY_MB` size.
 pub fn durations_from_results(
     results: &Results,
     memory: &BTreeMap<String, u32>,
 ) -> BTreeMap<String, Duration> {
     let mut out = BTreeMap::new();
     for spec in &FUNCTIONS {
-        let (Some(measured), Some(&mb)) = (spec.measured_as, memory.get(spec.name)) else {
+        let Some(&mb) = memory.get(spec.name) else {
             continue;
         };
-        let Some(v) = results
-            .variants
-            .iter()
-            .find(|v| v.label == measured && v.cpu_mb.is_none())
-        else {
-            continue;
-        };
-        let (Some(warm), Some(init)) = (v.warm(), v.init()) else {
+        let found = spec.measured_as.iter().find_map(|&measured| {
+            let v = results.find(measured)?;
+            Some((measured, v.warm()?, v.init()?))
+        });
+        let Some((measured, warm, init)) = found else {
             continue;
         };
         out.insert(
@@ -759,13 +880,14 @@ pub fn markdown(p: &Profile, e: &Estimate, durations_from: &str) -> String {
     out
 }
 
-const NOT_COUNTED: [&str; 6] = [
+const NOT_COUNTED: [&str; 7] = [
     "Free tiers (Lambda's 1M requests and 400,000 GB-s, KMS's 20,000 requests, CloudWatch's 5 GB of logs, 10 metrics) are not subtracted; Cognito's 10,000 free MAU are.",
     "Provisioned concurrency: the prod stage keeps 5 login and 5 refresh environments in business hours, 1 each otherwise (cdk/config/prod.ts); billed per GB-s provisioned whether used or not, it is a fixed cost beside these lines.",
     "Key re-reads: a warm environment re-reads its key secret every keyCacheTtlSeconds (300 s), about 8,640 GetSecretValue (and KMS Decrypt) a month per environment kept warm all month, $0.07 at most per environment.",
-    "DynamoDB storage and point-in-time recovery, KMS calls DynamoDB makes for the table key, data transfer out, CloudWatch alarms and log storage, the rotate-keys function (a few invocations a month), the account-mfa endpoints.",
+    "DynamoDB storage and point-in-time recovery, KMS calls DynamoDB makes for the table key, data transfer out, CloudWatch alarms and log storage, the rotate-keys function (a few invocations a month).",
+    "A TOTP account's profile item (about 1.2 KB) is counted at 2 KB on login, refresh and /auth/mfa/*; its rarer writes (logout-all, password change, the mail endpoints) are counted at 1 KB: at most 27,000 WRU, 2 cents, a month at 1,000,000 MAU with the defaults.",
     "Cognito's side: its own mails (SES past Cognito's 50 a day), WAF on its endpoints and its API request quotas are not counted either.",
-    "Units and invocations are per the profile's rates; a failed login, a replayed refresh token or a throttled request costs what its calls cost (handlers/aws/tests/moto.rs lists them).",
+    "Units and invocations are per the profile's rates; a failed login, a wrong second-factor code, a replayed refresh token or a throttled request costs what its calls cost (handlers/aws/tests/moto.rs lists them).",
 ];
 
 fn profile_json(p: &Profile) -> String {
@@ -773,6 +895,10 @@ fn profile_json(p: &Profile) -> String {
         "mau": p.mau,
         "logins_per_user_month": p.logins_per_user_month,
         "refreshes_per_user_month": p.refreshes_per_user_month,
+        "mfa_login_share": p.mfa_login_share,
+        "mfa_enrolments_per_user_month": p.mfa_enrolments_per_user_month,
+        "mfa_recovery_regenerations_per_user_month": p.mfa_recovery_regenerations_per_user_month,
+        "mfa_disables_per_user_month": p.mfa_disables_per_user_month,
         "cold_start_share": p.cold_start_share,
         "api": match p.api { Api::Rest => "rest", Api::Http => "http" },
         "waf": p.waf,
@@ -833,6 +959,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
     if let Some(mau) = mau {
         profile.mau = mau;
     }
+    profile.check()?;
     let memory = power::read_memory_mb(&memory_file)
         .ok_or_else(|| format!("{}: no MEMORY_MB found", memory_file.display()))?;
     let read = |path: &Path| -> Result<Results, String> {
@@ -878,14 +1005,19 @@ pub fn main(args: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::{MotoTiming, VariantResult};
 
-    /// 20,000 MAU, 1 login and 10 refreshes each, nothing else; 10% cold starts; REST + WAF;
-    /// every function 1024 MB, 10 ms warm, 100 ms init.
+    /// 20,000 MAU, 1 login and 10 refreshes each, nothing else (no TOTP account); 10% cold starts;
+    /// REST + WAF; every function 1024 MB, 10 ms warm, 100 ms init.
     fn small() -> Profile {
         Profile {
             mau: 20_000.0,
             logins_per_user_month: 1.0,
             refreshes_per_user_month: 10.0,
+            mfa_login_share: 0.0,
+            mfa_enrolments_per_user_month: 0.0,
+            mfa_recovery_regenerations_per_user_month: 0.0,
+            mfa_disables_per_user_month: 0.0,
             cold_start_share: 0.1,
             registrations_per_user_month: 0.0,
             verification_mails_per_user_month: 0.0,
@@ -1043,9 +1175,222 @@ mod tests {
         assert_eq!(p.mau, 5.0);
         assert_eq!(p.api, Api::Http);
         assert_eq!(p.refreshes_per_user_month, 120.0);
+        assert_eq!(p.mfa_login_share, 0.1);
+        assert_eq!(p.mfa_enrolments_per_user_month, 0.005);
         assert!(serde_json::from_str::<Profile>(r#"{"mua": 5}"#).is_err());
         let p: Profile = serde_json::from_str(r#"{"architecture": "arm64"}"#).unwrap();
         assert_eq!(p.architecture, Architecture::Arm64);
+        let p: Profile = serde_json::from_str(
+            r#"{"mfa_login_share": 0.3, "mfa_enrolments_per_user_month": 0.01,
+                "mfa_recovery_regenerations_per_user_month": 0.002, "mfa_disables_per_user_month": 0}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                p.mfa_login_share,
+                p.mfa_enrolments_per_user_month,
+                p.mfa_recovery_regenerations_per_user_month,
+                p.mfa_disables_per_user_month
+            ),
+            (0.3, 0.01, 0.002, 0.0)
+        );
+        assert!(p.check().is_ok());
+        // A misspelt MFA field is refused, not silently defaulted.
+        assert!(serde_json::from_str::<Profile>(r#"{"mfa_logins_share": 0.5}"#).is_err());
+        assert!(
+            serde_json::from_str::<Profile>(r#"{"mfa_enrollments_per_user_month": 1}"#).is_err()
+        );
+        for share in [-0.1, 1.5] {
+            let p = Profile {
+                mfa_login_share: share,
+                ..Profile::default()
+            };
+            assert!(p.check().is_err(), "{share}");
+        }
+        // Every field is printed back.
+        let printed: Profile = serde_json::from_str(&profile_json(&p)).unwrap();
+        assert_eq!(printed, p);
+    }
+
+    fn function<'a>(e: &'a Estimate, name: &str) -> &'a FunctionCost {
+        e.functions
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no function {name}"))
+    }
+
+    fn units(e: &Estimate) -> (f64, f64) {
+        let rru = e.endpoints.iter().map(|ep| ep.requests * ep.rru).sum();
+        let wru = e.endpoints.iter().map(|ep| ep.requests * ep.wru).sum();
+        (rru, wru)
+    }
+
+    #[test]
+    fn totp_logins_take_a_second_step_on_account_mfa() {
+        let month = |share: f64| {
+            let p = Profile {
+                mfa_login_share: share,
+                ..small()
+            };
+            estimate(
+                &p,
+                &PRICES,
+                &flat_durations(),
+                &BTreeMap::new(),
+                0,
+                &LogBytes::default(),
+            )
+        };
+        let (none, all, half) = (month(0.0), month(1.0), month(0.5));
+        // One verify per TOTP login: 20,000 MAU x 1 login.
+        close(function(&none, "account-mfa").invocations, 0.0);
+        close(function(&all, "account-mfa").invocations, 20_000.0);
+        close(function(&half, "account-mfa").invocations, 10_000.0);
+        // The password step still runs on login; refresh's invocations do not change.
+        for e in [&none, &all, &half] {
+            close(function(e, "login").invocations, 20_000.0);
+            close(function(e, "refresh").invocations, 200_000.0);
+        }
+        // No reads. Password-only: 20,000 x 7 + 200,000 x 6 = 1,340,000 WRU. All TOTP: 20,000 x
+        // (5 password step + 15 verify) + 200,000 x 8 = 2,000,000 WRU.
+        assert_eq!(units(&none), (0.0, 1_340_000.0));
+        assert_eq!(units(&all), (0.0, 2_000_000.0));
+        assert_eq!(units(&half), (0.0, 1_670_000.0));
+        let step = |e: &Estimate, name: &str| {
+            let ep = e.endpoints.iter().find(|ep| ep.name == name).unwrap();
+            (ep.function, ep.rru, ep.wru)
+        };
+        assert_eq!(
+            step(&all, "POST /auth/mfa/verify"),
+            ("account-mfa", 0.0, 15.0)
+        );
+        assert_eq!(
+            step(&all, "POST /auth/login (TOTP account: mfa-required)"),
+            ("login", 0.0, 5.0)
+        );
+        // The verifies go through the API: 20,000 more requests x $3.50/M.
+        close(
+            line(&all, "API Gateway").usd - line(&none, "API Gateway").usd,
+            0.07,
+        );
+        // account-mfa reads 3 secrets per cold start: 2,000 cold starts x 3 = 6,000 calls x
+        // $0.05/10k.
+        close(
+            line(&all, "Secrets Manager").usd - line(&none, "Secrets Manager").usd,
+            0.03,
+        );
+        close(line(&all, "KMS").usd - line(&none, "KMS").usd, 0.018);
+    }
+
+    #[test]
+    fn mfa_account_endpoints_by_hand() {
+        let p = Profile {
+            logins_per_user_month: 0.0,
+            refreshes_per_user_month: 0.0,
+            mfa_enrolments_per_user_month: 0.01,
+            mfa_recovery_regenerations_per_user_month: 0.02,
+            mfa_disables_per_user_month: 0.005,
+            ..small()
+        };
+        let e = estimate(
+            &p,
+            &PRICES,
+            &flat_durations(),
+            &BTreeMap::new(),
+            0,
+            &LogBytes::default(),
+        );
+        // 200 enrolments (2 requests each), 400 new sets of recovery codes, 100 disables.
+        close(function(&e, "account-mfa").invocations, 900.0);
+        // Every one a bearer check, 2.5 RRU; WRU: 200 x 1 + 200 x 8 + 400 x 6 + 100 x 6.
+        assert_eq!(units(&e), (900.0 * 2.5, 4_800.0));
+    }
+
+    #[test]
+    fn account_mfa_takes_its_own_measurement_or_refreshs_time_with_its_calls() {
+        let variant = |label: &str, kind: &str, warm: f64| VariantResult {
+            label: label.into(),
+            kind: kind.into(),
+            warm_ms: vec![warm],
+            init_ms: vec![30.0],
+            cpu_mb: Some(256),
+            ..Default::default()
+        };
+        let mut moto = MotoTiming::default();
+        moto.samples.insert("TransactWriteItems".into(), vec![50.0]);
+        moto.samples.insert("UpdateItem".into(), vec![10.0]);
+        moto.calls.insert(
+            "refresh".into(),
+            BTreeMap::from([("TransactWriteItems".into(), 1)]),
+        );
+        moto.calls.insert(
+            "account-mfa".into(),
+            BTreeMap::from([("UpdateItem".into(), 1)]),
+        );
+        let memory = BTreeMap::from([("refresh".to_owned(), 256), ("account-mfa".to_owned(), 256)]);
+        let mut results = Results {
+            variants: vec![variant("refresh @256 MB", "refresh", 54.0)],
+            cpu_mb: vec![256],
+            moto: Some(moto),
+            ..Default::default()
+        };
+        // Not measured: refresh's own 4 ms + the verify's 4 calls x 5 ms.
+        let d = durations_from_power(&results, &memory, 5.0);
+        assert_eq!((d["refresh"].warm_ms, d["refresh"].init_ms), (9.0, 30.0));
+        let mfa = &d["account-mfa"];
+        assert_eq!((mfa.memory_mb, mfa.warm_ms, mfa.init_ms), (256, 24.0, 30.0));
+        assert!(mfa.source.starts_with("refresh @256 MB"), "{}", mfa.source);
+        // Measured: its own 20 ms + its 1 call x 5 ms.
+        results
+            .variants
+            .push(variant("account-mfa @256 MB", "account-mfa", 30.0));
+        let d = durations_from_power(&results, &memory, 5.0);
+        let mfa = &d["account-mfa"];
+        assert_eq!(mfa.warm_ms, 25.0);
+        assert!(
+            mfa.source.starts_with("account-mfa @256 MB"),
+            "{}",
+            mfa.source
+        );
+        // The recorded (unthrottled) run: the same preference.
+        let recorded = |label: &str, warm: f64| VariantResult {
+            cpu_mb: None,
+            ..variant(label, label, warm)
+        };
+        let mut results = Results {
+            variants: vec![recorded("refresh", 80.0)],
+            ..Default::default()
+        };
+        assert_eq!(
+            durations_from_results(&results, &memory)["account-mfa"].warm_ms,
+            80.0
+        );
+        results.variants.push(recorded("account-mfa", 60.0));
+        assert_eq!(
+            durations_from_results(&results, &memory)["account-mfa"].warm_ms,
+            60.0
+        );
+    }
+
+    #[test]
+    fn the_mfa_endpoints_are_printed_not_excluded() {
+        let p = Profile::default();
+        let e = estimate(
+            &p,
+            &PRICES,
+            &flat_durations(),
+            &BTreeMap::new(),
+            24,
+            &LogBytes::default(),
+        );
+        let md = markdown(&p, &e, "test");
+        assert!(
+            md.contains("| POST /auth/mfa/verify | 40,000 | 0 | 15 |"),
+            "{md}"
+        );
+        assert!(md.contains("| account-mfa | 1024 | "), "{md}");
+        let not_counted = &md[md.find("## Not counted").unwrap()..];
+        assert!(!not_counted.contains("account-mfa"), "{not_counted}");
     }
 
     #[test]
