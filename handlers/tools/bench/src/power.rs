@@ -213,15 +213,26 @@ pub fn markdown(
         cgroup::PERIOD_US
     );
     if let Some(moto) = &results.moto {
-        let per_call: Vec<String> = moto
-            .samples
-            .iter()
-            .map(|(op, s)| format!("{op} {} ms", ms(median(s))))
-            .collect();
+        let list = |samples: &BTreeMap<String, Vec<f64>>| {
+            samples
+                .iter()
+                .map(|(op, s)| format!("{op} {} ms", ms(median(s))))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        // A run on tables held at fixed sizes times moto per size; an older run over the whole run.
+        let per_call = if moto.by_table.is_empty() {
+            list(&moto.samples)
+        } else {
+            moto.by_table
+                .iter()
+                .map(|(n, samples)| format!("at {n} items {}", list(samples)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
         let _ = writeln!(
             out,
-            "moto's own median per call, timed from the harness in the same run against the same table: {}.{}\n",
-            per_call.join(", "),
+            "moto's own median per call, timed from the harness in the same run against the same table: {per_call}.{}\n",
             match (moto.table_items_start, moto.table_items_end) {
                 (Some(a), Some(b)) => format!(
                     " One table for the whole run: {a} items when measuring started, {b} at the end; every size met the same table, the sizes interleaved."

@@ -183,6 +183,20 @@ impl Results {
             .min_by_key(|v| v.table_items)
     }
 
+    /// The default build of `kind` on the same table size as `table_items` (a floor beside the
+    /// variant it is the floor of: moto's time grows with the table), else on the smallest table.
+    pub fn find_at(&self, kind: &str, table_items: Option<u64>) -> Option<&VariantResult> {
+        self.variants
+            .iter()
+            .find(|v| {
+                v.kind == kind
+                    && v.is_standard()
+                    && v.cpu_mb.is_none()
+                    && v.table_items == table_items
+            })
+            .or_else(|| self.find(kind))
+    }
+
     /// The standard keygate functions (tuning variants, labelled otherwise, excluded).
     fn functions(&self) -> impl Iterator<Item = &VariantResult> {
         self.variants
@@ -225,12 +239,15 @@ fn verdict(ok: bool) -> &'static str {
 
 pub fn markdown(results: &Results) -> String {
     let mut out = String::new();
-    let hello = results.find("floor-hello").and_then(VariantResult::init);
-    let sdk = results.find("floor-sdk").and_then(VariantResult::init);
+    let floor_init = |kind: &str, v: &VariantResult| {
+        results
+            .find_at(kind, v.table_items)
+            .and_then(VariantResult::init)
+    };
     let _ = writeln!(out, "# {}\n", results.title);
     let _ = writeln!(
         out,
-        "{} cold starts per variant (fresh processes, variants interleaved run by run in a shuffled order), {} warm invocations after each; medians. Machine: {}.\n",
+        "{} cold starts per variant (fresh processes, variants interleaved run by run in a shuffled order), {} warm invocations after each; medians; a ratio to a floor is to the floor on the same table size. Machine: {}.\n",
         results.runs, results.warm, results.machine
     );
     let _ = writeln!(
@@ -271,14 +288,14 @@ pub fn markdown(results: &Results) -> String {
             warm,
             v.rss_mb().map_or("-".into(), |m| format!("{m:.1}")),
             v.zip_mb().map_or("-".into(), |m| format!("{m:.2}")),
-            x(ratio(init, sdk)),
-            x(ratio(init, hello)),
+            x(ratio(init, floor_init("floor-sdk", v))),
+            x(ratio(init, floor_init("floor-hello", v))),
             answered
         );
     }
 
     let refresh = results.find("refresh");
-    let node = results.find("node-refresh");
+    let node = refresh.and_then(|r| results.find_at("node-refresh", r.table_items));
     if let (Some(refresh), Some(node)) = (refresh, node) {
         let _ = writeln!(out, "\n## Node.js / Rust refresh\n");
         let _ = writeln!(out, "| measure | Node.js | Rust | Node / Rust |");
@@ -308,10 +325,12 @@ pub fn markdown(results: &Results) -> String {
         let _ = writeln!(out, "| --- | --- | --- |");
         let worst_init = functions
             .iter()
-            .filter_map(|v| v.init().map(|i| (i, v)))
+            .filter_map(|v| {
+                let (init, sdk) = (v.init()?, floor_init("floor-sdk", v)?);
+                (sdk > 0.0).then_some((init / sdk, init, sdk, v))
+            })
             .max_by(|a, b| a.0.total_cmp(&b.0));
-        if let (Some((init, v)), Some(sdk)) = (worst_init, sdk) {
-            let r = init / sdk;
+        if let Some((r, init, sdk, v)) = worst_init {
             let _ = writeln!(
                 out,
                 "| every function's init <= 1.25x SDK floor | worst: {} {:.2}x ({} ms vs {} ms) | {} |",
@@ -322,8 +341,11 @@ pub fn markdown(results: &Results) -> String {
                 verdict(r <= 1.25)
             );
         }
-        if let (Some(r), Some(_)) = (refresh.and_then(VariantResult::init), hello) {
-            let q = r / hello.unwrap_or(1.0);
+        let hello = refresh.and_then(|r| floor_init("floor-hello", r));
+        if let (Some(r), Some(h)) = (refresh.and_then(VariantResult::init), hello)
+            && h > 0.0
+        {
+            let q = r / h;
             let _ = writeln!(
                 out,
                 "| refresh init <= 4x hello floor | {q:.2}x ({} ms vs {} ms) | {} |",
@@ -739,6 +761,35 @@ mod tests {
             invocations_ok: 3,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_ratio_to_a_floor_is_taken_at_the_variants_table_size() {
+        let at = |kind: &str, items: u64, init: f64| VariantResult {
+            table_items: Some(items),
+            ..variant(&format!("{kind} [{items} items]"), kind, init)
+        };
+        let results = Results {
+            title: "t".into(),
+            variants: vec![
+                at("floor-sdk", 400, 10.0),
+                at("floor-sdk", 2400, 20.0),
+                at("refresh", 400, 11.0),
+                at("refresh", 2400, 24.0),
+            ],
+            ..Default::default()
+        };
+        let md = markdown(&results);
+        // 24 ms against the 2,400-item floor (1.20x), not the 400-item one (2.40x).
+        assert!(md.contains("| refresh [2400 items] | 24.0 "), "{md}");
+        assert!(md.contains("| 1.20x |"), "{md}");
+        assert!(!md.contains("2.40x"), "{md}");
+        assert!(
+            md.contains(
+                "| every function's init <= 1.25x SDK floor | worst: refresh [2400 items] 1.20x (24.0 ms vs 20.0 ms) | met |"
+            ),
+            "{md}"
+        );
     }
 
     #[test]

@@ -5,10 +5,9 @@
 //! (`crate::moto_probe`), so a table that grows during a run makes moto, not keygate, slower run by
 //! run. Each cold start therefore gets the table as seeding left it, topped up with filler items to
 //! the variant's size, outside the timed part: a Scan, then one BatchWriteItem pass deleting what the
-//! last cold start added and putting back what it changed (dropping and re-creating the table would
-//! be simpler, but moto 5.2.5 keeps memory of every deleted table: about 35 MB each at 2,400 items,
-//! out of memory within the run). The harness's fixture is restored with it (`workload::Fixture` is
-//! cloned).
+//! last cold start added and putting back what it changed (a few dozen writes, where dropping and
+//! re-creating the table would rewrite all of it). The harness's fixture is restored with it
+//! (`workload::Fixture` is cloned).
 
 use std::collections::HashMap;
 
