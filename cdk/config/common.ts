@@ -16,7 +16,8 @@ export const DEFAULT_REGION = 'us-east-1';
  *
  * Measured at 128-3008 MB (emulated CPU share, `keygate-bench run --cpu-mb` then `power`): figures,
  * chosen sizes and why these stay in docs/benchmarks.md, "Memory by measurement" (tests/bench/power/).
- * account-email, account-mfa and mailer are not benchmarked; their sizes are not measured.
+ * The bench's account-email workload is a reset request, which hashes nothing: its size follows
+ * register's curve, for the reset that does.
  */
 export const MEMORY_MB: Readonly<Record<FunctionName, number>> = {
   register: 1024,
