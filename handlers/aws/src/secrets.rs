@@ -200,33 +200,90 @@ pub fn public_key_source(
     .public_keys()
 }
 
-/// Reads the server key (audit email hashes) from `secret_id`, once at init. The error is one line
-/// naming the setting, never the secret's value.
-pub async fn read_server_key(client: &Client, secret_id: &str) -> Result<AuditKey, String> {
-    let setting = crate::settings::SERVER_KEY_SECRET_ID.env;
-    let text = read_text(client, secret_id, setting).await?;
-    AuditKey::parse(&text).map_err(|e| format!("{setting}: the secret's value {e}"))
+/// A secret a function reads at init: the setting that names it (for errors) and its id.
+#[derive(Debug, Clone, Copy)]
+pub struct InitSecret<'a> {
+    pub setting: &'static str,
+    pub id: &'a str,
 }
 
-/// The current value of the secret `setting` names, or an error that names the setting.
-async fn read_text(client: &Client, secret_id: &str, setting: &str) -> Result<String, String> {
-    client
-        .get_secret_value()
-        .secret_id(secret_id)
+/// The current values of `secrets`, in their order, read in one BatchGetSecretValue: one round
+/// trip and one connection at init however many secrets a function reads (each is still authorised
+/// by GetSecretValue on its own ARN, and decrypted under its own encryption context). A secret that
+/// could not be read is an error naming its setting, never a value.
+pub async fn read_at_init(
+    client: &Client,
+    secrets: &[InitSecret<'_>],
+) -> Vec<Result<String, String>> {
+    if secrets.is_empty() {
+        return Vec::new();
+    }
+    let answer = client
+        .batch_get_secret_value()
+        .set_secret_id_list(Some(secrets.iter().map(|s| s.id.to_owned()).collect()))
         .send()
-        .await
-        .map_err(|e| store_error("GetSecretValue", e))
-        .and_then(secret_text)
-        .map_err(|e| format!("{setting}: {e}"))?
-        .ok_or_else(|| format!("{setting}: the secret holds no value"))
+        .await;
+    let output = match answer {
+        Ok(output) => output,
+        Err(e) => {
+            let error = format!(
+                "Secrets Manager BatchGetSecretValue: {}",
+                DisplayErrorContext(&e)
+            );
+            return secrets
+                .iter()
+                .map(|s| Err(format!("{}: {error}", s.setting)))
+                .collect();
+        }
+    };
+    // At most 20 ids a call and no filter: every answer is on the first page.
+    let values = output.secret_values.unwrap_or_default();
+    let errors = output.errors.unwrap_or_default();
+    secrets
+        .iter()
+        .map(|secret| {
+            // Secrets Manager answers with the secret's ARN and name, whichever the id was.
+            let is_it = |arn: Option<&str>, name: Option<&str>| {
+                arn == Some(secret.id) || name == Some(secret.id)
+            };
+            if let Some(entry) = values.iter().find(|v| is_it(v.arn(), v.name())) {
+                let text = match (entry.secret_string(), entry.secret_binary()) {
+                    (Some(text), _) => Some(text.to_owned()),
+                    (None, Some(blob)) => String::from_utf8(blob.as_ref().to_vec()).ok(),
+                    (None, None) => None,
+                };
+                return text
+                    .ok_or_else(|| format!("{}: the secret holds no text value", secret.setting));
+            }
+            match errors.iter().find(|e| e.secret_id() == Some(secret.id)) {
+                Some(e) => Err(format!(
+                    "{}: Secrets Manager BatchGetSecretValue: {}: {}",
+                    secret.setting,
+                    e.error_code().unwrap_or("error"),
+                    e.message().unwrap_or("no message")
+                )),
+                None => Err(format!(
+                    "{}: Secrets Manager BatchGetSecretValue answered nothing for the secret",
+                    secret.setting
+                )),
+            }
+        })
+        .collect()
 }
 
-/// The TOTP data-key ring ([`FactorKeyRing`]), read once at init: a rotation of the ring reaches a
-/// function with its next execution environment, and keeps the old keys, so codes keep verifying.
-pub async fn read_factor_keys(client: &Client, secret_id: &str) -> Result<FactorKeyRing, String> {
+/// The server key (audit email hashes, code HMACs, the outbox seal) from its secret's value. The
+/// error is one line naming the setting, never the value.
+pub fn parse_server_key(text: &str) -> Result<AuditKey, String> {
+    let setting = crate::settings::SERVER_KEY_SECRET_ID.env;
+    AuditKey::parse(text).map_err(|e| format!("{setting}: the secret's value {e}"))
+}
+
+/// The TOTP data-key ring ([`FactorKeyRing`]) from its secret's value, read once at init: a
+/// rotation of the ring reaches a function with its next execution environment, and keeps the old
+/// keys, so codes keep verifying.
+pub fn parse_factor_keys(text: &str) -> Result<FactorKeyRing, String> {
     let setting = crate::settings::FACTOR_KEYS_SECRET_ID.env;
-    let text = read_text(client, secret_id, setting).await?;
-    FactorKeyRing::parse(&text).map_err(|e| format!("{setting}: {e}"))
+    FactorKeyRing::parse(text).map_err(|e| format!("{setting}: {e}"))
 }
 
 /// The key source over `secret_id`, caching for `ttl`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use keygate_aws::dynamo::DynamoCalls;
 use keygate_aws::rotation::{RotationEvent, rotate_step};
-use keygate_aws::secrets::SecretsManagerVersions;
+use keygate_aws::secrets::{InitSecret, SecretsManagerVersions, read_at_init};
 use keygate_aws::{DynamoStore, sdk};
 use keygate_core::SigningAlgorithm;
 use keygate_core::audit::RequestContext;
@@ -137,6 +137,63 @@ moto_test!(
             1,
             "AWSCURRENT only"
         );
+    }
+);
+
+moto_test!(
+    init_reads_every_secret_in_one_call_and_names_the_setting_of_one_it_cannot_read,
+    async {
+        let plain = secrets_client().await;
+        let keys = key_doc(SigningAlgorithm::Es256).to_json();
+        let keys_name = create_secret(&plain, &keys).await;
+        let server_name = create_secret(&plain, "server-key-value-0123456789abcdef").await;
+        // By ARN, as the CDK app names them, and by name.
+        let server_arn = plain
+            .describe_secret()
+            .secret_id(&server_name)
+            .send()
+            .await
+            .unwrap()
+            .arn
+            .unwrap();
+        let (client, http) = common::instrumented_secrets_manager().await;
+        let read = |setting, id| InitSecret { setting, id };
+        let values = read_at_init(
+            &client,
+            &[
+                read("KEYGATE_KEYS_SECRET_ID", &keys_name),
+                read("KEYGATE_SERVER_KEY_SECRET_ID", &server_arn),
+                read("KEYGATE_FACTOR_KEYS_SECRET_ID", "keygate-no-such-secret"),
+            ],
+        )
+        .await;
+        assert_eq!(http.faults.requests.load(Ordering::SeqCst), 1, "one call");
+        assert_eq!(values[0].as_deref(), Ok(keys.as_str()));
+        assert_eq!(
+            values[1].as_deref(),
+            Ok("server-key-value-0123456789abcdef")
+        );
+        let missing = values[2].as_ref().unwrap_err();
+        assert!(
+            missing.starts_with("KEYGATE_FACTOR_KEYS_SECRET_ID: "),
+            "{missing}"
+        );
+        assert!(!missing.contains("server-key-value"), "{missing}");
+
+        // Secrets Manager unreachable: every secret's error names its setting, after the SDK's
+        // retries.
+        http.faults.outage.store(true, Ordering::SeqCst);
+        let down = read_at_init(
+            &client,
+            &[read("KEYGATE_SERVER_KEY_SECRET_ID", &server_arn)],
+        )
+        .await;
+        let error = down[0].as_ref().unwrap_err();
+        assert!(
+            error.starts_with("KEYGATE_SERVER_KEY_SECRET_ID: Secrets Manager BatchGetSecretValue"),
+            "{error}"
+        );
+        assert!(read_at_init(&client, &[]).await.is_empty());
     }
 );
 

@@ -372,6 +372,14 @@ pub struct VersionedKeySource<V, C> {
     cache: Mutex<Cached>,
 }
 
+/// A store's error as the key error a caller sees.
+fn unavailable(e: RotationError) -> KeyError {
+    match e {
+        RotationError::Keys(e) => e,
+        other => KeyError::Unavailable(other.to_string()),
+    }
+}
+
 impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
     pub fn new(store: V, clock: C, ttl: std::time::Duration) -> Self {
         Self {
@@ -420,10 +428,6 @@ impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
 
     /// Reads the store now, whatever the cache holds.
     pub async fn load(&self) -> Result<KeySet, KeyError> {
-        let unavailable = |e: RotationError| match e {
-            RotationError::Keys(e) => e,
-            other => KeyError::Unavailable(other.to_string()),
-        };
         // Both reads at once: they are independent, and on a cold start they sit on the init path
         // (one Secrets Manager round trip instead of two; measured in tests/bench).
         let (current, pending) =
@@ -438,11 +442,26 @@ impl<V: SecretVersionStore, C: Clock> VersionedKeySource<V, C> {
         let current = current
             .map_err(unavailable)?
             .ok_or_else(|| KeyError::NoValidKeySet("no version is labelled AWSCURRENT".into()))?;
+        self.key_set_of(&current, pending.map_err(unavailable)?)
+    }
+
+    /// Caches the key set of `current`, the store's `AWSCURRENT` value read elsewhere (the Lambda
+    /// functions read every secret of their init in one call), as a [`load`](Self::load) at this
+    /// moment would: the next read of the store comes one TTL from now. A source that also reads
+    /// `AWSPENDING` primes without it.
+    pub fn prime(&self, current: &str) -> Result<Arc<KeySet>, KeyError> {
+        let set = self.key_set_of(current, None)?;
+        Ok(self.keep(set, self.clock.now_ms()))
+    }
+
+    /// The key set of the `AWSCURRENT` and `AWSPENDING` values; a pending value that is not a key
+    /// set, or whose key does not load, is ignored with a warning.
+    fn key_set_of(&self, current: &str, pending: Option<String>) -> Result<KeySet, KeyError> {
         if self.public {
-            return KeySet::from_public(&PublicKeySetDocument::parse(&current)?);
+            return KeySet::from_public(&PublicKeySetDocument::parse(current)?);
         }
-        let current = KeySetDocument::parse(&current)?;
-        let pending = match pending.map_err(unavailable)? {
+        let current = KeySetDocument::parse(current)?;
+        let pending = match pending {
             None => None,
             Some(value) => match KeySetDocument::parse(&value) {
                 Ok(doc) => Some(doc),

@@ -176,6 +176,48 @@ async fn key_source_publishes_pending_caches_and_survives_outages() {
 }
 
 #[tokio::test]
+async fn a_primed_source_serves_the_value_it_was_given_for_one_ttl_then_reads_the_store() {
+    let (old, store) = initial();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let source =
+        VersionedKeySource::new(store, clock.clone(), Duration::from_secs(300)).without_pending();
+    // The store is down: a primed source does not read it until the TTL passes.
+    source.store().fail.store(true, Ordering::SeqCst);
+    let primed = source.prime(&old.to_json()).unwrap();
+    assert_eq!(primed.signing_key(NOW).kid, old.keys[0].kid);
+    clock.advance_ms(299_999);
+    assert_eq!(
+        source.key_set().await.unwrap().signing_key(NOW).kid,
+        old.keys[0].kid
+    );
+    // One TTL on, it reads the store (which now holds another key set).
+    let newer = KeySetDocument {
+        keys: vec![generate_key(SigningAlgorithm::EdDsa, 2).unwrap()],
+    };
+    source.store().fail.store(false, Ordering::SeqCst);
+    source
+        .store()
+        .put_pending("v2", &newer.to_json())
+        .await
+        .unwrap();
+    source
+        .store()
+        .update_stage(AWSCURRENT, Some("v2"), Some("v1"))
+        .await
+        .unwrap();
+    clock.advance_ms(1);
+    assert_eq!(
+        source.key_set().await.unwrap().signing_key(NOW).kid,
+        newer.keys[0].kid
+    );
+    // A value that is not a key set primes nothing.
+    assert!(matches!(
+        source.prime("random"),
+        Err(KeyError::NoValidKeySet(_))
+    ));
+}
+
+#[tokio::test]
 async fn key_source_without_a_cache_reports_instead_of_panicking() {
     let clock = ManualClock::new(NOW);
     let garbage = VersionedKeySource::new(

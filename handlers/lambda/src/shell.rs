@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use keygate_aws::outbox_stream::{StreamEvent, deliver_batch};
 use keygate_aws::rotation::{RotationEvent, rotate_step};
-use keygate_aws::secrets::{self, SecretsManagerKeySource};
+use keygate_aws::secrets::{self, InitSecret, SecretsManagerKeySource};
 use keygate_aws::ses::{SesMailer, SesSettings};
 use keygate_aws::{DynamoStore, sdk, settings};
 use keygate_core::audit::AuditKey;
@@ -32,7 +32,7 @@ use keygate_core::store::{
     UserStore,
 };
 use keygate_core::{
-    AuthConfig, AuthService, Clock as _, ConfigError, KeySource as _, SigningAlgorithm, SystemClock,
+    AuthConfig, AuthService, Clock as _, ConfigError, SigningAlgorithm, SystemClock,
 };
 use keygate_http::{Endpoint, KeyAccess};
 use lambda_http::RequestExt as _;
@@ -110,12 +110,15 @@ pub trait Storage: Sized {
         lookup: &F,
     ) -> Result<Self::Settings, ConfigError>;
 
-    /// The store and the audit key, with the function's keys warmed meanwhile.
+    /// The server key's secret: read at init, with the function's other secrets, by the functions
+    /// that emit audit events (those with table access); `None` for the others.
+    fn server_key_secret_id(settings: &Self::Settings) -> Option<&str>;
+
+    /// The store, its connection opened.
     fn open(
         settings: Self::Settings,
         sdk_config: &aws_config::SdkConfig,
-        keys: &FunctionKeys,
-    ) -> impl Future<Output = Result<(Self::Store, AuditKey), String>>;
+    ) -> impl Future<Output = Self::Store>;
 }
 
 impl Storage for WithTable {
@@ -131,22 +134,17 @@ impl Storage for WithTable {
         })
     }
 
-    async fn open(
-        settings: TableSettings,
-        sdk_config: &aws_config::SdkConfig,
-        keys: &FunctionKeys,
-    ) -> Result<(DynamoStore, AuditKey), String> {
+    fn server_key_secret_id(settings: &TableSettings) -> Option<&str> {
+        Some(&settings.server_key_secret_id)
+    }
+
+    async fn open(settings: TableSettings, sdk_config: &aws_config::SdkConfig) -> DynamoStore {
         let store = DynamoStore::new(
             aws_sdk_dynamodb::Client::new(sdk_config),
             settings.table_name,
         );
-        let secrets = aws_sdk_secretsmanager::Client::new(sdk_config);
-        let ((), (), server_key) = tokio::join!(
-            warm_keys(keys),
-            store.warm_up(),
-            secrets::read_server_key(&secrets, &settings.server_key_secret_id)
-        );
-        Ok((store, server_key?))
+        store.warm_up().await;
+        store
     }
 }
 
@@ -161,13 +159,12 @@ impl Storage for WithoutTable {
     /// It publishes the JWKS from the public key set, which holds the pending key during a rotation
     /// (rotate-keys writes it there at createSecret). It emits no audit events (JWKS and documents
     /// only), so it is not granted the server key; its service hashes with a throwaway key instead.
-    async fn open(
-        (): (),
-        _: &aws_config::SdkConfig,
-        keys: &FunctionKeys,
-    ) -> Result<(NoTable, AuditKey), String> {
-        warm_keys(keys).await;
-        Ok((NoTable, AuditKey::generate()?))
+    fn server_key_secret_id((): &()) -> Option<&str> {
+        None
+    }
+
+    async fn open((): (), _: &aws_config::SdkConfig) -> NoTable {
+        NoTable
     }
 }
 
@@ -335,6 +332,74 @@ impl FunctionKeys {
     fn no_keys() -> KeyError {
         KeyError::Unavailable("this function's endpoints use no keys".into())
     }
+
+    /// The key secret's value as init read it, cached for one TTL; a value that did not arrive or
+    /// does not load is logged, and the first request that needs a key reads the secret again.
+    fn prime(&self, read: Option<Result<String, String>>) {
+        let Self::Secret(source) = self else {
+            return;
+        };
+        let primed = match read {
+            Some(Ok(text)) => source.prime(&text).map_err(|e| e.to_string()),
+            Some(Err(e)) => Err(e),
+            None => Err("the key secret was not read at init".into()),
+        };
+        match primed {
+            Ok(set) => {
+                tracing::info!(target: "keygate::keys", kid = %set.signing_key(SystemClock.now_ms()).kid, "keys loaded")
+            }
+            Err(e) => tracing::error!(
+                target: "keygate::keys",
+                error = %e,
+                "no signing keys at init: key-dependent requests answer 503 until the secret holds a key set"
+            ),
+        }
+    }
+
+    /// The setting that names the key secret, and its id, when the function reads one.
+    fn init_secret<'a>(access: KeyAccess, id: Option<&'a str>) -> Option<InitSecret<'a>> {
+        let setting = match access {
+            KeyAccess::Private => settings::KEYS_SECRET_ID.env,
+            KeyAccess::Public => settings::PUBLIC_KEYS_SECRET_ID.env,
+            KeyAccess::None => return None,
+        };
+        id.map(|id| InitSecret { setting, id })
+    }
+}
+
+/// Every secret a function reads at init, read in one call ([`secrets::read_at_init`]), each value
+/// (or its error) handed back by what it is.
+struct InitValues {
+    keys: Option<Result<String, String>>,
+    server_key: Option<Result<String, String>>,
+    factor_keys: Option<Result<String, String>>,
+}
+
+impl InitValues {
+    async fn read(
+        client: &aws_sdk_secretsmanager::Client,
+        keys: Option<InitSecret<'_>>,
+        server_key: Option<InitSecret<'_>>,
+        factor_keys: Option<InitSecret<'_>>,
+    ) -> Self {
+        let wanted: Vec<InitSecret> = [keys, server_key, factor_keys]
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut values = secrets::read_at_init(client, &wanted).await.into_iter();
+        let mut next = |secret: Option<InitSecret>| {
+            secret.map(|s| {
+                values
+                    .next()
+                    .unwrap_or_else(|| Err(format!("{}: not read at init", s.setting)))
+            })
+        };
+        Self {
+            keys: next(keys),
+            server_key: next(server_key),
+            factor_keys: next(factor_keys),
+        }
+    }
 }
 
 impl keygate_core::KeySource for FunctionKeys {
@@ -399,8 +464,8 @@ pub fn run_function_from_env() -> ExitCode {
     }
 }
 
-/// `main` of an API function: init (settings, metrics, SDK, keys, then the store its table use
-/// opens), then the runtime loop answering its endpoints.
+/// `main` of an API function: init (settings, metrics, SDK, then its secrets in one read beside the
+/// opening of its table's connection), then the runtime loop answering its endpoints.
 pub fn run_http<T: TableUse>(function: &'static ApiFunction<T>) -> ExitCode {
     let facts = function.facts();
     start(async move {
@@ -424,25 +489,42 @@ pub fn run_http<T: TableUse>(function: &'static ApiFunction<T>) -> ExitCode {
             settings.keys_secret_id.as_deref(),
             settings.auth.key_cache_ttl(),
         );
-        // The ring's read beside the store's: on AWS one more concurrent request, not one more round
-        // trip on the init path. (moto answers one request at a time, so tests/bench/results.md shows
-        // account-mfa's init a request longer than the others' either way.)
-        let (opened, factor_keys) =
-            tokio::join!(T::open(settings.table, &sdk_config, &keys), async {
-                match &settings.factor_keys_secret_id {
-                    Some(id) => secrets::read_factor_keys(&secrets_client, id)
-                        .await
-                        .map(Some),
-                    None => Ok(None),
-                }
-            });
-        let (store, audit_key) = match opened {
-            Ok(opened) => opened,
+        let server_key_id = T::server_key_secret_id(&settings.table).map(str::to_owned);
+        // At most two requests at init, concurrent: every secret in one, the table's connection in the other.
+        let (store, read) = tokio::join!(
+            T::open(settings.table, &sdk_config),
+            InitValues::read(
+                &secrets_client,
+                FunctionKeys::init_secret(settings.key_access, settings.keys_secret_id.as_deref()),
+                server_key_id.as_deref().map(|id| InitSecret {
+                    setting: settings::SERVER_KEY_SECRET_ID.env,
+                    id,
+                }),
+                settings
+                    .factor_keys_secret_id
+                    .as_deref()
+                    .map(|id| InitSecret {
+                        setting: settings::FACTOR_KEYS_SECRET_ID.env,
+                        id,
+                    }),
+            )
+        );
+        keys.prime(read.keys);
+        let audit_key = match read.server_key {
+            Some(text) => text.and_then(|text| secrets::parse_server_key(&text)),
+            None => AuditKey::generate(),
+        };
+        let audit_key = match audit_key {
+            Ok(key) => key,
             Err(e) => return init_failed("Runtime.InitError", &e).await,
         };
-        let factor_keys = match factor_keys {
-            Ok(ring) => ring,
-            Err(e) => return init_failed("Runtime.InitError", &e).await,
+        let factor_keys = match read
+            .factor_keys
+            .map(|r| r.and_then(|t| secrets::parse_factor_keys(&t)))
+        {
+            None => None,
+            Some(Ok(ring)) => Some(ring),
+            Some(Err(e)) => return init_failed("Runtime.InitError", &e).await,
         };
         let service = match AuthService::new(settings.auth, store, keys, SystemClock, audit_key) {
             Ok(service) => match factor_keys {
@@ -465,22 +547,6 @@ pub fn run_http<T: TableUse>(function: &'static ApiFunction<T>) -> ExitCode {
             .await,
         )
     })
-}
-
-async fn warm_keys(keys: &FunctionKeys) {
-    let FunctionKeys::Secret(keys) = keys else {
-        return;
-    };
-    match keys.key_set().await {
-        Ok(set) => {
-            tracing::info!(target: "keygate::keys", kid = %set.signing_key(SystemClock.now_ms()).kid, "keys loaded")
-        }
-        Err(e) => tracing::error!(
-            target: "keygate::keys",
-            error = %e,
-            "no signing keys at init: key-dependent requests answer 503 until the secret holds a key set"
-        ),
-    }
 }
 
 /// Answers one API Gateway event.
@@ -631,8 +697,17 @@ pub fn run_mailer() -> ExitCode {
         let sdk_config = sdk::load().await;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), table.table_name);
         let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config);
-        let server_key = match secrets::read_server_key(&secrets, &table.server_key_secret_id).await
-        {
+        let server_key = InitSecret {
+            setting: settings::SERVER_KEY_SECRET_ID.env,
+            id: &table.server_key_secret_id,
+        };
+        let read = secrets::read_at_init(&secrets, &[server_key]).await;
+        let server_key = match read.into_iter().next() {
+            Some(Ok(text)) => secrets::parse_server_key(&text),
+            Some(Err(e)) => Err(e),
+            None => Err(format!("{}: not read at init", server_key.setting)),
+        };
+        let server_key = match server_key {
             Ok(key) => key,
             Err(e) => return init_failed("Runtime.InitError", &e).await,
         };
