@@ -39,7 +39,7 @@ export function acknowledgeFunctionRole(policy: iam.Policy | IConstruct): void {
   ack(
     policy,
     'AwsSolutions-IAM5[Resource::*]',
-    'xray:PutTraceSegments and xray:PutTelemetryRecords (active tracing) support no resource-level permissions; every other statement of this role names its resource.',
+    'xray:PutTraceSegments and xray:PutTelemetryRecords (active tracing) and secretsmanager:BatchGetSecretValue (every secret of the init in one call) support no resource-level permissions; BatchGetSecretValue opens nothing by itself (each secret of a batch is authorised as a GetSecretValue on its own ARN, granted for this function\'s secrets only); every other statement of this role names its resource.',
   );
 }
 

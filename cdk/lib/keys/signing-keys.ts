@@ -171,8 +171,27 @@ export class SigningKeys extends Construct {
     this.grantReadOne(fn, this.factorKeys, 'FactorKeys');
   }
 
-  /** `Read<which>` (GetSecretValue on `secret`) and `Decrypt<which>ViaSecretsManager` (its ARN as encryption context). */
+  /** The functions granted `ReadSecretsAtInit`, so that each gets the statement once. */
+  private readonly readingAtInit = new Set<lambda.IFunction>();
+
+  /**
+   * `Read<which>` (GetSecretValue on `secret`) and `Decrypt<which>ViaSecretsManager` (its ARN as
+   * encryption context); and, once per function, `ReadSecretsAtInit`: BatchGetSecretValue, with which
+   * a function reads all its secrets at init in one call (handlers/aws/src/secrets.rs,
+   * `read_at_init`). That action has no resource type, so its resource is `*`; it opens nothing by
+   * itself: Secrets Manager still authorises each secret of a batch as a GetSecretValue on its ARN.
+   */
   private grantReadOne(fn: lambda.IFunction, secret: secretsmanager.ISecret, which: string): void {
+    if (!this.readingAtInit.has(fn)) {
+      this.readingAtInit.add(fn);
+      fn.addToRolePolicy(
+        new iam.PolicyStatement({
+          sid: 'ReadSecretsAtInit',
+          actions: ['secretsmanager:BatchGetSecretValue'],
+          resources: ['*'],
+        }),
+      );
+    }
     fn.addToRolePolicy(
       new iam.PolicyStatement({
         sid: `Read${which}`,
