@@ -13,8 +13,8 @@
 # factors with pyotp as the authenticator app; the smoke tool against a local server; the OpenAPI document validated
 # (openapi-spec-validator) and fuzzed against a local server (schemathesis); the CDK tests (jest); a
 # real `cdk synth` of every stage
-# and the pipeline with the Rust functions built by cargo-lambda and cdk-nag enforced; cfn-lint on every
-# synthesised template.
+# and the pipeline with the Rust functions built by cargo-lambda and cdk-nag enforced; every function of
+# that binary under a local Lambda Runtime API against moto; cfn-lint on every synthesised template.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -82,6 +82,10 @@ npm test --silent
 
 step "cdk synth of every stage and the pipeline, Rust bundled by cargo-lambda, cdk-nag enforced"
 npm run --silent synth:all
+
+step "every function of the bundled binary as Lambda runs it (a local Runtime API), against moto"
+# The synth above built it into the target directory (cargo-lambda, release, x86_64).
+bash tests/moto/with-moto.sh python tests/moto/lambda_e2e.py --lambda-dir "$target/lambda"
 
 step "cfn-lint on every template"
 npm run --silent lint:cfn

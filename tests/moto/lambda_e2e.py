@@ -7,9 +7,14 @@ Needs `cargo lambda build --release -p keygate-functions` first (target/lambda/k
 the one binary every function runs, told which by KEYGATE_FUNCTION). Each function runs under
 the local Runtime API of lambda_runtime_api.py and gets API Gateway REST (v1) proxy events for stage
 `dev`; DynamoDB and Secrets Manager are moto's (the environment of with-moto.sh). Checks: a configuration
-error (a bad value, or an unknown KEYGATE_FUNCTION) is an init error naming the variable; a secret without a key set answers 503 problem+json; the
-rotate-keys function's four steps; every route; EMF metrics and JSON logs on stdout. Ends with the line
-`N passed, N failed` and a non-zero status on failure.
+error (a bad value, or an unknown KEYGATE_FUNCTION) is an init error naming the variable, and so is a
+secret init cannot read (the functions read theirs in one BatchGetSecretValue); a secret without a key
+set answers 503 problem+json; the rotate-keys function's four steps; the account lifecycle through
+register, login, refresh, me, change-password, logout and logout-all, a TOTP enrolment through
+account-mfa (three secrets at init), the key documents; EMF metrics and JSON logs on stdout. Ends with
+the line `N passed, N failed` and a non-zero status on failure. The users skip email verification
+(KEYGATE_REQUIRE_VERIFIED_EMAIL=false): the mail flows are tested with an SMTP sink in
+tests/e2e/email_smtp.py and on DynamoDB in handlers/aws/tests/moto.rs.
 """
 
 import argparse
@@ -155,12 +160,17 @@ def main():
     public_arn = sm.create_secret(Name="keygate-e2e-public-keys-" + uuid.uuid4().hex[:8], SecretString=uuid.uuid4().hex + "!#A")["ARN"]
     # What CDK generates: 64 hex digits (the HMAC key of audit email hashes).
     server_key_arn = sm.create_secret(Name="keygate-e2e-server-key-" + uuid.uuid4().hex[:8], SecretString=os.urandom(32).hex())["ARN"]
+    # What CDK generates from the template {"current": "k1"}: a key id named current and its material.
+    factor_keys_arn = sm.create_secret(Name="keygate-e2e-factor-keys-" + uuid.uuid4().hex[:8],
+                                       SecretString=json.dumps({"current": "k1", "k1": os.urandom(32).hex()}))["ARN"]
 
     env = {
         "KEYGATE_TABLE_NAME": table,
         "KEYGATE_KEYS_SECRET_ID": secret_arn,
         "KEYGATE_PUBLIC_KEYS_SECRET_ID": public_arn,
         "KEYGATE_SERVER_KEY_SECRET_ID": server_key_arn,
+        "KEYGATE_FACTOR_KEYS_SECRET_ID": factor_keys_arn,
+        "KEYGATE_REQUIRE_VERIFIED_EMAIL": "false",
         "KEYGATE_ISSUER": f"https://{HOST}/{STAGE}",
         "KEYGATE_AUDIENCE": "keygate",
         "KEYGATE_METRICS_NAMESPACE": f"Keygate/{STAGE}",
@@ -188,6 +198,14 @@ def main():
     error = outcome["init_error"] or {}
     c.check("config error -> /runtime/init/error naming the variable",
             "KEYGATE_ACCESS_TOKEN_TTL_SECONDS" in str(error.get("errorMessage")) and outcome["exit_code"] not in (0, None),
+            json.dumps(outcome))
+
+    # A secret init cannot read is an init error naming its setting (read with the others in one call).
+    missing = server_key_arn + "-missing"
+    outcome = fns.run("me", [rest_event("GET", "/auth/me")], env={"KEYGATE_SERVER_KEY_SECRET_ID": missing})
+    error = outcome["init_error"] or {}
+    c.check("an unreadable secret -> /runtime/init/error naming its variable",
+            "KEYGATE_SERVER_KEY_SECRET_ID" in str(error.get("errorMessage")) and outcome["exit_code"] not in (0, None),
             json.dumps(outcome))
 
     # No key set yet: 503 problem+json, no crash.
@@ -218,6 +236,11 @@ def main():
     status, login, _, out = fns.http("login", "POST", "/auth/login", {"email": email, "password": PASSWORD})
     c.check("POST /auth/login -> 200 token response", status == 200 and (login or {}).get("token_type") == "Bearer", f"{status} {login} {out}")
     login = login or {}
+
+    # account-mfa reads the signing keys, the server key and the TOTP data-key ring at init.
+    status, factor, _, out = fns.http("account-mfa", "POST", "/auth/mfa/totp", {}, bearer=login.get("access_token"))
+    c.check("POST /auth/mfa/totp -> 200 a pending factor", status == 200 and str((factor or {}).get("otpauth_uri", "")).startswith("otpauth://totp/"),
+            f"{status} {factor} {out}")
 
     status, refreshed, _, out = fns.http("refresh", "POST", "/auth/refresh", {"refresh_token": login.get("refresh_token")})
     c.check("POST /auth/refresh -> 200", status == 200 and "access_token" in (refreshed or {}), f"{status} {refreshed}")
