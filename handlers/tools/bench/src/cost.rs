@@ -39,7 +39,9 @@ pub struct Profile {
     /// POST /auth/mfa/totp/disable.
     pub mfa_disables_per_user_month: f64,
     /// Share of each function's invocations that start a new execution environment (cold start):
-    /// billed init, one GetSecretValue per secret the function reads, one KMS Decrypt each.
+    /// billed init, its secrets read in one BatchGetSecretValue (counted as one call per secret: the
+    /// pricing page does not say how a batch is billed, and CloudTrail logs a GetSecretValue per
+    /// secret), one KMS Decrypt each.
     pub cold_start_share: f64,
     /// "rest" (the prod stage's REST API, the one WAF attaches to) or "http" (HTTP API, no WAF).
     pub api: Api,
@@ -623,7 +625,7 @@ pub fn estimate(
     lines.push(Line {
         what: "Secrets Manager".into(),
         quantity: format!(
-            "{SECRETS} secrets x ${} + {} GetSecretValue x ${}/10k",
+            "{SECRETS} secrets x ${} + {} secrets read x ${}/10k",
             prices.secret_month.usd,
             count(secret_calls),
             prices.secrets_api_per_10k.usd
@@ -631,7 +633,7 @@ pub fn estimate(
         usd: f64::from(SECRETS) * prices.secret_month.usd
             + secret_calls / 1e4 * prices.secrets_api_per_10k.usd,
     });
-    // Every GetSecretValue decrypts with the stage's customer managed key.
+    // Every secret read decrypts with the stage's customer managed key.
     lines.push(Line {
         what: "KMS".into(),
         quantity: format!(
