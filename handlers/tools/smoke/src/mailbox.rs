@@ -14,13 +14,16 @@ pub fn token_in(text: &str) -> Option<String> {
     (!token.is_empty()).then_some(token)
 }
 
-/// The first run of exactly 8 digits on a line without a URL (a link's token may hold digits).
+/// The 8 digits after the first `code:` that is followed by exactly 8 digits, as the mails of
+/// handlers/core/src/mail.rs present it ("Or enter this code: 39311040"). Any other run of digits
+/// is not the code: the throwaway address itself (in `To:`, hex after the timestamp) may hold 8.
 pub fn code_in(text: &str) -> Option<String> {
-    text.lines()
-        .filter(|line| !line.contains("://"))
-        .flat_map(|line| line.split(|c: char| !c.is_ascii_digit()))
-        .find(|run| run.len() == 8)
-        .map(str::to_owned)
+    let lower = text.to_ascii_lowercase();
+    lower.match_indices("code:").find_map(|(at, label)| {
+        let rest = text[at + label.len()..].trim_start();
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        (digits.len() == 8).then_some(digits)
+    })
 }
 
 /// An `.eml` file quoted-printable decoded (soft line breaks joined, `=XX` bytes restored): the
@@ -111,6 +114,15 @@ mod tests {
         assert_eq!(code_in(&text).as_deref(), Some("39311040"));
         assert_eq!(recipient(eml).as_deref(), Some("ada@example.com"));
         assert_eq!(token_in("no link"), None);
-        assert_eq!(code_in("1234567 and 123456789"), None);
+        assert_eq!(code_in("code: 1234567 and code: 123456789"), None);
+    }
+
+    #[test]
+    fn eight_digits_in_the_address_are_not_taken_for_the_code() {
+        // The address CI once drew: its hex tag holds "39283171" between letters.
+        let eml = "To: smoke-1796496772-9582f39283171a92@smoke.keygate.invalid\r\n\r\n\
+                   Hi smoke-1796496772-9582f39283171a92@smoke.keygate.invalid\r\n\
+                   Or enter this code: 01234567\r\n";
+        assert_eq!(code_in(&decode_eml(eml)).as_deref(), Some("01234567"));
     }
 }
