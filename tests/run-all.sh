@@ -84,8 +84,13 @@ step "cdk synth of every stage and the pipeline, Rust bundled by cargo-lambda, c
 npm run --silent synth:all
 
 step "every function of the bundled binary as Lambda runs it (a local Runtime API), against moto"
-# The synth above built it into the target directory (cargo-lambda, release, x86_64).
-bash tests/moto/with-moto.sh python tests/moto/lambda_e2e.py --lambda-dir "$target/lambda"
+# The synth above built it (cargo-lambda, release, x86_64) into each stage's function asset.
+bootstrap=$(find cdk.out -path '*asset.*' -name bootstrap -type f | head -n 1)
+if [ -z "$bootstrap" ]; then
+  echo "no function bootstrap in cdk.out after the synth" >&2
+  exit 1
+fi
+bash tests/moto/with-moto.sh python tests/moto/lambda_e2e.py --bootstrap "$bootstrap"
 
 step "cfn-lint on every template"
 npm run --silent lint:cfn

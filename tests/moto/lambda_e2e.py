@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Every built Lambda function, as Lambda runs it, against moto.
 
-    tests/moto/with-moto.sh .venv/bin/python tests/moto/lambda_e2e.py [--lambda-dir target/lambda]
+    tests/moto/with-moto.sh .venv/bin/python tests/moto/lambda_e2e.py [--lambda-dir target/lambda | --bootstrap FILE]
 
 Needs `cargo lambda build --release -p keygate-functions` first (target/lambda/keygate-functions/bootstrap,
 the one binary every function runs, told which by KEYGATE_FUNCTION). Each function runs under
@@ -135,7 +135,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     parser.add_argument("--lambda-dir", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")), "lambda"))
+    parser.add_argument("--bootstrap", help="the binary itself (a cdk.out asset's bootstrap), instead of the one under --lambda-dir")
     args = parser.parse_args()
+    if args.bootstrap:
+        # lambda-dir/<binary>/bootstrap is the layout the rest of the script reads.
+        args.lambda_dir = tempfile.mkdtemp(prefix="keygate-lambda-dir-")
+        os.mkdir(os.path.join(args.lambda_dir, CONTRACT["binary"]))
+        os.symlink(os.path.abspath(args.bootstrap), bootstrap_in(args.lambda_dir))
     for var in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SECRETS_MANAGER"):
         if not os.environ.get(var):
             print(f"{var} is not set: run through tests/moto/with-moto.sh", file=sys.stderr)
