@@ -1054,6 +1054,18 @@ mod tests {
             .collect()
     }
 
+    /// `profile` at 10 ms warm and 100 ms init for every function, with no measured calls.
+    fn estimate_flat(profile: &Profile) -> Estimate {
+        estimate(
+            profile,
+            &PRICES,
+            &flat_durations(),
+            &BTreeMap::new(),
+            0,
+            &LogBytes::default(),
+        )
+    }
+
     fn line<'a>(e: &'a Estimate, what: &str) -> &'a Line {
         e.lines
             .iter()
@@ -1120,14 +1132,7 @@ mod tests {
         let all = endpoints(&p);
         let logout = all.iter().find(|e| e.function == "logout").unwrap();
         assert_eq!((logout.rru, logout.wru), (4.0, 31.0));
-        let e = estimate(
-            &p,
-            &PRICES,
-            &flat_durations(),
-            &BTreeMap::new(),
-            0,
-            &LogBytes::default(),
-        );
+        let e = estimate_flat(&p);
         // 20,000 x (0.1 + 0.05) = 3,000 mails x $0.10/1000 = $0.30.
         close(line(&e, "SES").usd, 0.3);
         let mailer = e.functions.iter().find(|f| f.name == "mailer").unwrap();
@@ -1237,14 +1242,7 @@ mod tests {
                 mfa_login_share: share,
                 ..small()
             };
-            estimate(
-                &p,
-                &PRICES,
-                &flat_durations(),
-                &BTreeMap::new(),
-                0,
-                &LogBytes::default(),
-            )
+            estimate_flat(&p)
         };
         let (none, all, half) = (month(0.0), month(1.0), month(0.5));
         // One verify per TOTP login: 20,000 MAU x 1 login.
@@ -1297,14 +1295,7 @@ mod tests {
             mfa_disables_per_user_month: 0.005,
             ..small()
         };
-        let e = estimate(
-            &p,
-            &PRICES,
-            &flat_durations(),
-            &BTreeMap::new(),
-            0,
-            &LogBytes::default(),
-        );
+        let e = estimate_flat(&p);
         // 200 enrolments (2 requests each), 400 new sets of recovery codes, 100 disables.
         close(function(&e, "account-mfa").invocations, 900.0);
         // Every one a bearer check, 2.5 RRU; WRU: 200 x 1 + 200 x 8 + 400 x 6 + 100 x 6.
