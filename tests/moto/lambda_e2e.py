@@ -4,7 +4,8 @@
     tests/moto/with-moto.sh .venv/bin/python tests/moto/lambda_e2e.py [--lambda-dir target/lambda | --bootstrap FILE]
 
 Needs `cargo lambda build --release -p keygate-functions` first (target/lambda/keygate-functions/bootstrap,
-the one binary every function runs, told which by KEYGATE_FUNCTION). Each function runs under
+the one binary every function runs, told which by KEYGATE_FUNCTION), or --bootstrap naming that binary
+elsewhere (tests/run-all.sh passes the one `cdk synth` bundled into cdk.out). Each function runs under
 the local Runtime API of lambda_runtime_api.py and gets API Gateway REST (v1) proxy events for stage
 `dev`; DynamoDB and Secrets Manager are moto's (the environment of with-moto.sh). Checks: a configuration
 error (a bad value, or an unknown KEYGATE_FUNCTION) is an init error naming the variable, and so is a
@@ -95,8 +96,8 @@ def bootstrap_in(lambda_dir):
 
 
 class Functions:
-    def __init__(self, lambda_dir, env, log_dir):
-        self.lambda_dir = lambda_dir
+    def __init__(self, bootstrap, env, log_dir):
+        self.bootstrap = bootstrap
         self.env = env
         self.log_dir = log_dir
         self.init_ms = {}
@@ -106,7 +107,7 @@ class Functions:
 
     def run(self, name, events, env=None):
         env = {**self.env, FUNCTION_VARIABLE: name, **(env or {})}
-        outcome = invoke(bootstrap_in(self.lambda_dir), events, env, timeout=60, log_path=self.log_path(name))
+        outcome = invoke(self.bootstrap, events, env, timeout=60, log_path=self.log_path(name))
         if outcome["init_ms"] is not None:
             self.init_ms.setdefault(name, outcome["init_ms"])
         return outcome
@@ -137,11 +138,7 @@ def main():
     parser.add_argument("--lambda-dir", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")), "lambda"))
     parser.add_argument("--bootstrap", help="the binary itself (a cdk.out asset's bootstrap), instead of the one under --lambda-dir")
     args = parser.parse_args()
-    if args.bootstrap:
-        # lambda-dir/<binary>/bootstrap is the layout the rest of the script reads.
-        args.lambda_dir = tempfile.mkdtemp(prefix="keygate-lambda-dir-")
-        os.mkdir(os.path.join(args.lambda_dir, CONTRACT["binary"]))
-        os.symlink(os.path.abspath(args.bootstrap), bootstrap_in(args.lambda_dir))
+    bootstrap = os.path.abspath(args.bootstrap) if args.bootstrap else bootstrap_in(args.lambda_dir)
     for var in ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SECRETS_MANAGER"):
         if not os.environ.get(var):
             print(f"{var} is not set: run through tests/moto/with-moto.sh", file=sys.stderr)
@@ -184,11 +181,11 @@ def main():
         "RUST_LOG": "info",
     }
     log_dir = tempfile.mkdtemp(prefix="keygate-lambda-e2e-")
-    fns = Functions(args.lambda_dir, env, log_dir)
+    fns = Functions(bootstrap, env, log_dir)
     c = Checks()
 
-    if not os.path.exists(bootstrap_in(args.lambda_dir)):
-        print(f"missing {bootstrap_in(args.lambda_dir)} (run cargo lambda build --release -p {CONTRACT['binary']})", file=sys.stderr)
+    if not os.path.exists(bootstrap):
+        print(f"missing {bootstrap} (run cargo lambda build --release -p {CONTRACT['binary']})", file=sys.stderr)
         return 2
 
     # A binary told no function, or one that does not exist, names the variable and the functions.
